@@ -1,0 +1,269 @@
+//! The ingress's connection to RabbitMQ: one supervised session at a time, re-established by
+//! itself after the broker goes away. While there is no session, requests are refused at once
+//! (503 in each dialect's shape) instead of waiting.
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use confab_contract::{
+    Cancel, HEADER_VERSION, Job, Names, QueueLimits, VERSION, declare_work_topology,
+};
+use futures_util::StreamExt;
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties,
+    options::{BasicPublishOptions, ConfirmSelectOptions},
+    types::{AMQPValue, FieldTable},
+};
+use tokio::sync::watch;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::config::ReplyMode;
+use crate::relay::{Relay, SharedRoutes};
+
+/// One live connection with its channels.
+pub struct Session {
+    connection: Connection,
+    /// Confirm-mode channel for jobs and cancels.
+    publish: Channel,
+    pub relay: Relay,
+    /// Flips to true when this session is lost, so waiting requests end at once.
+    lost: watch::Sender<bool>,
+}
+
+impl Session {
+    pub fn lost(&self) -> watch::Receiver<bool> {
+        self.lost.subscribe()
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.connection.status().connected()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the broker is unavailable: {0}")]
+    Unavailable(String),
+    /// The work queue is at its length limit and refused the job.
+    #[error("the work queue is full")]
+    QueueFull,
+    #[error("encoding the job failed: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl From<lapin::Error> for PublishError {
+    fn from(error: lapin::Error) -> Self {
+        PublishError::Unavailable(error.to_string())
+    }
+}
+
+pub struct Broker {
+    current: RwLock<Option<Arc<Session>>>,
+    names: Names,
+}
+
+/// What the supervisor needs to open sessions.
+#[derive(Clone)]
+pub struct BrokerSettings {
+    pub amqp_url: String,
+    pub names: Names,
+    pub queue_limits: QueueLimits,
+    pub reply_mode: ReplyMode,
+    /// Names this process's shared reply queue.
+    pub ingress_id: String,
+}
+
+impl Broker {
+    /// Start the supervisor; returns once the first connection attempt finished (successfully
+    /// or not), so a healthy start serves its first request without a 503.
+    pub async fn start(settings: BrokerSettings, routes: SharedRoutes) -> Arc<Broker> {
+        let broker = Arc::new(Broker {
+            current: RwLock::new(None),
+            names: settings.names.clone(),
+        });
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(supervise(broker.clone(), settings, routes, first_tx));
+        let _ = first_rx.await;
+        broker
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    /// The live session, if any.
+    pub fn session(&self) -> Option<Arc<Session>> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .filter(|s| s.is_alive())
+    }
+
+    fn set(&self, session: Option<Arc<Session>>) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = session;
+    }
+
+    /// Publish a job and wait for the broker's confirmation that it is queued.
+    pub async fn publish_job(&self, session: &Session, job: &Job) -> Result<(), PublishError> {
+        let body = confab_contract::encode(job)?;
+        let remaining_ms = (job.deadline_ms - confab_contract::now_ms()).max(1);
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_message_id(job.request_id.to_string().into())
+            .with_correlation_id(job.request_id.to_string().into())
+            .with_reply_to(job.reply_to.as_str().into())
+            // The job expires in the queue at its deadline; workers also check it on receipt.
+            .with_expiration(remaining_ms.to_string().into())
+            .with_headers(version_header());
+        let confirmation = session
+            .publish
+            .basic_publish(
+                "".into(),
+                self.names.jobs().as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    immediate: false,
+                },
+                &body,
+                properties,
+            )
+            .await?
+            .await?;
+        match confirmation {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(_)) => Err(PublishError::Unavailable(
+                "the work queue does not exist".into(),
+            )),
+            Confirmation::Nack(_) => Err(PublishError::QueueFull),
+            Confirmation::NotRequested => Ok(()),
+        }
+    }
+
+    /// Tell every worker that the caller of `request_id` is gone. Best effort: a worker also
+    /// notices through its unroutable reply publishes.
+    pub async fn broadcast_cancel(&self, request_id: Uuid) {
+        let Some(session) = self.session() else {
+            return;
+        };
+        let cancel = Cancel {
+            v: VERSION,
+            request_id,
+        };
+        let Ok(body) = confab_contract::encode(&cancel) else {
+            return;
+        };
+        let published = session
+            .publish
+            .basic_publish(
+                self.names.cancel_exchange().as_str().into(),
+                "".into(),
+                BasicPublishOptions::default(),
+                &body,
+                BasicProperties::default().with_headers(version_header()),
+            )
+            .await;
+        if let Err(e) = published {
+            warn!(%request_id, error = %e, "cancel broadcast failed");
+        }
+    }
+}
+
+pub fn version_header() -> FieldTable {
+    let mut headers = FieldTable::default();
+    headers.insert(HEADER_VERSION.into(), AMQPValue::ShortUInt(VERSION));
+    headers
+}
+
+async fn open(settings: &BrokerSettings, routes: &SharedRoutes) -> Result<Session, String> {
+    let properties = ConnectionProperties::default()
+        .with_connection_name(format!("confab-ingress {}", settings.ingress_id).into());
+    let connection = Connection::connect(&settings.amqp_url, properties)
+        .await
+        .map_err(|e| e.to_string())?;
+    let publish = connection
+        .create_channel()
+        .await
+        .map_err(|e| e.to_string())?;
+    publish
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    declare_work_topology(&publish, &settings.names, settings.queue_limits)
+        .await
+        .map_err(|e| e.to_string())?;
+    let replies = connection
+        .create_channel()
+        .await
+        .map_err(|e| e.to_string())?;
+    let relay = Relay::open(settings, replies, routes.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let (lost, _) = watch::channel(false);
+    Ok(Session {
+        connection,
+        publish,
+        relay,
+        lost,
+    })
+}
+
+async fn supervise(
+    broker: Arc<Broker>,
+    settings: BrokerSettings,
+    routes: SharedRoutes,
+    first: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut first = Some(first);
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match open(&settings, &routes).await {
+            Ok(session) => {
+                info!(mode = ?settings.reply_mode, "connected to the broker");
+                backoff = Duration::from_millis(200);
+                let session = Arc::new(session);
+                broker.set(Some(session.clone()));
+                if let Some(first) = first.take() {
+                    let _ = first.send(());
+                }
+                wait_until_lost(&session).await;
+                warn!("lost the broker connection; reconnecting");
+                broker.set(None);
+                session.lost.send_replace(true);
+                routes.fail_all();
+            }
+            Err(e) => {
+                warn!(error = %e, retry_in = ?backoff, "cannot connect to the broker");
+                if let Some(first) = first.take() {
+                    let _ = first.send(());
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn wait_until_lost(session: &Session) {
+    let mut events = session.connection.events_listener();
+    let mut check = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            event = events.next() => match event {
+                Some(lapin::Event::Error(e)) => {
+                    warn!(error = %e, "broker connection error");
+                    return;
+                }
+                None => return,
+                Some(_) => {}
+            },
+            _ = check.tick() => {
+                if !session.is_alive() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Ingress configuration, read once from `CONFAB_*` variables at start. Every variable and its
+//! default is listed in the README.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use confab_contract::settings::{ConfigError, SharedSettings, parsed_var, var_or};
+
+/// How reply events travel back to the ingress (see `relay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    /// One exclusive queue per request.
+    PerRequest,
+    /// One exclusive queue per ingress process, events routed by correlation id.
+    Shared,
+}
+
+impl std::str::FromStr for ReplyMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "per-request" => Ok(ReplyMode::PerRequest),
+            "shared" => Ok(ReplyMode::Shared),
+            other => Err(format!("{other:?} is neither `per-request` nor `shared`")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct IngressConfig {
+    pub shared: SharedSettings,
+    /// `CONFAB_LISTEN`, default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// `CONFAB_REPLY_MODE`, default `per-request`.
+    pub reply_mode: ReplyMode,
+    /// How long a request may take before the ingress gives up and the job expires.
+    /// `CONFAB_JOB_DEADLINE_SECS`, default 120.
+    pub job_deadline: Duration,
+    /// Largest request body accepted. `CONFAB_MAX_BODY_BYTES`, default 1 MiB.
+    pub max_body_bytes: usize,
+    /// `CONFAB_DATABASE_POOL_SIZE`, default 16.
+    pub database_pool_size: usize,
+    /// How long a stopping ingress lets open streams finish. `CONFAB_SHUTDOWN_GRACE_SECS`,
+    /// default 30.
+    pub shutdown_grace: Duration,
+}
+
+impl IngressConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let job_deadline = Duration::from_secs(parsed_var("CONFAB_JOB_DEADLINE_SECS", 120u64)?);
+        if job_deadline.is_zero() {
+            return Err(ConfigError {
+                var: "CONFAB_JOB_DEADLINE_SECS",
+                problem: "must be at least 1".into(),
+            });
+        }
+        Ok(Self {
+            shared: SharedSettings::from_env()?,
+            listen: parsed_var("CONFAB_LISTEN", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            reply_mode: var_or("CONFAB_REPLY_MODE", "per-request")
+                .parse()
+                .map_err(|problem| ConfigError {
+                    var: "CONFAB_REPLY_MODE",
+                    problem,
+                })?,
+            job_deadline,
+            max_body_bytes: parsed_var("CONFAB_MAX_BODY_BYTES", 1024 * 1024)?,
+            database_pool_size: parsed_var("CONFAB_DATABASE_POOL_SIZE", 16)?,
+            shutdown_grace: Duration::from_secs(parsed_var("CONFAB_SHUTDOWN_GRACE_SECS", 30)?),
+        })
+    }
+}

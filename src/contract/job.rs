@@ -1,0 +1,108 @@
+//! The chat job: one per request, published by the ingress to the work queue.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Versioned;
+
+/// Everything a worker needs to answer one turn. The ingress has already authenticated the
+/// caller and resolved every name to an id; the worker trusts these ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub v: u16,
+    /// Correlates every log line, reply event and cancel of this request.
+    pub request_id: Uuid,
+    pub tenant_id: Uuid,
+    pub assistant: AssistantRef,
+    /// Public conversation id (client-chosen in some dialects, minted by the ingress otherwise).
+    pub conversation_id: String,
+    pub identity_id: Option<Uuid>,
+    pub channel_id: Option<Uuid>,
+    pub message: Message,
+    /// Caller metadata, stored with the user turn.
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Knowledge folders to search for this turn.
+    #[serde(default)]
+    pub folder_ids: Vec<Uuid>,
+    /// Whether the caller relays tokens as they come (SSE) or waits for the whole answer.
+    pub stream: bool,
+    /// When the ingress stops waiting (ms since epoch); a worker drops a job past it.
+    pub deadline_ms: i64,
+    /// When the ingress published the job (ms since epoch), for queue-time figures.
+    pub published_ms: i64,
+    /// Routing key (a queue name on the default exchange) for this request's reply events.
+    pub reply_to: String,
+}
+
+impl Versioned for Job {
+    fn version(&self) -> u16 {
+        self.v
+    }
+}
+
+/// Which assistant answers: a stored one, or an unsaved configuration (preview mode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AssistantRef {
+    Stored { id: Uuid },
+    Preview(PreviewAssistant),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviewAssistant {
+    pub name: String,
+    pub instructions: String,
+    /// `builtin` or `openai/<model-name>`.
+    pub model: String,
+}
+
+/// One conversation turn as the caller sent it. `id` is the idempotency key of the turn within
+/// its conversation: the same id twice is stored once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: String,
+    pub role: Role,
+    pub content: String,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+    System,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::System => "system",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "user" => Some(Role::User),
+            "assistant" => Some(Role::Assistant),
+            "system" => Some(Role::System),
+            _ => None,
+        }
+    }
+}
+
+/// Broadcast on the cancel exchange when a request's caller is gone (or asked to stop).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cancel {
+    pub v: u16,
+    pub request_id: Uuid,
+}
+
+impl Versioned for Cancel {
+    fn version(&self) -> u16 {
+        self.v
+    }
+}

@@ -1,0 +1,135 @@
+//! Reply events: what a worker sends to a request's reply destination, in this order:
+//! `accepted`, any number of `delta`s (and `keepalive`s while the model is silent), then exactly
+//! one of `done` or `error`. A redelivered job starts again with a new `accepted` whose `attempt`
+//! is higher; its deltas restart at `seq` 0.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Versioned;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub v: u16,
+    #[serde(flatten)]
+    pub event: ReplyEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ReplyEvent {
+    /// A worker took the job. `attempt` is 1 on the first delivery.
+    Accepted {
+        worker: String,
+        attempt: u32,
+    },
+    /// Model output since the previous delta (coalesced over a few milliseconds).
+    Delta {
+        seq: u32,
+        text: String,
+    },
+    /// Sent while the model is silent, so a vanished caller is noticed within a second.
+    Keepalive,
+    Done(Done),
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl ReplyEvent {
+    /// Whether this event ends the request's stream.
+    pub fn is_final(&self) -> bool {
+        matches!(self, ReplyEvent::Done(_) | ReplyEvent::Error { .. })
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&EnvelopeRef {
+            v: crate::VERSION,
+            event: self,
+        })
+    }
+
+    pub fn decode(body: &[u8]) -> Result<ReplyEvent, crate::DecodeError> {
+        crate::decode::<Envelope>(body).map(|e| e.event)
+    }
+}
+
+#[derive(Serialize)]
+struct EnvelopeRef<'a> {
+    v: u16,
+    #[serde(flatten)]
+    event: &'a ReplyEvent,
+}
+
+impl Versioned for Envelope {
+    fn version(&self) -> u16 {
+        self.v
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Done {
+    /// Id of the stored assistant turn.
+    pub message_id: String,
+    pub conversation_id: String,
+    pub text: String,
+    pub created_ms: i64,
+    pub usage: Usage,
+    /// The model that answered, as the provider named it.
+    pub model: String,
+    #[serde(default)]
+    pub sources: Vec<Source>,
+    pub timing: Timing,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+impl Usage {
+    pub fn total(&self) -> u32 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+/// A knowledge passage that went into the answer's context.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub document_id: String,
+    pub title: String,
+    pub folder_id: String,
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    /// From publish by the ingress to pick-up by the worker.
+    pub queued_ms: u64,
+    /// From pick-up to the model's first token.
+    pub first_token_ms: u64,
+    /// From pick-up to the stored answer.
+    pub total_ms: u64,
+}
+
+/// Stable error codes; each dialect maps them to its own status and wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The job reached its deadline before an answer was complete.
+    DeadlineExceeded,
+    /// The model provider refused or failed the call.
+    ModelError,
+    /// The model provider did not answer in time.
+    ModelTimeout,
+    /// The assistant or conversation the job names no longer exists.
+    NotFound,
+    /// The job could not be understood (wrong contract version, malformed body).
+    BadJob,
+    /// The worker processing the job died after tokens were relayed; the redelivery cannot be
+    /// spliced onto a stream the caller has already seen.
+    Interrupted,
+    /// Anything else that went wrong inside the worker.
+    Internal,
+}

@@ -1,0 +1,219 @@
+//! Declaration of every exchange and queue, with every argument set explicitly: the broker on a
+//! developer machine (RabbitMQ 3.10) and a newer one in a container must behave alike, so no
+//! version default is relied on. Both the ingress and the workers declare the shared part, so
+//! either may start first; RabbitMQ refuses a redeclaration with other arguments, which is why
+//! [`QueueLimits`] must be configured the same on both sides.
+
+use lapin::{
+    Channel, ExchangeKind,
+    options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+    types::{AMQPValue, FieldTable},
+};
+
+use crate::Names;
+
+/// Bounds of the work queue, read by both sides from the same variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Jobs waiting at most; beyond it publishes are refused (nacked) and the ingress answers
+    /// at once instead of queueing without limit. `CONFAB_WORK_QUEUE_MAX_LENGTH`, default 10000.
+    pub max_length: u32,
+    /// Deliveries of one job that may fail (worker crash, requeue) before it is dead-lettered.
+    /// `CONFAB_JOB_DELIVERY_LIMIT`, default 3.
+    pub delivery_limit: u32,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        Self {
+            max_length: 10_000,
+            delivery_limit: 3,
+        }
+    }
+}
+
+/// How long dead-lettered jobs are kept for inspection.
+const DEAD_LETTER_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+const DEAD_LETTER_MAX_LENGTH: i64 = 100_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error(
+        "queue or exchange `{name}` exists with other arguments ({source}); every ingress and \
+         worker sharing CONFAB_QUEUE_PREFIX must use the same CONFAB_WORK_QUEUE_MAX_LENGTH and \
+         CONFAB_JOB_DELIVERY_LIMIT, or delete the queue first"
+    )]
+    Mismatch { name: String, source: lapin::Error },
+    #[error("declaring `{name}` failed: {source}")]
+    Broker { name: String, source: lapin::Error },
+}
+
+fn declare_error(name: &str, source: lapin::Error) -> TopologyError {
+    // 406 PRECONDITION_FAILED is how the broker reports an argument mismatch.
+    if source.to_string().contains("PRECONDITION_FAILED") {
+        TopologyError::Mismatch {
+            name: name.to_owned(),
+            source,
+        }
+    } else {
+        TopologyError::Broker {
+            name: name.to_owned(),
+            source,
+        }
+    }
+}
+
+fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (key, value) in pairs {
+        table.insert((*key).into(), value.clone());
+    }
+    table
+}
+
+fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(s.into())
+}
+
+const DURABLE: QueueDeclareOptions = QueueDeclareOptions {
+    passive: false,
+    durable: true,
+    exclusive: false,
+    auto_delete: false,
+    nowait: false,
+};
+
+/// Declare the work queue, its dead-letter path and the cancel exchange.
+pub async fn declare_work_topology(
+    channel: &Channel,
+    names: &Names,
+    limits: QueueLimits,
+) -> Result<(), TopologyError> {
+    let exchange_options = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    let dlx = names.dead_letter_exchange();
+    channel
+        .exchange_declare(
+            dlx.as_str().into(),
+            ExchangeKind::Direct,
+            exchange_options,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| declare_error(&dlx, e))?;
+
+    let dead = names.dead_letters();
+    let dead_args = args(&[
+        ("x-queue-type", text("classic")),
+        ("x-message-ttl", AMQPValue::LongLongInt(DEAD_LETTER_TTL_MS)),
+        (
+            "x-max-length",
+            AMQPValue::LongLongInt(DEAD_LETTER_MAX_LENGTH),
+        ),
+        ("x-overflow", text("drop-head")),
+    ]);
+    channel
+        .queue_declare(dead.as_str().into(), DURABLE, dead_args)
+        .await
+        .map_err(|e| declare_error(&dead, e))?;
+    channel
+        .queue_bind(
+            dead.as_str().into(),
+            dlx.as_str().into(),
+            dead.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| declare_error(&dead, e))?;
+
+    // A quorum queue: it counts deliveries (so a poison job or a job that kills its workers ends
+    // in the dead-letter queue instead of looping), supports per-message TTL (job deadlines) and
+    // refuses publishes when full, which publisher confirms turn into an immediate answer.
+    // At-least-once dead-lettering keeps a dead job until the dead-letter queue confirmed it.
+    let jobs = names.jobs();
+    let job_args = args(&[
+        ("x-queue-type", text("quorum")),
+        (
+            "x-max-length",
+            AMQPValue::LongLongInt(limits.max_length.into()),
+        ),
+        ("x-overflow", text("reject-publish")),
+        (
+            "x-delivery-limit",
+            AMQPValue::LongLongInt(limits.delivery_limit.into()),
+        ),
+        ("x-dead-letter-exchange", text(&dlx)),
+        ("x-dead-letter-routing-key", text(&dead)),
+        ("x-dead-letter-strategy", text("at-least-once")),
+    ]);
+    channel
+        .queue_declare(jobs.as_str().into(), DURABLE, job_args)
+        .await
+        .map_err(|e| declare_error(&jobs, e))?;
+
+    let cancel = names.cancel_exchange();
+    channel
+        .exchange_declare(
+            cancel.as_str().into(),
+            ExchangeKind::Fanout,
+            exchange_options,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| declare_error(&cancel, e))?;
+    Ok(())
+}
+
+/// Declare a reply queue (one request's, or one ingress process's). Exclusive: it disappears with
+/// the connection that declared it, so a crashed ingress leaves nothing behind, and a worker's
+/// mandatory publish to it comes back unroutable. `expires_ms` bounds its life even while the
+/// connection lives but nobody consumes from it.
+pub async fn declare_reply_queue(
+    channel: &Channel,
+    name: &str,
+    expires_ms: u32,
+) -> Result<(), TopologyError> {
+    let options = QueueDeclareOptions {
+        passive: false,
+        durable: false,
+        exclusive: true,
+        auto_delete: true,
+        nowait: false,
+    };
+    let reply_args = args(&[
+        ("x-queue-type", text("classic")),
+        (
+            "x-expires",
+            AMQPValue::LongLongInt(expires_ms.max(1).into()),
+        ),
+    ]);
+    channel
+        .queue_declare(name.into(), options, reply_args)
+        .await
+        .map_err(|e| declare_error(name, e))?;
+    Ok(())
+}
+
+/// Declare a worker's cancel queue and bind it to the cancel broadcast.
+pub async fn declare_cancel_queue(
+    channel: &Channel,
+    names: &Names,
+    worker_id: &str,
+) -> Result<String, TopologyError> {
+    let queue = names.worker_cancels(worker_id);
+    declare_reply_queue(channel, &queue, u32::MAX).await?;
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            names.cancel_exchange().as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| declare_error(&queue, e))?;
+    Ok(queue)
+}

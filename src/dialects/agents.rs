@@ -1,0 +1,359 @@
+//! Seed 001, agents by slug: `POST /v1/api/chat/{slug}` with `{message, stream?, conversationId?}`.
+//! JSON replies are `{data: {response, conversationId, metadata: {model, tokens}}, error: null}`;
+//! streamed replies are `data: {"chunk": ..}` lines ending with `data: [DONE]`, the conversation id
+//! in the `X-Conversation-Id` header. Errors are `{data: null, error: {name, message, details}}`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::sse::Event;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use confab_contract::{AssistantRef, ErrorCode, Message, Role, now_ms};
+use serde_json::{Value, json};
+use tracing::{Instrument, info_span, warn};
+
+use crate::auth::{self, AuthError};
+use crate::http::{AppState, json_body, sse_response};
+use crate::pipeline::{Failure, FailureKind, SubmitError, Turn, TurnEvent, TurnRequest};
+use crate::{assistants, conversations};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/api/chat/{slug}", post(chat))
+}
+
+/// The dialect's error envelope.
+#[derive(Debug)]
+pub struct AgentsError {
+    status: StatusCode,
+    name: &'static str,
+    message: String,
+    details: Value,
+    retry_after: Option<u64>,
+}
+
+impl AgentsError {
+    fn new(status: StatusCode, name: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            name,
+            message: message.into(),
+            details: json!({}),
+            retry_after: None,
+        }
+    }
+
+    fn validation(field: &str, message: impl Into<String>) -> Self {
+        let mut error = Self::new(StatusCode::BAD_REQUEST, "ValidationError", message);
+        error.details = json!({ "field": field });
+        error
+    }
+
+    fn internal(error: impl std::fmt::Display) -> Self {
+        warn!(%error, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "An internal error occurred while processing the request",
+        )
+    }
+
+    fn body(&self) -> Value {
+        json!({
+            "data": null,
+            "error": {"name": self.name, "message": self.message, "details": self.details},
+        })
+    }
+}
+
+impl IntoResponse for AgentsError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<AuthError> for AgentsError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Missing | AuthError::Invalid => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "UnauthorizedError",
+                "Invalid or missing API token",
+            ),
+            AuthError::Unavailable(e) => Self::internal(e),
+        }
+    }
+}
+
+impl From<SubmitError> for AgentsError {
+    fn from(error: SubmitError) -> Self {
+        let mut response = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailableError",
+            match error {
+                SubmitError::Unavailable => "The service is temporarily unavailable; retry shortly",
+                SubmitError::QueueFull => "The service is overloaded; retry shortly",
+            },
+        );
+        response.retry_after = Some(match error {
+            SubmitError::Unavailable => 5,
+            SubmitError::QueueFull => 1,
+        });
+        response
+    }
+}
+
+impl From<Failure> for AgentsError {
+    fn from(failure: Failure) -> Self {
+        let (status, name) = match failure.kind {
+            FailureKind::Timeout | FailureKind::Worker(ErrorCode::DeadlineExceeded) => {
+                (StatusCode::GATEWAY_TIMEOUT, "TimeoutError")
+            }
+            FailureKind::Worker(ErrorCode::NotFound) => (StatusCode::NOT_FOUND, "NotFoundError"),
+            FailureKind::Worker(ErrorCode::ModelError | ErrorCode::ModelTimeout) => {
+                (StatusCode::BAD_GATEWAY, "ModelError")
+            }
+            FailureKind::BrokerLost => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableError"),
+            FailureKind::Worker(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError"),
+        };
+        Self::new(status, name, failure.message)
+    }
+}
+
+/// A validated chat request.
+#[derive(Debug, PartialEq)]
+struct ChatRequest {
+    message: String,
+    stream: bool,
+    conversation_id: Option<String>,
+}
+
+impl ChatRequest {
+    fn parse(body: Value) -> Result<ChatRequest, AgentsError> {
+        let Value::Object(mut fields) = body else {
+            return Err(AgentsError::validation(
+                "body",
+                "Request body must be a JSON object",
+            ));
+        };
+        let message = match fields.remove("message") {
+            None | Some(Value::Null) => {
+                return Err(AgentsError::validation(
+                    "message",
+                    "Message field is required",
+                ));
+            }
+            Some(Value::String(text)) if text.trim().is_empty() => {
+                return Err(AgentsError::validation(
+                    "message",
+                    "Message field must not be empty",
+                ));
+            }
+            Some(Value::String(text)) => text,
+            Some(_) => {
+                return Err(AgentsError::validation(
+                    "message",
+                    "Message field must be a string",
+                ));
+            }
+        };
+        let stream = match fields.remove("stream") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(stream)) => stream,
+            Some(_) => {
+                return Err(AgentsError::validation(
+                    "stream",
+                    "stream must be a boolean",
+                ));
+            }
+        };
+        let conversation_id = match fields.remove("conversationId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) if !id.trim().is_empty() && id.len() <= 200 => Some(id),
+            Some(_) => {
+                return Err(AgentsError::validation(
+                    "conversationId",
+                    "conversationId must be a non-empty string of at most 200 characters, or null",
+                ));
+            }
+        };
+        Ok(ChatRequest {
+            message,
+            stream,
+            conversation_id,
+        })
+    }
+}
+
+async fn chat(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, AgentsError> {
+    let tenant_id = auth::tenant(&state, &headers).await?;
+    let request = json_body(body)
+        .map_err(|e| {
+            let mut error = AgentsError::validation("body", e.message);
+            error.status = e.status;
+            error
+        })
+        .and_then(ChatRequest::parse)?;
+    let db = state.db.get().await.map_err(AgentsError::internal)?;
+    let assistant = assistants::by_slug(&**db, tenant_id, &slug)
+        .await
+        .map_err(AgentsError::internal)?
+        .filter(|a| a.deployed)
+        .ok_or_else(|| {
+            AgentsError::new(
+                StatusCode::NOT_FOUND,
+                "NotFoundError",
+                format!("Agent with slug '{slug}' not found"),
+            )
+        })?;
+    let conversation_id = match request.conversation_id {
+        Some(id) => {
+            let known = conversations::exists_for_assistant(&**db, tenant_id, &id, assistant.id)
+                .await
+                .map_err(AgentsError::internal)?;
+            if !known {
+                return Err(AgentsError::new(
+                    StatusCode::NOT_FOUND,
+                    "NotFoundError",
+                    format!("Conversation with id '{id}' not found"),
+                ));
+            }
+            id
+        }
+        None => conversations::new_id(),
+    };
+    drop(db);
+    let turn = state
+        .pipeline
+        .submit(TurnRequest {
+            tenant_id,
+            assistant: AssistantRef::Stored { id: assistant.id },
+            conversation_id,
+            identity_id: None,
+            channel_id: None,
+            message: Message {
+                id: conversations::new_message_id(),
+                role: Role::User,
+                content: request.message,
+                created_ms: now_ms(),
+            },
+            metadata: Default::default(),
+            folder_ids: Vec::new(),
+            stream: request.stream,
+        })
+        .await?;
+    let span = info_span!("agents_chat", request_id = %turn.request_id);
+    if request.stream {
+        Ok(stream_reply(turn))
+    } else {
+        json_reply(turn).instrument(span).await
+    }
+}
+
+async fn json_reply(turn: Turn) -> Result<Response, AgentsError> {
+    let conversation_id = turn.conversation_id.clone();
+    let done = turn.collect().await?;
+    Ok(Json(json!({
+        "data": {
+            "response": done.text,
+            "conversationId": conversation_id,
+            "metadata": {"model": done.model, "tokens": done.usage.total()},
+        },
+        "error": null,
+    }))
+    .into_response())
+}
+
+fn stream_reply(mut turn: Turn) -> Response {
+    let headers = [
+        (
+            HeaderName::from_static("x-conversation-id"),
+            HeaderValue::from_str(&turn.conversation_id).unwrap_or(HeaderValue::from_static("")),
+        ),
+        (
+            HeaderName::from_static("x-request-id"),
+            HeaderValue::from_str(&turn.request_id.to_string())
+                .unwrap_or(HeaderValue::from_static("")),
+        ),
+    ];
+    let events = async_stream::stream! {
+        while let Some(event) = turn.next().await {
+            match event {
+                TurnEvent::Delta(chunk) => {
+                    yield Ok(Event::default().data(json!({"chunk": chunk}).to_string()));
+                }
+                TurnEvent::Done(_) => yield Ok(Event::default().data("[DONE]")),
+                TurnEvent::Failed(failure) => {
+                    let error = AgentsError::from(failure).body();
+                    yield Ok(Event::default().data(error.to_string()));
+                    yield Ok(Event::default().data("[DONE]"));
+                }
+            }
+        }
+    };
+    sse_response(events, &headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_message(body: Value) -> String {
+        ChatRequest::parse(body).unwrap_err().message
+    }
+
+    #[test]
+    fn a_request_with_only_a_message_is_a_new_json_turn() {
+        let request = ChatRequest::parse(json!({"message": "hi"})).unwrap();
+        assert_eq!(
+            request,
+            ChatRequest {
+                message: "hi".into(),
+                stream: false,
+                conversation_id: None
+            }
+        );
+    }
+
+    #[test]
+    fn every_invalid_field_gets_its_own_validation_message() {
+        assert_eq!(error_message(json!({})), "Message field is required");
+        assert_eq!(
+            error_message(json!({"message": null})),
+            "Message field is required"
+        );
+        assert_eq!(
+            error_message(json!({"message": "  "})),
+            "Message field must not be empty"
+        );
+        assert_eq!(
+            error_message(json!({"message": 5})),
+            "Message field must be a string"
+        );
+        assert_eq!(
+            error_message(json!({"message": "hi", "stream": "yes"})),
+            "stream must be a boolean"
+        );
+        assert!(
+            error_message(json!({"message": "hi", "conversationId": 7}))
+                .starts_with("conversationId")
+        );
+        assert_eq!(
+            error_message(json!(["message"])),
+            "Request body must be a JSON object"
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! API dialects: each module maps one API family's requests to [`crate::pipeline::TurnRequest`]
+//! and the pipeline's events back to that family's JSON and SSE shapes and error envelopes.
+
+pub mod agents;

@@ -1,0 +1,134 @@
+//! The HTTP server: shared state, the router of every API family, and the application lifecycle
+//! (`Application::build` binds, `run_until_stopped` serves until shutdown and drains).
+
+mod body;
+mod metrics;
+mod sse;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use deadpool_postgres::Pool;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+
+pub use body::{BodyError, json_body};
+pub use sse::sse_response;
+
+use crate::broker::{Broker, BrokerSettings};
+use crate::config::IngressConfig;
+use crate::pipeline::Pipeline;
+use crate::relay::SharedRoutes;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Pool,
+    pub pipeline: Pipeline,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn broker(&self) -> &Arc<Broker> {
+        self.pipeline.broker()
+    }
+}
+
+/// Every route of the ingress.
+pub fn app(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .merge(
+            crate::dialects::agents::router()
+                .layer(from_fn_with_state("agents", metrics::count_requests)),
+        )
+        .merge(
+            crate::api::router().layer(from_fn_with_state("management", metrics::count_requests)),
+        )
+        .merge(crate::ops::router())
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    grace: std::time::Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Db(#[from] confab_worker::store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl Application {
+    /// Connect, bind `config.listen` (port 0 picks a free port) and prepare the router.
+    pub async fn build(config: &IngressConfig) -> Result<Application, StartError> {
+        let db =
+            confab_worker::store::pool(&config.shared.database_url, config.database_pool_size)?;
+        let settings = BrokerSettings {
+            amqp_url: config.shared.amqp_url.clone(),
+            names: config.shared.names.clone(),
+            queue_limits: config.shared.queue_limits,
+            reply_mode: config.reply_mode,
+            ingress_id: confab_worker::new_worker_id(),
+        };
+        let broker = Broker::start(settings, SharedRoutes::default()).await;
+        let state = AppState {
+            db,
+            pipeline: Pipeline::new(broker, config.job_deadline),
+            metrics: metrics::recorder(),
+        };
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        Ok(Application {
+            listener,
+            router: app(state, config.max_body_bytes),
+            grace: config.shutdown_grace,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Serve until `shutdown` completes, then stop accepting and let open requests (streams
+    /// included) finish for up to the configured grace period.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let grace = self.grace;
+        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let mut stop_rx = stop_rx;
+        tokio::select! {
+            result = serve => result,
+            _ = async {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("grace period over; closing the remaining connections");
+                Ok(())
+            }
+        }
+    }
+}

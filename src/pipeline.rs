@@ -1,0 +1,276 @@
+//! The one path every dialect uses to get an answer: subscribe to the reply destination, publish
+//! the job with publisher confirms, then read reply events until the answer is complete, failed,
+//! or the deadline passes. Dialects map their request into a [`TurnRequest`] and the resulting
+//! [`TurnEvent`]s into their own JSON or SSE; nothing here knows about dialects.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use confab_contract::{AssistantRef, Done, ErrorCode, Job, Message, ReplyEvent, VERSION, now_ms};
+use tokio::sync::watch;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::broker::{Broker, PublishError};
+use crate::relay::Subscription;
+
+/// What a dialect asks the pipeline for.
+#[derive(Debug, Clone)]
+pub struct TurnRequest {
+    pub tenant_id: Uuid,
+    pub assistant: AssistantRef,
+    pub conversation_id: String,
+    pub identity_id: Option<Uuid>,
+    pub channel_id: Option<Uuid>,
+    pub message: Message,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub folder_ids: Vec<Uuid>,
+    pub stream: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the message broker is unavailable")]
+    Unavailable,
+    #[error("too many requests are waiting for a worker")]
+    QueueFull,
+}
+
+/// How a turn failed after it was accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FailureKind {
+    /// A worker reported an error.
+    Worker(ErrorCode),
+    /// No answer before the deadline.
+    Timeout,
+    /// The broker connection was lost while waiting.
+    BrokerLost,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TurnEvent {
+    Delta(String),
+    Done(Box<Done>),
+    Failed(Failure),
+}
+
+#[derive(Clone)]
+pub struct Pipeline {
+    broker: Arc<Broker>,
+    deadline: Duration,
+}
+
+impl Pipeline {
+    pub fn new(broker: Arc<Broker>, deadline: Duration) -> Self {
+        Self { broker, deadline }
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    pub async fn submit(&self, request: TurnRequest) -> Result<Turn, SubmitError> {
+        let session = self.broker.session().ok_or(SubmitError::Unavailable)?;
+        let request_id = Uuid::now_v7();
+        let submitted = Instant::now();
+        let deadline_ms = now_ms() + self.deadline.as_millis() as i64;
+        // The reply queue outlives the deadline a little, so late events are not returned as
+        // unroutable while the request is still finishing.
+        let expires_ms = (self.deadline.as_millis() as u32).saturating_add(30_000);
+        let subscription = session
+            .relay
+            .subscribe(request_id, expires_ms)
+            .await
+            .map_err(|e| {
+                warn!(%request_id, error = %e, "cannot open the reply path");
+                SubmitError::Unavailable
+            })?;
+        let job = Job {
+            v: VERSION,
+            request_id,
+            tenant_id: request.tenant_id,
+            assistant: request.assistant,
+            conversation_id: request.conversation_id.clone(),
+            identity_id: request.identity_id,
+            channel_id: request.channel_id,
+            message: request.message,
+            metadata: request.metadata,
+            folder_ids: request.folder_ids,
+            stream: request.stream,
+            deadline_ms,
+            published_ms: now_ms(),
+            reply_to: subscription.reply_to.clone(),
+        };
+        match self.broker.publish_job(&session, &job).await {
+            Ok(()) => {}
+            Err(PublishError::QueueFull) => return Err(SubmitError::QueueFull),
+            Err(e) => {
+                warn!(%request_id, error = %e, "job not accepted by the broker");
+                return Err(SubmitError::Unavailable);
+            }
+        }
+        info!(%request_id, conversation_id = %job.conversation_id, stream = job.stream, "job queued");
+        metrics::gauge!("confab_jobs_in_flight").increment(1.0);
+        Ok(Turn {
+            request_id,
+            conversation_id: request.conversation_id,
+            stream: request.stream,
+            subscription,
+            lost: session.lost(),
+            deadline: tokio::time::Instant::now() + self.deadline,
+            submitted,
+            first_event: None,
+            attempt: 0,
+            relayed: false,
+            finished: false,
+            broker: self.broker.clone(),
+        })
+    }
+}
+
+/// One accepted turn: its reply events, in order, until the end.
+pub struct Turn {
+    pub request_id: Uuid,
+    pub conversation_id: String,
+    stream: bool,
+    subscription: Subscription,
+    lost: watch::Receiver<bool>,
+    deadline: tokio::time::Instant,
+    submitted: Instant,
+    first_event: Option<Instant>,
+    attempt: u32,
+    relayed: bool,
+    finished: bool,
+    broker: Arc<Broker>,
+}
+
+impl Turn {
+    /// The next event for the caller; `None` after the final one.
+    pub async fn next(&mut self) -> Option<TurnEvent> {
+        if self.finished {
+            return None;
+        }
+        let event = self.next_event().await;
+        match &event {
+            TurnEvent::Delta(_) => {
+                self.relayed = true;
+                self.mark_first_event();
+            }
+            TurnEvent::Done(_) => {
+                self.mark_first_event();
+                self.finish(true);
+            }
+            TurnEvent::Failed(failure) => {
+                self.finish(false);
+                // The worker is still at it after a timeout or a broken stream; stop it.
+                if matches!(
+                    failure.kind,
+                    FailureKind::Timeout | FailureKind::Worker(ErrorCode::Interrupted)
+                ) {
+                    self.cancel_upstream();
+                }
+            }
+        }
+        Some(event)
+    }
+
+    /// Wait for the whole answer (JSON mode).
+    pub async fn collect(mut self) -> Result<Done, Failure> {
+        while let Some(event) = self.next().await {
+            match event {
+                TurnEvent::Delta(_) => {}
+                TurnEvent::Done(done) => return Ok(*done),
+                TurnEvent::Failed(failure) => return Err(failure),
+            }
+        }
+        Err(Failure {
+            kind: FailureKind::BrokerLost,
+            message: "the reply stream ended without an answer".into(),
+        })
+    }
+
+    fn mark_first_event(&mut self) {
+        if self.first_event.is_none() {
+            let now = Instant::now();
+            self.first_event = Some(now);
+            metrics::histogram!("confab_time_to_first_token_seconds")
+                .record(now.duration_since(self.submitted).as_secs_f64());
+        }
+    }
+
+    fn finish(&mut self, completed: bool) {
+        self.finished = true;
+        let outcome = if completed { "done" } else { "failed" };
+        metrics::histogram!("confab_turn_duration_seconds", "outcome" => outcome)
+            .record(self.submitted.elapsed().as_secs_f64());
+    }
+
+    fn cancel_upstream(&self) {
+        let broker = self.broker.clone();
+        let request_id = self.request_id;
+        tokio::spawn(async move { broker.broadcast_cancel(request_id).await });
+    }
+
+    async fn next_event(&mut self) -> TurnEvent {
+        loop {
+            let event = tokio::select! {
+                event = self.subscription.events.recv() => event,
+                _ = tokio::time::sleep_until(self.deadline) => {
+                    return failed(FailureKind::Timeout, "no answer before the request's deadline");
+                }
+                _ = self.lost.wait_for(|lost| *lost) => None,
+            };
+            let Some(event) = event else {
+                return failed(
+                    FailureKind::BrokerLost,
+                    "lost the connection to the message broker",
+                );
+            };
+            match event {
+                ReplyEvent::Accepted { worker, attempt } => {
+                    if attempt > 1 {
+                        info!(request_id = %self.request_id, %worker, attempt, "job redelivered");
+                    }
+                    // A streamed answer cannot be spliced: the caller already has part of the
+                    // first attempt's text. JSON callers simply wait for the new attempt.
+                    if self.stream && self.relayed && attempt > self.attempt {
+                        return failed(
+                            FailureKind::Worker(ErrorCode::Interrupted),
+                            "the worker answering this request stopped mid-answer; please retry",
+                        );
+                    }
+                    self.attempt = self.attempt.max(attempt);
+                }
+                ReplyEvent::Delta { text, .. } => return TurnEvent::Delta(text),
+                ReplyEvent::Keepalive => {}
+                ReplyEvent::Done(done) => return TurnEvent::Done(Box::new(done)),
+                ReplyEvent::Error { code, message } => {
+                    return failed(FailureKind::Worker(code), &message);
+                }
+            }
+        }
+    }
+}
+
+fn failed(kind: FailureKind, message: &str) -> TurnEvent {
+    TurnEvent::Failed(Failure {
+        kind,
+        message: message.to_owned(),
+    })
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        metrics::gauge!("confab_jobs_in_flight").decrement(1.0);
+        if !self.finished {
+            info!(request_id = %self.request_id, "caller went away; cancelling the job");
+            self.cancel_upstream();
+        }
+    }
+}

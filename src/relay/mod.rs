@@ -1,0 +1,118 @@
+//! The reply path: how a request's reply events get from the worker back to the ingress task
+//! serving the request. One seam, two strategies (`CONFAB_REPLY_MODE`):
+//!
+//! - `per-request` (default): each request declares its own exclusive, auto-deleting queue and
+//!   consumes it. Deleting the queue when the request ends makes the worker's next mandatory
+//!   publish come back unroutable. Costs a queue declaration per request (see ARCHITECTURE.md).
+//! - `shared`: one exclusive queue per ingress process; events carry the request id as
+//!   correlation id and are routed to the waiting request in memory.
+//!
+//! In both, a worker learns that its caller is gone the same two ways: the cancel broadcast the
+//! ingress sends when a request ends early, and mandatory publishes that come back unroutable
+//! when the reply queue is gone (per-request queue deleted, or the ingress process died).
+
+mod per_request;
+mod shared;
+
+use confab_contract::{ReplyEvent, TopologyError};
+use lapin::Channel;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+pub use shared::SharedRoutes;
+
+use crate::broker::BrokerSettings;
+use crate::config::ReplyMode;
+
+pub enum Relay {
+    PerRequest(per_request::PerRequest),
+    Shared(shared::Shared),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+}
+
+/// A request's subscription to its reply events. Dropping it tears the reply path down.
+pub struct Subscription {
+    /// Routing key the worker publishes reply events with.
+    pub reply_to: String,
+    pub events: mpsc::UnboundedReceiver<ReplyEvent>,
+    _teardown: Teardown,
+}
+
+/// Held only for its `Drop`, which removes the reply path.
+#[allow(dead_code)]
+enum Teardown {
+    Queue(per_request::QueueTeardown),
+    Route(shared::RouteTeardown),
+}
+
+impl Relay {
+    pub async fn open(
+        settings: &BrokerSettings,
+        channel: Channel,
+        routes: SharedRoutes,
+    ) -> Result<Relay, RelayError> {
+        Ok(match settings.reply_mode {
+            ReplyMode::PerRequest => Relay::PerRequest(per_request::PerRequest::new(
+                channel,
+                settings.names.clone(),
+            )),
+            ReplyMode::Shared => Relay::Shared(
+                shared::Shared::open(channel, &settings.names, &settings.ingress_id, routes)
+                    .await?,
+            ),
+        })
+    }
+
+    /// Start listening for `request_id`'s events; call before publishing its job.
+    pub async fn subscribe(
+        &self,
+        request_id: Uuid,
+        expires_ms: u32,
+    ) -> Result<Subscription, RelayError> {
+        match self {
+            Relay::PerRequest(relay) => {
+                let (reply_to, events, teardown) = relay.subscribe(request_id, expires_ms).await?;
+                Ok(Subscription {
+                    reply_to,
+                    events,
+                    _teardown: Teardown::Queue(teardown),
+                })
+            }
+            Relay::Shared(relay) => {
+                let (reply_to, events, teardown) = relay.subscribe(request_id);
+                Ok(Subscription {
+                    reply_to,
+                    events,
+                    _teardown: Teardown::Route(teardown),
+                })
+            }
+        }
+    }
+}
+
+/// Decode a reply delivery addressed to `request_id`; anything else is dropped with a warning.
+fn decode_for(delivery: &lapin::message::Delivery) -> Option<(Uuid, ReplyEvent)> {
+    let request_id = delivery
+        .properties
+        .correlation_id()
+        .as_ref()
+        .and_then(|id| Uuid::parse_str(id.as_str()).ok());
+    match (request_id, ReplyEvent::decode(&delivery.data)) {
+        (Some(id), Ok(event)) => Some((id, event)),
+        (_, Err(e)) => {
+            tracing::warn!(error = %e, "dropping an undecodable reply event");
+            None
+        }
+        (None, Ok(_)) => {
+            tracing::warn!("dropping a reply event without a correlation id");
+            None
+        }
+    }
+}

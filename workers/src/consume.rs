@@ -1,0 +1,203 @@
+//! The worker's broker session: connect, declare, consume jobs with bounded concurrency, hand
+//! each to [`crate::turn`], settle it, and start over after a lost connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use confab_contract::{
+    Cancel, HEADER_DELIVERY_COUNT, Job, declare_cancel_queue, declare_work_topology,
+};
+use futures_util::StreamExt;
+use lapin::{
+    Channel, Connection, ConnectionProperties,
+    message::Delivery,
+    options::{
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+        BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions,
+    },
+    types::{AMQPValue, FieldTable},
+};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::WorkerConfig;
+use crate::turn::{self, Settle, TurnEnv};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error(transparent)]
+    Topology(#[from] confab_contract::TopologyError),
+    #[error("the broker closed the job consumer")]
+    ConsumerClosed,
+}
+
+/// Run broker sessions until `shutdown` flips to true, reconnecting after failures.
+pub async fn run_sessions(
+    config: &WorkerConfig,
+    env: Arc<TurnEnv>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), SessionError> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match session(config, &env, &mut shutdown).await {
+            Ok(()) => return Ok(()),
+            Err(SessionError::Topology(e)) => return Err(e.into()),
+            Err(e) => warn!(error = %e, retry_in = ?backoff, "broker session ended; reconnecting"),
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn session(
+    config: &WorkerConfig,
+    env: &Arc<TurnEnv>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), SessionError> {
+    let names = &config.shared.names;
+    let properties = ConnectionProperties::default()
+        .with_connection_name(format!("confab-worker {}", env.worker_id).into());
+    let connection = Connection::connect(&config.shared.amqp_url, properties).await?;
+    // Jobs arrive on one channel and replies leave on another, so a slow confirm never delays a
+    // delivery and vice versa.
+    let consume = connection.create_channel().await?;
+    let publish = connection.create_channel().await?;
+    publish
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    declare_work_topology(&consume, names, config.shared.queue_limits).await?;
+
+    // Prefetch bounds the jobs this process holds unacked, and so its concurrency: the broker
+    // keeps the rest for other workers. Per consumer (global = false), as quorum queues require.
+    consume
+        .basic_qos(config.concurrency, BasicQosOptions { global: false })
+        .await?;
+    let mut jobs = consume
+        .basic_consume(
+            names.jobs().as_str().into(),
+            env.worker_id.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+
+    // Cancels are fire-and-forget broadcasts: auto-ack, nothing to redeliver if we die.
+    let cancel_queue = declare_cancel_queue(&consume, names, &env.worker_id).await?;
+    let mut cancels = consume
+        .basic_consume(
+            cancel_queue.as_str().into(),
+            format!("{}-cancels", env.worker_id).as_str().into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    info!(worker = %env.worker_id, concurrency = config.concurrency, queue = %names.jobs(), "consuming jobs");
+
+    let mut turns = JoinSet::new();
+    let ended = loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break Ok(()),
+            delivery = jobs.next() => match delivery {
+                Some(Ok(delivery)) => {
+                    turns.spawn(handle(env.clone(), publish.clone(), delivery));
+                }
+                Some(Err(e)) => break Err(e.into()),
+                None => break Err(SessionError::ConsumerClosed),
+            },
+            Some(Ok(cancel)) = cancels.next() => {
+                if let Ok(cancel) = confab_contract::decode::<Cancel>(&cancel.data) {
+                    env.inflight.cancel(cancel.request_id);
+                }
+            }
+            Some(_) = turns.join_next() => {}
+        }
+    };
+    if ended.is_ok() {
+        drain(&consume, &env.worker_id, &mut turns, config.shutdown_grace).await;
+        let _ = connection.close(200, "worker stopping".into()).await;
+    }
+    ended
+}
+
+/// Stop taking jobs, let the running ones finish within `grace`; whatever is left unacked goes
+/// back to the queue when the connection closes.
+async fn drain(consume: &Channel, tag: &str, turns: &mut JoinSet<()>, grace: Duration) {
+    let _ = consume
+        .basic_cancel(tag.into(), BasicCancelOptions::default())
+        .await;
+    info!(running = turns.len(), "stopping: finishing running jobs");
+    let finished =
+        tokio::time::timeout(grace, async { while turns.join_next().await.is_some() {} }).await;
+    if finished.is_err() {
+        warn!(
+            returned = turns.len(),
+            "grace period over; returning unfinished jobs"
+        );
+        turns.abort_all();
+    }
+}
+
+/// The attempt number of a delivery: 1, plus how often the quorum queue saw it returned.
+fn attempt_of(delivery: &Delivery) -> u32 {
+    let count = delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(HEADER_DELIVERY_COUNT).cloned());
+    let returned = match count {
+        Some(AMQPValue::LongLongInt(n)) => n.max(0) as u32,
+        Some(AMQPValue::LongInt(n)) => n.max(0) as u32,
+        Some(AMQPValue::LongUInt(n)) => n,
+        Some(AMQPValue::ShortInt(n)) => n.max(0) as u32,
+        _ => 0,
+    };
+    returned + 1
+}
+
+async fn handle(env: Arc<TurnEnv>, publish: Channel, delivery: Delivery) {
+    let job: Job = match confab_contract::decode(&delivery.data) {
+        Ok(job) => job,
+        Err(e) => {
+            error!(error = %e, "undecodable job; dead-lettering it");
+            let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
+            return;
+        }
+    };
+    let attempt = attempt_of(&delivery);
+    let span = info_span!(
+        "turn",
+        request_id = %job.request_id,
+        conversation_id = %job.conversation_id,
+        attempt
+    );
+    async move {
+        metrics::gauge!("confab_worker_jobs_in_flight").increment(1.0);
+        let settle = turn::run(&env, publish, &job, attempt).await;
+        metrics::gauge!("confab_worker_jobs_in_flight").decrement(1.0);
+        let result = match settle {
+            Settle::Ack => delivery.ack(BasicAckOptions::default()).await,
+            Settle::Requeue => {
+                delivery
+                    .nack(BasicNackOptions {
+                        multiple: false,
+                        requeue: true,
+                    })
+                    .await
+            }
+        };
+        if let Err(e) = result {
+            warn!(error = %e, ?settle, "could not settle the job; the broker will redeliver it");
+        }
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,82 @@
+//! confab's assistant worker: a stateless process that consumes chat jobs from RabbitMQ,
+//! assembles context from Postgres, streams the model's answer back as reply events and stores
+//! the turn. Run any number of them; each takes at most `concurrency` jobs at once.
+
+pub mod config;
+mod consume;
+pub mod context;
+mod inflight;
+pub mod model;
+pub mod process;
+mod reply;
+pub mod store;
+pub mod tokens;
+mod turn;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use config::WorkerConfig;
+pub use process::{init_logging, shutdown_signal};
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::inflight::InFlight;
+use crate::model::{Builtin, Models, OpenAi};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Model(#[from] model::ModelError),
+    #[error(transparent)]
+    Broker(#[from] consume::SessionError),
+}
+
+/// A name for this process, unique enough to tell workers apart in logs and queue names.
+pub fn new_worker_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(32)
+        .collect();
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    )
+}
+
+/// Run one worker until `shutdown` completes, then finish or return its jobs and exit.
+pub async fn run(
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), WorkerError> {
+    let pool = store::pool(&config.shared.database_url, config.database_pool_size)?;
+    let models = Models::new(
+        Builtin::new(config.builtin_token_delay),
+        OpenAi::new(
+            &config.openai_base_url,
+            &config.openai_api_key,
+            config.model_timeout,
+        )?,
+    );
+    let env = Arc::new(turn::TurnEnv {
+        worker_id: new_worker_id(),
+        pool,
+        models,
+        inflight: InFlight::default(),
+        coalesce: config.coalesce,
+        final_attempt: config.shared.queue_limits.delivery_limit + 1,
+    });
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        stop.send_replace(true);
+    });
+    consume::run_sessions(&config, env, stopped).await?;
+    info!("worker stopped");
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! Model providers: the one interface the turn pipeline calls, and its implementations.
+//!
+//! A provider turns a list of chat messages into a stream of text deltas followed by usage. The
+//! assistant's `model` setting picks the provider: `builtin` or `openai/<model-name>`.
+
+mod builtin;
+mod openai;
+mod sse;
+
+use std::sync::Arc;
+
+use confab_contract::{Role, Usage};
+use futures_util::stream::BoxStream;
+
+pub use builtin::Builtin;
+pub use openai::OpenAi;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelRequest {
+    /// The model name as the provider knows it (`gpt-4o-mini`, `llama3`, `builtin`).
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    /// Most tokens the answer may have.
+    pub max_tokens: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelEvent {
+    Delta(String),
+    /// Token counts as the provider reported them; sent at most once, at the end.
+    Usage(Usage),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("model provider answered HTTP {status}: {message}")]
+    Http { status: u16, message: String },
+    #[error("model provider did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("model provider unreachable: {0}")]
+    Transport(String),
+    #[error("model provider sent something unexpected: {0}")]
+    Protocol(String),
+}
+
+pub type ModelStream = BoxStream<'static, Result<ModelEvent, ModelError>>;
+
+pub trait Provider: Send + Sync {
+    fn stream(&self, request: ModelRequest) -> ModelStream;
+}
+
+/// What an assistant's `model` setting names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSpec {
+    Builtin,
+    OpenAi(String),
+}
+
+impl ModelSpec {
+    pub fn parse(setting: &str) -> Option<ModelSpec> {
+        match setting {
+            "builtin" => Some(ModelSpec::Builtin),
+            other => other
+                .strip_prefix("openai/")
+                .filter(|name| !name.trim().is_empty())
+                .map(|name| ModelSpec::OpenAi(name.to_owned())),
+        }
+    }
+
+    pub fn model_name(&self) -> &str {
+        match self {
+            ModelSpec::Builtin => "builtin",
+            ModelSpec::OpenAi(name) => name,
+        }
+    }
+
+    /// Context window in tokens. Known OpenAI families get theirs; anything else served over
+    /// the OpenAI protocol (vLLM, Ollama, llama.cpp) is assumed to have 8192, a common floor.
+    pub fn context_window(&self) -> u32 {
+        match self {
+            ModelSpec::Builtin => 8_192,
+            ModelSpec::OpenAi(name) => {
+                let name = name.as_str();
+                if name.starts_with("gpt-4o") || name.starts_with("gpt-4.1") {
+                    128_000
+                } else if name.starts_with("gpt-4-turbo") {
+                    128_000
+                } else if name.starts_with("gpt-3.5") {
+                    16_385
+                } else {
+                    8_192
+                }
+            }
+        }
+    }
+}
+
+/// The providers of one worker process.
+#[derive(Clone)]
+pub struct Models {
+    builtin: Arc<Builtin>,
+    openai: Arc<OpenAi>,
+}
+
+impl Models {
+    pub fn new(builtin: Builtin, openai: OpenAi) -> Self {
+        Self {
+            builtin: Arc::new(builtin),
+            openai: Arc::new(openai),
+        }
+    }
+
+    pub fn provider(&self, spec: &ModelSpec) -> Arc<dyn Provider> {
+        match spec {
+            ModelSpec::Builtin => self.builtin.clone(),
+            ModelSpec::OpenAi(_) => self.openai.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_settings_parse_to_providers() {
+        assert_eq!(ModelSpec::parse("builtin"), Some(ModelSpec::Builtin));
+        assert_eq!(
+            ModelSpec::parse("openai/gpt-4o-mini"),
+            Some(ModelSpec::OpenAi("gpt-4o-mini".into()))
+        );
+        assert_eq!(ModelSpec::parse("openai/"), None);
+        assert_eq!(ModelSpec::parse("gpt-4"), None);
+    }
+}

@@ -1,0 +1,306 @@
+//! The worker's reads and writes of conversation memory in Postgres.
+//!
+//! A turn touches the database twice, each time in one short transaction: `prepare_turn` stores
+//! the user message and reads what the context needs, `store_answer` stores the assistant message.
+//! No connection is held while the model generates.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use confab_contract::{AssistantRef, Job, Role};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+use crate::context::{Turn, history_budget};
+use crate::model::ModelSpec;
+
+/// A connection pool for `url` with at most `size` connections.
+pub fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
+    let config = tokio_postgres::Config::from_str(url)
+        .map_err(|e| StoreError::Config(format!("CONFAB_DATABASE_URL: {e}")))?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Config(e.to_string()))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database is unreachable or restarting; worth retrying.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("database configuration: {0}")]
+    Config(String),
+    #[error("database error: {0}")]
+    Query(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        // Connection loss has no SQLSTATE; class 08 is a connection exception, 57P0x an
+        // administrator shutdown or a server still starting, 40xxx a lost race to retry.
+        let transient = match error.code() {
+            None => true,
+            Some(code) => {
+                let code = code.code();
+                code.starts_with("08") || code.starts_with("57P") || code.starts_with("40")
+            }
+        };
+        if transient {
+            StoreError::Unavailable(error.to_string())
+        } else {
+            StoreError::Query(error)
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        match error {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// The assistant answering a turn.
+#[derive(Debug, Clone)]
+pub struct Assistant {
+    pub name: String,
+    pub instructions: String,
+    pub model: String,
+}
+
+/// An answer already stored for a turn (a redelivered job whose first attempt got that far).
+#[derive(Debug, Clone)]
+pub struct StoredAnswer {
+    pub id: String,
+    pub content: String,
+    pub created_ms: i64,
+    pub model: String,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+/// The answer stored for a turn; read by [`stored_answer`].
+const ANSWER_OF_TURN: &str = "SELECT id, content, (extract(epoch FROM created_at) * 1000)::int8, \
+       coalesce(model, ''), coalesce(prompt_tokens, 0), coalesce(completion_tokens, 0) \
+     FROM messages WHERE conversation_pk = $1 AND answers = $2";
+
+fn stored_answer(row: &tokio_postgres::Row) -> StoredAnswer {
+    StoredAnswer {
+        id: row.get(0),
+        content: row.get(1),
+        created_ms: row.get(2),
+        model: row.get(3),
+        prompt_tokens: row.get::<_, i32>(4) as u32,
+        completion_tokens: row.get::<_, i32>(5) as u32,
+    }
+}
+
+#[derive(Debug)]
+pub struct PreparedTurn {
+    pub conversation_pk: i64,
+    pub assistant: Assistant,
+    /// Earlier turns that fit the history budget, oldest first.
+    pub history: Vec<Turn>,
+    pub existing_answer: Option<StoredAnswer>,
+}
+
+async fn load_assistant(
+    tx: &deadpool_postgres::Transaction<'_>,
+    job: &Job,
+) -> Result<Assistant, StoreError> {
+    match &job.assistant {
+        AssistantRef::Preview(preview) => Ok(Assistant {
+            name: preview.name.clone(),
+            instructions: preview.instructions.clone(),
+            model: preview.model.clone(),
+        }),
+        AssistantRef::Stored { id } => {
+            let row = tx
+                .query_opt(
+                    "SELECT name, instructions, model FROM assistants \
+                     WHERE id = $1 AND tenant_id = $2",
+                    &[id, &job.tenant_id],
+                )
+                .await?
+                .ok_or(StoreError::NotFound("assistant"))?;
+            Ok(Assistant {
+                name: row.get(0),
+                instructions: row.get(1),
+                model: row.get(2),
+            })
+        }
+    }
+}
+
+/// Store the job's message (once, whatever the number of deliveries) and read what the context
+/// needs, in one transaction.
+pub async fn prepare_turn(pool: &Pool, job: &Job) -> Result<PreparedTurn, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let assistant = load_assistant(&tx, job).await?;
+    let stored_assistant_id: Option<Uuid> = match job.assistant {
+        AssistantRef::Stored { id } => Some(id),
+        AssistantRef::Preview(_) => None,
+    };
+    let conversation_pk: i64 = tx
+        .query_one(
+            "INSERT INTO conversations (tenant_id, id, assistant_id, identity_id, channel_id) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant_id, id) DO UPDATE SET updated_at = now() \
+             RETURNING pk",
+            &[
+                &job.tenant_id,
+                &job.conversation_id,
+                &stored_assistant_id,
+                &job.identity_id,
+                &job.channel_id,
+            ],
+        )
+        .await?
+        .get(0);
+    let message = &job.message;
+    let metadata = serde_json::Value::Object(job.metadata.clone());
+    tx.execute(
+        "INSERT INTO messages \
+           (conversation_pk, id, role, content, tokens, metadata, request_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::float8 / 1000)) \
+         ON CONFLICT (conversation_pk, id) DO NOTHING",
+        &[
+            &conversation_pk,
+            &message.id,
+            &message.role.as_str(),
+            &message.content,
+            &(crate::tokens::estimate_tokens(&message.content) as i32),
+            &metadata,
+            &job.request_id,
+            &(message.created_ms as f64),
+        ],
+    )
+    .await?;
+    let message_pk: i64 = tx
+        .query_one(
+            "SELECT pk FROM messages WHERE conversation_pk = $1 AND id = $2",
+            &[&conversation_pk, &message.id],
+        )
+        .await?
+        .get(0);
+    let existing_answer = tx
+        .query_opt(ANSWER_OF_TURN, &[&conversation_pk, &message.id])
+        .await?
+        .map(|row| stored_answer(&row));
+    let window = ModelSpec::parse(&assistant.model)
+        .map(|spec| spec.context_window())
+        .unwrap_or(8_192);
+    let budget = history_budget(window, &assistant.instructions, &message.content);
+    // Newest first, summing tokens as we go, keeping only what fits; then oldest first.
+    let rows = tx
+        .query(
+            "SELECT role, content FROM ( \
+               SELECT pk, role, content, \
+                      sum(tokens) OVER (ORDER BY pk DESC) AS running \
+               FROM (SELECT pk, role, content, tokens FROM messages \
+                     WHERE conversation_pk = $1 AND pk < $2 AND status = 'complete' \
+                     ORDER BY pk DESC LIMIT 1000) newest \
+             ) sized WHERE running <= $3 ORDER BY pk",
+            &[&conversation_pk, &message_pk, &i64::from(budget)],
+        )
+        .await?;
+    let history = rows
+        .iter()
+        .filter_map(|row| {
+            Some(Turn {
+                role: Role::parse(row.get(0))?,
+                content: row.get(1),
+            })
+        })
+        .collect();
+    tx.commit().await?;
+    Ok(PreparedTurn {
+        conversation_pk,
+        assistant,
+        history,
+        existing_answer,
+    })
+}
+
+/// An assistant message to store.
+#[derive(Debug)]
+pub struct NewAnswer<'a> {
+    pub conversation_pk: i64,
+    pub answers: &'a str,
+    pub content: &'a str,
+    pub interrupted: bool,
+    pub model: &'a str,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub first_token_ms: Option<u64>,
+    pub total_ms: u64,
+    pub request_id: Uuid,
+}
+
+/// Store the assistant's answer to a turn. If an answer to that turn is already stored (a
+/// concurrent redelivery won the race), that one is returned instead: a turn has one answer.
+pub async fn store_answer(pool: &Pool, answer: &NewAnswer<'_>) -> Result<StoredAnswer, StoreError> {
+    let client = pool.get().await?;
+    let id = format!("msg_{}", Uuid::now_v7().simple());
+    let status = if answer.interrupted {
+        "interrupted"
+    } else {
+        "complete"
+    };
+    let inserted = client
+        .query_opt(
+            "INSERT INTO messages (conversation_pk, id, role, content, tokens, answers, status, \
+               model, prompt_tokens, completion_tokens, first_token_ms, total_ms, request_id) \
+             VALUES ($1, $2, 'assistant', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT DO NOTHING \
+             RETURNING (extract(epoch FROM created_at) * 1000)::int8",
+            &[
+                &answer.conversation_pk,
+                &id,
+                &answer.content,
+                &(answer
+                    .completion_tokens
+                    .max(crate::tokens::estimate_tokens(answer.content)) as i32),
+                &answer.answers,
+                &status,
+                &answer.model,
+                &(answer.prompt_tokens as i32),
+                &(answer.completion_tokens as i32),
+                &answer.first_token_ms.map(|ms| ms as i32),
+                &(answer.total_ms as i32),
+                &answer.request_id,
+            ],
+        )
+        .await?;
+    if let Some(row) = inserted {
+        return Ok(StoredAnswer {
+            id,
+            content: answer.content.to_owned(),
+            created_ms: row.get(0),
+            model: answer.model.to_owned(),
+            prompt_tokens: answer.prompt_tokens,
+            completion_tokens: answer.completion_tokens,
+        });
+    }
+    let row = client
+        .query_one(ANSWER_OF_TURN, &[&answer.conversation_pk, &answer.answers])
+        .await?;
+    Ok(stored_answer(&row))
+}

@@ -1,0 +1,20 @@
+//! Token counting. No tokenizer is bundled, so counts are estimated: one token per four bytes of
+//! UTF-8, rounded up, plus one per message for the role framing. Tokenizers of the GPT family
+//! average about four bytes of English per token; the estimate errs high on short words, which
+//! keeps the context budget on the safe side.
+
+pub fn estimate_tokens(text: &str) -> u32 {
+    (text.len() as u32).div_ceil(4) + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimate_grows_with_text_and_is_never_zero() {
+        assert_eq!(estimate_tokens(""), 1);
+        assert_eq!(estimate_tokens("abcd"), 2);
+        assert_eq!(estimate_tokens("abcde"), 3);
+    }
+}
