@@ -20,7 +20,7 @@ pub fn recorder() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-                .and_then(|builder| Ok(builder.build_recorder()));
+                .map(|builder| builder.build_recorder());
             match recorder {
                 Ok(recorder) => {
                     let handle = recorder.handle();

@@ -1,6 +1,7 @@
 //! The built-in offline provider: no network, deterministic. It answers the newest user message
-//! with the sentence of its context (instructions, knowledge, earlier turns) that shares the most
-//! words with the question, and says so plainly when nothing in the context matches. It streams
+//! with the sentence of its context (instructions, knowledge, what the user said earlier) that
+//! shares the most words with the question, and says so plainly when nothing matches. Its own
+//! earlier answers are not sources: they were derived from the same context. It streams
 //! its answer word by word, optionally paced to simulate a model.
 
 use std::collections::HashSet;
@@ -78,7 +79,10 @@ fn answer(messages: &[ChatMessage]) -> String {
     };
     let wanted = terms(&question.content);
     let mut best: Option<(usize, &str, Role)> = None;
-    for message in &messages[..question_at] {
+    let sources = messages[..question_at]
+        .iter()
+        .filter(|m| m.role != Role::Assistant);
+    for message in sources {
         for sentence in sentences(&message.content) {
             let score = terms(sentence).intersection(&wanted).count();
             if score > 0 && best.is_none_or(|(s, _, _)| score >= s) {
@@ -149,6 +153,19 @@ mod tests {
         assert_eq!(
             answer(&messages),
             "You told me earlier: \"My name is Ada.\""
+        );
+    }
+
+    #[test]
+    fn its_own_earlier_answers_are_not_sources() {
+        let messages = [
+            msg(Role::User, "My favourite colour is teal."),
+            msg(Role::Assistant, "You said your favourite colour is teal."),
+            msg(Role::User, "Which colour is my favourite?"),
+        ];
+        assert_eq!(
+            answer(&messages),
+            "You told me earlier: \"My favourite colour is teal.\""
         );
     }
 

@@ -87,9 +87,10 @@ impl ModelSpec {
             ModelSpec::Builtin => 8_192,
             ModelSpec::OpenAi(name) => {
                 let name = name.as_str();
-                if name.starts_with("gpt-4o") || name.starts_with("gpt-4.1") {
-                    128_000
-                } else if name.starts_with("gpt-4-turbo") {
+                if ["gpt-4o", "gpt-4.1", "gpt-4-turbo"]
+                    .iter()
+                    .any(|family| name.starts_with(family))
+                {
                     128_000
                 } else if name.starts_with("gpt-3.5") {
                     16_385

@@ -1,0 +1,127 @@
+//! What the broker topology promises: bounded work queue answered at once when full, reply
+//! destinations that disappear with their request, dead-lettering of jobs no worker can process.
+
+use std::time::Duration;
+
+use confab_contract::QueueLimits;
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use serde_json::{Value, json};
+
+use crate::stack::{Options, Stack, amqp_url};
+
+async fn channel() -> (lapin::Connection, lapin::Channel) {
+    let connection = lapin::Connection::connect(&amqp_url(), Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    (connection, channel)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_work_queue_is_answered_at_once_with_503() {
+    let options = Options {
+        workers: 0,
+        queue_limits: QueueLimits {
+            max_length: 1,
+            delivery_limit: 3,
+        },
+        deadline: Duration::from_secs(20),
+        ..Options::default()
+    };
+    let stack = Stack::start(options).await;
+    stack.support_agent().await;
+    // No worker runs: the first jobs wait in the queue (their streams stay open)...
+    let mut waiting = Vec::new();
+    let second = loop {
+        let response = stack
+            .chat("support-agent", json!({"message": "hello", "stream": true}))
+            .await;
+        if response.status() != 200 || waiting.len() > 3 {
+            break response;
+        }
+        waiting.push(response);
+    };
+    // ...until the queue is full; then a request is refused at once, not queued until its
+    // deadline. (A quorum queue refuses publishes once it holds more than its limit.)
+    assert!(
+        !waiting.is_empty() && waiting.len() <= 2,
+        "{} accepted",
+        waiting.len()
+    );
+    assert_eq!(second.status(), 503);
+    assert_eq!(second.headers()["retry-after"], "1");
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["error"]["name"], "ServiceUnavailableError");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_request_reply_queue_is_gone_once_its_request_ends() {
+    let stack = Stack::start(Options::default()).await;
+    stack.support_agent().await;
+    let response = stack
+        .chat("support-agent", json!({"message": "hello", "stream": true}))
+        .await;
+    let request_id: uuid::Uuid = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = response.text().await.unwrap();
+    assert!(body.contains("[DONE]"));
+    let queue = stack.names.request_replies(request_id);
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let mut gone = false;
+    for _ in 0..50 {
+        let (connection, channel) = channel().await;
+        let declared = channel
+            .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+            .await;
+        let _ = connection.close(200, "".into()).await;
+        if declared.is_err() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        gone,
+        "reply queue {queue} still exists after its request ended"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_job_ends_in_the_dead_letter_queue() {
+    let stack = Stack::start(Options::default()).await;
+    let (connection, channel) = channel().await;
+    channel
+        .basic_publish(
+            "".into(),
+            stack.names.jobs().as_str().into(),
+            BasicPublishOptions::default(),
+            b"{\"v\": 99, \"not\": \"a job\"}",
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let mut dead = None;
+    for _ in 0..100 {
+        dead = channel
+            .basic_get(
+                stack.names.dead_letters().as_str().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap();
+        if dead.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dead = dead.expect("the job was dead-lettered");
+    assert_eq!(dead.delivery.data, b"{\"v\": 99, \"not\": \"a job\"}");
+    let _ = connection.close(200, "".into()).await;
+}

@@ -1,0 +1,17 @@
+//! End-to-end tests: the real ingress, real workers, real RabbitMQ and Postgres, and a real local
+//! HTTP server in place of a model vendor. Each test builds its own stack (fresh database, fresh
+//! queue prefix) so tests run in parallel and leave nothing behind.
+
+// A test that cannot go on should stop with a panic; helpers are part of the tests.
+#![allow(clippy::unwrap_used)]
+
+mod openai_server;
+mod stack;
+
+mod agents_dialect;
+mod agents_errors;
+mod broker_semantics;
+mod management;
+mod operations;
+mod provider_openai;
+mod redelivery;

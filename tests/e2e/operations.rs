@@ -1,0 +1,139 @@
+//! Health, readiness, metrics, migrations and the admin command line.
+
+use serde_json::{Value, json};
+
+use crate::stack::{Options, Stack, admin_database_url};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_metrics_report_the_stack() {
+    let stack = Stack::start(Options::default()).await;
+    stack.support_agent().await;
+    let health = stack.http.get(stack.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready: Value = stack
+        .http
+        .get(stack.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready,
+        json!({"status": "ready", "checks": {"broker": "up", "database": "up"}})
+    );
+
+    let answered = stack
+        .chat("support-agent", json!({"message": "hello", "stream": true}))
+        .await;
+    answered.text().await.unwrap();
+    stack
+        .chat("no-such-agent", json!({"message": "hello"}))
+        .await;
+    let metrics = stack
+        .http
+        .get(stack.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "confab_http_requests_total{dialect=\"agents\",status=\"200\"} 1",
+        "confab_http_requests_total{dialect=\"agents\",status=\"404\"} 1",
+        "confab_http_requests_total{dialect=\"management\",status=\"201\"} 1",
+        "confab_time_to_first_token_seconds_count 1",
+        "confab_turn_duration_seconds_count{outcome=\"done\"} 1",
+        "confab_jobs_in_flight 0",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected:?} in\n{metrics}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_when_the_database_is_gone() {
+    let stack = Stack::start(Options {
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
+    crate::stack::drop_database(&stack.database).await;
+    let ready = stack.http.get(stack.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["database"], "down");
+    assert_eq!(body["checks"]["broker"], "up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_migrators_at_once_apply_each_migration_exactly_once() {
+    let database = format!(
+        "confab_m_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let admin = confab::admin::connect(&admin_database_url()).await.unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {database}"))
+        .await
+        .unwrap();
+    let url = format!(
+        "{}/{database}",
+        admin_database_url().rsplit_once('/').unwrap().0
+    );
+    let mut a = confab::admin::connect(&url).await.unwrap();
+    let mut b = confab::admin::connect(&url).await.unwrap();
+    let (first, second) = tokio::join!(confab::migrate::run(&mut a), confab::migrate::run(&mut b));
+    let mut applied = first.unwrap();
+    applied.extend(second.unwrap());
+    assert_eq!(applied, ["0001_init"]);
+    let recorded: i64 = a
+        .query_one("SELECT count(*) FROM schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 1);
+    assert!(confab::migrate::run(&mut a).await.unwrap().is_empty());
+    drop((a, b));
+    admin
+        .batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_create_tenant_prints_a_working_key() {
+    let stack = Stack::start(Options {
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(["admin", "create-tenant", "--name", "Acme"])
+        .env("CONFAB_DATABASE_URL", &stack.database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let created: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(created["tenant_id"].as_str().is_some());
+    let key = created["api_key"].as_str().unwrap();
+    let response = stack
+        .http
+        .post(stack.url("/v1/assistants"))
+        .bearer_auth(key)
+        .json(&json!({"name": "Acme Bot"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+}

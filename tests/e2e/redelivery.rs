@@ -1,0 +1,131 @@
+//! A worker process killed mid-turn: the job is redelivered to another worker, the caller gets
+//! one complete answer, and the user turn is stored once.
+
+use std::time::Duration;
+
+use confab::ReplyMode;
+use serde_json::{Value, json};
+
+use crate::stack::{Options, Stack, sse_data};
+
+const ANSWER: &str = "Our business hours are 9:00 to 17:00, Monday to Friday.";
+
+fn slow_stack(mode: ReplyMode) -> Options {
+    Options {
+        reply_mode: mode,
+        workers: 0,
+        builtin_token_delay: Duration::from_millis(150),
+        ..Options::default()
+    }
+}
+
+/// Wait until a worker has stored the user turn, i.e. the turn is under way.
+async fn wait_for_user_turn(stack: &Stack) {
+    let db = stack.db().await;
+    for _ in 0..200 {
+        let stored: i64 = db
+            .query_one("SELECT count(*) FROM messages WHERE role = 'user'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if stored > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no worker picked the job up");
+}
+
+async fn count_by_role(stack: &Stack) -> (i64, i64) {
+    let db = stack.db().await;
+    let row = db
+        .query_one(
+            "SELECT count(*) FILTER (WHERE role = 'user'), \
+                    count(*) FILTER (WHERE role = 'assistant') FROM messages",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+async fn a_killed_worker_s_job_is_answered_once_by_another(mode: ReplyMode) {
+    let mut stack = Stack::start(slow_stack(mode)).await;
+    stack.support_agent().await;
+    let doomed = stack.start_worker_process();
+    let request = {
+        let http = stack.http.clone();
+        let url = stack.url("/v1/api/chat/support-agent");
+        let key = stack.api_key.clone();
+        tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(key)
+                .json(&json!({"message": "What are your business hours?"}))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    wait_for_user_turn(&stack).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stack.kill_worker_process(doomed).await;
+    stack.start_worker_process();
+
+    let response = request.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["data"]["response"], ANSWER);
+    assert_eq!(
+        count_by_role(&stack).await,
+        (1, 1),
+        "one user turn, one answer"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_s_job_is_answered_once_by_another_per_request_mode() {
+    a_killed_worker_s_job_is_answered_once_by_another(ReplyMode::PerRequest).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_s_job_is_answered_once_by_another_shared_mode() {
+    a_killed_worker_s_job_is_answered_once_by_another(ReplyMode::Shared).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_by_a_killed_worker_ends_with_a_clear_error() {
+    let mut stack = Stack::start(slow_stack(ReplyMode::PerRequest)).await;
+    stack.support_agent().await;
+    let doomed = stack.start_worker_process();
+    let response = stack
+        .chat(
+            "support-agent",
+            json!({"message": "What are your business hours?", "stream": true}),
+        )
+        .await;
+    wait_for_user_turn(&stack).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    stack.kill_worker_process(doomed).await;
+    stack.start_worker_process();
+
+    let data = sse_data(&response.text().await.unwrap());
+    let events: Vec<Value> = data
+        .iter()
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    assert!(
+        events.first().is_some_and(|e| e.get("chunk").is_some()),
+        "{data:?}"
+    );
+    let error = events.last().unwrap();
+    assert_eq!(error["error"]["name"], "InternalServerError", "{data:?}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("mid-answer")
+    );
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let (users, _) = count_by_role(&stack).await;
+    assert_eq!(users, 1, "the user turn is stored once");
+}

@@ -1,0 +1,358 @@
+//! A whole confab stack per test: a fresh database with the migrations applied, a fresh queue
+//! prefix, the real ingress on port 0, and real workers (tasks in this process, or child
+//! processes that a test can kill). Everything it made is removed when it is dropped.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use confab::{Application, IngressConfig, ReplyMode};
+use confab_contract::settings::SharedSettings;
+use confab_contract::{Names, QueueLimits};
+use confab_worker::WorkerConfig;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Where the services are; the defaults are the development machine's.
+pub fn admin_database_url() -> String {
+    std::env::var("CONFAB_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+pub fn amqp_url() -> String {
+    std::env::var("CONFAB_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn random_name(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+fn database_url(admin_url: &str, database: &str) -> String {
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .unwrap_or(admin_url);
+    format!("{base}/{database}")
+}
+
+async fn admin_client() -> tokio_postgres::Client {
+    confab::admin::connect(&admin_database_url())
+        .await
+        .expect("the test database server must be reachable")
+}
+
+/// Options of a test stack.
+#[derive(Clone)]
+pub struct Options {
+    pub reply_mode: ReplyMode,
+    /// Worker tasks started in this process.
+    pub workers: usize,
+    pub deadline: Duration,
+    pub queue_limits: QueueLimits,
+    pub builtin_token_delay: Duration,
+    pub openai_base_url: String,
+    pub openai_api_key: String,
+    pub model_timeout: Duration,
+    pub amqp_url: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            reply_mode: ReplyMode::PerRequest,
+            workers: 1,
+            deadline: Duration::from_secs(30),
+            queue_limits: QueueLimits::default(),
+            builtin_token_delay: Duration::ZERO,
+            openai_base_url: "http://127.0.0.1:9/v1".into(),
+            openai_api_key: String::new(),
+            model_timeout: Duration::from_secs(10),
+            amqp_url: amqp_url(),
+        }
+    }
+}
+
+impl Options {
+    pub fn mode(reply_mode: ReplyMode) -> Self {
+        Self {
+            reply_mode,
+            ..Self::default()
+        }
+    }
+}
+
+pub struct Stack {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub api_key: String,
+    pub database: String,
+    pub database_url: String,
+    pub names: Names,
+    pub options: Options,
+    stops: Vec<oneshot::Sender<()>>,
+    tasks: Vec<JoinHandle<()>>,
+    children: Vec<tokio::process::Child>,
+}
+
+impl Stack {
+    pub async fn start(options: Options) -> Stack {
+        let database = random_name("confab_t_");
+        let database_url = database_url(&admin_database_url(), &database);
+        admin_client()
+            .await
+            .batch_execute(&format!("CREATE DATABASE {database}"))
+            .await
+            .expect("create the test database");
+        let mut client = confab::admin::connect(&database_url)
+            .await
+            .expect("connect");
+        confab::migrate::run(&mut client).await.expect("migrate");
+        let tenant = confab::admin::create_tenant(&mut client, "test tenant")
+            .await
+            .expect("create tenant");
+        let names = Names::new(random_name("t"));
+        let mut stack = Stack {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http: reqwest::Client::new(),
+            api_key: tenant["api_key"].as_str().expect("api_key").to_owned(),
+            database,
+            database_url,
+            names,
+            options,
+            stops: Vec::new(),
+            tasks: Vec::new(),
+            children: Vec::new(),
+        };
+        for _ in 0..stack.options.workers {
+            stack.start_worker_task();
+        }
+        stack.start_ingress().await;
+        stack
+    }
+
+    fn shared(&self) -> SharedSettings {
+        SharedSettings {
+            database_url: self.database_url.clone(),
+            amqp_url: self.options.amqp_url.clone(),
+            names: self.names.clone(),
+            queue_limits: self.options.queue_limits,
+        }
+    }
+
+    pub fn ingress_config(&self) -> IngressConfig {
+        IngressConfig {
+            shared: self.shared(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            reply_mode: self.options.reply_mode,
+            job_deadline: self.options.deadline,
+            max_body_bytes: 64 * 1024,
+            database_pool_size: 4,
+            shutdown_grace: Duration::from_secs(2),
+        }
+    }
+
+    pub fn worker_config(&self) -> WorkerConfig {
+        WorkerConfig {
+            shared: self.shared(),
+            concurrency: 4,
+            openai_base_url: self.options.openai_base_url.clone(),
+            openai_api_key: self.options.openai_api_key.clone(),
+            model_timeout: self.options.model_timeout,
+            coalesce: Duration::from_millis(5),
+            builtin_token_delay: self.options.builtin_token_delay,
+            database_pool_size: 4,
+            shutdown_grace: Duration::from_secs(2),
+        }
+    }
+
+    async fn start_ingress(&mut self) {
+        let app = Application::build(&self.ingress_config())
+            .await
+            .expect("build the ingress");
+        self.addr = app.local_addr();
+        let (stop, stopped) = oneshot::channel();
+        self.stops.push(stop);
+        self.tasks.push(tokio::spawn(async move {
+            let _ = app
+                .run_until_stopped(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        }));
+    }
+
+    /// Start one more worker as a task of this process.
+    pub fn start_worker_task(&mut self) {
+        let config = self.worker_config();
+        let (stop, stopped) = oneshot::channel();
+        self.stops.push(stop);
+        self.tasks.push(tokio::spawn(async move {
+            let _ = confab_worker::run(config, async {
+                let _ = stopped.await;
+            })
+            .await;
+        }));
+    }
+
+    /// Start one more worker as a child process (`confab worker`), which a test may kill.
+    pub fn start_worker_process(&mut self) -> u32 {
+        let config = self.worker_config();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+            .args(["worker", "--concurrency", "4"])
+            .env("CONFAB_DATABASE_URL", &config.shared.database_url)
+            .env("CONFAB_AMQP_URL", &config.shared.amqp_url)
+            .env("CONFAB_QUEUE_PREFIX", self.names.prefix())
+            .env(
+                "CONFAB_WORK_QUEUE_MAX_LENGTH",
+                config.shared.queue_limits.max_length.to_string(),
+            )
+            .env(
+                "CONFAB_JOB_DELIVERY_LIMIT",
+                config.shared.queue_limits.delivery_limit.to_string(),
+            )
+            .env(
+                "CONFAB_BUILTIN_TOKEN_DELAY_MS",
+                config.builtin_token_delay.as_millis().to_string(),
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn a worker process");
+        let pid = child.id().expect("pid");
+        self.children.push(child);
+        pid
+    }
+
+    /// SIGKILL a worker process: no goodbye to the broker, no finished turn.
+    pub async fn kill_worker_process(&mut self, pid: u32) {
+        let index = self
+            .children
+            .iter()
+            .position(|c| c.id() == Some(pid))
+            .expect("a child with that pid");
+        let mut child = self.children.remove(index);
+        child.kill().await.expect("kill the worker");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn db(&self) -> tokio_postgres::Client {
+        confab::admin::connect(&self.database_url)
+            .await
+            .expect("connect")
+    }
+
+    /// Create an assistant through the management API; returns its JSON.
+    pub async fn create_assistant(&self, body: Value) -> Value {
+        let response = self
+            .http
+            .post(self.url("/v1/assistants"))
+            .bearer_auth(&self.api_key)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /v1/assistants");
+        assert_eq!(response.status(), 201, "creating an assistant");
+        response.json().await.expect("assistant JSON")
+    }
+
+    /// The demo-like assistant most tests talk to.
+    pub async fn support_agent(&self) -> Value {
+        self.create_assistant(json!({
+            "name": "Support Agent",
+            "instructions": "You are a helpful support agent. Our business hours are 9:00 to 17:00, Monday to Friday. Refunds are processed within five business days.",
+        }))
+        .await
+    }
+
+    /// `POST /v1/api/chat/{slug}` with a JSON body.
+    pub async fn chat(&self, slug: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(self.url(&format!("/v1/api/chat/{slug}")))
+            .bearer_auth(&self.api_key)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST chat")
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for stop in self.stops.drain(..) {
+            let _ = stop.send(());
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
+        for child in &mut self.children {
+            let _ = child.start_kill();
+        }
+        let database = self.database.clone();
+        let names = self.names.clone();
+        let amqp = self.options.amqp_url.clone();
+        // Drop runs inside the test's runtime, which cannot block on async work: clean up from a
+        // thread with a runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                remove_broker_objects(&amqp, &names).await;
+                if let Ok(admin) = confab::admin::connect(&admin_database_url()).await {
+                    let _ = admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// Delete every durable queue and exchange of a prefix (exclusive ones die with their owners).
+pub async fn remove_broker_objects(amqp: &str, names: &Names) {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let Ok(connection) = lapin::Connection::connect(amqp, Default::default()).await else {
+        return;
+    };
+    if let Ok(channel) = connection.create_channel().await {
+        for queue in [names.jobs(), names.dead_letters()] {
+            let _ = channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+        for exchange in [names.dead_letter_exchange(), names.cancel_exchange()] {
+            let _ = channel
+                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+    }
+    let _ = connection.close(200, "test cleanup".into()).await;
+}
+
+/// The `data:` payloads of a complete SSE body.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(|data| data.strip_prefix(' ').unwrap_or(data).to_owned())
+        .collect()
+}
+
+/// Drop a test database out from under whoever uses it.
+pub async fn drop_database(database: &str) {
+    admin_client()
+        .await
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        .await
+        .expect("drop the database");
+}
