@@ -17,6 +17,8 @@ use crate::relay::Subscription;
 /// What a dialect asks the pipeline for.
 #[derive(Debug, Clone)]
 pub struct TurnRequest {
+    /// The HTTP request's id (see `http::RequestId`), reused as the job's.
+    pub request_id: Uuid,
     pub tenant_id: Uuid,
     pub assistant: AssistantRef,
     pub conversation_id: String,
@@ -77,7 +79,7 @@ impl Pipeline {
 
     pub async fn submit(&self, request: TurnRequest) -> Result<Turn, SubmitError> {
         let session = self.broker.session().ok_or(SubmitError::Unavailable)?;
-        let request_id = Uuid::now_v7();
+        let request_id = request.request_id;
         let submitted = Instant::now();
         let deadline_ms = now_ms() + self.deadline.as_millis() as i64;
         // The reply queue outlives the deadline a little, so late events are not returned as

@@ -10,13 +10,13 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use confab_contract::{AssistantRef, ErrorCode, Message, Role, now_ms};
 use serde_json::{Value, json};
-use tracing::{Instrument, info_span, warn};
+use tracing::warn;
 
 use crate::auth::{self, AuthError};
-use crate::http::{AppState, json_body, sse_response};
+use crate::http::{AppState, RequestId, json_body, sse_response};
 use crate::pipeline::{Failure, FailureKind, SubmitError, Turn, TurnEvent, TurnRequest};
 use crate::{assistants, conversations};
 
@@ -195,6 +195,7 @@ impl ChatRequest {
 
 async fn chat(
     State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
     Path(slug): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -239,6 +240,7 @@ async fn chat(
     let turn = state
         .pipeline
         .submit(TurnRequest {
+            request_id,
             tenant_id,
             assistant: AssistantRef::Stored { id: assistant.id },
             conversation_id,
@@ -255,11 +257,10 @@ async fn chat(
             stream: request.stream,
         })
         .await?;
-    let span = info_span!("agents_chat", request_id = %turn.request_id);
     if request.stream {
         Ok(stream_reply(turn))
     } else {
-        json_reply(turn).instrument(span).await
+        json_reply(turn).await
     }
 }
 
@@ -278,17 +279,10 @@ async fn json_reply(turn: Turn) -> Result<Response, AgentsError> {
 }
 
 fn stream_reply(mut turn: Turn) -> Response {
-    let headers = [
-        (
-            HeaderName::from_static("x-conversation-id"),
-            HeaderValue::from_str(&turn.conversation_id).unwrap_or(HeaderValue::from_static("")),
-        ),
-        (
-            HeaderName::from_static("x-request-id"),
-            HeaderValue::from_str(&turn.request_id.to_string())
-                .unwrap_or(HeaderValue::from_static("")),
-        ),
-    ];
+    let headers = [(
+        HeaderName::from_static("x-conversation-id"),
+        HeaderValue::from_str(&turn.conversation_id).unwrap_or(HeaderValue::from_static("")),
+    )];
     let events = async_stream::stream! {
         while let Some(event) = turn.next().await {
             match event {

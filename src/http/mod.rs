@@ -3,6 +3,7 @@
 
 mod body;
 mod metrics;
+mod request_id;
 mod sse;
 
 use std::future::Future;
@@ -11,11 +12,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::middleware::from_fn_with_state;
+use axum::serve::ListenerExt;
 use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 pub use body::{BodyError, json_body};
+pub use request_id::RequestId;
 pub use sse::sse_response;
 
 use crate::broker::{Broker, BrokerSettings};
@@ -48,6 +51,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
             crate::api::router().layer(from_fn_with_state("management", metrics::count_requests)),
         )
         .merge(crate::ops::router())
+        .layer(axum::middleware::from_fn(request_id::assign))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -115,7 +119,12 @@ impl Application {
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let grace = self.grace;
-        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+        // SSE events are small writes: without TCP_NODELAY, Nagle's algorithm holds each one back
+        // until the previous is acknowledged, which delayed ACKs stretch to ~40 ms.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let serve = axum::serve(listener, self.router).with_graceful_shutdown(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
