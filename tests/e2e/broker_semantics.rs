@@ -125,3 +125,47 @@ async fn an_undecodable_job_ends_in_the_dead_letter_queue() {
     assert_eq!(dead.delivery.data, b"{\"v\": 99, \"not\": \"a job\"}");
     let _ = connection.close(200, "".into()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_nobody_takes_expires_at_its_deadline_into_the_dead_letter_queue() {
+    let options = Options {
+        workers: 0,
+        deadline: Duration::from_secs(1),
+        ..Options::default()
+    };
+    let stack = Stack::start(options).await;
+    stack.support_agent().await;
+    let response = stack
+        .chat(
+            "support-agent",
+            json!({"message": "anyone there?", "stream": true}),
+        )
+        .await;
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    // The caller is told at the deadline...
+    let body = response.text().await.unwrap();
+    assert!(body.contains("TimeoutError"), "{body}");
+    // ...and the job left the work queue for the dead-letter queue instead of waiting for a worker.
+    let (connection, channel) = channel().await;
+    let mut dead = None;
+    for _ in 0..100 {
+        dead = channel
+            .basic_get(
+                stack.names.dead_letters().as_str().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap();
+        if dead.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dead = dead.expect("the expired job was dead-lettered");
+    let job: confab_contract::Job = confab_contract::decode(&dead.delivery.data).unwrap();
+    assert_eq!(job.request_id.to_string(), request_id);
+    let _ = connection.close(200, "".into()).await;
+}
