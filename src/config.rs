@@ -39,6 +39,9 @@ pub struct IngressConfig {
     pub job_deadline: Duration,
     /// Largest request body accepted. `CONFAB_MAX_BODY_BYTES`, default 1 MiB.
     pub max_body_bytes: usize,
+    /// Requests per minute per API key unless the key has its own limit.
+    /// `CONFAB_RATE_LIMIT_PER_MIN`, default 600.
+    pub rate_limit_per_min: i32,
     /// `CONFAB_DATABASE_POOL_SIZE`, default 16.
     pub database_pool_size: usize,
     /// How long a stopping ingress lets open streams finish. `CONFAB_SHUTDOWN_GRACE_SECS`,
@@ -66,6 +69,7 @@ impl IngressConfig {
                 })?,
             job_deadline,
             max_body_bytes: parsed_var("CONFAB_MAX_BODY_BYTES", 1024 * 1024)?,
+            rate_limit_per_min: parsed_var("CONFAB_RATE_LIMIT_PER_MIN", 600)?,
             database_pool_size: parsed_var("CONFAB_DATABASE_POOL_SIZE", 16)?,
             shutdown_grace: Duration::from_secs(parsed_var("CONFAB_SHUTDOWN_GRACE_SECS", 30)?),
         })

@@ -6,8 +6,14 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
 /// Every migration, in order. Add new files at the end; never edit an applied one.
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "0001_init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "0001_init", include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        "0002_identities_channels",
+        include_str!("../migrations/0002_identities_channels.sql"),
+    ),
+];
 
 /// Arbitrary constant naming confab's migration lock in `pg_advisory_lock`.
 const MIGRATION_LOCK: i64 = 0x0c0f_ab00_0000_0001_i64;

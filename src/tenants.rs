@@ -66,24 +66,56 @@ pub async fn create_key(
     Ok(NewKey { id, secret })
 }
 
-/// The tenant a presented key belongs to, if the key exists and is not revoked.
-pub async fn tenant_of_key(
+/// A presented key that exists and is not revoked, with its use in the current minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyUse {
+    pub tenant_id: Uuid,
+    pub key_id: Uuid,
+    /// Requests allowed per minute (the key's own limit, or `default_limit`).
+    pub limit: i32,
+    /// Requests made in the current minute, this one included.
+    pub count: i32,
+    /// Seconds until the current minute's window ends.
+    pub window_left_secs: i64,
+}
+
+/// Look up a presented key and count this request against its per-minute window, in one round
+/// trip. The window lives in an unlogged table: shared by every ingress process, cheap to bump.
+pub async fn use_key(
     client: &impl GenericClient,
     secret: &str,
-) -> Result<Option<Uuid>, tokio_postgres::Error> {
+    default_limit: i32,
+) -> Result<Option<KeyUse>, tokio_postgres::Error> {
     if !secret.starts_with(KEY_PREFIX) {
         return Ok(None);
     }
     let presented = digest(secret);
     let row = client
         .query_opt(
-            "SELECT tenant_id, digest FROM api_keys WHERE digest = $1 AND revoked_at IS NULL",
-            &[&presented],
+            "WITH k AS ( \
+               SELECT id, tenant_id, digest, coalesce(rate_limit_per_min, $2) AS lim \
+               FROM api_keys WHERE digest = $1 AND revoked_at IS NULL \
+             ), w AS ( \
+               INSERT INTO rate_windows (key_id, window_start, count) \
+               SELECT id, date_trunc('minute', now()), 1 FROM k \
+               ON CONFLICT (key_id, window_start) DO UPDATE SET count = rate_windows.count + 1 \
+               RETURNING count, window_start \
+             ) \
+             SELECT k.tenant_id, k.id, k.digest, k.lim, w.count, \
+                    ceil(extract(epoch FROM w.window_start + interval '1 minute' - now()))::int8 \
+             FROM k, w",
+            &[&presented, &default_limit],
         )
         .await?;
     Ok(row.and_then(|row| {
-        let stored: Vec<u8> = row.get(1);
-        constant_time_eq(&stored, &presented).then(|| row.get(0))
+        let stored: Vec<u8> = row.get(2);
+        constant_time_eq(&stored, &presented).then(|| KeyUse {
+            tenant_id: row.get(0),
+            key_id: row.get(1),
+            limit: row.get(3),
+            count: row.get(4),
+            window_left_secs: row.get(5),
+        })
     }))
 }
 

@@ -89,7 +89,7 @@ async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Assistant>), ApiError> {
-    let tenant_id = auth::tenant(&state, &headers).await?;
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
     let new = parse_new(object_body(body)?)?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
     match assistants::create(&**db, tenant_id, &new).await {
@@ -112,7 +112,7 @@ async fn read(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Assistant>, ApiError> {
-    let tenant_id = auth::tenant(&state, &headers).await?;
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
     let Ok(id) = Uuid::parse_str(&id) else {
         return Err(ApiError::not_found("assistant"));
     };

@@ -88,6 +88,15 @@ impl From<AuthError> for AgentsError {
                 "UnauthorizedError",
                 "Invalid or missing API token",
             ),
+            AuthError::RateLimited { retry_after } => {
+                let mut error = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RateLimitError",
+                    "Rate limit exceeded",
+                );
+                error.retry_after = Some(retry_after);
+                error
+            }
             AuthError::Unavailable(e) => Self::internal(e),
         }
     }
@@ -200,7 +209,7 @@ async fn chat(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AgentsError> {
-    let tenant_id = auth::tenant(&state, &headers).await?;
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
     let request = json_body(body)
         .map_err(|e| {
             let mut error = AgentsError::validation("body", e.message);

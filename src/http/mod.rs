@@ -32,6 +32,8 @@ pub struct AppState {
     pub db: Pool,
     pub pipeline: Pipeline,
     pub metrics: PrometheusHandle,
+    /// Requests per minute for keys without a limit of their own.
+    pub rate_limit_per_min: i32,
 }
 
 impl AppState {
@@ -54,6 +56,27 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .layer(axum::middleware::from_fn(request_id::assign))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+/// Forget expired rate-limit windows and stream tokens, once a minute. Several ingress processes
+/// may do this at once; the deletes are idempotent.
+async fn housekeeping(db: Pool) {
+    let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        every_minute.tick().await;
+        let Ok(client) = db.get().await else {
+            continue;
+        };
+        let swept = client
+            .batch_execute(
+                "DELETE FROM rate_windows WHERE window_start < now() - interval '2 minutes'; \
+                 DELETE FROM stream_tokens WHERE expires_at < now();",
+            )
+            .await;
+        if let Err(e) = swept {
+            tracing::warn!(error = %e, "housekeeping failed");
+        }
+    }
 }
 
 pub struct Application {
@@ -90,7 +113,9 @@ impl Application {
             db,
             pipeline: Pipeline::new(broker, config.job_deadline),
             metrics: metrics::recorder(),
+            rate_limit_per_min: config.rate_limit_per_min,
         };
+        tokio::spawn(housekeeping(state.db.clone()));
         let listener =
             TcpListener::bind(config.listen)
                 .await

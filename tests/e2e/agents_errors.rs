@@ -166,3 +166,35 @@ async fn an_answer_past_the_deadline_gets_504_timeout_error() {
     assert_eq!(status, 504);
     assert_eq!(error["name"], "TimeoutError");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_over_its_limit_gets_429_with_retry_after() {
+    let stack = Stack::start(Options {
+        rate_limit_per_min: 3,
+        ..Options::default()
+    })
+    .await;
+    stack.support_agent().await; // the first of three requests this minute
+    // Two more pass, the next is refused; should a minute boundary fall in between, the new window
+    // admits three more before refusing.
+    let mut passed = 0;
+    let response = loop {
+        let response = stack.chat("support-agent", json!({"message": "hi"})).await;
+        if response.status() != 200 {
+            break response;
+        }
+        passed += 1;
+        assert!(passed <= 5, "the limit was not enforced");
+    };
+    assert!(passed >= 2, "refused before the limit: {passed}");
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let (status, error) = error_of(response).await;
+    assert_eq!(status, 429);
+    assert_eq!(error["name"], "RateLimitError");
+    assert_eq!(error["message"], "Rate limit exceeded");
+}

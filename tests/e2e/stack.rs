@@ -59,6 +59,7 @@ pub struct Options {
     pub openai_api_key: String,
     pub model_timeout: Duration,
     pub amqp_url: String,
+    pub rate_limit_per_min: i32,
 }
 
 impl Default for Options {
@@ -73,6 +74,7 @@ impl Default for Options {
             openai_api_key: String::new(),
             model_timeout: Duration::from_secs(10),
             amqp_url: amqp_url(),
+            rate_limit_per_min: 1_000_000,
         }
     }
 }
@@ -151,6 +153,7 @@ impl Stack {
             reply_mode: self.options.reply_mode,
             job_deadline: self.options.deadline,
             max_body_bytes: 64 * 1024,
+            rate_limit_per_min: self.options.rate_limit_per_min,
             database_pool_size: 4,
             shutdown_grace: Duration::from_secs(2),
         }
