@@ -25,6 +25,8 @@ pub struct TurnRequest {
     pub identity_id: Option<Uuid>,
     pub channel_id: Option<Uuid>,
     pub message: Message,
+    /// Earlier turns supplied by the caller; see `Job::history`.
+    pub history: Vec<Message>,
     pub metadata: serde_json::Map<String, serde_json::Value>,
     pub folder_ids: Vec<Uuid>,
     pub stream: bool,
@@ -102,6 +104,7 @@ impl Pipeline {
             identity_id: request.identity_id,
             channel_id: request.channel_id,
             message: request.message,
+            history: request.history,
             metadata: request.metadata,
             folder_ids: request.folder_ids,
             stream: request.stream,

@@ -19,6 +19,11 @@ pub struct Job {
     pub identity_id: Option<Uuid>,
     pub channel_id: Option<Uuid>,
     pub message: Message,
+    /// Earlier turns the caller supplies itself (OpenAI-style requests that carry the whole
+    /// history). Stored before `message`, once each (their ids are idempotency keys too), so the
+    /// context is assembled from storage as for every other turn.
+    #[serde(default)]
+    pub history: Vec<Message>,
     /// Caller metadata, stored with the user turn.
     #[serde(default)]
     pub metadata: serde_json::Map<String, serde_json::Value>,

@@ -261,6 +261,7 @@ async fn chat(
                 content: request.message,
                 created_ms: now_ms(),
             },
+            history: Vec::new(),
             metadata: Default::default(),
             folder_ids: Vec::new(),
             stream: request.stream,

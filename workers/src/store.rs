@@ -148,6 +148,34 @@ async fn load_assistant(
     }
 }
 
+/// Insert a message unless one with its id is already in the conversation.
+async fn insert_message(
+    tx: &deadpool_postgres::Transaction<'_>,
+    conversation_pk: i64,
+    message: &confab_contract::Message,
+    metadata: &serde_json::Value,
+    job: &Job,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO messages \
+           (conversation_pk, id, role, content, tokens, metadata, request_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::float8 / 1000)) \
+         ON CONFLICT (conversation_pk, id) DO NOTHING",
+        &[
+            &conversation_pk,
+            &message.id,
+            &message.role.as_str(),
+            &message.content,
+            &(crate::tokens::estimate_tokens(&message.content) as i32),
+            metadata,
+            &job.request_id,
+            &(message.created_ms as f64),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Store the job's message (once, whatever the number of deliveries) and read what the context
 /// needs, in one transaction.
 pub async fn prepare_turn(pool: &Pool, job: &Job) -> Result<PreparedTurn, StoreError> {
@@ -174,25 +202,13 @@ pub async fn prepare_turn(pool: &Pool, job: &Job) -> Result<PreparedTurn, StoreE
         )
         .await?
         .get(0);
+    let no_metadata = serde_json::Value::Object(Default::default());
+    for earlier in &job.history {
+        insert_message(&tx, conversation_pk, earlier, &no_metadata, job).await?;
+    }
     let message = &job.message;
     let metadata = serde_json::Value::Object(job.metadata.clone());
-    tx.execute(
-        "INSERT INTO messages \
-           (conversation_pk, id, role, content, tokens, metadata, request_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::float8 / 1000)) \
-         ON CONFLICT (conversation_pk, id) DO NOTHING",
-        &[
-            &conversation_pk,
-            &message.id,
-            &message.role.as_str(),
-            &message.content,
-            &(crate::tokens::estimate_tokens(&message.content) as i32),
-            &metadata,
-            &job.request_id,
-            &(message.created_ms as f64),
-        ],
-    )
-    .await?;
+    insert_message(&tx, conversation_pk, message, &metadata, job).await?;
     let message_pk: i64 = tx
         .query_one(
             "SELECT pk FROM messages WHERE conversation_pk = $1 AND id = $2",
