@@ -35,8 +35,10 @@ ALTER TABLE conversations
     -- A conversation stays open for its identity and channel until the caller starts a new one.
     ADD COLUMN closed_at timestamptz,
     ADD COLUMN metadata jsonb NOT NULL DEFAULT '{}';
-CREATE INDEX conversations_open_per_identity ON conversations (tenant_id, identity_id, channel_id)
-    WHERE closed_at IS NULL AND identity_id IS NOT NULL;
+-- At most one open conversation per identity and channel: the one its next message continues.
+CREATE UNIQUE INDEX conversations_open_per_identity
+    ON conversations (tenant_id, identity_id, channel_id)
+    WHERE closed_at IS NULL AND identity_id IS NOT NULL AND channel_id IS NOT NULL;
 CREATE INDEX conversations_recent ON conversations (tenant_id, updated_at DESC);
 
 CREATE TABLE folders (

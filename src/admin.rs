@@ -33,7 +33,7 @@ pub async fn create_tenant(
 ) -> Result<serde_json::Value, AdminError> {
     let tx = client.transaction().await?;
     let tenant_id = tenants::create_tenant(&tx, name).await?;
-    let key = tenants::create_key(&tx, tenant_id, "initial").await?;
+    let key = tenants::create_key(&tx, tenant_id, "initial", None).await?;
     tx.commit().await?;
     Ok(json!({
         "tenant_id": tenant_id,

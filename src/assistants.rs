@@ -10,9 +10,14 @@ pub struct Assistant {
     pub id: Uuid,
     pub name: String,
     pub slug: String,
+    pub description: String,
     pub instructions: String,
     pub model: String,
     pub deployed: bool,
+    /// Knowledge folders searched when a request names none.
+    pub folder_ids: Vec<Uuid>,
+    pub created_at: String,
+    pub updated_at: String,
 }
 
 /// A validated new assistant.
@@ -20,28 +25,39 @@ pub struct Assistant {
 pub struct NewAssistant {
     pub name: String,
     pub slug: String,
+    pub description: String,
     pub instructions: String,
     pub model: String,
+    pub deployed: bool,
+    pub folder_ids: Vec<Uuid>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssistantError {
     #[error("an assistant with slug '{0}' already exists")]
     SlugTaken(String),
+    #[error("a channel is connected to this assistant")]
+    InUse,
     #[error("database: {0}")]
     Db(#[from] tokio_postgres::Error),
 }
 
-const COLUMNS: &str = "id, name, slug, instructions, model, deployed";
+const COLUMNS: &str = "id, name, slug, description, instructions, model, deployed, folder_ids, \
+    to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
+    to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
 
 fn from_row(row: &tokio_postgres::Row) -> Assistant {
     Assistant {
         id: row.get(0),
         name: row.get(1),
         slug: row.get(2),
-        instructions: row.get(3),
-        model: row.get(4),
-        deployed: row.get(5),
+        description: row.get(3),
+        instructions: row.get(4),
+        model: row.get(5),
+        deployed: row.get(6),
+        folder_ids: row.get(7),
+        created_at: row.get(8),
+        updated_at: row.get(9),
     }
 }
 
@@ -84,8 +100,10 @@ pub async fn create(
     let row = client
         .query_opt(
             &format!(
-                "INSERT INTO assistants (id, tenant_id, name, slug, instructions, model) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, slug) DO NOTHING \
+                "INSERT INTO assistants (id, tenant_id, name, slug, description, instructions, \
+                   model, deployed, folder_ids) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (tenant_id, slug) DO NOTHING \
                  RETURNING {COLUMNS}"
             ),
             &[
@@ -93,8 +111,11 @@ pub async fn create(
                 &tenant_id,
                 &new.name,
                 &new.slug,
+                &new.description,
                 &new.instructions,
                 &new.model,
+                &new.deployed,
+                &new.folder_ids,
             ],
         )
         .await?;
@@ -128,6 +149,129 @@ pub async fn by_id(
         )
         .await?;
     Ok(row.map(|row| from_row(&row)))
+}
+
+/// A page of the tenant's assistants, newest first, after `cursor` (an assistant id).
+pub async fn list(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    cursor: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Assistant>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM assistants \
+                 WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2) \
+                 ORDER BY id DESC LIMIT $3"
+            ),
+            &[&tenant_id, &cursor, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Replace an assistant's settings with `new`; `None` if the tenant has no such assistant.
+pub async fn update(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: Uuid,
+    new: &NewAssistant,
+) -> Result<Option<Assistant>, AssistantError> {
+    let updated = client
+        .query_opt(
+            &format!(
+                "UPDATE assistants SET name = $3, slug = $4, description = $5, \
+                   instructions = $6, model = $7, deployed = $8, folder_ids = $9, \
+                   updated_at = now() \
+                 WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}"
+            ),
+            &[
+                &tenant_id,
+                &id,
+                &new.name,
+                &new.slug,
+                &new.description,
+                &new.instructions,
+                &new.model,
+                &new.deployed,
+                &new.folder_ids,
+            ],
+        )
+        .await;
+    match updated {
+        Ok(row) => Ok(row.map(|row| from_row(&row))),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+            Err(AssistantError::SlugTaken(new.slug.clone()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Delete an assistant; false if the tenant has no such assistant. Refused (an error) while a
+/// channel is connected to it.
+pub async fn delete(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<bool, AssistantError> {
+    let deleted = client
+        .execute(
+            "DELETE FROM assistants WHERE tenant_id = $1 AND id = $2",
+            &[&tenant_id, &id],
+        )
+        .await;
+    match deleted {
+        Ok(n) => Ok(n > 0),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => {
+            Err(AssistantError::InUse)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl NewAssistant {
+    /// The settings of an existing assistant, to apply a partial update to.
+    pub fn from_existing(assistant: &Assistant) -> NewAssistant {
+        NewAssistant {
+            name: assistant.name.clone(),
+            slug: assistant.slug.clone(),
+            description: assistant.description.clone(),
+            instructions: assistant.instructions.clone(),
+            model: assistant.model.clone(),
+            deployed: assistant.deployed,
+            folder_ids: assistant.folder_ids.clone(),
+        }
+    }
+}
+
+/// A deployed assistant as a model list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployedAssistant {
+    pub slug: String,
+    /// Creation time, seconds since the epoch.
+    pub created_secs: i64,
+}
+
+/// Every deployed assistant of the tenant, oldest first (what `GET /v1/models` lists).
+pub async fn list_deployed(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+) -> Result<Vec<DeployedAssistant>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT slug, extract(epoch FROM created_at)::bigint FROM assistants \
+             WHERE tenant_id = $1 AND deployed ORDER BY created_at, slug",
+            &[&tenant_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| DeployedAssistant {
+            slug: row.get(0),
+            created_secs: row.get(1),
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -55,8 +55,25 @@ pub async fn authorize_key(state: &AppState, key: &str) -> Result<Caller, AuthEr
         .map_err(|e| AuthError::Unavailable(e.to_string()))?;
     let usage = crate::tenants::use_key(&**client, key, state.rate_limit_per_min)
         .await
-        .map_err(|e| AuthError::Unavailable(e.to_string()))?
-        .ok_or(AuthError::Invalid)?;
+        .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+    within_limit(usage)
+}
+
+/// Authorise a short-lived stream token (for browsers' `EventSource`, which cannot send headers).
+pub async fn authorize_stream_token(state: &AppState, token: &str) -> Result<Caller, AuthError> {
+    let client = state
+        .db
+        .get()
+        .await
+        .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+    let usage = crate::tenants::use_stream_token(&**client, token, state.rate_limit_per_min)
+        .await
+        .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+    within_limit(usage)
+}
+
+fn within_limit(usage: Option<crate::tenants::KeyUse>) -> Result<Caller, AuthError> {
+    let usage = usage.ok_or(AuthError::Invalid)?;
     if usage.count > usage.limit {
         return Err(AuthError::RateLimited {
             retry_after: usage.window_left_secs.max(1) as u64,

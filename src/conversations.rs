@@ -30,3 +30,221 @@ pub async fn exists_for_assistant(
         .await?;
     Ok(row.is_some())
 }
+
+/// A conversation as the management API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Conversation {
+    pub id: String,
+    pub assistant_id: Option<Uuid>,
+    pub identity_id: Option<Uuid>,
+    pub channel_id: Option<Uuid>,
+    pub message_count: i64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub closed_at: Option<String>,
+    /// Internal key, the list cursor.
+    #[serde(skip)]
+    pub pk: i64,
+}
+
+/// Which conversations to list.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub assistant_id: Option<Uuid>,
+    pub identity_id: Option<Uuid>,
+    pub channel_id: Option<Uuid>,
+}
+
+fn columns() -> String {
+    format!(
+        "c.pk, c.id, c.assistant_id, c.identity_id, c.channel_id, \
+         (SELECT count(*) FROM messages m WHERE m.conversation_pk = c.pk), {}, {}, {}",
+        crate::db::rfc3339("c.created_at"),
+        crate::db::rfc3339("c.updated_at"),
+        crate::db::rfc3339("c.closed_at")
+    )
+}
+
+fn from_row(row: &tokio_postgres::Row) -> Conversation {
+    Conversation {
+        pk: row.get(0),
+        id: row.get(1),
+        assistant_id: row.get(2),
+        identity_id: row.get(3),
+        channel_id: row.get(4),
+        message_count: row.get(5),
+        created_at: row.get(6),
+        updated_at: row.get(7),
+        closed_at: row.get(8),
+    }
+}
+
+pub async fn list(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    filter: &Filter,
+    cursor: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Conversation>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {} FROM conversations c WHERE c.tenant_id = $1 \
+                   AND ($2::uuid IS NULL OR c.assistant_id = $2) \
+                   AND ($3::uuid IS NULL OR c.identity_id = $3) \
+                   AND ($4::uuid IS NULL OR c.channel_id = $4) \
+                   AND ($5::int8 IS NULL OR c.pk < $5) \
+                 ORDER BY c.pk DESC LIMIT $6",
+                columns()
+            ),
+            &[
+                &tenant_id,
+                &filter.assistant_id,
+                &filter.identity_id,
+                &filter.channel_id,
+                &cursor,
+                &limit,
+            ],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+pub async fn by_id(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: &str,
+) -> Result<Option<Conversation>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT {} FROM conversations c WHERE c.tenant_id = $1 AND c.id = $2",
+                columns()
+            ),
+            &[&tenant_id, &id],
+        )
+        .await?;
+    Ok(row.map(|row| from_row(&row)))
+}
+
+/// A stored turn.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoredMessage {
+    pub id: String,
+    pub role: String,
+    pub content: String,
+    /// `complete`, or `interrupted` for an answer cut short.
+    pub status: String,
+    /// For an assistant turn: the id of the user turn it answers.
+    pub answers: Option<String>,
+    pub model: Option<String>,
+    pub prompt_tokens: Option<i32>,
+    pub completion_tokens: Option<i32>,
+    pub metadata: serde_json::Value,
+    pub created_at: String,
+    #[serde(skip)]
+    pub pk: i64,
+}
+
+/// A page of a conversation's turns, oldest first, after `cursor`.
+pub async fn messages(
+    client: &impl GenericClient,
+    conversation_pk: i64,
+    cursor: Option<i64>,
+    limit: i64,
+) -> Result<Vec<StoredMessage>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT pk, id, role, content, status, answers, model, prompt_tokens, \
+                   completion_tokens, metadata, {} \
+                 FROM messages WHERE conversation_pk = $1 AND ($2::int8 IS NULL OR pk > $2) \
+                 ORDER BY pk LIMIT $3",
+                crate::db::rfc3339("created_at")
+            ),
+            &[&conversation_pk, &cursor, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| StoredMessage {
+            pk: row.get(0),
+            id: row.get(1),
+            role: row.get(2),
+            content: row.get(3),
+            status: row.get(4),
+            answers: row.get(5),
+            model: row.get(6),
+            prompt_tokens: row.get(7),
+            completion_tokens: row.get(8),
+            metadata: row.get(9),
+            created_at: row.get(10),
+        })
+        .collect())
+}
+
+/// Delete a conversation and its turns; false if the tenant has no such conversation.
+pub async fn delete(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let n = client
+        .execute(
+            "DELETE FROM conversations WHERE tenant_id = $1 AND id = $2",
+            &[&tenant_id, &id],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+/// The open conversation of an identity on a channel, created if there is none; with
+/// `start_new`, the open one (if any) is closed first. Concurrent callers agree on one
+/// conversation: a unique index admits one open conversation per identity and channel.
+pub async fn open_for_identity(
+    client: &mut tokio_postgres::Client,
+    tenant_id: Uuid,
+    identity_id: Uuid,
+    channel_id: Uuid,
+    assistant_id: Uuid,
+    start_new: bool,
+) -> Result<String, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    if start_new {
+        tx.execute(
+            "UPDATE conversations SET closed_at = now() \
+             WHERE tenant_id = $1 AND identity_id = $2 AND channel_id = $3 AND closed_at IS NULL",
+            &[&tenant_id, &identity_id, &channel_id],
+        )
+        .await?;
+    }
+    let inserted = tx
+        .query_opt(
+            "INSERT INTO conversations (tenant_id, id, assistant_id, identity_id, channel_id) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant_id, identity_id, channel_id) \
+               WHERE closed_at IS NULL AND identity_id IS NOT NULL AND channel_id IS NOT NULL \
+             DO NOTHING RETURNING id",
+            &[
+                &tenant_id,
+                &new_id(),
+                &assistant_id,
+                &identity_id,
+                &channel_id,
+            ],
+        )
+        .await?;
+    let id = match inserted {
+        Some(row) => row.get(0),
+        None => tx
+            .query_one(
+                "SELECT id FROM conversations WHERE tenant_id = $1 AND identity_id = $2 \
+                   AND channel_id = $3 AND closed_at IS NULL",
+                &[&tenant_id, &identity_id, &channel_id],
+            )
+            .await?
+            .get(0),
+    };
+    tx.commit().await?;
+    Ok(id)
+}

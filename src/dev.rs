@@ -59,8 +59,11 @@ async fn demo_tenant(
     let demo = NewAssistant {
         name: "Support Agent".into(),
         slug: DEMO_SLUG.into(),
+        description: "The demo assistant of `confab dev`".into(),
         instructions: DEMO_INSTRUCTIONS.into(),
         model: "builtin".into(),
+        deployed: true,
+        folder_ids: Vec::new(),
     };
     if assistants::by_slug(&tx, tenant_id, DEMO_SLUG)
         .await?
@@ -68,7 +71,7 @@ async fn demo_tenant(
     {
         assistants::create(&tx, tenant_id, &demo).await?;
     }
-    let key = tenants::create_key(&tx, tenant_id, "confab dev")
+    let key = tenants::create_key(&tx, tenant_id, "confab dev", None)
         .await
         .map_err(AdminError::from)?;
     tx.commit().await?;

@@ -24,11 +24,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn random_secret() -> Result<String, getrandom::Error> {
+    random_token(KEY_PREFIX)
+}
+
+fn random_token(prefix: &str) -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("{KEY_PREFIX}{hex}"))
+    Ok(format!("{prefix}{hex}"))
 }
+
+const STREAM_TOKEN_PREFIX: &str = "cfs_";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {
@@ -49,21 +55,198 @@ pub async fn create_tenant(client: &impl GenericClient, name: &str) -> Result<Uu
     Ok(id)
 }
 
+/// Mint a key; `rate_limit_per_min` overrides the deployment default for it.
 pub async fn create_key(
     client: &impl GenericClient,
     tenant_id: Uuid,
     name: &str,
+    rate_limit_per_min: Option<i32>,
 ) -> Result<NewKey, TenantError> {
     let id = Uuid::now_v7();
     let secret = random_secret()?;
     let prefix: String = secret.chars().take(KEY_PREFIX.len() + 6).collect();
     client
         .execute(
-            "INSERT INTO api_keys (id, tenant_id, name, prefix, digest) VALUES ($1, $2, $3, $4, $5)",
-            &[&id, &tenant_id, &name, &prefix, &digest(&secret)],
+            "INSERT INTO api_keys (id, tenant_id, name, prefix, digest, rate_limit_per_min) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &id,
+                &tenant_id,
+                &name,
+                &prefix,
+                &digest(&secret),
+                &rate_limit_per_min,
+            ],
         )
         .await?;
     Ok(NewKey { id, secret })
+}
+
+/// Mint a stream token for the caller's key, valid for `ttl_secs`. Returns the token and its
+/// expiry (RFC 3339).
+pub async fn create_stream_token(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    key_id: Uuid,
+    ttl_secs: i32,
+) -> Result<(String, String), TenantError> {
+    let token = random_token(STREAM_TOKEN_PREFIX)?;
+    let row = client
+        .query_one(
+            &format!(
+                "INSERT INTO stream_tokens (digest, tenant_id, key_id, expires_at) \
+                 VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING {}",
+                crate::db::rfc3339("expires_at")
+            ),
+            &[&digest(&token), &tenant_id, &key_id, &f64::from(ttl_secs)],
+        )
+        .await?;
+    Ok((token, row.get(0)))
+}
+
+/// Like [`use_key`], for an unexpired stream token of a key that is not revoked; the request
+/// counts against that key's limit.
+pub async fn use_stream_token(
+    client: &impl GenericClient,
+    token: &str,
+    default_limit: i32,
+) -> Result<Option<KeyUse>, tokio_postgres::Error> {
+    if !token.starts_with(STREAM_TOKEN_PREFIX) {
+        return Ok(None);
+    }
+    let presented = digest(token);
+    let row = client
+        .query_opt(
+            "WITH k AS ( \
+               SELECT k.id, k.tenant_id, t.digest, coalesce(k.rate_limit_per_min, $2) AS lim \
+               FROM stream_tokens t JOIN api_keys k ON k.id = t.key_id \
+               WHERE t.digest = $1 AND t.expires_at > now() AND k.revoked_at IS NULL \
+             ), w AS ( \
+               INSERT INTO rate_windows (key_id, window_start, count) \
+               SELECT id, date_trunc('minute', now()), 1 FROM k \
+               ON CONFLICT (key_id, window_start) DO UPDATE SET count = rate_windows.count + 1 \
+               RETURNING count, window_start \
+             ) \
+             SELECT k.tenant_id, k.id, k.digest, k.lim, w.count, \
+                    ceil(extract(epoch FROM w.window_start + interval '1 minute' - now()))::int8 \
+             FROM k, w",
+            &[&presented, &default_limit],
+        )
+        .await?;
+    Ok(row.and_then(|row| key_use(&row, &presented)))
+}
+
+fn key_use(row: &tokio_postgres::Row, presented: &[u8]) -> Option<KeyUse> {
+    let stored: Vec<u8> = row.get(2);
+    constant_time_eq(&stored, presented).then(|| KeyUse {
+        tenant_id: row.get(0),
+        key_id: row.get(1),
+        limit: row.get(3),
+        count: row.get(4),
+        window_left_secs: row.get(5),
+    })
+}
+
+/// A key as listings show it: never the secret, only its first characters.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub rate_limit_per_min: Option<i32>,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+fn key_columns() -> String {
+    format!(
+        "id, name, prefix, rate_limit_per_min, {}, {}",
+        crate::db::rfc3339("created_at"),
+        crate::db::rfc3339("revoked_at")
+    )
+}
+
+fn key_info(row: &tokio_postgres::Row) -> KeyInfo {
+    KeyInfo {
+        id: row.get(0),
+        name: row.get(1),
+        prefix: row.get(2),
+        rate_limit_per_min: row.get(3),
+        created_at: row.get(4),
+        revoked_at: row.get(5),
+    }
+}
+
+pub async fn key_by_id(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Option<KeyInfo>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT {} FROM api_keys WHERE tenant_id = $1 AND id = $2",
+                key_columns()
+            ),
+            &[&tenant_id, &id],
+        )
+        .await?;
+    Ok(row.map(|row| key_info(&row)))
+}
+
+pub async fn list_keys(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    cursor: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<KeyInfo>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {} FROM api_keys WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2) \
+                 ORDER BY id DESC LIMIT $3",
+                key_columns()
+            ),
+            &[&tenant_id, &cursor, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(key_info).collect())
+}
+
+/// Change a key's own rate limit (`None` returns it to the deployment default).
+pub async fn set_key_limit(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: Uuid,
+    rate_limit_per_min: Option<i32>,
+) -> Result<Option<KeyInfo>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE api_keys SET rate_limit_per_min = $3 WHERE tenant_id = $1 AND id = $2 \
+                 RETURNING {}",
+                key_columns()
+            ),
+            &[&tenant_id, &id, &rate_limit_per_min],
+        )
+        .await?;
+    Ok(row.map(|row| key_info(&row)))
+}
+
+/// Revoke a key at once; false if the tenant has no such key.
+pub async fn revoke_key(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<bool, tokio_postgres::Error> {
+    let n = client
+        .execute(
+            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) \
+             WHERE tenant_id = $1 AND id = $2",
+            &[&tenant_id, &id],
+        )
+        .await?;
+    Ok(n > 0)
 }
 
 /// A presented key that exists and is not revoked, with its use in the current minute.
@@ -107,16 +290,7 @@ pub async fn use_key(
             &[&presented, &default_limit],
         )
         .await?;
-    Ok(row.and_then(|row| {
-        let stored: Vec<u8> = row.get(2);
-        constant_time_eq(&stored, &presented).then(|| KeyUse {
-            tenant_id: row.get(0),
-            key_id: row.get(1),
-            limit: row.get(3),
-            count: row.get(4),
-            window_left_secs: row.get(5),
-        })
-    }))
+    Ok(row.and_then(|row| key_use(&row, &presented)))
 }
 
 #[cfg(test)]

@@ -1,87 +1,124 @@
-//! `/v1/assistants`: create an assistant and read it back.
+//! `/v1/assistants`: create, list, read, update (`PATCH`, e.g. `{"deployed": false}` undeploys)
+//! and delete assistants.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use confab_worker::model::ModelSpec;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
-use super::error::{ApiError, object_body};
+use super::fields::{self, Fields};
+use super::pagination::PageQuery;
+use super::{ApiError, object_body};
 use crate::assistants::{self, Assistant, AssistantError, NewAssistant};
 use crate::auth;
 use crate::http::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/assistants", post(create))
-        .route("/v1/assistants/{id}", get(read))
+        .route("/v1/assistants", get(list).post(create))
+        .route(
+            "/v1/assistants/{id}",
+            get(read).patch(update).delete(remove),
+        )
 }
 
-fn optional_string(
-    fields: &mut Map<String, Value>,
-    field: &str,
-) -> Result<Option<String>, ApiError> {
-    match fields.remove(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ApiError::invalid(
-            field,
-            format!("{field} must be a string"),
-        )),
+/// Apply the fields of a create or update body to `target`, validating each.
+fn apply(mut body: Fields, target: &mut NewAssistant) -> Result<(), ApiError> {
+    if let Some(name) = fields::optional_text(&mut body, "name", 200)? {
+        target.name = name;
     }
-}
-
-fn parse_new(mut fields: Map<String, Value>) -> Result<NewAssistant, ApiError> {
-    let name = optional_string(&mut fields, "name")?
-        .map(|n| n.trim().to_owned())
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::invalid("name", "name is required"))?;
-    if name.chars().count() > 200 {
-        return Err(ApiError::invalid(
-            "name",
-            "name must be at most 200 characters",
-        ));
-    }
-    let slug = match optional_string(&mut fields, "slug")? {
-        Some(slug) if assistants::is_valid_slug(&slug) => slug,
+    match fields::optional_string(&mut body, "slug")? {
+        Some(slug) if assistants::is_valid_slug(&slug) => target.slug = slug,
         Some(_) => {
             return Err(ApiError::invalid(
                 "slug",
                 "slug must be lowercase letters and digits in hyphen-separated words, at most 64 characters",
             ));
         }
-        None => assistants::slug_from_name(&name),
-    };
-    if slug.is_empty() {
+        None if target.slug.is_empty() => target.slug = assistants::slug_from_name(&target.name),
+        None => {}
+    }
+    if target.slug.is_empty() {
         return Err(ApiError::invalid(
             "slug",
             "name has no letters or digits to make a slug from; give a slug",
         ));
     }
-    let instructions = optional_string(&mut fields, "instructions")?.unwrap_or_default();
-    let model = optional_string(&mut fields, "model")?.unwrap_or_else(|| "builtin".into());
-    if ModelSpec::parse(&model).is_none() {
+    if let Some(description) = fields::optional_string(&mut body, "description")? {
+        target.description = description;
+    }
+    if let Some(instructions) = fields::optional_string(&mut body, "instructions")? {
+        target.instructions = instructions;
+    }
+    if let Some(model) = fields::optional_string(&mut body, "model")? {
+        if ModelSpec::parse(&model).is_none() {
+            return Err(ApiError::invalid(
+                "model",
+                "model must be \"builtin\" or \"openai/<model-name>\"",
+            ));
+        }
+        target.model = model;
+    }
+    if let Some(deployed) = fields::optional_bool(&mut body, "deployed")? {
+        target.deployed = deployed;
+    }
+    if let Some(folder_ids) = fields::optional_uuids(&mut body, "folder_ids")? {
+        target.folder_ids = folder_ids;
+    }
+    fields::no_unknown(&body)
+}
+
+fn slug_conflict(slug: &str) -> ApiError {
+    let mut error = ApiError::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        format!("an assistant with slug '{slug}' already exists"),
+    );
+    error.details = serde_json::json!({"field": "slug"});
+    error
+}
+
+fn assistant_error(error: AssistantError) -> ApiError {
+    match error {
+        AssistantError::SlugTaken(slug) => slug_conflict(&slug),
+        AssistantError::InUse => ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "a channel is connected to this assistant; connect it to another assistant first",
+        ),
+        AssistantError::Db(e) => ApiError::internal(e),
+    }
+}
+
+/// Every folder id must be a folder of the tenant.
+async fn check_folders(
+    client: &impl tokio_postgres::GenericClient,
+    tenant_id: Uuid,
+    folder_ids: &[Uuid],
+) -> Result<(), ApiError> {
+    if folder_ids.is_empty() {
+        return Ok(());
+    }
+    let found: i64 = client
+        .query_one(
+            "SELECT count(*) FROM folders WHERE tenant_id = $1 AND id = ANY($2)",
+            &[&tenant_id, &folder_ids],
+        )
+        .await
+        .map_err(ApiError::internal)?
+        .get(0);
+    if found as usize != folder_ids.len() {
         return Err(ApiError::invalid(
-            "model",
-            "model must be \"builtin\" or \"openai/<model-name>\"",
+            "folder_ids",
+            "every folder id must name one of your folders",
         ));
     }
-    if let Some(unknown) = fields.keys().next() {
-        return Err(ApiError::invalid(
-            unknown,
-            format!("unknown field {unknown:?}"),
-        ));
-    }
-    Ok(NewAssistant {
-        name,
-        slug,
-        instructions,
-        model,
-    })
+    Ok(())
 }
 
 async fn create(
@@ -90,21 +127,39 @@ async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Assistant>), ApiError> {
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
-    let new = parse_new(object_body(body)?)?;
+    let mut body = object_body(body)?;
+    let name = fields::required_text(&mut body, "name", 200)?;
+    let mut new = NewAssistant {
+        name,
+        slug: String::new(),
+        description: String::new(),
+        instructions: String::new(),
+        model: "builtin".into(),
+        deployed: true,
+        folder_ids: Vec::new(),
+    };
+    apply(body, &mut new)?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
-    match assistants::create(&**db, tenant_id, &new).await {
-        Ok(assistant) => Ok((StatusCode::CREATED, Json(assistant))),
-        Err(AssistantError::SlugTaken(slug)) => {
-            let mut error = ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!("an assistant with slug '{slug}' already exists"),
-            );
-            error.details = serde_json::json!({"field": "slug"});
-            Err(error)
-        }
-        Err(e) => Err(ApiError::internal(e)),
-    }
+    check_folders(&**db, tenant_id, &new.folder_ids).await?;
+    let created = assistants::create(&**db, tenant_id, &new)
+        .await
+        .map_err(assistant_error)?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let page = query.page()?;
+    let cursor = page.uuid_cursor()?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let items = assistants::list(&**db, tenant_id, cursor, page.fetch())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(page.body(items, |a| a.id.to_string())))
 }
 
 async fn read(
@@ -113,13 +168,50 @@ async fn read(
     Path(id): Path<String>,
 ) -> Result<Json<Assistant>, ApiError> {
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
-    let Ok(id) = Uuid::parse_str(&id) else {
-        return Err(ApiError::not_found("assistant"));
-    };
+    let id = fields::path_uuid(&id, "assistant")?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
     assistants::by_id(&**db, tenant_id, id)
         .await
         .map_err(ApiError::internal)?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("assistant"))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Assistant>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let id = fields::path_uuid(&id, "assistant")?;
+    let body = object_body(body)?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let current = assistants::by_id(&**db, tenant_id, id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("assistant"))?;
+    let mut new = NewAssistant::from_existing(&current);
+    apply(body, &mut new)?;
+    check_folders(&**db, tenant_id, &new.folder_ids).await?;
+    assistants::update(&**db, tenant_id, id, &new)
+        .await
+        .map_err(assistant_error)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("assistant"))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let id = fields::path_uuid(&id, "assistant")?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    match assistants::delete(&**db, tenant_id, id).await {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(ApiError::not_found("assistant")),
+        Err(e) => Err(assistant_error(e)),
+    }
 }

@@ -2,3 +2,4 @@
 //! and the pipeline's events back to that family's JSON and SSE shapes and error envelopes.
 
 pub mod agents;
+pub mod channel_chat;

@@ -11,6 +11,7 @@ mod stack;
 mod agents_dialect;
 mod agents_errors;
 mod broker_semantics;
+mod channel_chat_dialect;
 mod management;
 mod operations;
 mod provider_openai;

@@ -117,3 +117,351 @@ async fn another_tenant_s_assistant_is_a_404_everywhere() {
         "Agent with slug 'support-agent' not found"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assistants_list_in_pages_update_and_delete() {
+    let stack = Stack::start(Options {
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
+    for name in ["One", "Two", "Three"] {
+        stack.create_assistant(json!({"name": name})).await;
+    }
+    let (status, first) = stack.api("GET", "/v1/assistants?limit=2", None).await;
+    assert_eq!(status, 200);
+    let slugs: Vec<&str> = first["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs, ["three", "two"]);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (_, second) = stack
+        .api(
+            "GET",
+            &format!("/v1/assistants?limit=2&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(second["data"][0]["slug"], "one");
+    assert_eq!(second["next_cursor"], Value::Null);
+    let (status, _) = stack.api("GET", "/v1/assistants?limit=0", None).await;
+    assert_eq!(status, 400);
+
+    let id = second["data"][0]["id"].as_str().unwrap().to_owned();
+    let (status, patched) = stack
+        .api(
+            "PATCH",
+            &format!("/v1/assistants/{id}"),
+            Some(json!({"deployed": false, "instructions": "Be brief."})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["deployed"], false);
+    assert_eq!(patched["instructions"], "Be brief.");
+    assert_eq!(patched["name"], "One", "untouched fields stay");
+    let (status, _) = stack
+        .api(
+            "PATCH",
+            &format!("/v1/assistants/{id}"),
+            Some(json!({"slug": "two"})),
+        )
+        .await;
+    assert_eq!(status, 409);
+
+    let (status, _) = stack
+        .api("DELETE", &format!("/v1/assistants/{id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = stack
+        .api("GET", &format!("/v1/assistants/{id}"), None)
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undeployed_assistant_does_not_answer() {
+    let stack = Stack::start(Options::default()).await;
+    let agent = stack.support_agent().await;
+    let id = agent["id"].as_str().unwrap();
+    stack
+        .api(
+            "PATCH",
+            &format!("/v1/assistants/{id}"),
+            Some(json!({"deployed": false})),
+        )
+        .await;
+    let response = stack.chat("support-agent", json!({"message": "hi"})).await;
+    assert_eq!(response.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_keep_their_secrets_and_their_assistant_must_exist() {
+    let stack = Stack::start(Options {
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
+    let agent = stack.support_agent().await;
+    let (status, channel) = stack
+        .api(
+            "POST",
+            "/v1/channels",
+            Some(
+                json!({"name": "WhatsApp", "kind": "whatsapp", "assistant_id": agent["id"],
+                        "config": {"app_secret": "s3cret", "verify_token": "v"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{channel}");
+    assert_eq!(
+        channel["config_keys"],
+        json!(["app_secret", "verify_token"])
+    );
+    assert!(!channel.to_string().contains("s3cret"));
+    let id = channel["id"].as_str().unwrap();
+    let (_, read) = stack.api("GET", &format!("/v1/channels/{id}"), None).await;
+    assert!(!read.to_string().contains("s3cret"));
+    let (status, patched) = stack
+        .api(
+            "PATCH",
+            &format!("/v1/channels/{id}"),
+            Some(json!({"config": {"verify_token": null}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(patched["config_keys"], json!(["app_secret"]));
+
+    for (body, field) in [
+        (
+            json!({"name": "x", "kind": "fax", "assistant_id": agent["id"]}),
+            "kind",
+        ),
+        (json!({"name": "x", "kind": "web"}), "assistant_id"),
+        (
+            json!({"name": "x", "kind": "web", "assistant_id": "0190f0f0-0000-7000-8000-000000000000"}),
+            "assistant_id",
+        ),
+    ] {
+        let (status, error) = stack.api("POST", "/v1/channels", Some(body)).await;
+        assert_eq!(status, 400);
+        assert_eq!(error["error"]["details"]["field"], field);
+    }
+    // An assistant with a channel cannot be deleted from under it.
+    let (status, _) = stack
+        .api(
+            "DELETE",
+            &format!("/v1/assistants/{}", agent["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identities_are_found_by_external_id_which_is_unique() {
+    let stack = Stack::start(Options {
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
+    let (status, ada) = stack
+        .api(
+            "POST",
+            "/v1/identities",
+            Some(json!({"name": "Ada", "external_id": "+15550001", "profile": {"tier": "gold"}})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    stack
+        .api("POST", "/v1/identities", Some(json!({"name": "Bob"})))
+        .await;
+    let (status, _) = stack
+        .api(
+            "POST",
+            "/v1/identities",
+            Some(json!({"external_id": "+15550001"})),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let (_, found) = stack
+        .api("GET", "/v1/identities?external_id=%2B15550001", None)
+        .await;
+    assert_eq!(found["data"].as_array().unwrap().len(), 1);
+    assert_eq!(found["data"][0]["id"], ada["id"]);
+    let id = ada["id"].as_str().unwrap();
+    let (_, patched) = stack
+        .api(
+            "PATCH",
+            &format!("/v1/identities/{id}"),
+            Some(json!({"profile": {"language": "pt-BR"}})),
+        )
+        .await;
+    assert_eq!(
+        patched["profile"],
+        json!({"tier": "gold", "language": "pt-BR"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_list_show_their_history_in_order_and_delete() {
+    let stack = Stack::start(Options::default()).await;
+    let agent = stack.support_agent().await;
+    let first: Value = stack
+        .chat("support-agent", json!({"message": "My name is Ada."}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = first["data"]["conversationId"].as_str().unwrap();
+    stack
+        .chat(
+            "support-agent",
+            json!({"message": "What is my name?", "conversationId": id}),
+        )
+        .await;
+    stack
+        .chat("support-agent", json!({"message": "Another conversation"}))
+        .await;
+
+    let (_, all) = stack.api("GET", "/v1/conversations", None).await;
+    assert_eq!(all["data"].as_array().unwrap().len(), 2);
+    let (_, mine) = stack
+        .api(
+            "GET",
+            &format!(
+                "/v1/conversations?assistant_id={}",
+                agent["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(mine["data"].as_array().unwrap().len(), 2);
+    let (_, none) = stack
+        .api(
+            "GET",
+            "/v1/conversations?identity_id=0190f0f0-0000-7000-8000-000000000000",
+            None,
+        )
+        .await;
+    assert_eq!(none["data"], json!([]));
+
+    let (status, history) = stack
+        .api("GET", &format!("/v1/conversations/{id}/messages"), None)
+        .await;
+    assert_eq!(status, 200);
+    let turns: Vec<(String, String)> = history["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap().to_owned(),
+                m["content"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(turns[0], ("user".into(), "My name is Ada.".into()));
+    assert_eq!(turns[2], ("user".into(), "What is my name?".into()));
+    assert_eq!(
+        turns[3],
+        (
+            "assistant".into(),
+            "You told me earlier: \"My name is Ada.\"".into()
+        )
+    );
+    assert_eq!(history["data"][3]["answers"], history["data"][2]["id"]);
+
+    let (status, _) = stack
+        .api("DELETE", &format!("/v1/conversations/{id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = stack
+        .api("GET", &format!("/v1/conversations/{id}/messages"), None)
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_shown_once_listed_without_secrets_and_revocable() {
+    let stack = Stack::start(Options {
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
+    let (status, created) = stack
+        .api(
+            "POST",
+            "/v1/keys",
+            Some(json!({"name": "ci", "rate_limit_per_min": 2})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let secret = created["api_key"].as_str().unwrap().to_owned();
+    assert_eq!(created["rate_limit_per_min"], 2);
+    let (_, listed) = stack.api("GET", "/v1/keys", None).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+    assert!(!listed.to_string().contains(&secret));
+
+    // The key's own limit applies to it: two requests a minute.
+    let (status, _) = stack.api_as(&secret, "GET", "/v1/keys", None).await;
+    assert_eq!(status, 200);
+    let (status, _) = stack.api_as(&secret, "GET", "/v1/keys", None).await;
+    assert_eq!(status, 200);
+    let (status, limited) = stack.api_as(&secret, "GET", "/v1/keys", None).await;
+    assert_eq!(status, 429, "{limited}");
+    assert_eq!(limited["error"]["code"], "rate_limited");
+
+    let id = created["id"].as_str().unwrap();
+    let (status, _) = stack
+        .api(
+            "PATCH",
+            &format!("/v1/keys/{id}"),
+            Some(json!({"rate_limit_per_min": 1000})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = stack.api("DELETE", &format!("/v1/keys/{id}"), None).await;
+    assert_eq!(status, 204);
+    let (status, _) = stack.api_as(&secret, "GET", "/v1/keys", None).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folders_have_a_text_search_language() {
+    let stack = Stack::start(Options {
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
+    let (status, folder) = stack
+        .api("POST", "/v1/folders", Some(json!({"name": "FAQ"})))
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(folder["language"], "english");
+    let (status, folder_pt) = stack
+        .api(
+            "POST",
+            "/v1/folders",
+            Some(json!({"name": "Ajuda", "language": "portuguese"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{folder_pt}");
+    let (status, _) = stack
+        .api("POST", "/v1/folders", Some(json!({"name": "FAQ"})))
+        .await;
+    assert_eq!(status, 409);
+    let (status, error) = stack
+        .api(
+            "POST",
+            "/v1/folders",
+            Some(json!({"name": "X", "language": "klingon"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(error["error"]["details"]["field"], "language");
+    let (_, listed) = stack.api("GET", "/v1/folders", None).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2);
+}

@@ -359,3 +359,43 @@ pub async fn drop_database(database: &str) {
         .await
         .expect("drop the database");
 }
+
+impl Stack {
+    /// Call the API with this stack's key; returns the status and the JSON body (`null` if none).
+    pub async fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.api_as(&self.api_key, method, path, body).await
+    }
+
+    /// Call the API with another key.
+    pub async fn api_as(
+        &self,
+        key: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, self.url(path)).bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, body)
+    }
+
+    /// A second tenant in the same deployment; returns its API key.
+    pub async fn other_tenant(&self) -> String {
+        let mut db = self.db().await;
+        let other = confab::admin::create_tenant(&mut db, "other tenant")
+            .await
+            .expect("create tenant");
+        other["api_key"].as_str().expect("api_key").to_owned()
+    }
+}

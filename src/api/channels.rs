@@ -1,0 +1,147 @@
+//! `/v1/channels`: channels and the assistant each is connected to.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::fields;
+use super::pagination::PageQuery;
+use super::{ApiError, object_body};
+use crate::channels::{self, Channel, KINDS, NewChannel};
+use crate::http::AppState;
+use crate::{assistants, auth};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/channels", get(list).post(create))
+        .route("/v1/channels/{id}", get(read).patch(update).delete(remove))
+}
+
+/// The assistant a channel is to be connected to must be one of the tenant's.
+async fn check_assistant(
+    client: &impl tokio_postgres::GenericClient,
+    tenant_id: Uuid,
+    assistant_id: Uuid,
+) -> Result<(), ApiError> {
+    match assistants::by_id(client, tenant_id, assistant_id)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Some(_) => Ok(()),
+        None => Err(ApiError::invalid("assistant_id", "no such assistant")),
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Channel>), ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let mut body = object_body(body)?;
+    let name = fields::required_text(&mut body, "name", 200)?;
+    let kind = fields::required_text(&mut body, "kind", 20)?;
+    if !KINDS.contains(&kind.as_str()) {
+        return Err(ApiError::invalid(
+            "kind",
+            format!("kind must be one of {}", KINDS.join(", ")),
+        ));
+    }
+    let assistant_id = fields::optional_uuid(&mut body, "assistant_id")?
+        .ok_or_else(|| ApiError::invalid("assistant_id", "assistant_id is required"))?;
+    let config = fields::optional_object(&mut body, "config")?.unwrap_or_default();
+    fields::no_unknown(&body)?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    check_assistant(&**db, tenant_id, assistant_id).await?;
+    let new = NewChannel {
+        name,
+        kind,
+        assistant_id,
+        config,
+    };
+    let channel = channels::create(&**db, tenant_id, &new)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok((StatusCode::CREATED, Json(channel)))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let page = query.page()?;
+    let cursor = page.uuid_cursor()?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let items = channels::list(&**db, tenant_id, cursor, page.fetch())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(page.body(items, |c| c.id.to_string())))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Channel>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let id = fields::path_uuid(&id, "channel")?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    channels::by_id(&**db, tenant_id, id)
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("channel"))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Channel>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let id = fields::path_uuid(&id, "channel")?;
+    let mut body = object_body(body)?;
+    let name = fields::optional_text(&mut body, "name", 200)?;
+    let assistant_id = fields::optional_uuid(&mut body, "assistant_id")?;
+    let config = fields::optional_object(&mut body, "config")?;
+    fields::no_unknown(&body)?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    if let Some(assistant_id) = assistant_id {
+        check_assistant(&**db, tenant_id, assistant_id).await?;
+    }
+    channels::update(
+        &**db,
+        tenant_id,
+        id,
+        name.as_deref(),
+        assistant_id,
+        config.as_ref(),
+    )
+    .await
+    .map_err(ApiError::internal)?
+    .map(Json)
+    .ok_or_else(|| ApiError::not_found("channel"))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let id = fields::path_uuid(&id, "channel")?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    match channels::delete(&**db, tenant_id, id).await {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(ApiError::not_found("channel")),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}

@@ -1,0 +1,111 @@
+//! `/v1/conversations`: list (filtered by assistant, identity or channel), read, the full
+//! history in order, and delete.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::ApiError;
+use super::pagination::PageQuery;
+use crate::auth;
+use crate::conversations::{self, Conversation, Filter};
+use crate::http::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/conversations", get(list))
+        .route("/v1/conversations/{id}", get(read).delete(remove))
+        .route("/v1/conversations/{id}/messages", get(messages))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    #[serde(flatten)]
+    page: PageQuery,
+    assistant_id: Option<String>,
+    identity_id: Option<String>,
+    channel_id: Option<String>,
+}
+
+fn query_uuid(value: &Option<String>, field: &str) -> Result<Option<Uuid>, ApiError> {
+    value
+        .as_deref()
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            Uuid::parse_str(v)
+                .map_err(|_| ApiError::invalid(field, format!("{field} must be a UUID")))
+        })
+        .transpose()
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let page = query.page.page()?;
+    let filter = Filter {
+        assistant_id: query_uuid(&query.assistant_id, "assistant_id")?,
+        identity_id: query_uuid(&query.identity_id, "identity_id")?,
+        channel_id: query_uuid(&query.channel_id, "channel_id")?,
+    };
+    let cursor = page.numeric_cursor()?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let items = conversations::list(&**db, tenant_id, &filter, cursor, page.fetch())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(page.body(items, |c| c.pk.to_string())))
+}
+
+async fn find(state: &AppState, tenant_id: Uuid, id: &str) -> Result<Conversation, ApiError> {
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    conversations::by_id(&**db, tenant_id, id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("conversation"))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Conversation>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    find(&state, tenant_id, &id).await.map(Json)
+}
+
+async fn messages(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let page = query.page()?;
+    let cursor = page.numeric_cursor()?;
+    let conversation = find(&state, tenant_id, &id).await?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let items = conversations::messages(&**db, conversation.pk, cursor, page.fetch())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(page.body(items, |m| m.pk.to_string())))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    match conversations::delete(&**db, tenant_id, &id).await {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(ApiError::not_found("conversation")),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}

@@ -1,0 +1,151 @@
+//! `/v1/identities`: the end users who talk to assistants.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::fields;
+use super::pagination::PageQuery;
+use super::{ApiError, object_body};
+use crate::auth;
+use crate::http::AppState;
+use crate::identities::{self, Identity, IdentityError};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/identities", get(list).post(create))
+        .route(
+            "/v1/identities/{id}",
+            get(read).patch(update).delete(remove),
+        )
+}
+
+fn identity_error(error: IdentityError) -> ApiError {
+    match error {
+        IdentityError::ExternalIdTaken(id) => {
+            let mut error = ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("an identity with external id '{id}' already exists"),
+            );
+            error.details = serde_json::json!({"field": "external_id"});
+            error
+        }
+        IdentityError::Db(e) => ApiError::internal(e),
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Identity>), ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let mut body = object_body(body)?;
+    let name = fields::optional_text(&mut body, "name", 200)?;
+    let external_id = fields::optional_text(&mut body, "external_id", 200)?;
+    let profile = Value::Object(fields::optional_object(&mut body, "profile")?.unwrap_or_default());
+    fields::no_unknown(&body)?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let identity = identities::create(
+        &**db,
+        tenant_id,
+        name.as_deref(),
+        external_id.as_deref(),
+        &profile,
+    )
+    .await
+    .map_err(identity_error)?;
+    Ok((StatusCode::CREATED, Json(identity)))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    #[serde(flatten)]
+    page: PageQuery,
+    external_id: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let page = query.page.page()?;
+    let cursor = page.uuid_cursor()?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let items = identities::list(
+        &**db,
+        tenant_id,
+        query.external_id.as_deref(),
+        cursor,
+        page.fetch(),
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(Json(page.body(items, |i| i.id.to_string())))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Identity>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let id = fields::path_uuid(&id, "identity")?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    identities::by_id(&**db, tenant_id, id)
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("identity"))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Identity>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let id = fields::path_uuid(&id, "identity")?;
+    let mut body = object_body(body)?;
+    let name = fields::optional_text(&mut body, "name", 200)?;
+    let external_id = fields::optional_text(&mut body, "external_id", 200)?;
+    let profile = fields::optional_object(&mut body, "profile")?.map(Value::Object);
+    fields::no_unknown(&body)?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    identities::update(
+        &**db,
+        tenant_id,
+        id,
+        name.as_deref(),
+        external_id.as_deref(),
+        profile.as_ref(),
+    )
+    .await
+    .map_err(identity_error)?
+    .map(Json)
+    .ok_or_else(|| ApiError::not_found("identity"))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let id = fields::path_uuid(&id, "identity")?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    match identities::delete(&**db, tenant_id, id).await {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(ApiError::not_found("identity")),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}

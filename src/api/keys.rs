@@ -1,0 +1,117 @@
+//! `/v1/keys`: the tenant's API keys. A new key's secret is in the creation response and nowhere
+//! else, ever; revoking takes effect on the next request.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, patch};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::fields;
+use super::pagination::PageQuery;
+use super::{ApiError, object_body};
+use crate::auth;
+use crate::http::AppState;
+use crate::tenants::{self, KeyInfo};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/keys", get(list).post(create))
+        .route("/v1/keys/{id}", patch(update).delete(revoke).get(read))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let mut body = object_body(body)?;
+    let name = fields::optional_text(&mut body, "name", 200)?.unwrap_or_else(|| "api".into());
+    let limit = fields::optional_positive_int(&mut body, "rate_limit_per_min")?;
+    fields::no_unknown(&body)?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let key = tenants::create_key(&**db, tenant_id, &name, limit)
+        .await
+        .map_err(ApiError::internal)?;
+    let info = tenants::key_by_id(&**db, tenant_id, key.id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::internal("the new key vanished"))?;
+    let mut body = serde_json::to_value(info).map_err(ApiError::internal)?;
+    body["api_key"] = json!(key.secret);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let page = query.page()?;
+    let cursor = page.uuid_cursor()?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let items = tenants::list_keys(&**db, tenant_id, cursor, page.fetch())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(page.body(items, |k| k.id.to_string())))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<KeyInfo>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let id = fields::path_uuid(&id, "key")?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    tenants::key_by_id(&**db, tenant_id, id)
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("key"))
+}
+
+/// `{"rate_limit_per_min": N}` sets the key's own limit; `null` returns it to the default.
+async fn update(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<KeyInfo>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let id = fields::path_uuid(&id, "key")?;
+    let mut body = object_body(body)?;
+    if !body.contains_key("rate_limit_per_min") {
+        return Err(ApiError::invalid(
+            "rate_limit_per_min",
+            "rate_limit_per_min is required",
+        ));
+    }
+    let limit = fields::optional_positive_int(&mut body, "rate_limit_per_min")?;
+    fields::no_unknown(&body)?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    tenants::set_key_limit(&**db, tenant_id, id, limit)
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("key"))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let id = fields::path_uuid(&id, "key")?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    match tenants::revoke_key(&**db, tenant_id, id).await {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(ApiError::not_found("key")),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}

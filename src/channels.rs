@@ -1,0 +1,153 @@
+//! Channels: how identities reach an assistant (web, WhatsApp, Telegram, custom). Each channel is
+//! connected to one assistant, which answers there. Its `config` holds channel credentials and is
+//! write-only: only the names of its keys are ever shown.
+
+use serde::Serialize;
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+pub const KINDS: &[&str] = &["web", "whatsapp", "telegram", "custom"];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Channel {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub assistant_id: Uuid,
+    /// The keys set in the channel's config; their values are never returned.
+    pub config_keys: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A validated channel to store.
+#[derive(Debug, Clone)]
+pub struct NewChannel {
+    pub name: String,
+    pub kind: String,
+    pub assistant_id: Uuid,
+    pub config: serde_json::Map<String, serde_json::Value>,
+}
+
+fn columns() -> String {
+    format!(
+        "id, name, kind, assistant_id, \
+         ARRAY(SELECT jsonb_object_keys(config) ORDER BY 1), {}, {}",
+        crate::db::rfc3339("created_at"),
+        crate::db::rfc3339("updated_at")
+    )
+}
+
+fn from_row(row: &tokio_postgres::Row) -> Channel {
+    Channel {
+        id: row.get(0),
+        name: row.get(1),
+        kind: row.get(2),
+        assistant_id: row.get(3),
+        config_keys: row.get(4),
+        created_at: row.get(5),
+        updated_at: row.get(6),
+    }
+}
+
+pub async fn create(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    new: &NewChannel,
+) -> Result<Channel, tokio_postgres::Error> {
+    let config = serde_json::Value::Object(new.config.clone());
+    let row = client
+        .query_one(
+            &format!(
+                "INSERT INTO channels (id, tenant_id, name, kind, assistant_id, config) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING {}",
+                columns()
+            ),
+            &[
+                &Uuid::now_v7(),
+                &tenant_id,
+                &new.name,
+                &new.kind,
+                &new.assistant_id,
+                &config,
+            ],
+        )
+        .await?;
+    Ok(from_row(&row))
+}
+
+pub async fn by_id(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Channel>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT {} FROM channels WHERE tenant_id = $1 AND id = $2",
+                columns()
+            ),
+            &[&tenant_id, &id],
+        )
+        .await?;
+    Ok(row.map(|row| from_row(&row)))
+}
+
+pub async fn list(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    cursor: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Channel>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {} FROM channels WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2) \
+                 ORDER BY id DESC LIMIT $3",
+                columns()
+            ),
+            &[&tenant_id, &cursor, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Apply a partial update: `None` fields stay; `config` keys are merged (a `null` removes one).
+pub async fn update(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: Uuid,
+    name: Option<&str>,
+    assistant_id: Option<Uuid>,
+    config: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<Option<Channel>, tokio_postgres::Error> {
+    let config = config.map(|c| serde_json::Value::Object(c.clone()));
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE channels SET name = coalesce($3, name), \
+                   assistant_id = coalesce($4, assistant_id), \
+                   config = jsonb_strip_nulls(config || coalesce($5, '{{}}'::jsonb)), \
+                   updated_at = now() \
+                 WHERE tenant_id = $1 AND id = $2 RETURNING {}",
+                columns()
+            ),
+            &[&tenant_id, &id, &name, &assistant_id, &config],
+        )
+        .await?;
+    Ok(row.map(|row| from_row(&row)))
+}
+
+pub async fn delete(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<bool, tokio_postgres::Error> {
+    let n = client
+        .execute(
+            "DELETE FROM channels WHERE tenant_id = $1 AND id = $2",
+            &[&tenant_id, &id],
+        )
+        .await?;
+    Ok(n > 0)
+}

@@ -1,0 +1,400 @@
+//! Seed 000: identities talk to assistants through channels.
+//!
+//! - `POST /conversation/{identity_id}/chat/{channel_id}` with `{text, metadata?,
+//!   new_conversation?}` answers `{message, data}`; `data` has the reply, the conversation id and
+//!   the ids of both turns.
+//! - `GET /conversation/{identity_id}/streaming?channel_id=..&message=..` answers SSE events
+//!   exactly as the seed shows: `{"type":"token","content":..}` per piece, then
+//!   `{"type":"complete","content":<full reply>}`, or `{"type":"error","content":<message>}`. The
+//!   conversation id is in the `X-Conversation-Id` header. Browsers' `EventSource` cannot send an
+//!   `Authorization` header, so this route also takes `token=` in the query: a short-lived stream
+//!   token minted by `POST /v1/stream-tokens` (never the long-lived key; the query is never logged).
+//!
+//! The channel's connected assistant answers. An identity's conversation on a channel continues
+//! across calls; `new_conversation: true` (or `&new_conversation=true`) closes it and starts anew.
+//! Errors are `{message, data: null, error: {code}}` with 400, 401, 404, 429, 500, 503, 504.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::sse::Event;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use confab_contract::{AssistantRef, ErrorCode, Message, Role, now_ms};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tracing::warn;
+use uuid::Uuid;
+
+use crate::auth::{self, AuthError, Caller};
+use crate::http::{AppState, RequestId, json_body, sse_response};
+use crate::pipeline::{Failure, FailureKind, SubmitError, Turn, TurnEvent, TurnRequest};
+use crate::{assistants, channels, conversations, identities, tenants};
+
+/// How long a stream token lives.
+const STREAM_TOKEN_TTL_SECS: i32 = 300;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/conversation/{identity_id}/chat/{channel_id}", post(chat))
+        .route("/conversation/{identity_id}/streaming", get(streaming))
+        .route("/v1/stream-tokens", post(mint_stream_token))
+}
+
+#[derive(Debug)]
+pub struct ChannelChatError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ChannelChatError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_message", message)
+    }
+
+    fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+
+    fn internal(error: impl std::fmt::Display) -> Self {
+        warn!(%error, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "Server error during processing",
+        )
+    }
+
+    fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+}
+
+impl IntoResponse for ChannelChatError {
+    fn into_response(self) -> Response {
+        let body = json!({"message": self.message, "data": null, "error": {"code": self.code}});
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<AuthError> for ChannelChatError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Missing | AuthError::Invalid => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Authentication failed",
+            ),
+            AuthError::RateLimited { retry_after } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Rate limit exceeded",
+            )
+            .retry_after(retry_after),
+            AuthError::Unavailable(e) => Self::internal(e),
+        }
+    }
+}
+
+impl From<SubmitError> for ChannelChatError {
+    fn from(error: SubmitError) -> Self {
+        let (message, retry) = match error {
+            SubmitError::Unavailable => ("The service is temporarily unavailable", 5),
+            SubmitError::QueueFull => ("The service is overloaded; retry shortly", 1),
+        };
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message).retry_after(retry)
+    }
+}
+
+impl From<Failure> for ChannelChatError {
+    fn from(failure: Failure) -> Self {
+        let (status, code) = match failure.kind {
+            FailureKind::Timeout | FailureKind::Worker(ErrorCode::DeadlineExceeded) => {
+                (StatusCode::GATEWAY_TIMEOUT, "timeout")
+            }
+            FailureKind::Worker(ErrorCode::NotFound) => (StatusCode::NOT_FOUND, "not_found"),
+            FailureKind::Worker(ErrorCode::ModelError | ErrorCode::ModelTimeout) => {
+                (StatusCode::BAD_GATEWAY, "model_error")
+            }
+            FailureKind::BrokerLost => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            FailureKind::Worker(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+        };
+        Self::new(status, code, failure.message)
+    }
+}
+
+/// What a turn needs once names are resolved.
+struct Resolved {
+    identity_id: Uuid,
+    channel_id: Uuid,
+    assistant_id: Uuid,
+    conversation_id: String,
+}
+
+/// Check that the identity and the channel are the caller's, find the channel's assistant and
+/// the conversation to continue (or start).
+async fn resolve(
+    state: &AppState,
+    tenant_id: Uuid,
+    identity_id: &str,
+    channel_id: &str,
+    start_new: bool,
+) -> Result<Resolved, ChannelChatError> {
+    let identity_id =
+        Uuid::parse_str(identity_id).map_err(|_| ChannelChatError::not_found("Identity"))?;
+    let channel_id =
+        Uuid::parse_str(channel_id).map_err(|_| ChannelChatError::not_found("Channel"))?;
+    let mut db = state.db.get().await.map_err(ChannelChatError::internal)?;
+    identities::by_id(&**db, tenant_id, identity_id)
+        .await
+        .map_err(ChannelChatError::internal)?
+        .ok_or_else(|| ChannelChatError::not_found("Identity"))?;
+    let channel = channels::by_id(&**db, tenant_id, channel_id)
+        .await
+        .map_err(ChannelChatError::internal)?
+        .ok_or_else(|| ChannelChatError::not_found("Channel"))?;
+    assistants::by_id(&**db, tenant_id, channel.assistant_id)
+        .await
+        .map_err(ChannelChatError::internal)?
+        .filter(|a| a.deployed)
+        .ok_or_else(|| ChannelChatError::not_found("The channel's assistant"))?;
+    let conversation_id = conversations::open_for_identity(
+        &mut db,
+        tenant_id,
+        identity_id,
+        channel_id,
+        channel.assistant_id,
+        start_new,
+    )
+    .await
+    .map_err(ChannelChatError::internal)?;
+    Ok(Resolved {
+        identity_id,
+        channel_id,
+        assistant_id: channel.assistant_id,
+        conversation_id,
+    })
+}
+
+fn turn_request(
+    request_id: Uuid,
+    caller: Caller,
+    resolved: &Resolved,
+    text: String,
+    metadata: Map<String, Value>,
+    stream: bool,
+) -> TurnRequest {
+    TurnRequest {
+        request_id,
+        tenant_id: caller.tenant_id,
+        assistant: AssistantRef::Stored {
+            id: resolved.assistant_id,
+        },
+        conversation_id: resolved.conversation_id.clone(),
+        identity_id: Some(resolved.identity_id),
+        channel_id: Some(resolved.channel_id),
+        message: Message {
+            id: conversations::new_message_id(),
+            role: Role::User,
+            content: text,
+            created_ms: now_ms(),
+        },
+        history: Vec::new(),
+        metadata,
+        folder_ids: Vec::new(),
+        stream,
+    }
+}
+
+/// `{text, metadata?, new_conversation?}`.
+fn parse_chat_body(body: Value) -> Result<(String, Map<String, Value>, bool), ChannelChatError> {
+    let Value::Object(mut fields) = body else {
+        return Err(ChannelChatError::invalid(
+            "Request body must be a JSON object",
+        ));
+    };
+    let text = match fields.remove("text") {
+        Some(Value::String(text)) if !text.trim().is_empty() => text,
+        Some(Value::String(_)) => return Err(ChannelChatError::invalid("text must not be empty")),
+        None | Some(Value::Null) => return Err(ChannelChatError::invalid("text is required")),
+        Some(_) => return Err(ChannelChatError::invalid("text must be a string")),
+    };
+    let metadata = match fields.remove("metadata") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(metadata)) => metadata,
+        Some(_) => return Err(ChannelChatError::invalid("metadata must be an object")),
+    };
+    let start_new = match fields.remove("new_conversation") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => {
+            return Err(ChannelChatError::invalid(
+                "new_conversation must be a boolean",
+            ));
+        }
+    };
+    Ok((text, metadata, start_new))
+}
+
+async fn chat(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Path((identity_id, channel_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ChannelChatError> {
+    let caller = auth::authorize(&state, &headers).await?;
+    let (text, metadata, start_new) = json_body(body)
+        .map_err(|e| {
+            let mut error = ChannelChatError::invalid(e.message);
+            error.status = e.status;
+            error
+        })
+        .and_then(parse_chat_body)?;
+    let resolved = resolve(
+        &state,
+        caller.tenant_id,
+        &identity_id,
+        &channel_id,
+        start_new,
+    )
+    .await?;
+    let request = turn_request(request_id, caller, &resolved, text, metadata, false);
+    let message_id = request.message.id.clone();
+    let turn = state.pipeline.submit(request).await?;
+    let done = turn.collect().await?;
+    Ok(Json(json!({
+        "message": "Message processed successfully",
+        "data": {
+            "response": done.text,
+            "conversation_id": resolved.conversation_id,
+            "message_id": message_id,
+            "response_message_id": done.message_id,
+            "identity_id": resolved.identity_id,
+            "channel_id": resolved.channel_id,
+            "assistant_id": resolved.assistant_id,
+            "model": done.model,
+            "usage": {
+                "prompt_tokens": done.usage.prompt_tokens,
+                "completion_tokens": done.usage.completion_tokens,
+                "total_tokens": done.usage.total(),
+            },
+        },
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamingQuery {
+    channel_id: Option<String>,
+    message: Option<String>,
+    token: Option<String>,
+    new_conversation: Option<String>,
+}
+
+async fn streaming(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Path(identity_id): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<StreamingQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ChannelChatError> {
+    let Query(query) = query.map_err(|e| ChannelChatError::invalid(e.body_text()))?;
+    let caller = match (&query.token, auth::bearer(&headers)) {
+        (_, Some(_)) => auth::authorize(&state, &headers).await?,
+        (Some(token), None) => auth::authorize_stream_token(&state, token).await?,
+        (None, None) => return Err(AuthError::Missing.into()),
+    };
+    let channel_id = query
+        .channel_id
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ChannelChatError::invalid("channel_id is required"))?;
+    let message = query
+        .message
+        .filter(|m| !m.trim().is_empty())
+        .ok_or_else(|| ChannelChatError::invalid("message is required"))?;
+    let start_new = match query.new_conversation.as_deref() {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(_) => {
+            return Err(ChannelChatError::invalid(
+                "new_conversation must be true or false",
+            ));
+        }
+    };
+    let resolved = resolve(
+        &state,
+        caller.tenant_id,
+        &identity_id,
+        &channel_id,
+        start_new,
+    )
+    .await?;
+    let request = turn_request(request_id, caller, &resolved, message, Map::new(), true);
+    let turn = state.pipeline.submit(request).await?;
+    Ok(stream_reply(turn))
+}
+
+fn stream_reply(mut turn: Turn) -> Response {
+    let headers = [(
+        HeaderName::from_static("x-conversation-id"),
+        HeaderValue::from_str(&turn.conversation_id).unwrap_or(HeaderValue::from_static("")),
+    )];
+    let events = async_stream::stream! {
+        while let Some(event) = turn.next().await {
+            let data = match event {
+                TurnEvent::Delta(piece) => json!({"type": "token", "content": piece}),
+                TurnEvent::Done(done) => json!({"type": "complete", "content": done.text}),
+                TurnEvent::Failed(failure) => json!({"type": "error", "content": failure.message}),
+            };
+            yield Ok(Event::default().data(data.to_string()));
+        }
+    };
+    sse_response(events, &headers)
+}
+
+/// `POST /v1/stream-tokens`: a token for one browser's `EventSource`, valid for five minutes.
+async fn mint_stream_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<Value>), ChannelChatError> {
+    let caller = auth::authorize(&state, &headers).await?;
+    let db = state.db.get().await.map_err(ChannelChatError::internal)?;
+    let (token, expires_at) = tenants::create_stream_token(
+        &**db,
+        caller.tenant_id,
+        caller.key_id,
+        STREAM_TOKEN_TTL_SECS,
+    )
+    .await
+    .map_err(ChannelChatError::internal)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"token": token, "expires_at": expires_at, "expires_in": STREAM_TOKEN_TTL_SECS}),
+        ),
+    ))
+}
