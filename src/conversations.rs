@@ -14,6 +14,21 @@ pub fn new_message_id() -> String {
     format!("msg_{}", Uuid::now_v7().simple())
 }
 
+/// Whether the tenant has a conversation `id` at all (whichever assistant it is with).
+pub async fn exists(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT 1 FROM conversations WHERE tenant_id = $1 AND id = $2",
+            &[&tenant_id, &id],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
 /// Whether the tenant has conversation `id` with `assistant_id`.
 pub async fn exists_for_assistant(
     client: &impl GenericClient,

@@ -3,3 +3,4 @@
 
 pub mod agents;
 pub mod channel_chat;
+pub mod openai;

@@ -54,6 +54,10 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
                 .layer(from_fn_with_state("channel_chat", metrics::count_requests)),
         )
         .merge(
+            crate::dialects::openai::router()
+                .layer(from_fn_with_state("openai", metrics::count_requests)),
+        )
+        .merge(
             crate::api::router().layer(from_fn_with_state("management", metrics::count_requests)),
         )
         .merge(crate::ops::router())

@@ -13,6 +13,7 @@ mod agents_errors;
 mod broker_semantics;
 mod channel_chat_dialect;
 mod management;
+mod openai_dialect;
 mod operations;
 mod provider_openai;
 mod redelivery;

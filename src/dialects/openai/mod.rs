@@ -1,0 +1,170 @@
+//! The OpenAI-compatible dialect, so OpenAI SDKs and chat UIs talk to confab unchanged:
+//! `POST /v1/chat/completions` (JSON or SSE chunks) and `GET /v1/models`, with errors in OpenAI's
+//! `{"error": {message, type, param, code}}` shape.
+//!
+//! - `model` is the slug of one of the tenant's deployed assistants; `GET /v1/models` lists them.
+//!   The assistant's stored instructions and model decide the answer; sampling parameters are
+//!   accepted and ignored.
+//! - **Stateless by default**, as OpenAI's API is: the caller sends the whole history. Every
+//!   message before the last goes to the worker as `Job::history` (stored under ids `h<i>`), the
+//!   last, which must be the user's, is the turn (`m<n>`), in a fresh conversation
+//!   `chatcmpl-<uuid>` each time.
+//! - **Server-side memory when the caller names a conversation**, with the body field
+//!   `conversation_id` (SDKs: `extra_body`) or the `X-Conversation-Id` header. Then only the last
+//!   message is sent: confab remembers the rest, and earlier messages in the array are ignored
+//!   rather than stored twice. A name the tenant has not used yet **starts a new conversation**
+//!   (the worker creates it on its first turn) instead of being a 404, because OpenAI clients
+//!   have no call to create one first; a name already used with another assistant is a 404.
+//!
+//! Both modes return the conversation id in the `X-Conversation-Id` response header, so a
+//! stateless exchange can be continued server-side.
+
+mod error;
+mod reply;
+mod request;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use confab_contract::{AssistantRef, Message, now_ms};
+use serde_json::{Value, json};
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+use crate::auth;
+use crate::http::{AppState, RequestId, json_body};
+use crate::pipeline::TurnRequest;
+use crate::{assistants, conversations};
+pub use error::OpenAiError;
+use reply::Completion;
+use request::{ChatRequest, named_conversation};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+}
+
+async fn chat_completions(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OpenAiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let request = json_body(body)
+        .map_err(OpenAiError::from)
+        .and_then(ChatRequest::parse)?;
+    let named = named_conversation(request.conversation_id.clone(), &headers)?;
+    let db = state.db.get().await.map_err(OpenAiError::internal)?;
+    let assistant = assistants::by_slug(&**db, tenant_id, &request.model)
+        .await
+        .map_err(OpenAiError::internal)?
+        .filter(|a| a.deployed)
+        .ok_or_else(|| OpenAiError::model_not_found(&request.model))?;
+    let created_ms = now_ms();
+    let (conversation_id, history, message) = match named {
+        Some(id) => {
+            check_named_conversation(&**db, tenant_id, &id, assistant.id, &request.model).await?;
+            let message = request.question_message(conversations::new_message_id(), created_ms);
+            (id, Vec::new(), message)
+        }
+        None => {
+            let (history, message) = request.stateless_turn(created_ms);
+            (
+                format!("chatcmpl-{}", Uuid::now_v7().simple()),
+                history,
+                message,
+            )
+        }
+    };
+    drop(db);
+    let turn = state
+        .pipeline
+        .submit(turn_request(
+            request_id,
+            tenant_id,
+            assistant.id,
+            conversation_id,
+            message,
+            history,
+            request.stream,
+        ))
+        .await?;
+    let completion = Completion::new(request_id, request.model);
+    if request.stream {
+        Ok(reply::stream_reply(turn, completion, request.include_usage))
+    } else {
+        reply::json_reply(turn, completion).await
+    }
+}
+
+fn turn_request(
+    request_id: Uuid,
+    tenant_id: Uuid,
+    assistant_id: Uuid,
+    conversation_id: String,
+    message: Message,
+    history: Vec<Message>,
+    stream: bool,
+) -> TurnRequest {
+    TurnRequest {
+        request_id,
+        tenant_id,
+        assistant: AssistantRef::Stored { id: assistant_id },
+        conversation_id,
+        identity_id: None,
+        channel_id: None,
+        message,
+        history,
+        metadata: Default::default(),
+        folder_ids: Vec::new(),
+        stream,
+    }
+}
+
+/// A named conversation must be this assistant's, or not exist yet (then the worker creates it).
+async fn check_named_conversation(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: &str,
+    assistant_id: Uuid,
+    slug: &str,
+) -> Result<(), OpenAiError> {
+    if conversations::exists_for_assistant(client, tenant_id, id, assistant_id)
+        .await
+        .map_err(OpenAiError::internal)?
+    {
+        return Ok(());
+    }
+    // Not this assistant's: new, or another assistant's (or one whose assistant was deleted).
+    let taken = conversations::exists(client, tenant_id, id)
+        .await
+        .map_err(OpenAiError::internal)?;
+    if taken {
+        Err(OpenAiError::conversation_not_found(id, slug))
+    } else {
+        Ok(())
+    }
+}
+
+/// `GET /v1/models`: the tenant's deployed assistants, by slug.
+async fn models(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, OpenAiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let db = state.db.get().await.map_err(OpenAiError::internal)?;
+    let deployed = assistants::list_deployed(&**db, tenant_id)
+        .await
+        .map_err(OpenAiError::internal)?;
+    let data: Vec<Value> = deployed
+        .into_iter()
+        .map(|a| json!({"id": a.slug, "object": "model", "created": a.created_secs, "owned_by": "confab"}))
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}

@@ -1,0 +1,183 @@
+//! Rendering a turn as OpenAI does: one `chat.completion` object, or a stream of
+//! `chat.completion.chunk` objects on SSE `data:` lines ending with `data: [DONE]`.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::sse::Event;
+use axum::response::{IntoResponse, Response};
+use confab_contract::Usage;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::error::OpenAiError;
+use crate::http::sse_response;
+use crate::pipeline::{Turn, TurnEvent};
+
+/// What every object of one completion repeats: its id, creation time and model.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    id: String,
+    created: u64,
+    model: String,
+}
+
+impl Completion {
+    /// The completion id is derived from the request id, so logs and replies correlate.
+    pub fn new(request_id: Uuid, model: String) -> Self {
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs())
+            .unwrap_or(0);
+        Self {
+            id: format!("chatcmpl-{}", request_id.simple()),
+            created,
+            model,
+        }
+    }
+
+    fn object(&self, object: &str, choices: Value) -> Value {
+        json!({
+            "id": self.id,
+            "object": object,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": null,
+            "choices": choices,
+        })
+    }
+
+    /// The whole answer (`stream: false`).
+    pub fn completion(&self, text: &str, usage: Usage) -> Value {
+        let mut object = self.object(
+            "chat.completion",
+            json!([{
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": null},
+                "logprobs": null,
+                "finish_reason": "stop",
+            }]),
+        );
+        object["usage"] = usage_json(usage);
+        object
+    }
+
+    /// One streamed chunk with a single choice. With `include_usage`, OpenAI sends
+    /// `usage: null` on every chunk but the final usage chunk.
+    pub fn chunk(&self, delta: Value, finish_reason: Option<&str>, include_usage: bool) -> Value {
+        let mut chunk = self.object(
+            "chat.completion.chunk",
+            json!([{
+                "index": 0,
+                "delta": delta,
+                "logprobs": null,
+                "finish_reason": finish_reason,
+            }]),
+        );
+        if include_usage {
+            chunk["usage"] = Value::Null;
+        }
+        chunk
+    }
+
+    /// The final chunk of `stream_options.include_usage`: no choices, the usage.
+    pub fn usage_chunk(&self, usage: Usage) -> Value {
+        let mut chunk = self.object("chat.completion.chunk", json!([]));
+        chunk["usage"] = usage_json(usage);
+        chunk
+    }
+}
+
+fn usage_json(usage: Usage) -> Value {
+    json!({
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total(),
+    })
+}
+
+/// The `X-Conversation-Id` header; conversation ids are validated visible ASCII.
+fn conversation_header(conversation_id: &str) -> [(HeaderName, HeaderValue); 1] {
+    [(
+        HeaderName::from_static("x-conversation-id"),
+        HeaderValue::from_str(conversation_id).unwrap_or(HeaderValue::from_static("")),
+    )]
+}
+
+/// Wait for the whole answer and send it as one `chat.completion`.
+pub async fn json_reply(turn: Turn, completion: Completion) -> Result<Response, OpenAiError> {
+    let headers = conversation_header(&turn.conversation_id);
+    let done = turn.collect().await?;
+    Ok((headers, Json(completion.completion(&done.text, done.usage))).into_response())
+}
+
+fn data(value: Value) -> Result<Event, Infallible> {
+    Ok(Event::default().data(value.to_string()))
+}
+
+/// Relay the answer as chunks: the role first (at once, before the model speaks), a chunk per
+/// delta, the finish reason, the usage if asked for, then `[DONE]`.
+pub fn stream_reply(mut turn: Turn, completion: Completion, include_usage: bool) -> Response {
+    let headers = conversation_header(&turn.conversation_id);
+    let events = async_stream::stream! {
+        let role = json!({"role": "assistant", "content": ""});
+        yield data(completion.chunk(role, None, include_usage));
+        while let Some(event) = turn.next().await {
+            match event {
+                TurnEvent::Delta(text) => {
+                    let delta = json!({"content": text});
+                    yield data(completion.chunk(delta, None, include_usage));
+                }
+                TurnEvent::Done(done) => {
+                    yield data(completion.chunk(json!({}), Some("stop"), include_usage));
+                    if include_usage {
+                        yield data(completion.usage_chunk(done.usage));
+                    }
+                    yield Ok(Event::default().data("[DONE]"));
+                }
+                TurnEvent::Failed(failure) => {
+                    // OpenAI's SDKs raise an APIError on a `data:` object with an `error` key.
+                    yield data(OpenAiError::from(failure).body());
+                    yield Ok(Event::default().data("[DONE]"));
+                }
+            }
+        }
+    };
+    sse_response(events, &headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_completion_has_openais_fields_and_total_tokens() {
+        let completion = Completion::new(Uuid::nil(), "support-agent".into());
+        let usage = Usage {
+            prompt_tokens: 10,
+            completion_tokens: 4,
+        };
+        let body = completion.completion("Hi.", usage);
+        assert_eq!(body["id"], format!("chatcmpl-{}", Uuid::nil().simple()));
+        assert_eq!(body["object"], "chat.completion");
+        assert_eq!(body["model"], "support-agent");
+        assert_eq!(body["choices"][0]["message"]["content"], "Hi.");
+        assert_eq!(body["choices"][0]["finish_reason"], "stop");
+        assert_eq!(body["usage"]["total_tokens"], 14);
+    }
+
+    #[test]
+    fn chunks_carry_usage_null_only_when_usage_was_asked_for() {
+        let completion = Completion::new(Uuid::nil(), "m".into());
+        let plain = completion.chunk(json!({"content": "a"}), None, false);
+        assert!(plain.get("usage").is_none());
+        let with_usage = completion.chunk(json!({}), Some("stop"), true);
+        assert_eq!(with_usage["usage"], Value::Null);
+        assert!(with_usage.get("usage").is_some());
+        assert_eq!(with_usage["choices"][0]["finish_reason"], "stop");
+        let last = completion.usage_chunk(Usage::default());
+        assert_eq!(last["choices"], json!([]));
+        assert_eq!(last["usage"]["total_tokens"], 0);
+    }
+}

@@ -1,0 +1,392 @@
+//! The body of `POST /v1/chat/completions`, validated field by field so that every problem is a
+//! 400 naming its `param`. Standard parameters confab has no use for (temperature, max_tokens,
+//! top_p, user, tools, ...) are accepted and ignored: the assistant's stored settings decide how
+//! it answers, and SDKs and chat UIs send them unasked.
+
+use axum::http::HeaderMap;
+use confab_contract::{Message, Role};
+use serde_json::{Map, Value};
+
+use super::error::OpenAiError;
+
+/// One message of the `messages` array, as confab stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+/// A validated chat completion request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    /// The assistant slug.
+    pub model: String,
+    /// Every message before the last, in order (their positions are their ids).
+    pub earlier: Vec<ChatMessage>,
+    /// The last message: the user's new turn.
+    pub question: String,
+    pub stream: bool,
+    pub include_usage: bool,
+    /// The `conversation_id` body field (SDKs send it through `extra_body`).
+    pub conversation_id: Option<String>,
+}
+
+impl ChatRequest {
+    pub fn parse(body: Value) -> Result<ChatRequest, OpenAiError> {
+        let Value::Object(mut fields) = body else {
+            return Err(OpenAiError::invalid(
+                "body",
+                "The request body must be a JSON object.",
+            ));
+        };
+        let model = match fields.remove("model") {
+            Some(Value::String(model)) if !model.trim().is_empty() => model,
+            None | Some(Value::Null) => {
+                return Err(OpenAiError::invalid(
+                    "model",
+                    "You must provide a model parameter.",
+                ));
+            }
+            Some(_) => {
+                return Err(OpenAiError::invalid(
+                    "model",
+                    "model must be a non-empty string.",
+                ));
+            }
+        };
+        check_n(fields.remove("n"))?;
+        let (earlier, question) = messages(fields.remove("messages"))?;
+        let stream = optional_bool(fields.remove("stream"), "stream")?.unwrap_or(false);
+        let include_usage = match fields.remove("stream_options") {
+            None | Some(Value::Null) => false,
+            Some(Value::Object(mut options)) => optional_bool(
+                options.remove("include_usage"),
+                "stream_options.include_usage",
+            )?
+            .unwrap_or(false),
+            Some(_) => {
+                return Err(OpenAiError::invalid(
+                    "stream_options",
+                    "stream_options must be an object.",
+                ));
+            }
+        };
+        let conversation_id = match fields.remove("conversation_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) if is_valid_conversation_id(&id) => Some(id),
+            Some(_) => return Err(invalid_conversation_id("conversation_id")),
+        };
+        Ok(ChatRequest {
+            model,
+            earlier,
+            question,
+            stream,
+            include_usage,
+            conversation_id,
+        })
+    }
+
+    /// The turn of a stateless request: every earlier message becomes history with id `h<i>`,
+    /// the question the message with id `m<n>` (`i`, `n`: positions in `messages`). The ids are
+    /// stable so a redelivered job stores each message once. Empty earlier messages (an
+    /// assistant's tool-call turn has `content: null`) carry nothing and are left out.
+    pub fn stateless_turn(&self, created_ms: i64) -> (Vec<Message>, Message) {
+        let history = self
+            .earlier
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !m.content.trim().is_empty())
+            .map(|(i, m)| Message {
+                id: format!("h{i}"),
+                role: m.role,
+                content: m.content.clone(),
+                created_ms,
+            })
+            .collect();
+        let message = self.question_message(format!("m{}", self.earlier.len()), created_ms);
+        (history, message)
+    }
+
+    /// The user's new turn under the given id.
+    pub fn question_message(&self, id: String, created_ms: i64) -> Message {
+        Message {
+            id,
+            role: Role::User,
+            content: self.question.clone(),
+            created_ms,
+        }
+    }
+}
+
+/// The conversation the caller names, from the body or the `X-Conversation-Id` header.
+pub fn named_conversation(
+    body_id: Option<String>,
+    headers: &HeaderMap,
+) -> Result<Option<String>, OpenAiError> {
+    const HEADER: &str = "X-Conversation-Id";
+    let header_id = match headers.get(HEADER) {
+        None => None,
+        Some(value) => match value.to_str().map(str::trim) {
+            Ok("") => None,
+            Ok(id) if is_valid_conversation_id(id) => Some(id.to_owned()),
+            _ => return Err(invalid_conversation_id(HEADER)),
+        },
+    };
+    match (body_id, header_id) {
+        (Some(body), Some(header)) if body != header => Err(OpenAiError::invalid(
+            "conversation_id",
+            "conversation_id and the X-Conversation-Id header name different conversations.",
+        )),
+        (body, header) => Ok(body.or(header)),
+    }
+}
+
+/// Conversation ids travel back in a response header, so they are visible ASCII only.
+fn is_valid_conversation_id(id: &str) -> bool {
+    (1..=200).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn invalid_conversation_id(param: &str) -> OpenAiError {
+    OpenAiError::invalid(
+        param,
+        format!("{param} must be 1 to 200 visible ASCII characters (no spaces)."),
+    )
+}
+
+fn optional_bool(value: Option<Value>, param: &str) -> Result<Option<bool>, OpenAiError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(b)),
+        Some(_) => Err(OpenAiError::invalid(
+            param,
+            format!("{param} must be a boolean."),
+        )),
+    }
+}
+
+/// confab gives one answer per turn: `n` may only be 1.
+fn check_n(value: Option<Value>) -> Result<(), OpenAiError> {
+    match value {
+        None | Some(Value::Null) => Ok(()),
+        Some(n) => match n.as_u64() {
+            Some(1) => Ok(()),
+            Some(n) if n > 1 => Err(OpenAiError::invalid(
+                "n",
+                format!("n={n} is not supported; only one choice (n=1) is generated per request."),
+            )),
+            _ => Err(OpenAiError::invalid("n", "n must be a positive integer.")),
+        },
+    }
+}
+
+/// The earlier messages and the final user message's text.
+fn messages(value: Option<Value>) -> Result<(Vec<ChatMessage>, String), OpenAiError> {
+    let list = match value {
+        Some(Value::Array(list)) if !list.is_empty() => list,
+        _ => {
+            return Err(OpenAiError::invalid(
+                "messages",
+                "messages must be a non-empty array of {role, content} objects.",
+            ));
+        }
+    };
+    let mut parsed = list
+        .into_iter()
+        .enumerate()
+        .map(|(at, message)| chat_message(message, at))
+        .collect::<Result<Vec<_>, _>>()?;
+    let last = parsed.len() - 1;
+    match parsed.pop() {
+        Some(ChatMessage {
+            role: Role::User,
+            content,
+        }) if !content.trim().is_empty() => Ok((parsed, content)),
+        Some(ChatMessage {
+            role: Role::User, ..
+        }) => Err(OpenAiError::invalid(
+            format!("messages[{last}].content"),
+            "The last message must not be empty.",
+        )),
+        _ => Err(OpenAiError::invalid(
+            format!("messages[{last}].role"),
+            "The last message must have role 'user'.",
+        )),
+    }
+}
+
+fn chat_message(message: Value, at: usize) -> Result<ChatMessage, OpenAiError> {
+    let Value::Object(mut fields) = message else {
+        return Err(OpenAiError::invalid(
+            format!("messages[{at}]"),
+            "Each message must be an object with role and content.",
+        ));
+    };
+    let role = role(fields.remove("role"), at)?;
+    let content = content(&mut fields, role, at)?;
+    Ok(ChatMessage { role, content })
+}
+
+fn role(value: Option<Value>, at: usize) -> Result<Role, OpenAiError> {
+    let param = format!("messages[{at}].role");
+    match value.as_ref().and_then(Value::as_str) {
+        Some("user") => Ok(Role::User),
+        Some("assistant") => Ok(Role::Assistant),
+        // `developer` is OpenAI's newer name for system instructions.
+        Some("system" | "developer") => Ok(Role::System),
+        Some(role @ ("tool" | "function")) => Err(OpenAiError::invalid(
+            param,
+            format!("Messages with role '{role}' are not supported; confab does not call tools."),
+        )),
+        _ => Err(OpenAiError::invalid(
+            param,
+            "role must be one of 'system', 'developer', 'user' or 'assistant'.",
+        )),
+    }
+}
+
+/// A string, or text parts joined by newlines; `null` only where OpenAI allows it (assistant).
+fn content(fields: &mut Map<String, Value>, role: Role, at: usize) -> Result<String, OpenAiError> {
+    let param = format!("messages[{at}].content");
+    match fields.remove("content") {
+        Some(Value::String(text)) => Ok(text),
+        None | Some(Value::Null) if role == Role::Assistant => Ok(String::new()),
+        Some(Value::Array(parts)) => {
+            let texts = parts
+                .iter()
+                .map(
+                    |part| match (part["type"].as_str(), part["text"].as_str()) {
+                        (Some("text"), Some(text)) => Ok(text),
+                        _ => Err(OpenAiError::invalid(
+                            param.clone(),
+                            "Only text content parts ({\"type\": \"text\", \"text\": ...}) are \
+                         supported.",
+                        )),
+                    },
+                )
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(texts.join("\n"))
+        }
+        _ => Err(OpenAiError::invalid(
+            param,
+            "content must be a string or an array of text parts.",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn param_of(body: Value) -> Option<String> {
+        ChatRequest::parse(body).unwrap_err().param
+    }
+
+    #[test]
+    fn a_minimal_request_is_a_stateless_json_turn() {
+        let request = ChatRequest::parse(json!({
+            "model": "support-agent",
+            "messages": [{"role": "user", "content": "hi"}],
+            "temperature": 0.2, "max_tokens": 50, "top_p": 1, "user": "u1", "n": 1,
+        }))
+        .unwrap();
+        assert_eq!(request.model, "support-agent");
+        assert_eq!(request.question, "hi");
+        assert!(request.earlier.is_empty());
+        assert!(!request.stream && !request.include_usage);
+        assert_eq!(request.conversation_id, None);
+    }
+
+    #[test]
+    fn earlier_messages_become_history_with_positional_ids() {
+        let request = ChatRequest::parse(json!({
+            "model": "m",
+            "messages": [
+                {"role": "developer", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                {"role": "assistant", "content": null},
+                {"role": "assistant", "content": "ok"},
+                {"role": "user", "content": "next"},
+            ],
+        }))
+        .unwrap();
+        let (history, message) = request.stateless_turn(5);
+        let summary: Vec<_> = history
+            .iter()
+            .map(|m| (m.id.as_str(), m.role, m.content.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("h0", Role::System, "Be brief."),
+                ("h1", Role::User, "a\nb"),
+                ("h3", Role::Assistant, "ok"),
+            ]
+        );
+        assert_eq!(
+            (message.id.as_str(), message.content.as_str()),
+            ("m4", "next")
+        );
+    }
+
+    #[test]
+    fn every_invalid_field_is_named_in_param() {
+        let user = json!([{"role": "user", "content": "hi"}]);
+        let cases = [
+            (json!({"messages": user}), "model"),
+            (json!({"model": "m"}), "messages"),
+            (json!({"model": "m", "messages": []}), "messages"),
+            (json!({"model": "m", "messages": user, "n": 2}), "n"),
+            (
+                json!({"model": "m", "messages": user, "stream": "yes"}),
+                "stream",
+            ),
+            (
+                json!({"model": "m", "messages": user, "stream_options": {"include_usage": 1}}),
+                "stream_options.include_usage",
+            ),
+            (
+                json!({"model": "m", "messages": user, "conversation_id": "has space"}),
+                "conversation_id",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "assistant", "content": "x"}]}),
+                "messages[0].role",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "robot", "content": "x"}, {"role": "user", "content": "y"}]}),
+                "messages[0].role",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": " "}]}),
+                "messages[0].content",
+            ),
+        ];
+        for (body, param) in cases {
+            assert_eq!(param_of(body.clone()).as_deref(), Some(param), "{body}");
+        }
+    }
+
+    #[test]
+    fn the_header_and_the_body_must_agree_on_the_conversation() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-conversation-id", "conv-a".parse().unwrap());
+        assert_eq!(
+            named_conversation(None, &headers).unwrap().as_deref(),
+            Some("conv-a")
+        );
+        assert_eq!(
+            named_conversation(Some("conv-a".into()), &headers)
+                .unwrap()
+                .as_deref(),
+            Some("conv-a")
+        );
+        assert!(named_conversation(Some("conv-b".into()), &headers).is_err());
+        assert_eq!(named_conversation(None, &HeaderMap::new()).unwrap(), None);
+    }
+}
