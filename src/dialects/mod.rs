@@ -2,5 +2,6 @@
 //! and the pipeline's events back to that family's JSON and SSE shapes and error envelopes.
 
 pub mod agents;
+pub mod ai_hub;
 pub mod channel_chat;
 pub mod openai;

@@ -54,6 +54,10 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
                 .layer(from_fn_with_state("channel_chat", metrics::count_requests)),
         )
         .merge(
+            crate::dialects::ai_hub::router()
+                .layer(from_fn_with_state("ai_hub", metrics::count_requests)),
+        )
+        .merge(
             crate::dialects::openai::router()
                 .layer(from_fn_with_state("openai", metrics::count_requests)),
         )

@@ -10,8 +10,10 @@ mod stack;
 
 mod agents_dialect;
 mod agents_errors;
+mod ai_hub_dialect;
 mod broker_semantics;
 mod channel_chat_dialect;
+mod isolation;
 mod management;
 mod openai_dialect;
 mod operations;
