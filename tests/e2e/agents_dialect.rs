@@ -180,3 +180,25 @@ async fn a_conversation_continues_across_turns_per_request_mode() {
 async fn a_conversation_continues_across_turns_shared_mode() {
     a_conversation_continues_across_turns(ReplyMode::Shared).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_s_new_conversation_example_with_a_null_id_starts_one() {
+    let stack = Stack::start(Options::default()).await;
+    stack.support_agent().await;
+    let body: Value = stack
+        .chat(
+            "support-agent",
+            json!({"message": "Hello", "conversationId": null}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        body["data"]["conversationId"]
+            .as_str()
+            .unwrap()
+            .starts_with("conv_")
+    );
+    assert_eq!(body["error"], Value::Null);
+}

@@ -286,3 +286,25 @@ async fn invalid_messages_get_400_and_missing_credentials_401() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["message"], "Authentication failed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_over_its_limit_gets_429_with_retry_after() {
+    let stack = Stack::start(Options {
+        rate_limit_per_min: 5,
+        ..Options::default()
+    })
+    .await;
+    let (identity, channel) = identity_and_channel(&stack).await; // three requests
+    let mut passed = 0;
+    let (status, body) = loop {
+        let (status, body) = chat(&stack, &identity, &channel, json!({"text": "hi"})).await;
+        if status != 200 {
+            break (status, body);
+        }
+        passed += 1;
+        assert!(passed <= 7, "the limit was not enforced");
+    };
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["message"], "Rate limit exceeded");
+    assert_eq!(body["error"]["code"], "rate_limited");
+}
