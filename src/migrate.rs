@@ -13,6 +13,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0002_identities_channels",
         include_str!("../migrations/0002_identities_channels.sql"),
     ),
+    (
+        3,
+        "0003_memory_knowledge",
+        include_str!("../migrations/0003_memory_knowledge.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming confab's migration lock in `pg_advisory_lock`.

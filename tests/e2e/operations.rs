@@ -90,13 +90,16 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
     let (first, second) = tokio::join!(confab::migrate::run(&mut a), confab::migrate::run(&mut b));
     let mut applied = first.unwrap();
     applied.extend(second.unwrap());
-    assert_eq!(applied, ["0001_init", "0002_identities_channels"]);
+    assert_eq!(
+        applied,
+        ["0001_init", "0002_identities_channels", "0003_memory_knowledge"]
+    );
     let recorded: i64 = a
         .query_one("SELECT count(*) FROM schema_migrations", &[])
         .await
         .unwrap()
         .get(0);
-    assert_eq!(recorded, 2);
+    assert_eq!(recorded, 3);
     assert!(confab::migrate::run(&mut a).await.unwrap().is_empty());
     drop((a, b));
     admin

@@ -1,11 +1,16 @@
 //! Context assembly: what the model sees for one turn, within the model's token budget.
 //!
-//! Priority is fixed: the assistant's instructions and the new message always go in; the newest
-//! earlier turns fill what is left, oldest dropped first. The history arrives already cut to the
-//! budget by the store (see `store::prepare_turn`), so this module only orders and frames it.
+//! The budget is the model's window minus room for the answer. The new message always goes in;
+//! then, in this fixed priority, each part takes what still fits: the assistant's instructions,
+//! what is known about the identity (memory), knowledge passages, the running summary of turns
+//! that no longer fit, and finally the newest earlier turns, newest first. Parts that do not fit
+//! whole are cut (instructions, memory, summary) or left out (passages, turns); the total never
+//! exceeds the budget.
 
 use confab_contract::Role;
+use serde_json::Value;
 
+use crate::knowledge::Passage;
 use crate::model::ChatMessage;
 use crate::tokens::estimate_tokens;
 
@@ -15,68 +20,261 @@ pub const ANSWER_TOKENS: u32 = 1_024;
 /// One stored earlier turn.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Turn {
+    /// Storage order; older turns have smaller keys.
+    pub pk: i64,
     pub role: Role,
     pub content: String,
 }
 
-/// Tokens the history may use: the model's window minus the answer, the instructions and the
-/// new message.
-pub fn history_budget(context_window: u32, instructions: &str, message: &str) -> u32 {
-    context_window
-        .saturating_sub(ANSWER_TOKENS)
-        .saturating_sub(estimate_tokens(instructions))
-        .saturating_sub(estimate_tokens(message))
+/// What the assistant knows about the identity it talks to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IdentityMemory {
+    pub name: Option<String>,
+    pub stage: Option<String>,
+    pub preferences: Value,
+    pub data: Value,
+    pub associations: Value,
 }
 
-/// The messages sent to the model: instructions, history (oldest first), the new message.
-pub fn assemble(instructions: &str, history: Vec<Turn>, message: &str) -> Vec<ChatMessage> {
-    let mut messages = Vec::with_capacity(history.len() + 2);
-    if !instructions.trim().is_empty() {
-        messages.push(ChatMessage {
-            role: Role::System,
-            content: instructions.to_owned(),
-        });
+impl IdentityMemory {
+    /// The memory as one paragraph for the model, or `None` when nothing is known.
+    pub fn render(&self) -> Option<String> {
+        let mut lines = Vec::new();
+        if let Some(name) = self.name.as_deref().filter(|n| !n.is_empty()) {
+            lines.push(format!("Name: {name}"));
+        }
+        if let Some(stage) = self.stage.as_deref().filter(|s| !s.is_empty()) {
+            lines.push(format!("Stage: {stage}"));
+        }
+        for (label, value) in [
+            ("Preferences", &self.preferences),
+            ("Data", &self.data),
+            ("Associations", &self.associations),
+        ] {
+            if value.as_object().is_some_and(|o| !o.is_empty()) {
+                lines.push(format!("{label}: {value}"));
+            }
+        }
+        (!lines.is_empty()).then(|| {
+            format!("What you know about this user:\n{}", lines.join("\n"))
+        })
     }
-    messages.extend(history.into_iter().map(|turn| ChatMessage {
-        role: turn.role,
-        content: turn.content,
+}
+
+/// Everything that may go into a turn's context.
+#[derive(Debug, Clone, Default)]
+pub struct Parts {
+    pub instructions: String,
+    pub memory: Option<IdentityMemory>,
+    /// Best first.
+    pub passages: Vec<Passage>,
+    pub summary: String,
+    /// Oldest first.
+    pub turns: Vec<Turn>,
+    pub message: String,
+}
+
+/// The messages for the model and what went into them.
+#[derive(Debug, Clone)]
+pub struct Assembled {
+    pub messages: Vec<ChatMessage>,
+    /// The passages that fit, best first.
+    pub passages: Vec<Passage>,
+    /// The oldest earlier turn that fit; turns before it are for the summary.
+    pub oldest_turn_pk: Option<i64>,
+    /// Estimated prompt tokens; never more than the budget.
+    pub tokens: u32,
+}
+
+/// Cut `text` so that it costs at most `budget` tokens (by the same estimate).
+fn truncate_to(text: &str, budget: u32) -> Option<String> {
+    if estimate_tokens(text) <= budget {
+        return Some(text.to_owned());
+    }
+    // One token of four bytes goes to the framing, one to the ellipsis.
+    let max_bytes = (budget.saturating_sub(2) as usize) * 4;
+    if max_bytes == 0 {
+        return None;
+    }
+    let mut end = max_bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(format!("{}…", &text[..end]))
+}
+
+/// Cut `text` to what is left of the budget, and take its cost from it.
+fn take(text: &str, left: &mut u32) -> Option<String> {
+    let cut = truncate_to(text, *left)?;
+    *left -= estimate_tokens(&cut);
+    Some(cut)
+}
+
+fn system(content: String) -> ChatMessage {
+    ChatMessage {
+        role: Role::System,
+        content,
+    }
+}
+
+fn knowledge_block(passages: &[Passage]) -> String {
+    let mut block = String::from("Relevant knowledge (cite the source titles you use):");
+    for passage in passages {
+        block.push_str(&format!("\n\n[Source: {}]", passage.title));
+        if !passage.heading.is_empty() {
+            block.push_str(&format!(" {}", passage.heading));
+        }
+        block.push('\n');
+        block.push_str(&passage.content);
+    }
+    block
+}
+
+/// Fit the parts into `budget` tokens in priority order.
+pub fn assemble(parts: Parts, budget: u32) -> Assembled {
+    let message = truncate_to(&parts.message, budget).unwrap_or_default();
+    let mut left = budget.saturating_sub(estimate_tokens(&message));
+    let mut head = Vec::new();
+    if !parts.instructions.trim().is_empty() {
+        head.extend(take(&parts.instructions, &mut left).map(system));
+    }
+    if let Some(memory) = parts.memory.as_ref().and_then(IdentityMemory::render) {
+        head.extend(take(&memory, &mut left).map(system));
+    }
+    let mut passages = Vec::new();
+    for passage in parts.passages {
+        passages.push(passage);
+        if passages_cost(&passages) > left {
+            passages.pop();
+        }
+    }
+    if !passages.is_empty() {
+        left -= passages_cost(&passages);
+        head.push(system(knowledge_block(&passages)));
+    }
+    if !parts.summary.trim().is_empty() {
+        let summary = format!("Summary of the earlier conversation: {}", parts.summary);
+        head.extend(take(&summary, &mut left).map(system));
+    }
+    let mut turns = Vec::new();
+    for turn in parts.turns.into_iter().rev() {
+        let cost = estimate_tokens(&turn.content);
+        if cost > left {
+            break;
+        }
+        left -= cost;
+        turns.push(turn);
+    }
+    turns.reverse();
+    let oldest_turn_pk = turns.first().map(|t| t.pk);
+    let mut messages = head;
+    messages.extend(turns.into_iter().map(|t| ChatMessage {
+        role: t.role,
+        content: t.content,
     }));
     messages.push(ChatMessage {
         role: Role::User,
-        content: message.to_owned(),
+        content: message,
     });
-    messages
+    Assembled {
+        tokens: messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
+        messages,
+        passages,
+        oldest_turn_pk,
+    }
+}
+
+fn passages_cost(passages: &[Passage]) -> u32 {
+    if passages.is_empty() {
+        0
+    } else {
+        estimate_tokens(&knowledge_block(passages))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn instructions_come_first_and_the_new_message_last() {
-        let history = vec![
-            Turn {
-                role: Role::User,
-                content: "hi".into(),
-            },
-            Turn {
-                role: Role::Assistant,
-                content: "hello".into(),
-            },
-        ];
-        let messages = assemble("Be brief.", history, "bye");
-        let roles: Vec<_> = messages.iter().map(|m| m.role).collect();
-        assert_eq!(
-            roles,
-            [Role::System, Role::User, Role::Assistant, Role::User]
-        );
-        assert_eq!(messages[3].content, "bye");
+    fn turn(pk: i64, role: Role, content: &str) -> Turn {
+        Turn {
+            pk,
+            role,
+            content: content.into(),
+        }
+    }
+
+    fn passage(title: &str, content: &str) -> Passage {
+        Passage {
+            document_id: uuid::Uuid::nil(),
+            folder_id: uuid::Uuid::nil(),
+            title: title.into(),
+            heading: String::new(),
+            content: content.into(),
+            tokens: estimate_tokens(content),
+            score: 0.5,
+        }
+    }
+
+    fn parts() -> Parts {
+        Parts {
+            instructions: "Be brief.".into(),
+            memory: Some(IdentityMemory {
+                name: Some("Ada".into()),
+                stage: Some("lead".into()),
+                ..IdentityMemory::default()
+            }),
+            passages: vec![passage("FAQ", "Refunds take five days.")],
+            summary: "The user asked about refunds.".into(),
+            turns: vec![
+                turn(1, Role::User, "hi"),
+                turn(2, Role::Assistant, "hello"),
+            ],
+            message: "bye".into(),
+        }
     }
 
     #[test]
-    fn the_history_budget_leaves_room_for_instructions_message_and_answer() {
-        let budget = history_budget(2_048, &"x".repeat(400), &"y".repeat(40));
-        assert_eq!(budget, 2_048 - ANSWER_TOKENS - 101 - 11);
-        assert_eq!(history_budget(100, "", ""), 0);
+    fn everything_fits_in_priority_order_with_the_message_last() {
+        let assembled = assemble(parts(), 10_000);
+        let contents: Vec<&str> = assembled.messages.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(contents[0], "Be brief.");
+        assert!(contents[1].contains("Name: Ada") && contents[1].contains("Stage: lead"));
+        assert!(contents[2].contains("[Source: FAQ]") && contents[2].contains("five days"));
+        assert!(contents[3].starts_with("Summary of the earlier conversation"));
+        assert_eq!(&contents[4..], ["hi", "hello", "bye"]);
+        assert_eq!(assembled.oldest_turn_pk, Some(1));
+        assert_eq!(assembled.passages.len(), 1);
+    }
+
+    #[test]
+    fn the_budget_is_never_exceeded_and_low_priority_parts_go_first() {
+        let full = assemble(parts(), 10_000).tokens;
+        // Two tokens are the least that holds a (cut) message at all.
+        for budget in 2..=full + 5 {
+            let assembled = assemble(parts(), budget);
+            assert!(assembled.tokens <= budget, "budget {budget}: {}", assembled.tokens);
+        }
+        // Just short of everything: the oldest turn is the first to go.
+        let tight = assemble(parts(), full - 1);
+        assert_eq!(tight.oldest_turn_pk, Some(2));
+        assert!(tight.messages.iter().any(|m| m.content.contains("[Source: FAQ]")));
+    }
+
+    #[test]
+    fn newest_turns_win_over_older_ones() {
+        let mut parts = parts();
+        parts.turns = (1..=50)
+            .map(|pk| turn(pk, Role::User, &format!("turn number {pk} with some words")))
+            .collect();
+        let assembled = assemble(parts, 200);
+        let last = assembled.messages.iter().rev().nth(1).unwrap();
+        assert_eq!(last.content, "turn number 50 with some words");
+        assert!(assembled.oldest_turn_pk.unwrap() > 1);
+    }
+
+    #[test]
+    fn empty_memory_renders_nothing() {
+        assert_eq!(IdentityMemory::default().render(), None);
     }
 }

@@ -5,10 +5,12 @@
 pub mod config;
 mod consume;
 pub mod context;
+pub mod knowledge;
 mod inflight;
 pub mod model;
 pub mod process;
 mod reply;
+mod summary;
 pub mod store;
 pub mod tokens;
 mod turn;

@@ -12,7 +12,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
-use crate::context::{Turn, history_budget};
+use crate::context::{IdentityMemory, Parts, Turn};
+use crate::knowledge;
 use crate::model::ModelSpec;
 
 /// A connection pool for `url` with at most `size` connections.
@@ -82,6 +83,8 @@ pub struct Assistant {
     pub name: String,
     pub instructions: String,
     pub model: String,
+    /// Folders searched when the request names none.
+    pub folder_ids: Vec<Uuid>,
 }
 
 /// An answer already stored for a turn (a redelivered job whose first attempt got that far).
@@ -115,8 +118,12 @@ fn stored_answer(row: &tokio_postgres::Row) -> StoredAnswer {
 pub struct PreparedTurn {
     pub conversation_pk: i64,
     pub assistant: Assistant,
-    /// Earlier turns that fit the history budget, oldest first.
-    pub history: Vec<Turn>,
+    /// Everything the context may hold (empty for a turn that needs no model call).
+    pub parts: Parts,
+    /// The new message's storage key.
+    pub message_pk: i64,
+    /// The oldest turn the summary does not cover yet, if any.
+    pub unsummarised_from_pk: Option<i64>,
     pub existing_answer: Option<StoredAnswer>,
 }
 
@@ -129,11 +136,12 @@ async fn load_assistant(
             name: preview.name.clone(),
             instructions: preview.instructions.clone(),
             model: preview.model.clone(),
+            folder_ids: Vec::new(),
         }),
         AssistantRef::Stored { id } => {
             let row = tx
                 .query_opt(
-                    "SELECT name, instructions, model FROM assistants \
+                    "SELECT name, instructions, model, folder_ids FROM assistants \
                      WHERE id = $1 AND tenant_id = $2",
                     &[id, &job.tenant_id],
                 )
@@ -143,6 +151,7 @@ async fn load_assistant(
                 name: row.get(0),
                 instructions: row.get(1),
                 model: row.get(2),
+                folder_ids: row.get(3),
             })
         }
     }
@@ -220,39 +229,115 @@ pub async fn prepare_turn(pool: &Pool, job: &Job) -> Result<PreparedTurn, StoreE
         .query_opt(ANSWER_OF_TURN, &[&conversation_pk, &message.id])
         .await?
         .map(|row| stored_answer(&row));
-    let window = ModelSpec::parse(&assistant.model)
-        .map(|spec| spec.context_window())
-        .unwrap_or(8_192);
-    let budget = history_budget(window, &assistant.instructions, &message.content);
-    // Newest first, summing tokens as we go, keeping only what fits; then oldest first.
-    let rows = tx
-        .query(
-            "SELECT role, content FROM ( \
-               SELECT pk, role, content, \
-                      sum(tokens) OVER (ORDER BY pk DESC) AS running \
-               FROM (SELECT pk, role, content, tokens FROM messages \
-                     WHERE conversation_pk = $1 AND pk < $2 AND status = 'complete' \
-                     ORDER BY pk DESC LIMIT 1000) newest \
-             ) sized WHERE running <= $3 ORDER BY pk",
-            &[&conversation_pk, &message_pk, &i64::from(budget)],
+    let (summary, summary_upto_pk): (String, i64) = tx
+        .query_one(
+            "SELECT summary, summary_upto_pk FROM conversations WHERE pk = $1",
+            &[&conversation_pk],
         )
-        .await?;
-    let history = rows
-        .iter()
-        .filter_map(|row| {
-            Some(Turn {
-                role: Role::parse(row.get(0))?,
-                content: row.get(1),
-            })
-        })
-        .collect();
+        .await
+        .map(|row| (row.get(0), row.get(1)))?;
+    let mut parts = Parts::default();
+    let mut unsummarised_from_pk = None;
+    if existing_answer.is_none() && message.role == Role::User {
+        unsummarised_from_pk = tx
+            .query_one(
+                "SELECT min(pk) FROM messages WHERE conversation_pk = $1 \
+                   AND pk > $2 AND pk < $3 AND status = 'complete'",
+                &[&conversation_pk, &summary_upto_pk, &message_pk],
+            )
+            .await?
+            .get(0);
+        let window = ModelSpec::parse(&assistant.model)
+            .map(|spec| spec.context_window())
+            .unwrap_or(8_192);
+        let folders = if job.folder_ids.is_empty() {
+            &assistant.folder_ids
+        } else {
+            &job.folder_ids
+        };
+        parts = Parts {
+            instructions: assistant.instructions.clone(),
+            memory: match job.identity_id {
+                Some(identity_id) => identity_memory(&tx, job.tenant_id, identity_id).await?,
+                None => None,
+            },
+            passages: knowledge::search(
+                &*tx,
+                job.tenant_id,
+                folders,
+                &message.content,
+                knowledge::MAX_PASSAGES,
+            )
+            .await?,
+            summary,
+            turns: recent_turns(&tx, conversation_pk, summary_upto_pk, message_pk, window).await?,
+            message: message.content.clone(),
+        };
+    }
     tx.commit().await?;
     Ok(PreparedTurn {
         conversation_pk,
         assistant,
-        history,
+        parts,
+        message_pk,
+        unsummarised_from_pk,
         existing_answer,
     })
+}
+
+/// What is known about an identity; `None` if it no longer exists.
+async fn identity_memory(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenant_id: Uuid,
+    identity_id: Uuid,
+) -> Result<Option<IdentityMemory>, StoreError> {
+    let row = tx
+        .query_opt(
+            "SELECT name, stage, preferences, data, associations FROM identities \
+             WHERE tenant_id = $1 AND id = $2",
+            &[&tenant_id, &identity_id],
+        )
+        .await?;
+    Ok(row.map(|row| IdentityMemory {
+        name: row.get(0),
+        stage: row.get(1),
+        preferences: row.get(2),
+        data: row.get(3),
+        associations: row.get(4),
+    }))
+}
+
+/// The newest complete turns after the summary and before the new message that could fit the
+/// whole window, oldest first; `context::assemble` decides how many really go in.
+async fn recent_turns(
+    tx: &deadpool_postgres::Transaction<'_>,
+    conversation_pk: i64,
+    after_pk: i64,
+    before_pk: i64,
+    window: u32,
+) -> Result<Vec<Turn>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT pk, role, content FROM ( \
+               SELECT pk, role, content, sum(tokens) OVER (ORDER BY pk DESC) AS running \
+               FROM (SELECT pk, role, content, tokens FROM messages \
+                     WHERE conversation_pk = $1 AND pk > $2 AND pk < $3 \
+                       AND status = 'complete' \
+                     ORDER BY pk DESC LIMIT 1000) newest \
+             ) sized WHERE running <= $4 ORDER BY pk",
+            &[&conversation_pk, &after_pk, &before_pk, &i64::from(window)],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            Some(Turn {
+                pk: row.get(0),
+                role: Role::parse(row.get(1))?,
+                content: row.get(2),
+            })
+        })
+        .collect())
 }
 
 /// An assistant message to store.
@@ -268,6 +353,8 @@ pub struct NewAnswer<'a> {
     pub first_token_ms: Option<u64>,
     pub total_ms: u64,
     pub request_id: Uuid,
+    /// The knowledge the answer drew on, kept with it in the history.
+    pub sources: &'a [confab_contract::Source],
 }
 
 /// Store the assistant's answer to a turn. If an answer to that turn is already stored (a
@@ -275,6 +362,11 @@ pub struct NewAnswer<'a> {
 pub async fn store_answer(pool: &Pool, answer: &NewAnswer<'_>) -> Result<StoredAnswer, StoreError> {
     let client = pool.get().await?;
     let id = format!("msg_{}", Uuid::now_v7().simple());
+    let metadata = if answer.sources.is_empty() {
+        serde_json::json!({})
+    } else {
+        serde_json::json!({ "sources": answer.sources })
+    };
     let status = if answer.interrupted {
         "interrupted"
     } else {
@@ -283,8 +375,9 @@ pub async fn store_answer(pool: &Pool, answer: &NewAnswer<'_>) -> Result<StoredA
     let inserted = client
         .query_opt(
             "INSERT INTO messages (conversation_pk, id, role, content, tokens, answers, status, \
-               model, prompt_tokens, completion_tokens, first_token_ms, total_ms, request_id) \
-             VALUES ($1, $2, 'assistant', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+               model, prompt_tokens, completion_tokens, first_token_ms, total_ms, request_id, \
+               metadata) \
+             VALUES ($1, $2, 'assistant', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
              ON CONFLICT DO NOTHING \
              RETURNING (extract(epoch FROM created_at) * 1000)::int8",
             &[
@@ -302,6 +395,7 @@ pub async fn store_answer(pool: &Pool, answer: &NewAnswer<'_>) -> Result<StoredA
                 &answer.first_token_ms.map(|ms| ms as i32),
                 &(answer.total_ms as i32),
                 &answer.request_id,
+                &metadata,
             ],
         )
         .await?;

@@ -8,14 +8,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confab_contract::{Done, ErrorCode, Job, ReplyEvent, Role, Timing, Usage, now_ms};
+use confab_contract::{Done, ErrorCode, Job, ReplyEvent, Role, Source, Timing, Usage, now_ms};
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use lapin::Channel;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::context;
+use crate::{context, summary};
 use crate::inflight::InFlight;
 use crate::model::{ModelError, ModelEvent, ModelRequest, ModelSpec, Models};
 use crate::reply::{Delivered, Replies, ReplyError};
@@ -243,20 +243,17 @@ async fn generate_and_store(
     queued_ms: u64,
     gone: watch::Receiver<bool>,
 ) -> Result<Settle, TurnError> {
+    let budget = spec.context_window().saturating_sub(context::ANSWER_TOKENS);
+    let assembled = context::assemble(prepared.parts, budget);
+    let sources: Vec<Source> = assembled.passages.iter().map(|p| p.source()).collect();
+    let prompt_estimate = assembled.tokens;
+    let summarise_before = assembled.oldest_turn_pk.unwrap_or(prepared.message_pk);
     let request = ModelRequest {
         model: spec.model_name().to_owned(),
-        messages: context::assemble(
-            &prepared.assistant.instructions,
-            prepared.history,
-            &job.message.content,
-        ),
+        messages: assembled.messages,
+        passages: assembled.passages,
         max_tokens: context::ANSWER_TOKENS,
     };
-    let prompt_estimate = request
-        .messages
-        .iter()
-        .map(|m| crate::tokens::estimate_tokens(&m.content))
-        .sum();
     let mut stream = Streamed::default();
     let ending = stream
         .relay(env, replies, &spec, request, job.deadline_ms, gone)
@@ -286,6 +283,7 @@ async fn generate_and_store(
         first_token_ms,
         total_ms: started.elapsed().as_millis() as u64,
         request_id: job.request_id,
+        sources: &sources,
     };
     let stored = with_retry(job.deadline_ms, || {
         store::store_answer(&env.pool, &new_answer)
@@ -304,7 +302,24 @@ async fn generate_and_store(
         first_token_ms: first_token_ms.unwrap_or_default(),
         total_ms: started.elapsed().as_millis() as u64,
     };
-    let delivered = replies.finish(&done_event(job, &stored, timing)).await?;
+    let mut done = done_event(job, &stored, timing);
+    if let ReplyEvent::Done(done) = &mut done {
+        done.sources = sources;
+    }
+    let delivered = replies.finish(&done).await?;
+    // Turns that no longer fit are folded into the summary, off the reply's path.
+    if prepared
+        .unsummarised_from_pk
+        .is_some_and(|first| first < summarise_before)
+    {
+        tokio::spawn(summary::refresh(
+            env.pool.clone(),
+            env.models.clone(),
+            spec.clone(),
+            prepared.conversation_pk,
+            summarise_before,
+        ));
+    }
     info!(
         message_id = %stored.id,
         completion_tokens = usage.completion_tokens,

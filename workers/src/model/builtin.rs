@@ -1,7 +1,9 @@
 //! The built-in offline provider: no network, deterministic. It answers the newest user message
-//! with the sentence of its context (instructions, knowledge, what the user said earlier) that
-//! shares the most words with the question, and says so plainly when nothing matches. Its own
-//! earlier answers are not sources: they were derived from the same context. It streams
+//! from its context: with the best knowledge passage that shares words with the question (its
+//! best sentences, citing the document), else with the sentence of the instructions, the
+//! identity's memory or what the user said earlier that shares the most words with it, and says
+//! plainly that it has no information when nothing matches. Its own earlier answers are not
+//! sources: they were derived from the same context. It streams
 //! its answer word by word, optionally paced to simulate a model.
 
 use std::collections::HashSet;
@@ -10,6 +12,7 @@ use std::time::Duration;
 use confab_contract::{Role, Usage};
 
 use super::{ChatMessage, ModelEvent, ModelRequest, ModelStream, Provider};
+use crate::knowledge::Passage;
 use crate::tokens::estimate_tokens;
 
 pub struct Builtin {
@@ -24,7 +27,8 @@ impl Builtin {
 
 impl Provider for Builtin {
     fn stream(&self, request: ModelRequest) -> ModelStream {
-        let answer = answer(&request.messages);
+        let answer = from_knowledge(&request.messages, &request.passages)
+            .unwrap_or_else(|| answer(&request.messages));
         let prompt_tokens = request
             .messages
             .iter()
@@ -64,6 +68,44 @@ fn sentences(text: &str) -> impl Iterator<Item = &str> {
     text.split_inclusive(['.', '!', '?', '\n'])
         .map(str::trim)
         .filter(|s| !s.is_empty())
+}
+
+/// The question: the newest user message.
+fn question(messages: &[ChatMessage]) -> Option<&str> {
+    messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::User)
+        .map(|m| m.content.as_str())
+}
+
+/// Answer with the best passage that shares a word with the question: its (at most two) sentences
+/// that share most words with it, in their order, and the document it came from. Passages arrive best-ranked first.
+fn from_knowledge(messages: &[ChatMessage], passages: &[Passage]) -> Option<String> {
+    let wanted = terms(question(messages)?);
+    let passage = passages
+        .iter()
+        .find(|p| !terms(&format!("{} {}", p.heading, p.content)).is_disjoint(&wanted))?;
+    let sentences: Vec<&str> = sentences(&passage.content).collect();
+    let mut scored: Vec<(usize, usize)> = sentences
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (terms(s).intersection(&wanted).count(), i))
+        .collect();
+    scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut best: Vec<usize> = scored
+        .iter()
+        .filter(|&&(score, _)| score > 0)
+        .take(2)
+        .map(|&(_, i)| i)
+        .collect();
+    best.sort_unstable();
+    // The heading may be what matched; then the passage's opening says it best.
+    if best.is_empty() {
+        best.push(0);
+    }
+    let text: Vec<&str> = best.iter().filter_map(|&i| sentences.get(i).copied()).collect();
+    Some(format!("{} (Source: {})", text.join(" "), passage.title))
 }
 
 /// Pick the best-matching sentence of the context; earlier ties lose to later ones, so the most
@@ -154,6 +196,35 @@ mod tests {
             answer(&messages),
             "You told me earlier: \"My name is Ada.\""
         );
+    }
+
+    fn passage(title: &str, content: &str) -> Passage {
+        Passage {
+            document_id: uuid::Uuid::nil(),
+            folder_id: uuid::Uuid::nil(),
+            title: title.into(),
+            heading: String::new(),
+            content: content.into(),
+            tokens: 10,
+            score: 0.5,
+        }
+    }
+
+    #[test]
+    fn answers_from_the_first_matching_passage_and_cites_it() {
+        let messages = [msg(Role::User, "How long do refunds take?")];
+        let passages = [
+            passage("Shipping", "Parcels ship daily."),
+            passage(
+                "Refund policy",
+                "We are a friendly shop. Refunds take five business days. Returns are free.",
+            ),
+        ];
+        assert_eq!(
+            from_knowledge(&messages, &passages).as_deref(),
+            Some("Refunds take five business days. (Source: Refund policy)")
+        );
+        assert_eq!(from_knowledge(&messages, &passages[..1]), None);
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct ModelRequest {
     /// The model name as the provider knows it (`gpt-4o-mini`, `llama3`, `builtin`).
     pub model: String,
     pub messages: Vec<ChatMessage>,
+    /// The knowledge passages in `messages`, best first, for providers that answer from them
+    /// directly (the built-in one); others read them in the messages.
+    pub passages: Vec<crate::knowledge::Passage>,
     /// Most tokens the answer may have.
     pub max_tokens: u32,
 }
