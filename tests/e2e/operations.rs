@@ -92,7 +92,11 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
     applied.extend(second.unwrap());
     assert_eq!(
         applied,
-        ["0001_init", "0002_identities_channels", "0003_memory_knowledge"]
+        [
+            "0001_init",
+            "0002_identities_channels",
+            "0003_memory_knowledge"
+        ]
     );
     let recorded: i64 = a
         .query_one("SELECT count(*) FROM schema_migrations", &[])

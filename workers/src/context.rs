@@ -55,9 +55,7 @@ impl IdentityMemory {
                 lines.push(format!("{label}: {value}"));
             }
         }
-        (!lines.is_empty()).then(|| {
-            format!("What you know about this user:\n{}", lines.join("\n"))
-        })
+        (!lines.is_empty()).then(|| format!("What you know about this user:\n{}", lines.join("\n")))
     }
 }
 
@@ -226,10 +224,7 @@ mod tests {
             }),
             passages: vec![passage("FAQ", "Refunds take five days.")],
             summary: "The user asked about refunds.".into(),
-            turns: vec![
-                turn(1, Role::User, "hi"),
-                turn(2, Role::Assistant, "hello"),
-            ],
+            turns: vec![turn(1, Role::User, "hi"), turn(2, Role::Assistant, "hello")],
             message: "bye".into(),
         }
     }
@@ -237,7 +232,11 @@ mod tests {
     #[test]
     fn everything_fits_in_priority_order_with_the_message_last() {
         let assembled = assemble(parts(), 10_000);
-        let contents: Vec<&str> = assembled.messages.iter().map(|m| m.content.as_str()).collect();
+        let contents: Vec<&str> = assembled
+            .messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect();
         assert_eq!(contents[0], "Be brief.");
         assert!(contents[1].contains("Name: Ada") && contents[1].contains("Stage: lead"));
         assert!(contents[2].contains("[Source: FAQ]") && contents[2].contains("five days"));
@@ -253,12 +252,21 @@ mod tests {
         // Two tokens are the least that holds a (cut) message at all.
         for budget in 2..=full + 5 {
             let assembled = assemble(parts(), budget);
-            assert!(assembled.tokens <= budget, "budget {budget}: {}", assembled.tokens);
+            assert!(
+                assembled.tokens <= budget,
+                "budget {budget}: {}",
+                assembled.tokens
+            );
         }
         // Just short of everything: the oldest turn is the first to go.
         let tight = assemble(parts(), full - 1);
         assert_eq!(tight.oldest_turn_pk, Some(2));
-        assert!(tight.messages.iter().any(|m| m.content.contains("[Source: FAQ]")));
+        assert!(
+            tight
+                .messages
+                .iter()
+                .any(|m| m.content.contains("[Source: FAQ]"))
+        );
     }
 
     #[test]

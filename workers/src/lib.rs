@@ -5,13 +5,13 @@
 pub mod config;
 mod consume;
 pub mod context;
-pub mod knowledge;
 mod inflight;
+pub mod knowledge;
 pub mod model;
 pub mod process;
 mod reply;
-mod summary;
 pub mod store;
+mod summary;
 pub mod tokens;
 mod turn;
 

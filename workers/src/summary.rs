@@ -67,7 +67,11 @@ async fn try_refresh(
             &[&conversation_pk, &new_summary, &last_pk],
         )
         .await?;
-    info!(conversation_pk, upto_pk = last_pk, "conversation summary refreshed");
+    info!(
+        conversation_pk,
+        upto_pk = last_pk,
+        "conversation summary refreshed"
+    );
     Ok(())
 }
 
@@ -155,8 +159,14 @@ mod tests {
     #[test]
     fn the_extractive_summary_keeps_first_sentences_and_stays_short() {
         let turns = vec![
-            ("user".to_owned(), "My name is Ada. I live in Lisbon.".to_owned()),
-            ("assistant".to_owned(), "Nice to meet you! How can I help?".to_owned()),
+            (
+                "user".to_owned(),
+                "My name is Ada. I live in Lisbon.".to_owned(),
+            ),
+            (
+                "assistant".to_owned(),
+                "Nice to meet you! How can I help?".to_owned(),
+            ),
         ];
         assert_eq!(
             extractive("", &turns),
@@ -167,6 +177,9 @@ mod tests {
             .collect();
         let summary = extractive("", &long);
         assert!(estimate_tokens(&summary) <= SUMMARY_TOKENS);
-        assert!(summary.ends_with("Fact number 499 is here."), "the newest facts stay");
+        assert!(
+            summary.ends_with("Fact number 499 is here."),
+            "the newest facts stay"
+        );
     }
 }

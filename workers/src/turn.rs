@@ -15,11 +15,11 @@ use lapin::Channel;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::{context, summary};
 use crate::inflight::InFlight;
 use crate::model::{ModelError, ModelEvent, ModelRequest, ModelSpec, Models};
 use crate::reply::{Delivered, Replies, ReplyError};
 use crate::store::{self, NewAnswer, PreparedTurn, StoreError, StoredAnswer};
+use crate::{context, summary};
 
 /// What the worker shares between its turns.
 pub struct TurnEnv {

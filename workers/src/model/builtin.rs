@@ -104,7 +104,10 @@ fn from_knowledge(messages: &[ChatMessage], passages: &[Passage]) -> Option<Stri
     if best.is_empty() {
         best.push(0);
     }
-    let text: Vec<&str> = best.iter().filter_map(|&i| sentences.get(i).copied()).collect();
+    let text: Vec<&str> = best
+        .iter()
+        .filter_map(|&i| sentences.get(i).copied())
+        .collect();
     Some(format!("{} (Source: {})", text.join(" "), passage.title))
 }
 
