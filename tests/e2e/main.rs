@@ -12,6 +12,7 @@ mod agents_dialect;
 mod agents_errors;
 mod ai_hub_dialect;
 mod broker_semantics;
+mod cancellation;
 mod channel_chat_dialect;
 mod isolation;
 mod management;

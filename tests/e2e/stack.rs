@@ -191,7 +191,13 @@ impl Stack {
 
     /// Start one more worker as a task of this process.
     pub fn start_worker_task(&mut self) {
-        let config = self.worker_config();
+        self.start_worker_task_with_concurrency(4);
+    }
+
+    /// Start one more worker task taking at most `concurrency` jobs at once.
+    pub fn start_worker_task_with_concurrency(&mut self, concurrency: u16) {
+        let mut config = self.worker_config();
+        config.concurrency = concurrency;
         let (stop, stopped) = oneshot::channel();
         self.stops.push(stop);
         self.tasks.push(tokio::spawn(async move {
