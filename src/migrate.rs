@@ -18,6 +18,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0003_memory_knowledge",
         include_str!("../migrations/0003_memory_knowledge.sql"),
     ),
+    (
+        4,
+        "0004_turn_order",
+        include_str!("../migrations/0004_turn_order.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming confab's migration lock in `pg_advisory_lock`.

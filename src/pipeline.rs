@@ -11,6 +11,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use deadpool_postgres::Pool;
+
 use crate::broker::{Broker, PublishError};
 use crate::relay::Subscription;
 
@@ -67,12 +69,19 @@ pub enum TurnEvent {
 #[derive(Clone)]
 pub struct Pipeline {
     broker: Arc<Broker>,
+    /// Records each turn as pending before its job is published, so that workers answer the
+    /// turns of one conversation in arrival order (see `migrations/0004_turn_order.sql`).
+    db: Pool,
     deadline: Duration,
 }
 
 impl Pipeline {
-    pub fn new(broker: Arc<Broker>, deadline: Duration) -> Self {
-        Self { broker, deadline }
+    pub fn new(broker: Arc<Broker>, db: Pool, deadline: Duration) -> Self {
+        Self {
+            broker,
+            db,
+            deadline,
+        }
     }
 
     pub fn broker(&self) -> &Arc<Broker> {
@@ -95,6 +104,7 @@ impl Pipeline {
                 warn!(%request_id, error = %e, "cannot open the reply path");
                 SubmitError::Unavailable
             })?;
+        self.mark_pending(&request, deadline_ms).await?;
         let job = Job {
             v: VERSION,
             request_id,
@@ -112,13 +122,16 @@ impl Pipeline {
             published_ms: now_ms(),
             reply_to: subscription.reply_to.clone(),
         };
-        match self.broker.publish_job(&session, &job).await {
-            Ok(()) => {}
-            Err(PublishError::QueueFull) => return Err(SubmitError::QueueFull),
-            Err(e) => {
-                warn!(%request_id, error = %e, "job not accepted by the broker");
-                return Err(SubmitError::Unavailable);
-            }
+        let published = self.broker.publish_job(&session, &job).await;
+        if let Err(e) = published {
+            self.unmark_pending(&job).await;
+            return Err(match e {
+                PublishError::QueueFull => SubmitError::QueueFull,
+                e => {
+                    warn!(%request_id, error = %e, "job not accepted by the broker");
+                    SubmitError::Unavailable
+                }
+            });
         }
         info!(%request_id, conversation_id = %job.conversation_id, stream = job.stream, "job queued");
         metrics::gauge!("confab_jobs_in_flight").increment(1.0);
@@ -136,6 +149,49 @@ impl Pipeline {
             finished: false,
             broker: self.broker.clone(),
         })
+    }
+}
+
+impl Pipeline {
+    async fn mark_pending(
+        &self,
+        request: &TurnRequest,
+        deadline_ms: i64,
+    ) -> Result<(), SubmitError> {
+        let client = self.db.get().await.map_err(|e| {
+            warn!(error = %e, "cannot record the pending turn");
+            SubmitError::Unavailable
+        })?;
+        client
+            .execute(
+                "INSERT INTO pending_turns (tenant_id, conversation_id, request_id, deadline) \
+                 VALUES ($1, $2, $3, to_timestamp($4::float8 / 1000)) ON CONFLICT DO NOTHING",
+                &[
+                    &request.tenant_id,
+                    &request.conversation_id,
+                    &request.request_id,
+                    &(deadline_ms as f64),
+                ],
+            )
+            .await
+            .map_err(|e| {
+                warn!(error = %e, "cannot record the pending turn");
+                SubmitError::Unavailable
+            })?;
+        Ok(())
+    }
+
+    /// A job that was never queued holds nothing up.
+    async fn unmark_pending(&self, job: &Job) {
+        if let Ok(client) = self.db.get().await {
+            let _ = client
+                .execute(
+                    "DELETE FROM pending_turns \
+                     WHERE tenant_id = $1 AND conversation_id = $2 AND request_id = $3",
+                    &[&job.tenant_id, &job.conversation_id, &job.request_id],
+                )
+                .await;
+        }
     }
 }
 

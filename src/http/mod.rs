@@ -82,7 +82,8 @@ async fn housekeeping(db: Pool) {
         let swept = client
             .batch_execute(
                 "DELETE FROM rate_windows WHERE window_start < now() - interval '2 minutes'; \
-                 DELETE FROM stream_tokens WHERE expires_at < now();",
+                 DELETE FROM stream_tokens WHERE expires_at < now(); \
+                 DELETE FROM pending_turns WHERE deadline < now() - interval '1 minute';",
             )
             .await;
         if let Err(e) = swept {
@@ -122,8 +123,8 @@ impl Application {
         };
         let broker = Broker::start(settings, SharedRoutes::default()).await;
         let state = AppState {
+            pipeline: Pipeline::new(broker, db.clone(), config.job_deadline),
             db,
-            pipeline: Pipeline::new(broker, config.job_deadline),
             metrics: metrics::recorder(),
             rate_limit_per_min: config.rate_limit_per_min,
         };

@@ -18,5 +18,6 @@ mod isolation;
 mod management;
 mod openai_dialect;
 mod operations;
+mod ordering;
 mod provider_openai;
 mod redelivery;

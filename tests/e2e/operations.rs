@@ -95,7 +95,8 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
         [
             "0001_init",
             "0002_identities_channels",
-            "0003_memory_knowledge"
+            "0003_memory_knowledge",
+            "0004_turn_order"
         ]
     );
     let recorded: i64 = a
@@ -103,7 +104,7 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(recorded, 3);
+    assert_eq!(recorded, 4);
     assert!(confab::migrate::run(&mut a).await.unwrap().is_empty());
     drop((a, b));
     admin

@@ -8,6 +8,7 @@ pub mod context;
 mod inflight;
 pub mod knowledge;
 pub mod model;
+mod order;
 pub mod process;
 mod reply;
 pub mod store;

@@ -19,7 +19,7 @@ use crate::inflight::InFlight;
 use crate::model::{ModelError, ModelEvent, ModelRequest, ModelSpec, Models};
 use crate::reply::{Delivered, Replies, ReplyError};
 use crate::store::{self, NewAnswer, PreparedTurn, StoreError, StoredAnswer};
-use crate::{context, summary};
+use crate::{context, order, summary};
 
 /// What the worker shares between its turns.
 pub struct TurnEnv {
@@ -61,6 +61,7 @@ pub async fn run(env: &TurnEnv, channel: Channel, job: &Job, attempt: u32) -> Se
         info!("job past its deadline; dropped without calling the model");
         metrics::counter!("confab_worker_jobs_total", "outcome" => "expired").increment(1);
         let _ = replies.finish(&deadline_error()).await;
+        release_turn(env, job).await;
         return Settle::Ack;
     }
     let accepted = ReplyEvent::Accepted {
@@ -100,7 +101,20 @@ pub async fn run(env: &TurnEnv, channel: Channel, job: &Job, attempt: u32) -> Se
     };
     metrics::counter!("confab_worker_jobs_total", "outcome" => label).increment(1);
     metrics::histogram!("confab_worker_turn_seconds").record(started.elapsed().as_secs_f64());
+    // A returned job keeps its place in its conversation, unless the broker is about to
+    // dead-letter it.
+    if settle == Settle::Ack || attempt >= env.final_attempt {
+        release_turn(env, job).await;
+    }
     settle
+}
+
+/// Let the conversation's next turn go ahead. Best effort: a row left behind stops holding
+/// anything up at the job's deadline.
+async fn release_turn(env: &TurnEnv, job: &Job) {
+    if let Err(e) = order::settled(&env.pool, job).await {
+        warn!(error = %e, "cannot release the turn; later turns wait until its deadline");
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +161,11 @@ async fn answer(
     started: Instant,
     gone: watch::Receiver<bool>,
 ) -> Result<Settle, TurnError> {
+    with_retry(job.deadline_ms, || {
+        order::wait_for_earlier_turns(&env.pool, job, gone.clone())
+    })
+    .await
+    .map_err(TurnError::Store)?;
     let prepared = match with_retry(job.deadline_ms, || store::prepare_turn(&env.pool, job)).await {
         Ok(prepared) => prepared,
         Err(StoreError::NotFound(what)) => {

@@ -1,0 +1,58 @@
+//! Turns of one conversation are answered in arrival order. The ingress records each turn in
+//! `pending_turns` before publishing its job; a worker holding a job waits until no earlier turn
+//! of the same conversation is pending, so a second message sees the first answer, and removes
+//! its own row once the turn is settled. Waiting polls with short queries, so no database
+//! connection is held while a turn waits or a model generates.
+
+use std::time::Duration;
+
+use confab_contract::{Job, now_ms};
+use deadpool_postgres::Pool;
+use tokio::sync::watch;
+
+use crate::store::StoreError;
+
+/// How often a waiting turn looks again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Wait until every earlier turn of the job's conversation is settled (or past its deadline),
+/// the job's own deadline passes, or its caller is gone.
+pub async fn wait_for_earlier_turns(
+    pool: &Pool,
+    job: &Job,
+    mut gone: watch::Receiver<bool>,
+) -> Result<(), StoreError> {
+    loop {
+        let waiting = {
+            let client = pool.get().await?;
+            client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pending_turns WHERE tenant_id = $1 \
+                       AND conversation_id = $2 AND request_id < $3 AND deadline > now())",
+                    &[&job.tenant_id, &job.conversation_id, &job.request_id],
+                )
+                .await?
+                .get::<_, bool>(0)
+        };
+        if !waiting || now_ms() >= job.deadline_ms || *gone.borrow() {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = gone.changed() => {}
+        }
+    }
+}
+
+/// The job's turn is settled: later turns of its conversation may go ahead.
+pub async fn settled(pool: &Pool, job: &Job) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "DELETE FROM pending_turns \
+             WHERE tenant_id = $1 AND conversation_id = $2 AND request_id = $3",
+            &[&job.tenant_id, &job.conversation_id, &job.request_id],
+        )
+        .await?;
+    Ok(())
+}
