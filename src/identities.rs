@@ -150,3 +150,156 @@ pub async fn delete(
         .await?;
     Ok(n > 0)
 }
+
+/// What the assistant knows about an identity; included in the context of its every turn.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Memory {
+    pub preferences: serde_json::Value,
+    pub data: serde_json::Value,
+    pub stage: Option<String>,
+    pub associations: serde_json::Value,
+}
+
+/// The parts of memory that are key-value objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Preferences,
+    Data,
+    Associations,
+}
+
+impl Section {
+    pub fn parse(name: &str) -> Option<Section> {
+        match name {
+            "preferences" => Some(Section::Preferences),
+            "data" => Some(Section::Data),
+            "associations" => Some(Section::Associations),
+            _ => None,
+        }
+    }
+
+    /// The column; a fixed name, never input, so it can be spliced into SQL.
+    fn column(self) -> &'static str {
+        match self {
+            Section::Preferences => "preferences",
+            Section::Data => "data",
+            Section::Associations => "associations",
+        }
+    }
+}
+
+const MEMORY_COLUMNS: &str = "preferences, data, stage, associations";
+
+fn memory_from_row(row: &tokio_postgres::Row) -> Memory {
+    Memory {
+        preferences: row.get(0),
+        data: row.get(1),
+        stage: row.get(2),
+        associations: row.get(3),
+    }
+}
+
+pub async fn memory(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Memory>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {MEMORY_COLUMNS} FROM identities WHERE tenant_id = $1 AND id = $2"),
+            &[&tenant_id, &id],
+        )
+        .await?;
+    Ok(row.map(|row| memory_from_row(&row)))
+}
+
+/// Replace the whole memory (`replace`), or merge into it: objects key by key (a `null` value
+/// removes a key), the stage when given (`Some(None)` clears it).
+pub async fn write_memory(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: Uuid,
+    memory: &MemoryUpdate,
+    replace: bool,
+) -> Result<Option<Memory>, tokio_postgres::Error> {
+    let sql = if replace {
+        format!(
+            "UPDATE identities SET preferences = coalesce($3, '{{}}'), data = coalesce($4, '{{}}'), \
+               associations = coalesce($5, '{{}}'), stage = $6, updated_at = now() \
+             WHERE tenant_id = $1 AND id = $2 RETURNING {MEMORY_COLUMNS}"
+        )
+    } else {
+        format!(
+            "UPDATE identities SET \
+               preferences = jsonb_strip_nulls(preferences || coalesce($3, '{{}}')), \
+               data = jsonb_strip_nulls(data || coalesce($4, '{{}}')), \
+               associations = jsonb_strip_nulls(associations || coalesce($5, '{{}}')), \
+               stage = CASE WHEN $7 THEN $6 ELSE stage END, updated_at = now() \
+             WHERE tenant_id = $1 AND id = $2 RETURNING {MEMORY_COLUMNS}"
+        )
+    };
+    let stage_given = memory.stage.is_some();
+    let stage = memory.stage.clone().flatten();
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+        &tenant_id,
+        &id,
+        &memory.preferences,
+        &memory.data,
+        &memory.associations,
+        &stage,
+        &stage_given,
+    ];
+    let row = if replace {
+        client.query_opt(&sql, &params[..6]).await?
+    } else {
+        client.query_opt(&sql, &params).await?
+    };
+    Ok(row.map(|row| memory_from_row(&row)))
+}
+
+/// A write to memory; `None` leaves a part as it is.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryUpdate {
+    pub preferences: Option<serde_json::Value>,
+    pub data: Option<serde_json::Value>,
+    pub associations: Option<serde_json::Value>,
+    /// `Some(None)` clears the stage.
+    pub stage: Option<Option<String>>,
+}
+
+/// Set (`Some`) or remove (`None`) one key of a memory section.
+pub async fn set_memory_key(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    id: Uuid,
+    section: Section,
+    key: &str,
+    value: Option<&serde_json::Value>,
+) -> Result<Option<Memory>, tokio_postgres::Error> {
+    let column = section.column();
+    let row = match value {
+        Some(value) => {
+            client
+                .query_opt(
+                    &format!(
+                        "UPDATE identities SET {column} = {column} || jsonb_build_object($3::text, $4::jsonb), \
+                           updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING {MEMORY_COLUMNS}"
+                    ),
+                    &[&tenant_id, &id, &key, value],
+                )
+                .await?
+        }
+        None => {
+            client
+                .query_opt(
+                    &format!(
+                        "UPDATE identities SET {column} = {column} - $3::text, updated_at = now() \
+                         WHERE tenant_id = $1 AND id = $2 RETURNING {MEMORY_COLUMNS}"
+                    ),
+                    &[&tenant_id, &id, &key],
+                )
+                .await?
+        }
+    };
+    Ok(row.map(|row| memory_from_row(&row)))
+}

@@ -17,6 +17,7 @@ pub mod dialects;
 pub mod folders;
 pub mod http;
 pub mod identities;
+pub mod kb;
 pub mod knowledge;
 pub mod migrate;
 pub mod ops;

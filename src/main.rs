@@ -5,6 +5,7 @@
 //! confab ingress                          serve the HTTP API
 //! confab worker [--concurrency N]         run one assistant worker (same as confab-worker)
 //! confab admin create-tenant --name NAME  create a tenant and its first API key (JSON)
+//! confab kb import PATH --folder NAME     load text/Markdown files into a knowledge folder
 //! confab dev [--workers N]                the whole stack locally, with a demo assistant
 //! ```
 
@@ -14,7 +15,8 @@ use confab::IngressConfig;
 use confab_worker::{WorkerConfig, init_logging, shutdown_signal};
 
 const USAGE: &str = "usage: confab <migrate | ingress | worker [--concurrency N] | \
-                     admin create-tenant --name NAME | dev [--workers N]>";
+                     admin create-tenant --name NAME | kb import PATH --folder NAME | \
+                     dev [--workers N]>";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -26,6 +28,11 @@ async fn main() -> ExitCode {
         ["ingress"] => ingress().await,
         ["worker", rest @ ..] => worker(rest).await,
         ["admin", "create-tenant", "--name", name] => create_tenant(name).await,
+        ["kb", "import", path, "--folder", folder] => {
+            confab::kb::import(std::path::Path::new(path), folder)
+                .await
+                .map_err(|e| e.to_string())
+        }
         ["dev"] => dev(2).await,
         ["dev", "--workers", n] => match n.parse() {
             Ok(n) if n > 0 => dev(n).await,

@@ -1,29 +1,62 @@
 //! `/v1/assistants`: create, list, read, update (`PATCH`, e.g. `{"deployed": false}` undeploys)
 //! and delete assistants.
 
+use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
-use axum::{Json, Router};
 use confab_worker::model::ModelSpec;
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::fields::{self, Fields};
 use super::pagination::PageQuery;
-use super::{ApiError, object_body};
+use super::{ApiError, Resource, object_body, query_params};
 use crate::assistants::{self, Assistant, AssistantError, NewAssistant};
 use crate::auth;
-use crate::http::AppState;
+use crate::http::{ApiRouter, AppState, Operation};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/assistants", get(list).post(create))
-        .route(
+const DOC: Resource = Resource {
+    tag: "assistants",
+    schema: "Assistant",
+    id: "The assistant's id",
+};
+
+pub fn router() -> ApiRouter {
+    let conflict = |op: Operation| op.errors("ApiError", &[409]);
+    ApiRouter::new()
+        .tag(
+            DOC.tag,
+            "Assistants: instructions, model, knowledge folders, deployment",
+        )
+        .get(
+            "/v1/assistants",
+            list,
+            DOC.list("listAssistants", "List assistants, newest first"),
+        )
+        .post(
+            "/v1/assistants",
+            create,
+            conflict(DOC.create("createAssistant", "Create an assistant")),
+        )
+        .get(
             "/v1/assistants/{id}",
-            get(read).patch(update).delete(remove),
+            read,
+            DOC.read("getAssistant", "Read an assistant"),
+        )
+        .patch(
+            "/v1/assistants/{id}",
+            update,
+            conflict(DOC.update("updateAssistant", "Change an assistant's fields")),
+        )
+        .delete(
+            "/v1/assistants/{id}",
+            remove,
+            conflict(DOC.delete(
+                "deleteAssistant",
+                "Delete an assistant; not while a channel uses it",
+            )),
         )
 }
 
@@ -150,9 +183,10 @@ async fn create(
 async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<PageQuery>,
+    query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let query = query_params(query)?;
     let page = query.page()?;
     let cursor = page.uuid_cursor()?;
     let db = state.db.get().await.map_err(ApiError::internal)?;

@@ -1,25 +1,60 @@
 //! `/v1/channels`: channels and the assistant each is connected to.
 
+use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::fields;
 use super::pagination::PageQuery;
-use super::{ApiError, object_body};
+use super::{ApiError, Resource, object_body, query_params};
 use crate::channels::{self, Channel, KINDS, NewChannel};
-use crate::http::AppState;
+use crate::http::{ApiRouter, AppState};
 use crate::{assistants, auth};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/channels", get(list).post(create))
-        .route("/v1/channels/{id}", get(read).patch(update).delete(remove))
+const DOC: Resource = Resource {
+    tag: "channels",
+    schema: "Channel",
+    id: "The channel's id",
+};
+
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .tag(
+            DOC.tag,
+            "Channels, each connected to the assistant that answers on it",
+        )
+        .get(
+            "/v1/channels",
+            list,
+            DOC.list("listChannels", "List channels, newest first"),
+        )
+        .post(
+            "/v1/channels",
+            create,
+            DOC.create("createChannel", "Create a channel"),
+        )
+        .get(
+            "/v1/channels/{id}",
+            read,
+            DOC.read("getChannel", "Read a channel"),
+        )
+        .patch(
+            "/v1/channels/{id}",
+            update,
+            DOC.update(
+                "updateChannel",
+                "Rename, reconnect or reconfigure a channel",
+            ),
+        )
+        .delete(
+            "/v1/channels/{id}",
+            remove,
+            DOC.delete("deleteChannel", "Delete a channel"),
+        )
 }
 
 /// The assistant a channel is to be connected to must be one of the tenant's.
@@ -73,9 +108,10 @@ async fn create(
 async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<PageQuery>,
+    query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let query = query_params(query)?;
     let page = query.page()?;
     let cursor = page.uuid_cursor()?;
     let db = state.db.get().await.map_err(ApiError::internal)?;

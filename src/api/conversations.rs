@@ -1,25 +1,55 @@
 //! `/v1/conversations`: list (filtered by assistant, identity or channel), read, the full
 //! history in order, and delete.
 
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::ApiError;
 use super::pagination::PageQuery;
+use super::{ApiError, Resource, query_params};
 use crate::auth;
 use crate::conversations::{self, Conversation, Filter};
-use crate::http::AppState;
+use crate::http::openapi::schema::{reference, uuid};
+use crate::http::{ApiRouter, AppState, Operation, Reply};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/conversations", get(list))
-        .route("/v1/conversations/{id}", get(read).delete(remove))
-        .route("/v1/conversations/{id}/messages", get(messages))
+const DOC: Resource = Resource {
+    tag: "conversations",
+    schema: "Conversation",
+    id: "The conversation's id",
+};
+
+pub fn router() -> ApiRouter {
+    let history = Operation::new("listMessages", "A conversation's turns, oldest first")
+        .tag(DOC.tag)
+        .path_param("id", DOC.id)
+        .paged()
+        .response(200, Reply::new("OK").json(reference("MessagePage")))
+        .errors("ApiError", &[400, 401, 404, 429, 500]);
+    ApiRouter::new()
+        .tag(DOC.tag, "Conversations and their stored turns")
+        .get(
+            "/v1/conversations",
+            list,
+            DOC.list("listConversations", "List conversations, newest first")
+                .query("assistant_id", false, "Only this assistant's", uuid())
+                .query("identity_id", false, "Only this identity's", uuid())
+                .query("channel_id", false, "Only this channel's", uuid()),
+        )
+        .get(
+            "/v1/conversations/{id}",
+            read,
+            DOC.read("getConversation", "Read a conversation"),
+        )
+        .delete(
+            "/v1/conversations/{id}",
+            remove,
+            DOC.delete("deleteConversation", "Delete a conversation and its turns"),
+        )
+        .get("/v1/conversations/{id}/messages", messages, history)
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,9 +75,10 @@ fn query_uuid(value: &Option<String>, field: &str) -> Result<Option<Uuid>, ApiEr
 async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<ListQuery>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let query = query_params(query)?;
     let page = query.page.page()?;
     let filter = Filter {
         assistant_id: query_uuid(&query.assistant_id, "assistant_id")?,
@@ -83,9 +114,10 @@ async fn messages(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(query): Query<PageQuery>,
+    query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let query = query_params(query)?;
     let page = query.page()?;
     let cursor = page.numeric_cursor()?;
     let conversation = find(&state, tenant_id, &id).await?;

@@ -111,3 +111,13 @@ pub fn object_body(
         )),
     }
 }
+
+/// A query string, or the API's error: axum's own rejection (e.g. of a repeated parameter) would
+/// be plain text.
+pub fn query_params<T>(
+    query: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
+    query
+        .map(|axum::extract::Query(query)| query)
+        .map_err(|rejection| ApiError::invalid("query", rejection.body_text()))
+}

@@ -1,24 +1,40 @@
 //! `/v1/folders`: knowledge folders (documents come with the knowledge base).
 
+use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::Value;
 
 use super::fields;
 use super::pagination::PageQuery;
-use super::{ApiError, object_body};
+use super::{ApiError, Resource, object_body, query_params};
 use crate::auth;
 use crate::folders::{self, Folder, FolderError};
-use crate::http::AppState;
+use crate::http::{ApiRouter, AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/folders", get(list).post(create))
-        .route("/v1/folders/{id}", get(read))
+const DOC: Resource = Resource {
+    tag: "folders",
+    schema: "Folder",
+    id: "The folder's id",
+};
+
+pub fn router() -> ApiRouter {
+    let create_doc = DOC.create("createFolder", "Create a folder");
+    ApiRouter::new()
+        .tag(DOC.tag, "Knowledge folders")
+        .get(
+            "/v1/folders",
+            list,
+            DOC.list("listFolders", "List folders, newest first"),
+        )
+        .post("/v1/folders", create, create_doc.errors("ApiError", &[409]))
+        .get(
+            "/v1/folders/{id}",
+            read,
+            DOC.read("getFolder", "Read a folder"),
+        )
 }
 
 async fn create(
@@ -51,9 +67,10 @@ async fn create(
 async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<PageQuery>,
+    query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let query = query_params(query)?;
     let page = query.page()?;
     let cursor = page.uuid_cursor()?;
     let db = state.db.get().await.map_err(ApiError::internal)?;

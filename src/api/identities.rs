@@ -1,27 +1,60 @@
 //! `/v1/identities`: the end users who talk to assistants.
 
+use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::fields;
 use super::pagination::PageQuery;
-use super::{ApiError, object_body};
+use super::{ApiError, Resource, object_body, query_params};
 use crate::auth;
-use crate::http::AppState;
+use crate::http::openapi::schema::string;
+use crate::http::{ApiRouter, AppState, Operation};
 use crate::identities::{self, Identity, IdentityError};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/identities", get(list).post(create))
-        .route(
+const DOC: Resource = Resource {
+    tag: "identities",
+    schema: "Identity",
+    id: "The identity's id",
+};
+
+pub fn router() -> ApiRouter {
+    let conflict = |op: Operation| op.errors("ApiError", &[409]);
+    let by_external_id = "Only the identity with this external id";
+    ApiRouter::new()
+        .tag(DOC.tag, "Identities: the end users who talk to assistants")
+        .get(
+            "/v1/identities",
+            list,
+            DOC.list("listIdentities", "List identities, newest first")
+                .query("external_id", false, by_external_id, string()),
+        )
+        .post(
+            "/v1/identities",
+            create,
+            conflict(DOC.create("createIdentity", "Create an identity")),
+        )
+        .get(
             "/v1/identities/{id}",
-            get(read).patch(update).delete(remove),
+            read,
+            DOC.read("getIdentity", "Read an identity"),
+        )
+        .patch(
+            "/v1/identities/{id}",
+            update,
+            conflict(DOC.update(
+                "updateIdentity",
+                "Change an identity; the profile is merged",
+            )),
+        )
+        .delete(
+            "/v1/identities/{id}",
+            remove,
+            DOC.delete("deleteIdentity", "Delete an identity"),
         )
 }
 
@@ -74,9 +107,10 @@ struct ListQuery {
 async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<ListQuery>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let query = query_params(query)?;
     let page = query.page.page()?;
     let cursor = page.uuid_cursor()?;
     let db = state.db.get().await.map_err(ApiError::internal)?;

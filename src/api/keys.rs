@@ -1,25 +1,63 @@
 //! `/v1/keys`: the tenant's API keys. A new key's secret is in the creation response and nowhere
 //! else, ever; revoking takes effect on the next request.
 
+use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, patch};
-use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::fields;
 use super::pagination::PageQuery;
-use super::{ApiError, object_body};
+use super::{ApiError, Resource, object_body, query_params};
 use crate::auth;
-use crate::http::AppState;
+use crate::http::openapi::schema::reference;
+use crate::http::{ApiRouter, AppState, Operation, Reply};
 use crate::tenants::{self, KeyInfo};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/keys", get(list).post(create))
-        .route("/v1/keys/{id}", patch(update).delete(revoke).get(read))
+const DOC: Resource = Resource {
+    tag: "keys",
+    schema: "Key",
+    id: "The key's id",
+};
+
+pub fn router() -> ApiRouter {
+    // The one creation whose answer is not the resource as read: it holds the secret.
+    let create_doc = Operation::new("createKey", "Create a key")
+        .tag(DOC.tag)
+        .body(reference("KeyCreate"))
+        .response(
+            201,
+            Reply::new("Created; `api_key` is shown this once").json(reference("CreatedKey")),
+        )
+        .errors("ApiError", &[400, 401, 413, 429, 500]);
+    ApiRouter::new()
+        .tag(
+            DOC.tag,
+            "API keys; a key's secret is shown once, when it is created",
+        )
+        .get(
+            "/v1/keys",
+            list,
+            DOC.list("listKeys", "List keys, newest first, without secrets"),
+        )
+        .post("/v1/keys", create, create_doc)
+        .get(
+            "/v1/keys/{id}",
+            read,
+            DOC.read("getKey", "Read a key (never its secret)"),
+        )
+        .patch(
+            "/v1/keys/{id}",
+            update,
+            DOC.update("updateKey", "Set or clear a key's own rate limit"),
+        )
+        .delete(
+            "/v1/keys/{id}",
+            revoke,
+            DOC.delete("revokeKey", "Revoke a key, from its next request on"),
+        )
 }
 
 async fn create(
@@ -48,9 +86,10 @@ async fn create(
 async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<PageQuery>,
+    query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let query = query_params(query)?;
     let page = query.page()?;
     let cursor = page.uuid_cursor()?;
     let db = state.db.get().await.map_err(ApiError::internal)?;

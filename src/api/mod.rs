@@ -10,15 +10,69 @@ mod folders;
 mod identities;
 mod keys;
 mod pagination;
+mod schemas;
 
-use axum::Router;
+pub use error::{ApiError, object_body, query_params};
 
-pub use error::{ApiError, object_body};
+use crate::http::openapi::schema::reference;
+use crate::http::{ApiRouter, Operation, Reply};
 
-use crate::http::AppState;
+/// How one kind of resource is documented: its tag, its schema (`Assistant`, with
+/// `AssistantCreate`, `AssistantUpdate` and `AssistantPage` beside it) and its `{id}`. Each method
+/// documents one kind of operation with the statuses every such operation can answer (all with an
+/// `ApiError` body); an operation adds its own, such as a 409, with `.errors("ApiError", ..)`.
+struct Resource {
+    tag: &'static str,
+    schema: &'static str,
+    id: &'static str,
+}
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+impl Resource {
+    fn op(&self, id: &'static str, summary: &'static str, errors: &[u16]) -> Operation {
+        Operation::new(id, summary)
+            .tag(self.tag)
+            .errors("ApiError", errors)
+    }
+
+    fn ok(&self, schema: &str) -> Reply {
+        Reply::new("OK").json(reference(schema))
+    }
+
+    fn list(&self, id: &'static str, summary: &'static str) -> Operation {
+        self.op(id, summary, &[400, 401, 429, 500])
+            .paged()
+            .response(200, self.ok(&format!("{}Page", self.schema)))
+    }
+
+    fn create(&self, id: &'static str, summary: &'static str) -> Operation {
+        self.op(id, summary, &[400, 401, 413, 429, 500])
+            .body(reference(&format!("{}Create", self.schema)))
+            .response(201, Reply::new("Created").json(reference(self.schema)))
+    }
+
+    fn read(&self, id: &'static str, summary: &'static str) -> Operation {
+        self.op(id, summary, &[401, 404, 429, 500])
+            .path_param("id", self.id)
+            .response(200, self.ok(self.schema))
+    }
+
+    fn update(&self, id: &'static str, summary: &'static str) -> Operation {
+        self.op(id, summary, &[400, 401, 404, 413, 429, 500])
+            .path_param("id", self.id)
+            .body(reference(&format!("{}Update", self.schema)))
+            .response(200, self.ok(self.schema))
+    }
+
+    fn delete(&self, id: &'static str, summary: &'static str) -> Operation {
+        self.op(id, summary, &[401, 404, 429, 500])
+            .path_param("id", self.id)
+            .response(204, Reply::new("Deleted"))
+    }
+}
+
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .components(schemas::components())
         .merge(assistants::router())
         .merge(channels::router())
         .merge(conversations::router())

@@ -3,25 +3,54 @@
 //! streamed replies are `data: {"chunk": ..}` lines ending with `data: [DONE]`, the conversation id
 //! in the `X-Conversation-Id` header. Errors are `{data: null, error: {name, message, details}}`.
 
+mod schemas;
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use confab_contract::{AssistantRef, ErrorCode, Message, Role, now_ms};
 use serde_json::{Value, json};
 use tracing::warn;
 
 use crate::auth::{self, AuthError};
-use crate::http::{AppState, RequestId, json_body, sse_response};
+use crate::http::openapi::schema::reference;
+use crate::http::{ApiRouter, AppState, Operation, Reply, RequestId, json_body, sse_response};
 use crate::pipeline::{Failure, FailureKind, SubmitError, Turn, TurnEvent, TurnRequest};
 use crate::{assistants, conversations};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/api/chat/{slug}", post(chat))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .tag(
+            "agents",
+            "Seed 001: chat with a deployed assistant by its slug",
+        )
+        .components(schemas::components())
+        .post(
+            "/v1/api/chat/{slug}",
+            chat,
+            Operation::new("agentsChat", "Send a message to an agent")
+                .tag("agents")
+                .path_param("slug", "The assistant's slug")
+                .body(reference("AgentsChatRequest"))
+                .response(
+                    200,
+                    Reply::new(
+                        "The answer: one JSON document, or with `stream: true` SSE `data:` \
+                         lines of `{chunk}` (or the error that ended the turn), then `[DONE]`",
+                    )
+                    .json(reference("AgentsReply"))
+                    .sse(reference("AgentsStreamEvent"), Some("[DONE]"))
+                    .conversation_header(false, "The conversation id (streamed replies)"),
+                )
+                .errors(
+                    "AgentsError",
+                    &[400, 401, 404, 413, 429, 500, 502, 503, 504],
+                ),
+        )
 }
 
 /// The dialect's error envelope.

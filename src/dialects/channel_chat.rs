@@ -12,139 +12,105 @@
 //!
 //! The channel's connected assistant answers. An identity's conversation on a channel continues
 //! across calls; `new_conversation: true` (or `&new_conversation=true`) closes it and starts anew.
-//! Errors are `{message, data: null, error: {code}}` with 400, 401, 404, 429, 500, 503, 504.
+//! Errors are `{message, data: null, error: {code}}` (see [`error`]) with 400, 401, 404, 413, 429,
+//! 500, 502, 503, 504.
+
+mod error;
+mod schemas;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
 use axum::response::sse::Event;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
-use confab_contract::{AssistantRef, ErrorCode, Message, Role, now_ms};
+use axum::{Extension, Json};
+use confab_contract::{AssistantRef, Message, Role, now_ms};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use tracing::warn;
 use uuid::Uuid;
 
+pub use error::ChannelChatError;
+
 use crate::auth::{self, AuthError, Caller};
-use crate::http::{AppState, RequestId, json_body, sse_response};
-use crate::pipeline::{Failure, FailureKind, SubmitError, Turn, TurnEvent, TurnRequest};
+use crate::http::openapi::schema::{enum_of, reference, string};
+use crate::http::{
+    ApiRouter, AppState, Auth, Operation, Reply, RequestId, json_body, sse_response,
+};
+use crate::pipeline::{Turn, TurnEvent, TurnRequest};
 use crate::{assistants, channels, conversations, identities, tenants};
 
 /// How long a stream token lives.
 const STREAM_TOKEN_TTL_SECS: i32 = 300;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/conversation/{identity_id}/chat/{channel_id}", post(chat))
-        .route("/conversation/{identity_id}/streaming", get(streaming))
-        .route("/v1/stream-tokens", post(mint_stream_token))
+fn op(id: &'static str, summary: &'static str) -> Operation {
+    Operation::new(id, summary).tag("channel-chat")
 }
 
-#[derive(Debug)]
-pub struct ChannelChatError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    retry_after: Option<u64>,
-}
-
-impl ChannelChatError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_message", message)
-    }
-
-    fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
+pub fn router() -> ApiRouter {
+    let identity = "The identity (UUID) who speaks";
+    ApiRouter::new()
+        .tag(
+            "channel-chat",
+            "Seed 000: identities talk to assistants through channels",
         )
-    }
-
-    fn internal(error: impl std::fmt::Display) -> Self {
-        warn!(%error, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "Server error during processing",
+        .components(schemas::components())
+        .post(
+            "/conversation/{identity_id}/chat/{channel_id}",
+            chat,
+            op("channelChat", "Send an identity's message on a channel")
+                .path_param("identity_id", identity)
+                .path_param("channel_id", "The channel (UUID); its assistant answers")
+                .body(reference("ChannelChatRequest"))
+                .response(
+                    200,
+                    Reply::new("The answer").json(reference("ChannelChatReply")),
+                )
+                .errors(
+                    "ChannelChatError",
+                    &[400, 401, 404, 413, 429, 500, 502, 503, 504],
+                ),
         )
-    }
-
-    fn retry_after(mut self, seconds: u64) -> Self {
-        self.retry_after = Some(seconds);
-        self
-    }
-}
-
-impl IntoResponse for ChannelChatError {
-    fn into_response(self) -> Response {
-        let body = json!({"message": self.message, "data": null, "error": {"code": self.code}});
-        let mut response = (self.status, Json(body)).into_response();
-        if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
-    }
-}
-
-impl From<AuthError> for ChannelChatError {
-    fn from(error: AuthError) -> Self {
-        match error {
-            AuthError::Missing | AuthError::Invalid => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Authentication failed",
-            ),
-            AuthError::RateLimited { retry_after } => Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "Rate limit exceeded",
+        .get(
+            "/conversation/{identity_id}/streaming",
+            streaming,
+            op("channelChatStream", "Send a message and stream the answer")
+                .auth(Auth::BearerOrStreamToken)
+                .path_param("identity_id", identity)
+                .query("channel_id", true, "The channel (UUID)", string())
+                .query(
+                    "message",
+                    true,
+                    "The identity's message; not blank",
+                    string(),
+                )
+                .query(
+                    "new_conversation",
+                    false,
+                    "Start a new conversation on this channel",
+                    enum_of(&["true", "false", "1", "0"]),
+                )
+                .response(
+                    200,
+                    Reply::new("SSE `token` events, then one `complete` or `error` event")
+                        .sse(reference("ChannelChatStreamEvent"), None)
+                        .conversation_header(true, "The conversation id"),
+                )
+                .errors("ChannelChatError", &[400, 401, 404, 429, 500, 503]),
+        )
+        .post(
+            "/v1/stream-tokens",
+            mint_stream_token,
+            op(
+                "createStreamToken",
+                "Mint a stream token for a browser's EventSource",
             )
-            .retry_after(retry_after),
-            AuthError::Unavailable(e) => Self::internal(e),
-        }
-    }
-}
-
-impl From<SubmitError> for ChannelChatError {
-    fn from(error: SubmitError) -> Self {
-        let (message, retry) = match error {
-            SubmitError::Unavailable => ("The service is temporarily unavailable", 5),
-            SubmitError::QueueFull => ("The service is overloaded; retry shortly", 1),
-        };
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message).retry_after(retry)
-    }
-}
-
-impl From<Failure> for ChannelChatError {
-    fn from(failure: Failure) -> Self {
-        let (status, code) = match failure.kind {
-            FailureKind::Timeout | FailureKind::Worker(ErrorCode::DeadlineExceeded) => {
-                (StatusCode::GATEWAY_TIMEOUT, "timeout")
-            }
-            FailureKind::Worker(ErrorCode::NotFound) => (StatusCode::NOT_FOUND, "not_found"),
-            FailureKind::Worker(ErrorCode::ModelError | ErrorCode::ModelTimeout) => {
-                (StatusCode::BAD_GATEWAY, "model_error")
-            }
-            FailureKind::BrokerLost => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            FailureKind::Worker(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
-        };
-        Self::new(status, code, failure.message)
-    }
+            .response(
+                201,
+                Reply::new("The token, valid for five minutes").json(reference("StreamToken")),
+            )
+            .errors("ChannelChatError", &[401, 429, 500]),
+        )
 }
 
 /// What a turn needs once names are resolved.

@@ -1,8 +1,10 @@
-//! The HTTP server: shared state, the router of every API family, and the application lifecycle
-//! (`Application::build` binds, `run_until_stopped` serves until shutdown and drains).
+//! The HTTP server: shared state, the router of every API family with the OpenAPI document built
+//! from it (`openapi.rs`), and the application lifecycle (`Application::build` binds,
+//! `run_until_stopped` serves until shutdown and drains).
 
 mod body;
 mod metrics;
+pub mod openapi;
 mod request_id;
 mod sse;
 
@@ -10,14 +12,15 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::serve::ListenerExt;
+use axum::{Extension, Router};
 use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 pub use body::{BodyError, json_body};
+pub use openapi::{ApiRouter, Auth, OpenApiJson, Operation, Reply};
 pub use request_id::RequestId;
 pub use sse::sse_response;
 
@@ -42,29 +45,35 @@ impl AppState {
     }
 }
 
-/// Every route of the ingress.
-pub fn app(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
-        .merge(
-            crate::dialects::agents::router()
-                .layer(from_fn_with_state("agents", metrics::count_requests)),
-        )
-        .merge(
-            crate::dialects::channel_chat::router()
-                .layer(from_fn_with_state("channel_chat", metrics::count_requests)),
-        )
-        .merge(
-            crate::dialects::ai_hub::router()
-                .layer(from_fn_with_state("ai_hub", metrics::count_requests)),
-        )
-        .merge(
-            crate::dialects::openai::router()
-                .layer(from_fn_with_state("openai", metrics::count_requests)),
-        )
-        .merge(
-            crate::api::router().layer(from_fn_with_state("management", metrics::count_requests)),
-        )
+/// Every route of the ingress with the operations that document them; each API family's
+/// requests are counted under its own name in the metrics.
+pub fn routes() -> ApiRouter {
+    ApiRouter::new()
+        .merge(counted("agents", crate::dialects::agents::router()))
+        .merge(counted(
+            "channel_chat",
+            crate::dialects::channel_chat::router(),
+        ))
+        .merge(counted("ai_hub", crate::dialects::ai_hub::router()))
+        .merge(counted("openai", crate::dialects::openai::router()))
+        .merge(counted("management", crate::api::router()))
         .merge(crate::ops::router())
+}
+
+fn counted(family: &'static str, routes: ApiRouter) -> ApiRouter {
+    routes.map_router(|router| router.layer(from_fn_with_state(family, metrics::count_requests)))
+}
+
+/// The OpenAPI document of every route, as `GET /openapi.json` serves it.
+pub fn openapi_document() -> serde_json::Value {
+    routes().into_parts().1.to_json()
+}
+
+/// The ingress's router, ready to serve.
+pub fn app(state: AppState, max_body_bytes: usize) -> Router {
+    let (router, doc) = routes().into_parts();
+    router
+        .layer(Extension(OpenApiJson::new(&doc)))
         .layer(axum::middleware::from_fn(request_id::assign))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)

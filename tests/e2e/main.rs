@@ -17,6 +17,7 @@ mod channel_chat_dialect;
 mod isolation;
 mod management;
 mod openai_dialect;
+mod openapi;
 mod operations;
 mod ordering;
 mod provider_openai;

@@ -33,6 +33,7 @@
 
 mod error;
 mod request;
+mod schemas;
 mod time;
 
 use std::collections::HashSet;
@@ -44,8 +45,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, header};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use confab_contract::{AssistantRef, Done, Role};
 use serde_json::{Value, json};
 use tokio_postgres::GenericClient;
@@ -55,11 +55,38 @@ pub use error::AiHubError;
 use request::{AskRequest, AssistantChoice, Parsed};
 
 use crate::assistants;
-use crate::http::{AppState, RequestId, json_body, sse_response};
+use crate::http::openapi::schema::reference;
+use crate::http::{ApiRouter, AppState, Operation, Reply, RequestId, json_body, sse_response};
 use crate::pipeline::{Turn, TurnEvent, TurnRequest};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/ai-hub/assistant/ask", post(ask))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .tag("ai-hub", "Seed 002: the AI-hub conversation API")
+        .components(schemas::components())
+        .post(
+            "/api/ai-hub/assistant/ask",
+            ask,
+            Operation::new(
+                "aiHubAsk",
+                "Add a message to a conversation and get the answer",
+            )
+            .tag("ai-hub")
+            .describe(
+                "Send `Accept: text/event-stream` for the answer as SSE. Errors found \
+                     before the turn starts are JSON with their status either way.",
+            )
+            .body(reference("AiHubAskRequest"))
+            .response(
+                200,
+                Reply::new(
+                    "The answer (a `user` message) or the stored message (`system`, \
+                         `assistant`); as SSE: `token` events, then one `done` or `error`",
+                )
+                .json(reference("AiHubReply"))
+                .sse(reference("AiHubStreamEvent"), None),
+            )
+            .errors("AiHubError", &[400, 401, 404, 413, 429, 500, 502, 503, 504]),
+        )
 }
 
 /// What the reply needs to know about the request.

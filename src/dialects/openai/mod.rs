@@ -22,31 +22,73 @@
 mod error;
 mod reply;
 mod request;
+mod schemas;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use confab_contract::{AssistantRef, Message, now_ms};
 use serde_json::{Value, json};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use crate::auth;
-use crate::http::{AppState, RequestId, json_body};
+use crate::http::openapi::schema::{reference, string};
+use crate::http::{ApiRouter, AppState, Operation, Reply, RequestId, json_body};
 use crate::pipeline::TurnRequest;
 use crate::{assistants, conversations};
 pub use error::OpenAiError;
 use reply::Completion;
 use request::{ChatRequest, named_conversation};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/chat/completions", post(chat_completions))
-        .route("/v1/models", get(models))
+fn op(id: &'static str, summary: &'static str) -> Operation {
+    Operation::new(id, summary).tag("openai")
+}
+
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .tag(
+            "openai",
+            "OpenAI-compatible chat completions; `model` is an assistant's slug",
+        )
+        .components(schemas::components())
+        .post(
+            "/v1/chat/completions",
+            chat_completions,
+            op("createChatCompletion", "Answer the last user message")
+                .header(
+                    "X-Conversation-Id",
+                    "Remember the conversation server-side under this name (as the body's \
+                     `conversation_id`, which it must match when both are given)",
+                    string(),
+                )
+                .body(reference("ChatCompletionRequest"))
+                .response(
+                    200,
+                    Reply::new(
+                        "A `chat.completion`, or with `stream: true` SSE `data:` lines of \
+                         `chat.completion.chunk` objects (or the error that ended the stream), \
+                         then `[DONE]`",
+                    )
+                    .json(reference("ChatCompletion"))
+                    .sse(reference("ChatCompletionStreamEvent"), Some("[DONE]"))
+                    .conversation_header(true, "The conversation id, to continue it server-side"),
+                )
+                .errors(
+                    "OpenAiError",
+                    &[400, 401, 404, 413, 429, 500, 502, 503, 504],
+                ),
+        )
+        .get(
+            "/v1/models",
+            models,
+            op("listModels", "The tenant's deployed assistants, as models")
+                .response(200, Reply::new("The models").json(reference("ModelList")))
+                .errors("OpenAiError", &[401, 429, 500]),
+        )
 }
 
 async fn chat_completions(

@@ -1,0 +1,322 @@
+//! The management API's OpenAPI schemas. Request bodies are closed: every handler refuses a field
+//! it does not know (`fields::no_unknown`). `null` counts as absent for optional fields.
+
+use serde_json::Value;
+
+use crate::channels::KINDS;
+use crate::http::openapi::schema::{
+    any_object, array, boolean, closed, date_time, described, enum_of, integer, nullable, page,
+    record, string, uuid,
+};
+
+const ERROR_CODES: &[&str] = &[
+    "invalid_request",
+    "unauthorized",
+    "rate_limited",
+    "not_found",
+    "conflict",
+    "internal",
+];
+
+/// A string of at most `max` characters that is not blank (stored trimmed).
+fn text(max: u32) -> Value {
+    described(string(), &format!("Not blank, at most {max} characters"))
+}
+
+fn opt(schema: Value) -> Value {
+    nullable(schema)
+}
+
+fn assistant_fields(create: bool) -> Vec<(&'static str, Value)> {
+    let name = text(200);
+    vec![
+        ("name", if create { name } else { opt(name) }),
+        (
+            "slug",
+            described(
+                opt(string()),
+                "Lowercase letters and digits in hyphen-separated words, at most 64 characters; \
+                 made from the name when absent",
+            ),
+        ),
+        ("description", opt(string())),
+        ("instructions", opt(string())),
+        (
+            "model",
+            described(
+                opt(string()),
+                "`builtin` (default) or `openai/<model-name>`",
+            ),
+        ),
+        (
+            "deployed",
+            described(
+                opt(boolean()),
+                "Only deployed assistants answer (default true)",
+            ),
+        ),
+        (
+            "folder_ids",
+            described(
+                opt(array(uuid())),
+                "Knowledge folders searched when a request names none",
+            ),
+        ),
+    ]
+}
+
+fn key_fields() -> Vec<(&'static str, Value)> {
+    vec![
+        ("id", uuid()),
+        ("name", string()),
+        (
+            "prefix",
+            described(string(), "The key's first characters, to recognise it"),
+        ),
+        (
+            "rate_limit_per_min",
+            described(
+                nullable(integer()),
+                "The key's own limit; null: the deployment's default",
+            ),
+        ),
+        ("created_at", date_time()),
+        ("revoked_at", nullable(date_time())),
+    ]
+}
+
+fn resources() -> Vec<(&'static str, Value)> {
+    let mut created_key = key_fields();
+    created_key.push((
+        "api_key",
+        described(string(), "The secret; shown here and never again"),
+    ));
+    vec![
+        (
+            "Assistant",
+            record([
+                ("id", uuid()),
+                ("name", string()),
+                ("slug", string()),
+                ("description", string()),
+                ("instructions", string()),
+                ("model", string()),
+                ("deployed", boolean()),
+                ("folder_ids", array(uuid())),
+                ("created_at", date_time()),
+                ("updated_at", date_time()),
+            ]),
+        ),
+        (
+            "Channel",
+            record([
+                ("id", uuid()),
+                ("name", string()),
+                ("kind", enum_of(KINDS)),
+                ("assistant_id", uuid()),
+                (
+                    "config_keys",
+                    described(array(string()), "The config's keys; values are never shown"),
+                ),
+                ("created_at", date_time()),
+                ("updated_at", date_time()),
+            ]),
+        ),
+        (
+            "Identity",
+            record([
+                ("id", uuid()),
+                ("name", nullable(string())),
+                ("external_id", nullable(string())),
+                ("profile", any_object()),
+                ("created_at", date_time()),
+                ("updated_at", date_time()),
+            ]),
+        ),
+        (
+            "Folder",
+            record([
+                ("id", uuid()),
+                ("name", string()),
+                ("language", string()),
+                ("created_at", date_time()),
+            ]),
+        ),
+        ("Key", record(key_fields())),
+        ("CreatedKey", record(created_key)),
+        (
+            "Conversation",
+            record([
+                ("id", string()),
+                ("assistant_id", nullable(uuid())),
+                ("identity_id", nullable(uuid())),
+                ("channel_id", nullable(uuid())),
+                ("message_count", integer()),
+                ("created_at", date_time()),
+                ("updated_at", date_time()),
+                ("closed_at", nullable(date_time())),
+            ]),
+        ),
+        (
+            "Message",
+            record([
+                ("id", string()),
+                ("role", enum_of(&["user", "assistant", "system"])),
+                ("content", string()),
+                (
+                    "status",
+                    described(
+                        enum_of(&["complete", "interrupted"]),
+                        "`interrupted`: an answer cut short",
+                    ),
+                ),
+                (
+                    "answers",
+                    described(nullable(string()), "The user turn an answer answers"),
+                ),
+                ("model", nullable(string())),
+                ("prompt_tokens", nullable(integer())),
+                ("completion_tokens", nullable(integer())),
+                ("metadata", any_object()),
+                ("created_at", date_time()),
+            ]),
+        ),
+    ]
+}
+
+fn requests() -> Vec<(&'static str, Value)> {
+    let config = described(
+        opt(any_object()),
+        "Secrets and settings of the channel; on update merged in, a key set to null removed",
+    );
+    let profile = described(
+        opt(any_object()),
+        "On update merged into the stored profile, a key set to null removed",
+    );
+    vec![
+        ("AssistantCreate", closed(assistant_fields(true), &["name"])),
+        ("AssistantUpdate", closed(assistant_fields(false), &[])),
+        (
+            "ChannelCreate",
+            closed(
+                [
+                    ("name", text(200)),
+                    ("kind", enum_of(KINDS)),
+                    ("assistant_id", described(uuid(), "One of your assistants")),
+                    ("config", config.clone()),
+                ],
+                &["name", "kind", "assistant_id"],
+            ),
+        ),
+        (
+            "ChannelUpdate",
+            closed(
+                [
+                    ("name", opt(text(200))),
+                    ("assistant_id", opt(uuid())),
+                    ("config", config),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "IdentityCreate",
+            closed(
+                [
+                    ("name", opt(text(200))),
+                    (
+                        "external_id",
+                        described(opt(text(200)), "Your id for the person; unique"),
+                    ),
+                    ("profile", profile.clone()),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "IdentityUpdate",
+            closed(
+                [
+                    ("name", opt(text(200))),
+                    ("external_id", opt(text(200))),
+                    ("profile", profile),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "FolderCreate",
+            closed(
+                [
+                    ("name", text(200)),
+                    (
+                        "language",
+                        described(
+                            opt(string()),
+                            "A Postgres text search configuration (default `english`)",
+                        ),
+                    ),
+                ],
+                &["name"],
+            ),
+        ),
+        (
+            "KeyCreate",
+            closed(
+                [
+                    ("name", described(opt(text(200)), "Default `api`")),
+                    (
+                        "rate_limit_per_min",
+                        described(opt(integer()), "A positive limit of the key's own"),
+                    ),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "KeyUpdate",
+            closed(
+                [(
+                    "rate_limit_per_min",
+                    described(
+                        opt(integer()),
+                        "A positive limit of the key's own; null: the deployment's default",
+                    ),
+                )],
+                &["rate_limit_per_min"],
+            ),
+        ),
+    ]
+}
+
+pub fn components() -> Vec<(&'static str, Value)> {
+    let details = described(
+        closed([("field", string())], &[]),
+        "`field` names the field at fault",
+    );
+    let mut all = vec![(
+        "ApiError",
+        record([(
+            "error",
+            record([
+                ("code", enum_of(ERROR_CODES)),
+                ("message", string()),
+                ("details", details),
+            ]),
+        )]),
+    )];
+    all.extend(resources());
+    all.extend(requests());
+    for (page_name, item) in [
+        ("AssistantPage", "Assistant"),
+        ("ChannelPage", "Channel"),
+        ("IdentityPage", "Identity"),
+        ("FolderPage", "Folder"),
+        ("KeyPage", "Key"),
+        ("ConversationPage", "Conversation"),
+        ("MessagePage", "Message"),
+    ] {
+        all.push((page_name, page(item)));
+    }
+    all
+}

@@ -1,0 +1,196 @@
+//! The OpenAI-compatible dialect's OpenAPI schemas, the subset of OpenAI's own that confab
+//! writes. The request is open: sampling parameters and other OpenAI fields are accepted and
+//! ignored.
+
+use serde_json::Value;
+
+use crate::http::openapi::schema::{
+    array, boolean, closed, described, enum_of, integer, literal, null, nullable, obj, one_of,
+    record, reference, string,
+};
+
+const ERROR_TYPES: &[&str] = &["invalid_request_error", "server_error", "requests"];
+
+const ERROR_CODES: &[&str] = &[
+    "invalid_api_key",
+    "rate_limit_exceeded",
+    "model_not_found",
+    "conversation_not_found",
+    "service_unavailable",
+    "timeout",
+    "model_error",
+];
+
+fn request() -> Value {
+    let part = obj(
+        [("type", enum_of(&["text"])), ("text", string())],
+        &["type", "text"],
+    );
+    let message = obj(
+        [
+            (
+                "role",
+                described(
+                    enum_of(&["system", "developer", "user", "assistant"]),
+                    "`tool` and `function` are refused: confab calls no tools",
+                ),
+            ),
+            (
+                "content",
+                described(
+                    one_of([string(), array(part), null()]),
+                    "Text, or text parts joined by newlines; null only for `assistant`",
+                ),
+            ),
+        ],
+        &["role"],
+    );
+    obj(
+        [
+            ("model", described(string(), "A deployed assistant's slug")),
+            (
+                "messages",
+                described(
+                    array(message),
+                    "Not empty; the last is the user's new turn. With a named conversation only \
+                     the last is used.",
+                ),
+            ),
+            ("stream", nullable(boolean())),
+            (
+                "stream_options",
+                nullable(obj([("include_usage", nullable(boolean()))], &[])),
+            ),
+            ("n", described(nullable(integer()), "Only 1 is supported")),
+            (
+                "conversation_id",
+                described(
+                    nullable(string()),
+                    "Remember the conversation server-side under this name (1 to 200 visible \
+                     ASCII characters); SDKs send it in `extra_body`",
+                ),
+            ),
+        ],
+        &["model", "messages"],
+    )
+}
+
+/// The fields every completion object repeats.
+fn object_fields(object: &str, choice: Value) -> Vec<(&'static str, Value)> {
+    vec![
+        ("id", string()),
+        ("object", enum_of(&[object])),
+        ("created", described(integer(), "Seconds since the epoch")),
+        ("model", string()),
+        ("system_fingerprint", null()),
+        ("choices", array(choice)),
+    ]
+}
+
+const OBJECT_REQUIRED: &[&str] = &[
+    "id",
+    "object",
+    "created",
+    "model",
+    "system_fingerprint",
+    "choices",
+];
+
+fn completion() -> Value {
+    let choice = record([
+        ("index", integer()),
+        (
+            "message",
+            record([
+                ("role", enum_of(&["assistant"])),
+                ("content", string()),
+                ("refusal", null()),
+            ]),
+        ),
+        ("logprobs", null()),
+        ("finish_reason", enum_of(&["stop"])),
+    ]);
+    let mut fields = object_fields("chat.completion", choice);
+    fields.push(("usage", reference("CompletionUsage")));
+    let mut required = OBJECT_REQUIRED.to_vec();
+    required.push("usage");
+    closed(fields, &required)
+}
+
+fn chunk() -> Value {
+    let choice = record([
+        ("index", integer()),
+        (
+            "delta",
+            closed(
+                [("role", enum_of(&["assistant"])), ("content", string())],
+                &[],
+            ),
+        ),
+        ("logprobs", null()),
+        ("finish_reason", nullable(enum_of(&["stop"]))),
+    ]);
+    let mut fields = object_fields("chat.completion.chunk", choice);
+    fields.push((
+        "usage",
+        described(
+            nullable(reference("CompletionUsage")),
+            "With `stream_options.include_usage` only: null on every chunk but the last, which \
+             has no choices",
+        ),
+    ));
+    closed(fields, OBJECT_REQUIRED)
+}
+
+pub fn components() -> Vec<(&'static str, Value)> {
+    vec![
+        ("ChatCompletionRequest", request()),
+        ("ChatCompletion", completion()),
+        ("ChatCompletionChunk", chunk()),
+        (
+            "ChatCompletionStreamEvent",
+            described(
+                one_of([reference("ChatCompletionChunk"), reference("OpenAiError")]),
+                "A chunk, or the error that ended the stream",
+            ),
+        ),
+        (
+            "CompletionUsage",
+            record([
+                ("prompt_tokens", integer()),
+                ("completion_tokens", integer()),
+                ("total_tokens", integer()),
+            ]),
+        ),
+        (
+            "ModelList",
+            record([
+                ("object", literal(Value::from("list"))),
+                (
+                    "data",
+                    array(record([
+                        ("id", described(string(), "The assistant's slug")),
+                        ("object", enum_of(&["model"])),
+                        ("created", integer()),
+                        ("owned_by", string()),
+                    ])),
+                ),
+            ]),
+        ),
+        (
+            "OpenAiError",
+            record([(
+                "error",
+                record([
+                    ("message", string()),
+                    ("type", enum_of(ERROR_TYPES)),
+                    (
+                        "param",
+                        described(nullable(string()), "The request field at fault"),
+                    ),
+                    ("code", nullable(enum_of(ERROR_CODES))),
+                ]),
+            )]),
+        ),
+    ]
+}

@@ -1,0 +1,349 @@
+//! The OpenAPI document tells the truth. `GET /openapi.json` is fetched from a live stack, every
+//! operation in it is called (successes, and each API family's 400, 401 and 404; the dialects'
+//! 413, 429 and 502 too), and every answer is validated against the schema the document declares
+//! for its status and content type, every SSE `data:` event included. An operation the document
+//! lists but no call here exercises fails the test: a new route needs a call below as well as its
+//! `Operation`.
+
+mod checker;
+mod dialects;
+mod validate;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::stack::{Options, Stack};
+use checker::{Checker, Req};
+
+/// A well-formed id that names nothing.
+const MISSING: &str = "0190f0f0-0000-7000-8000-000000000000";
+
+/// What the management calls created, for the dialect calls to use.
+pub struct World {
+    pub agent: String,
+    pub broken: String,
+    pub identity: String,
+    pub channel: String,
+    pub broken_channel: String,
+    pub folder: String,
+}
+
+fn id(value: &Value) -> String {
+    value["id"].as_str().unwrap().to_owned()
+}
+
+/// A JSON body larger than the stack's 64 KiB limit.
+pub fn oversized() -> String {
+    json!({"message": "a".repeat(70_000)}).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_operation_answers_as_documented() {
+    let stack = Stack::start(Options::default()).await;
+    let doc: Value = stack
+        .http
+        .get(stack.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["info"]["title"], "confab");
+    let mut api = Checker::new(&stack, doc);
+
+    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+        api.expect(Req::get(path).key(""), 200).await;
+    }
+    let world = management(&mut api).await;
+    dialects::agents(&mut api, &world).await;
+    dialects::channel_chat(&mut api, &world).await;
+    dialects::ai_hub(&mut api, &world).await;
+    dialects::openai(&mut api, &world).await;
+    conversations(&mut api).await;
+    rate_limited(&mut api).await;
+    deletions(&mut api, &world).await;
+
+    let missing = api.unexercised();
+    assert!(
+        missing.is_empty(),
+        "documented but never called: {missing:?}"
+    );
+    let dialect = [400, 401, 404, 413, 429, 502];
+    for (tag, statuses) in [
+        ("agents", &dialect[..]),
+        ("channel-chat", &dialect[..]),
+        ("ai-hub", &dialect[..]),
+        ("openai", &dialect[..]),
+        ("assistants", &[400, 401, 404, 409, 413][..]),
+        ("channels", &[400, 401, 404][..]),
+        ("identities", &[400, 401, 404, 409][..]),
+        ("folders", &[400, 401, 404, 409][..]),
+        ("keys", &[400, 401, 404, 429][..]),
+        ("conversations", &[400, 401, 404][..]),
+    ] {
+        let seen = api.statuses_of(tag);
+        for status in statuses {
+            assert!(
+                seen.contains(status),
+                "{tag}: no {status} checked; saw {seen:?}"
+            );
+        }
+    }
+}
+
+async fn management(api: &mut Checker<'_>) -> World {
+    let agent = api
+        .expect(
+            Req::post(
+                "/v1/assistants",
+                json!({"name": "Support Agent", "instructions": "Our business hours are 9:00 to 17:00."}),
+            ),
+            201,
+        )
+        .await
+        .body;
+    // Its vendor is unreachable (the stack's OpenAI URL refuses connections): every turn is a
+    // model error.
+    let broken = api
+        .expect(
+            Req::post(
+                "/v1/assistants",
+                json!({"name": "Broken Bot", "model": "openai/none"}),
+            ),
+            201,
+        )
+        .await
+        .body;
+    let assistant = format!("/v1/assistants/{}", id(&agent));
+    api.expect(
+        Req::post("/v1/assistants", json!({"name": "Support Agent"})),
+        409,
+    )
+    .await;
+    api.expect(
+        Req::post("/v1/assistants", json!({"name": "A", "colour": "red"})),
+        400,
+    )
+    .await;
+    api.expect(Req::post("/v1/assistants", json!({})).raw(oversized()), 413)
+        .await;
+    api.expect(
+        Req::post("/v1/assistants", json!({"name": "B"})).key(""),
+        401,
+    )
+    .await;
+    api.expect(Req::get("/v1/assistants?limit=1"), 200).await;
+    api.expect(Req::get("/v1/assistants?limit=0"), 400).await;
+    api.expect(Req::get("/v1/assistants?limit=1&limit=2"), 400)
+        .await;
+    api.expect(Req::get("/v1/identities?cursor=a&cursor=b"), 400)
+        .await;
+    api.expect(Req::get(&assistant), 200).await;
+    api.expect(Req::get(&format!("/v1/assistants/{MISSING}")), 404)
+        .await;
+    api.expect(Req::get("/v1/assistants/not-a-uuid").key("cfk_wrong"), 401)
+        .await;
+
+    let folder = api
+        .expect(Req::post("/v1/folders", json!({"name": "FAQ"})), 201)
+        .await
+        .body;
+    api.expect(Req::post("/v1/folders", json!({"name": "FAQ"})), 409)
+        .await;
+    api.expect(
+        Req::post("/v1/folders", json!({"name": "X", "language": "klingon"})),
+        400,
+    )
+    .await;
+    api.expect(Req::get("/v1/folders"), 200).await;
+    api.expect(Req::get(&format!("/v1/folders/{}", id(&folder))), 200)
+        .await;
+    api.expect(Req::get(&format!("/v1/folders/{MISSING}")), 404)
+        .await;
+    api.expect(Req::get("/v1/folders").key(""), 401).await;
+    let patch = json!({"description": "Helps.", "folder_ids": [id(&folder)], "deployed": true});
+    api.expect(Req::patch(&assistant, patch), 200).await;
+    let taken = json!({"slug": "support-agent"});
+    api.expect(
+        Req::patch(&format!("/v1/assistants/{}", id(&broken)), taken),
+        409,
+    )
+    .await;
+
+    let ada = json!({"name": "Ada", "external_id": "+15550001", "profile": {"tier": "gold"}});
+    let identity = api.expect(Req::post("/v1/identities", ada), 201).await.body;
+    let path = format!("/v1/identities/{}", id(&identity));
+    api.expect(
+        Req::post("/v1/identities", json!({"external_id": "+15550001"})),
+        409,
+    )
+    .await;
+    api.expect(Req::post("/v1/identities", json!({"nickname": "A"})), 400)
+        .await;
+    api.expect(Req::get("/v1/identities?external_id=%2B15550001"), 200)
+        .await;
+    api.expect(Req::get(&path), 200).await;
+    api.expect(
+        Req::patch(&path, json!({"profile": {"language": "pt-BR"}})),
+        200,
+    )
+    .await;
+    api.expect(Req::get(&format!("/v1/identities/{MISSING}")), 404)
+        .await;
+    api.expect(Req::get("/v1/identities").key(""), 401).await;
+
+    let web = json!({"name": "Website", "kind": "web", "assistant_id": id(&agent), "config": {"secret": "s"}});
+    let channel = api.expect(Req::post("/v1/channels", web), 201).await.body;
+    let path = format!("/v1/channels/{}", id(&channel));
+    let broken_web = json!({"name": "Broken", "kind": "custom", "assistant_id": id(&broken)});
+    let broken_channel = api
+        .expect(Req::post("/v1/channels", broken_web), 201)
+        .await
+        .body;
+    let fax = json!({"name": "x", "kind": "fax", "assistant_id": id(&agent)});
+    api.expect(Req::post("/v1/channels", fax), 400).await;
+    api.expect(Req::get("/v1/channels"), 200).await;
+    api.expect(Req::get(&path), 200).await;
+    api.expect(
+        Req::patch(&path, json!({"name": "Web", "config": {"secret": null}})),
+        200,
+    )
+    .await;
+    api.expect(Req::get(&format!("/v1/channels/{MISSING}")), 404)
+        .await;
+    api.expect(Req::get("/v1/channels").key(""), 401).await;
+
+    let key = api
+        .expect(Req::post("/v1/keys", json!({"name": "ci"})), 201)
+        .await
+        .body;
+    let path = format!("/v1/keys/{}", id(&key));
+    api.expect(Req::get("/v1/keys"), 200).await;
+    api.expect(Req::get(&path), 200).await;
+    api.expect(Req::patch(&path, json!({"rate_limit_per_min": 1000})), 200)
+        .await;
+    api.expect(Req::patch(&path, json!({})), 400).await;
+    api.expect(Req::get(&format!("/v1/keys/{MISSING}")), 404)
+        .await;
+    api.expect(Req::get("/v1/keys").key(""), 401).await;
+    api.expect(Req::delete(&path), 204).await;
+
+    World {
+        agent: id(&agent),
+        broken: id(&broken),
+        identity: id(&identity),
+        channel: id(&channel),
+        broken_channel: id(&broken_channel),
+        folder: id(&folder),
+    }
+}
+
+/// After the dialects have made some conversations.
+async fn conversations(api: &mut Checker<'_>) {
+    let all = api
+        .expect(Req::get("/v1/conversations?limit=200"), 200)
+        .await
+        .body;
+    let conversations = all["data"].as_array().unwrap();
+    assert!(conversations.len() >= 4, "{all}");
+    let path = format!(
+        "/v1/conversations/{}",
+        conversations[0]["id"].as_str().unwrap()
+    );
+    api.expect(
+        Req::get(&format!("/v1/conversations?assistant_id={MISSING}")),
+        200,
+    )
+    .await;
+    api.expect(Req::get("/v1/conversations?assistant_id=nope"), 400)
+        .await;
+    api.expect(Req::get("/v1/conversations").key(""), 401).await;
+    api.expect(Req::get(&path), 200).await;
+    let turns = api
+        .expect(Req::get(&format!("{path}/messages")), 200)
+        .await
+        .body;
+    assert!(!turns["data"].as_array().unwrap().is_empty());
+    api.expect(Req::delete(&path), 204).await;
+    api.expect(Req::get(&path), 404).await;
+    api.expect(Req::get(&format!("{path}/messages")), 404).await;
+    api.expect(Req::delete(&path), 404).await;
+}
+
+/// Every family's 429, from a key allowed one request a minute.
+async fn rate_limited(api: &mut Checker<'_>) {
+    let tight = json!({"name": "tight", "rate_limit_per_min": 1});
+    let key = api.expect(Req::post("/v1/keys", tight), 201).await.body;
+    let secret = key["api_key"].as_str().unwrap().to_owned();
+    // Use the minute up, far enough from the window's end that the calls below all fall in it.
+    let stack = api.stack();
+    loop {
+        let response = stack
+            .http
+            .get(stack.url("/v1/models"))
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            let left: u64 = response.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            if left >= 5 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(left + 1)).await;
+        }
+    }
+    let hi = json!({"message": "hi"});
+    let ask =
+        json!({"message": {"role": "user", "content": "hi"}, "id": "c", "assistantId": MISSING});
+    let requests = [
+        Req::get("/v1/keys"),
+        Req::post("/v1/api/chat/support-agent", hi),
+        Req::post(
+            &format!("/conversation/{MISSING}/chat/{MISSING}"),
+            json!({"text": "hi"}),
+        ),
+        Req::post("/api/ai-hub/assistant/ask", ask),
+        Req::get("/v1/models"),
+    ];
+    for request in requests {
+        api.expect(request.key(&secret), 429).await;
+    }
+}
+
+async fn deletions(api: &mut Checker<'_>, world: &World) {
+    // A channel still uses the support agent.
+    api.expect(Req::delete(&format!("/v1/assistants/{}", world.agent)), 409)
+        .await;
+    api.expect(
+        Req::delete(&format!("/v1/channels/{}", world.broken_channel)),
+        204,
+    )
+    .await;
+    api.expect(Req::delete(&format!("/v1/channels/{MISSING}")), 404)
+        .await;
+    api.expect(
+        Req::delete(&format!("/v1/assistants/{}", world.broken)),
+        204,
+    )
+    .await;
+    api.expect(Req::delete(&format!("/v1/assistants/{MISSING}")), 404)
+        .await;
+    let temp = api
+        .expect(Req::post("/v1/identities", json!({})), 201)
+        .await
+        .body;
+    api.expect(Req::delete(&format!("/v1/identities/{}", id(&temp))), 204)
+        .await;
+    api.expect(Req::delete(&format!("/v1/identities/{MISSING}")), 404)
+        .await;
+    api.expect(Req::delete(&format!("/v1/keys/{MISSING}")), 404)
+        .await;
+}
