@@ -224,17 +224,18 @@ pub async fn write_memory(
 ) -> Result<Option<Memory>, tokio_postgres::Error> {
     let sql = if replace {
         format!(
-            "UPDATE identities SET preferences = coalesce($3, '{{}}'), data = coalesce($4, '{{}}'), \
-               associations = coalesce($5, '{{}}'), stage = $6, updated_at = now() \
+            "UPDATE identities SET preferences = coalesce($3::jsonb, '{{}}'), \
+               data = coalesce($4::jsonb, '{{}}'), associations = coalesce($5::jsonb, '{{}}'), \
+               stage = $6::text, updated_at = now() \
              WHERE tenant_id = $1 AND id = $2 RETURNING {MEMORY_COLUMNS}"
         )
     } else {
         format!(
             "UPDATE identities SET \
-               preferences = jsonb_strip_nulls(preferences || coalesce($3, '{{}}')), \
-               data = jsonb_strip_nulls(data || coalesce($4, '{{}}')), \
-               associations = jsonb_strip_nulls(associations || coalesce($5, '{{}}')), \
-               stage = CASE WHEN $7 THEN $6 ELSE stage END, updated_at = now() \
+               preferences = jsonb_strip_nulls(preferences || coalesce($3::jsonb, '{{}}')), \
+               data = jsonb_strip_nulls(data || coalesce($4::jsonb, '{{}}')), \
+               associations = jsonb_strip_nulls(associations || coalesce($5::jsonb, '{{}}')), \
+               stage = CASE WHEN $7::bool THEN $6::text ELSE stage END, updated_at = now() \
              WHERE tenant_id = $1 AND id = $2 RETURNING {MEMORY_COLUMNS}"
         )
     };

@@ -4,11 +4,13 @@
 mod assistants;
 mod channels;
 mod conversations;
+mod documents;
 mod error;
 mod fields;
 mod folders;
 mod identities;
 mod keys;
+mod memory;
 mod pagination;
 mod schemas;
 
@@ -79,4 +81,6 @@ pub fn router() -> ApiRouter {
         .merge(folders::router())
         .merge(identities::router())
         .merge(keys::router())
+        .merge(documents::router())
+        .merge(memory::router())
 }

@@ -90,6 +90,15 @@ impl<S: Clone + Send + Sync + 'static> ApiRouter<S> {
         self.route(Method::Post, path, handler, operation)
     }
 
+    pub fn put<H: Handler<T, S>, T: 'static>(
+        self,
+        path: &'static str,
+        handler: H,
+        operation: Operation,
+    ) -> Self {
+        self.route(Method::Put, path, handler, operation)
+    }
+
     pub fn patch<H: Handler<T, S>, T: 'static>(
         self,
         path: &'static str,

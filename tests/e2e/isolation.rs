@@ -14,6 +14,7 @@ struct Owned {
     folder: String,
     key: String,
     conversation: String,
+    document: String,
 }
 
 async fn tenant_a_resources(stack: &Stack) -> Owned {
@@ -34,6 +35,13 @@ async fn tenant_a_resources(stack: &Stack) -> Owned {
     let (_, key) = stack
         .api("POST", "/v1/keys", Some(json!({"name": "second"})))
         .await;
+    let (_, document) = stack
+        .api(
+            "POST",
+            &format!("/v1/folders/{}/documents", folder["id"].as_str().unwrap()),
+            Some(json!({"title": "Secret", "content": "Only for tenant A."})),
+        )
+        .await;
     let chat: Value = stack
         .chat("support-agent", json!({"message": "hello"}))
         .await
@@ -49,6 +57,7 @@ async fn tenant_a_resources(stack: &Stack) -> Owned {
         folder: id(&folder),
         key: id(&key),
         conversation: chat["data"]["conversationId"].as_str().unwrap().to_owned(),
+        document: id(&document),
     }
 }
 
@@ -92,6 +101,35 @@ async fn another_tenant_s_ids_are_404_on_every_route() {
         ),
         ("DELETE", format!("/v1/identities/{}", a.identity), None),
         ("GET", format!("/v1/folders/{}", a.folder), None),
+        ("GET", format!("/v1/folders/{}/documents", a.folder), None),
+        (
+            "POST",
+            format!("/v1/folders/{}/documents", a.folder),
+            Some(json!({"title": "Planted", "content": "x"})),
+        ),
+        ("GET", format!("/v1/documents/{}", a.document), None),
+        ("DELETE", format!("/v1/documents/{}", a.document), None),
+        ("GET", format!("/v1/identities/{}/memory", a.identity), None),
+        (
+            "PUT",
+            format!("/v1/identities/{}/memory", a.identity),
+            Some(json!({"stage": "x"})),
+        ),
+        (
+            "PATCH",
+            format!("/v1/identities/{}/memory", a.identity),
+            Some(json!({"stage": "x"})),
+        ),
+        (
+            "PUT",
+            format!("/v1/identities/{}/memory/data/k", a.identity),
+            Some(json!("v")),
+        ),
+        (
+            "DELETE",
+            format!("/v1/identities/{}/memory/data/k", a.identity),
+            None,
+        ),
         ("GET", format!("/v1/keys/{}", a.key), None),
         (
             "PATCH",
@@ -184,6 +222,7 @@ async fn another_tenant_s_ids_are_404_on_every_route() {
         format!("/v1/identities/{}", a.identity),
         format!("/v1/keys/{}", a.key),
         format!("/v1/conversations/{}", a.conversation),
+        format!("/v1/documents/{}", a.document),
     ] {
         let (status, body) = stack.api("GET", &path, None).await;
         assert_eq!(status, 200, "{path}");

@@ -15,6 +15,7 @@ mod broker_semantics;
 mod cancellation;
 mod channel_chat_dialect;
 mod isolation;
+mod knowledge;
 mod management;
 mod openai_dialect;
 mod openapi;

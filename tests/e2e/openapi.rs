@@ -62,6 +62,7 @@ async fn every_documented_operation_answers_as_documented() {
     dialects::channel_chat(&mut api, &world).await;
     dialects::ai_hub(&mut api, &world).await;
     dialects::openai(&mut api, &world).await;
+    knowledge_and_memory(&mut api, &world).await;
     conversations(&mut api).await;
     rate_limited(&mut api).await;
     deletions(&mut api, &world).await;
@@ -81,6 +82,7 @@ async fn every_documented_operation_answers_as_documented() {
         ("channels", &[400, 401, 404][..]),
         ("identities", &[400, 401, 404, 409][..]),
         ("folders", &[400, 401, 404, 409][..]),
+        ("documents", &[400, 401, 404][..]),
         ("keys", &[400, 401, 404, 429][..]),
         ("conversations", &[400, 401, 404][..]),
     ] {
@@ -242,6 +244,57 @@ async fn management(api: &mut Checker<'_>) -> World {
 }
 
 /// After the dialects have made some conversations.
+async fn knowledge_and_memory(api: &mut Checker<'_>, world: &World) {
+    let documents = format!("/v1/folders/{}/documents", world.folder);
+    let page = json!({"title": "Refunds", "content": "# Refunds\nRefunds take five days."});
+    let created = api
+        .expect(Req::post(&documents, page.clone()), 201)
+        .await
+        .body;
+    api.expect(Req::post(&documents, page), 200).await;
+    api.expect(Req::post(&documents, json!({"title": "No content"})), 400)
+        .await;
+    let missing_folder = format!("/v1/folders/{MISSING}/documents");
+    api.expect(
+        Req::post(&missing_folder, json!({"title": "T", "content": "c"})),
+        404,
+    )
+    .await;
+    api.expect(
+        Req::post(&documents, json!({"title": "T", "content": "c"})).key(""),
+        401,
+    )
+    .await;
+    api.expect(Req::get(&documents), 200).await;
+    api.expect(Req::get(&missing_folder), 404).await;
+    let document = format!("/v1/documents/{}", id(&created));
+    api.expect(Req::get(&document), 200).await;
+    api.expect(Req::get(&format!("/v1/documents/{MISSING}")), 404)
+        .await;
+    api.expect(Req::delete(&document), 204).await;
+    api.expect(Req::delete(&document), 404).await;
+
+    let memory = format!("/v1/identities/{}/memory", world.identity);
+    api.expect(Req::get(&memory), 200).await;
+    api.expect(Req::get(&format!("/v1/identities/{MISSING}/memory")), 404)
+        .await;
+    let full = json!({"preferences": {"language": "pt"}, "data": {"plan": "pro"}, "stage": "lead", "associations": {"crm": "42"}});
+    api.expect(Req::put(&memory, full), 200).await;
+    api.expect(Req::put(&memory, json!({"stage": 7})), 400)
+        .await;
+    api.expect(Req::patch(&memory, json!({"stage": "customer"})), 200)
+        .await;
+    api.expect(
+        Req::put(&format!("{memory}/preferences/tone"), json!("formal")),
+        200,
+    )
+    .await;
+    api.expect(Req::put(&format!("{memory}/moods/tone"), json!("x")), 400)
+        .await;
+    api.expect(Req::delete(&format!("{memory}/preferences/tone")), 200)
+        .await;
+}
+
 async fn conversations(api: &mut Checker<'_>) {
     let all = api
         .expect(Req::get("/v1/conversations?limit=200"), 200)

@@ -60,6 +60,7 @@ pub struct Options {
     pub model_timeout: Duration,
     pub amqp_url: String,
     pub rate_limit_per_min: i32,
+    pub default_context_window: u32,
 }
 
 impl Default for Options {
@@ -75,6 +76,7 @@ impl Default for Options {
             model_timeout: Duration::from_secs(10),
             amqp_url: amqp_url(),
             rate_limit_per_min: 1_000_000,
+            default_context_window: 8_192,
         }
     }
 }
@@ -168,6 +170,7 @@ impl Stack {
             model_timeout: self.options.model_timeout,
             coalesce: Duration::from_millis(5),
             builtin_token_delay: self.options.builtin_token_delay,
+            default_context_window: self.options.default_context_window,
             database_pool_size: 4,
             shutdown_grace: Duration::from_secs(2),
         }

@@ -22,6 +22,9 @@ pub struct WorkerConfig {
     /// Delay before each token of the built-in provider, to simulate a model's pace.
     /// `CONFAB_BUILTIN_TOKEN_DELAY_MS`, default 0.
     pub builtin_token_delay: Duration,
+    /// Context window (tokens) assumed for models confab does not know, and for the built-in
+    /// one. `CONFAB_DEFAULT_CONTEXT_TOKENS`, default 8192.
+    pub default_context_window: u32,
     /// Database connections of this process. `CONFAB_DATABASE_POOL_SIZE`, default 8.
     pub database_pool_size: usize,
     /// How long a stopping worker waits for its jobs before returning them to the queue.
@@ -49,6 +52,7 @@ impl WorkerConfig {
                 "CONFAB_BUILTIN_TOKEN_DELAY_MS",
                 0,
             )?),
+            default_context_window: parsed_var("CONFAB_DEFAULT_CONTEXT_TOKENS", 8_192)?,
             database_pool_size: parsed_var("CONFAB_DATABASE_POOL_SIZE", 8)?,
             shutdown_grace: Duration::from_secs(parsed_var("CONFAB_SHUTDOWN_GRACE_SECS", 30)?),
         })

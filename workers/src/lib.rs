@@ -72,6 +72,7 @@ pub async fn run(
         models,
         inflight: InFlight::default(),
         coalesce: config.coalesce,
+        default_context_window: config.default_context_window,
         final_attempt: config.shared.queue_limits.delivery_limit + 1,
     });
     let (stop, stopped) = watch::channel(false);

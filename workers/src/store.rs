@@ -187,7 +187,11 @@ async fn insert_message(
 
 /// Store the job's message (once, whatever the number of deliveries) and read what the context
 /// needs, in one transaction.
-pub async fn prepare_turn(pool: &Pool, job: &Job) -> Result<PreparedTurn, StoreError> {
+pub async fn prepare_turn(
+    pool: &Pool,
+    job: &Job,
+    default_window: u32,
+) -> Result<PreparedTurn, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let assistant = load_assistant(&tx, job).await?;
@@ -248,7 +252,7 @@ pub async fn prepare_turn(pool: &Pool, job: &Job) -> Result<PreparedTurn, StoreE
             .await?
             .get(0);
         let window = ModelSpec::parse(&assistant.model)
-            .map(|spec| spec.context_window())
+            .map(|spec| spec.context_window(default_window))
             .unwrap_or(8_192);
         let folders = if job.folder_ids.is_empty() {
             &assistant.folder_ids

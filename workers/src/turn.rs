@@ -28,6 +28,8 @@ pub struct TurnEnv {
     pub models: Models,
     pub inflight: InFlight,
     pub coalesce: Duration,
+    /// Context window assumed for models confab does not know.
+    pub default_context_window: u32,
     /// Last attempt the broker allows before dead-lettering (delivery limit + 1).
     pub final_attempt: u32,
 }
@@ -166,7 +168,11 @@ async fn answer(
     })
     .await
     .map_err(TurnError::Store)?;
-    let prepared = match with_retry(job.deadline_ms, || store::prepare_turn(&env.pool, job)).await {
+    let prepared = match with_retry(job.deadline_ms, || {
+        store::prepare_turn(&env.pool, job, env.default_context_window)
+    })
+    .await
+    {
         Ok(prepared) => prepared,
         Err(StoreError::NotFound(what)) => {
             let event = ReplyEvent::Error {
@@ -262,7 +268,9 @@ async fn generate_and_store(
     queued_ms: u64,
     gone: watch::Receiver<bool>,
 ) -> Result<Settle, TurnError> {
-    let budget = spec.context_window().saturating_sub(context::ANSWER_TOKENS);
+    let budget = spec
+        .context_window(env.default_context_window)
+        .saturating_sub(context::ANSWER_TOKENS);
     let assembled = context::assemble(prepared.parts, budget);
     let sources: Vec<Source> = assembled.passages.iter().map(|p| p.source()).collect();
     let prompt_estimate = assembled.tokens;

@@ -51,6 +51,10 @@ impl Req {
         Self::new(Method::PATCH, path, Some(body))
     }
 
+    pub fn put(path: &str, body: Value) -> Self {
+        Self::new(Method::PUT, path, Some(body))
+    }
+
     pub fn delete(path: &str) -> Self {
         Self::new(Method::DELETE, path, None)
     }

@@ -56,11 +56,21 @@ const STOPWORDS: &[&str] = &[
     "our", "its", "not", "any", "all", "but", "just", "more", "some", "than", "then",
 ];
 
+/// The content words of a text, crudely stemmed so that "charging" meets "charge" and "takes"
+/// meets "take": a plural `s` dropped, then the first five letters.
 fn terms(text: &str) -> HashSet<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| w.chars().count() >= 3)
         .map(str::to_lowercase)
         .filter(|w| !STOPWORDS.contains(&w.as_str()))
+        .map(|w| {
+            let w = if w.len() > 3 {
+                w.strip_suffix('s').unwrap_or(&w)
+            } else {
+                &w
+            };
+            w.chars().take(5).collect()
+        })
         .collect()
 }
 

@@ -84,10 +84,11 @@ impl ModelSpec {
     }
 
     /// Context window in tokens. Known OpenAI families get theirs; anything else served over
-    /// the OpenAI protocol (vLLM, Ollama, llama.cpp) is assumed to have 8192, a common floor.
-    pub fn context_window(&self) -> u32 {
+    /// the OpenAI protocol (vLLM, Ollama, llama.cpp) gets `unknown`, the deployment's setting
+    /// (`CONFAB_DEFAULT_CONTEXT_TOKENS`), as does the built-in model.
+    pub fn context_window(&self, unknown: u32) -> u32 {
         match self {
-            ModelSpec::Builtin => 8_192,
+            ModelSpec::Builtin => unknown,
             ModelSpec::OpenAi(name) => {
                 let name = name.as_str();
                 if ["gpt-4o", "gpt-4.1", "gpt-4-turbo"]
@@ -98,7 +99,7 @@ impl ModelSpec {
                 } else if name.starts_with("gpt-3.5") {
                     16_385
                 } else {
-                    8_192
+                    unknown
                 }
             }
         }

@@ -1,0 +1,214 @@
+//! `/v1/folders/{id}/documents` and `/v1/documents/{id}`: the knowledge base's documents. A
+//! document is identified by its title within its folder: posting it again replaces it when its
+//! content changed and changes nothing when it did not (`stored` says which).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+use super::fields;
+use super::pagination::PageQuery;
+use super::{ApiError, Resource, object_body, query_params};
+use crate::http::openapi::schema::{
+    closed, date_time, described, enum_of, integer, nullable, page, record, reference, string, uuid,
+};
+use crate::http::{ApiRouter, AppState, Reply};
+use crate::knowledge::{self, Stored};
+use crate::{auth, folders};
+
+const DOC: Resource = Resource {
+    tag: "documents",
+    schema: "Document",
+    id: "The document's id",
+};
+
+/// Largest document accepted, in bytes (the request body limit may be lower).
+const MAX_CONTENT: usize = 2 * 1024 * 1024;
+
+pub fn router() -> ApiRouter {
+    let create = DOC
+        .op(
+            "putDocument",
+            "Add a document to a folder, or replace it",
+            &[400, 401, 404, 413, 429, 500],
+        )
+        .path_param("id", "The folder's id")
+        .body(reference("DocumentCreate"))
+        .response(201, Reply::new("Created").json(reference("StoredDocument")))
+        .response(
+            200,
+            Reply::new("Replaced, or unchanged").json(reference("StoredDocument")),
+        );
+    let list = DOC
+        .op(
+            "listDocuments",
+            "List a folder's documents, newest first",
+            &[400, 401, 404, 429, 500],
+        )
+        .path_param("id", "The folder's id")
+        .paged()
+        .response(200, Reply::new("OK").json(reference("DocumentPage")));
+    ApiRouter::new()
+        .tag(
+            DOC.tag,
+            "Knowledge documents, split into searchable passages",
+        )
+        .components(schemas())
+        .post("/v1/folders/{id}/documents", put, create)
+        .get("/v1/folders/{id}/documents", list_in_folder, list)
+        .get(
+            "/v1/documents/{id}",
+            read,
+            DOC.read("getDocument", "Read a document"),
+        )
+        .delete(
+            "/v1/documents/{id}",
+            remove,
+            DOC.delete("deleteDocument", "Delete a document"),
+        )
+}
+
+fn schemas() -> Vec<(&'static str, Value)> {
+    let document = [
+        ("id", uuid()),
+        ("folder_id", uuid()),
+        ("title", string()),
+        ("format", enum_of(&["text", "markdown"])),
+        (
+            "chunks",
+            described(integer(), "Passages the document was split into"),
+        ),
+        ("created_at", date_time()),
+        ("updated_at", date_time()),
+    ];
+    let mut stored = document.to_vec();
+    stored.push(("stored", enum_of(&["created", "updated", "unchanged"])));
+    vec![
+        ("Document", record(document)),
+        ("StoredDocument", record(stored)),
+        ("DocumentPage", page("Document")),
+        (
+            "DocumentCreate",
+            closed(
+                [
+                    (
+                        "title",
+                        described(
+                            string(),
+                            "Not blank, at most 300 characters; names the document in its folder and in answers' sources",
+                        ),
+                    ),
+                    ("content", described(string(), "The text; at most 2 MiB")),
+                    (
+                        "format",
+                        described(
+                            nullable(enum_of(&["text", "markdown"])),
+                            "Default `markdown`: `#` lines are headings",
+                        ),
+                    ),
+                ],
+                &["title", "content"],
+            ),
+        ),
+    ]
+}
+
+async fn put(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(folder_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let folder_id = fields::path_uuid(&folder_id, "folder")?;
+    let mut body = object_body(body)?;
+    let title = fields::required_text(&mut body, "title", 300)?;
+    let content = fields::optional_string(&mut body, "content")?
+        .ok_or_else(|| ApiError::invalid("content", "content is required"))?;
+    if content.len() > MAX_CONTENT {
+        return Err(ApiError::invalid(
+            "content",
+            "content must be at most 2 MiB",
+        ));
+    }
+    let format = fields::optional_string(&mut body, "format")?.unwrap_or_else(|| "markdown".into());
+    if format != "markdown" && format != "text" {
+        return Err(ApiError::invalid(
+            "format",
+            "format must be \"markdown\" or \"text\"",
+        ));
+    }
+    fields::no_unknown(&body)?;
+    let mut db = state.db.get().await.map_err(ApiError::internal)?;
+    folders::by_id(&**db, tenant_id, folder_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("folder"))?;
+    let tx = db.transaction().await.map_err(ApiError::internal)?;
+    let (document, stored) = knowledge::store(&tx, tenant_id, folder_id, &title, &format, &content)
+        .await
+        .map_err(ApiError::internal)?;
+    tx.commit().await.map_err(ApiError::internal)?;
+    let status = if stored == Stored::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut body = serde_json::to_value(document).map_err(ApiError::internal)?;
+    body["stored"] = json!(stored);
+    Ok((status, Json(body)))
+}
+
+async fn list_in_folder(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(folder_id): Path<String>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let folder_id = fields::path_uuid(&folder_id, "folder")?;
+    let page = query_params(query)?.page()?;
+    let cursor = page.uuid_cursor()?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    folders::by_id(&**db, tenant_id, folder_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("folder"))?;
+    let items = knowledge::list(&**db, tenant_id, folder_id, cursor, page.fetch())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(page.body(items, |d| d.id.to_string())))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<knowledge::Document>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let id = fields::path_uuid(&id, "document")?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    knowledge::by_id(&**db, tenant_id, id)
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("document"))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let id = fields::path_uuid(&id, "document")?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    match knowledge::delete(&**db, tenant_id, id).await {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(ApiError::not_found("document")),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}

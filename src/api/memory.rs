@@ -1,0 +1,214 @@
+//! `/v1/identities/{id}/memory`: what the assistant knows about an identity (preferences, data,
+//! a stage, custom associations), included in the context of the identity's every turn on every
+//! channel; a change takes effect on the next turn. `GET` reads it, `PUT` replaces it, `PATCH`
+//! merges into it (a `null` value removes a key; `"stage": null` clears the stage), and
+//! `PUT`/`DELETE /v1/identities/{id}/memory/{section}/{key}` set or remove one key of
+//! `preferences`, `data` or `associations`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use serde_json::Value;
+
+use super::fields::{self, Fields};
+use super::{ApiError, Resource, object_body};
+use crate::auth;
+use crate::http::openapi::schema::{
+    any_object, closed, described, nullable, record, reference, string,
+};
+use crate::http::{ApiRouter, AppState, Reply, json_body};
+use crate::identities::{self, Memory, MemoryUpdate, Section};
+
+const DOC: Resource = Resource {
+    tag: "identities",
+    schema: "Memory",
+    id: "The identity's id",
+};
+
+pub fn router() -> ApiRouter {
+    let ok = || Reply::new("The identity's memory").json(reference("Memory"));
+    let key = |id: &'static str, summary: &'static str| {
+        DOC.op(id, summary, &[400, 401, 404, 429, 500])
+            .path_param("id", DOC.id)
+            .path_param("section", "`preferences`, `data` or `associations`")
+            .path_param("key", "The key within the section")
+            .response(200, ok())
+    };
+    ApiRouter::new()
+        .components(schemas())
+        .get(
+            "/v1/identities/{id}/memory",
+            read,
+            DOC.read("getMemory", "Read an identity's memory"),
+        )
+        .put(
+            "/v1/identities/{id}/memory",
+            replace,
+            DOC.update("replaceMemory", "Replace an identity's memory")
+                .body(reference("MemoryWrite")),
+        )
+        .patch(
+            "/v1/identities/{id}/memory",
+            merge,
+            DOC.update("mergeMemory", "Merge into an identity's memory")
+                .body(reference("MemoryWrite")),
+        )
+        .put(
+            "/v1/identities/{id}/memory/{section}/{key}",
+            set_key,
+            key("setMemoryKey", "Set one key of a memory section")
+                .body(described(serde_json::json!({}), "Any JSON value")),
+        )
+        .delete(
+            "/v1/identities/{id}/memory/{section}/{key}",
+            remove_key,
+            key("removeMemoryKey", "Remove one key of a memory section"),
+        )
+}
+
+fn schemas() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "Memory",
+            record([
+                ("preferences", any_object()),
+                ("data", any_object()),
+                ("stage", nullable(string())),
+                ("associations", any_object()),
+            ]),
+        ),
+        (
+            "MemoryWrite",
+            closed(
+                [
+                    ("preferences", nullable(any_object())),
+                    ("data", nullable(any_object())),
+                    (
+                        "stage",
+                        described(nullable(string()), "At most 100 characters"),
+                    ),
+                    ("associations", nullable(any_object())),
+                ],
+                &[],
+            ),
+        ),
+    ]
+}
+
+fn parse_write(mut body: Fields) -> Result<MemoryUpdate, ApiError> {
+    let stage = match body.remove("stage") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(s)) if s.chars().count() <= 100 => Some(Some(s)),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "stage",
+                "stage must be a string of at most 100 characters, or null",
+            ));
+        }
+    };
+    let update = MemoryUpdate {
+        preferences: fields::optional_object(&mut body, "preferences")?.map(Value::Object),
+        data: fields::optional_object(&mut body, "data")?.map(Value::Object),
+        associations: fields::optional_object(&mut body, "associations")?.map(Value::Object),
+        stage,
+    };
+    fields::no_unknown(&body)?;
+    Ok(update)
+}
+
+async fn read(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Memory>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let id = fields::path_uuid(&id, "identity")?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    identities::memory(&**db, tenant_id, id)
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("identity"))
+}
+
+async fn write(
+    state: AppState,
+    headers: HeaderMap,
+    id: String,
+    body: Result<Bytes, BytesRejection>,
+    replace: bool,
+) -> Result<Json<Memory>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let id = fields::path_uuid(&id, "identity")?;
+    let update = parse_write(object_body(body)?)?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    identities::write_memory(&**db, tenant_id, id, &update, replace)
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("identity"))
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Memory>, ApiError> {
+    write(state, headers, id, body, true).await
+}
+
+async fn merge(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Memory>, ApiError> {
+    write(state, headers, id, body, false).await
+}
+
+fn section(name: &str) -> Result<Section, ApiError> {
+    Section::parse(name).ok_or_else(|| {
+        ApiError::invalid(
+            "section",
+            "section must be preferences, data or associations",
+        )
+    })
+}
+
+async fn set_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, section_name, key)): Path<(String, String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Memory>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let id = fields::path_uuid(&id, "identity")?;
+    let section = section(&section_name)?;
+    let value = json_body(body)?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    identities::set_memory_key(&**db, tenant_id, id, section, &key, Some(&value))
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("identity"))
+}
+
+async fn remove_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, section_name, key)): Path<(String, String, String)>,
+) -> Result<Json<Memory>, ApiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let id = fields::path_uuid(&id, "identity")?;
+    let section = section(&section_name)?;
+    let db = state.db.get().await.map_err(ApiError::internal)?;
+    identities::set_memory_key(&**db, tenant_id, id, section, &key, None)
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("identity"))
+}
