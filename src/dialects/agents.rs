@@ -1,5 +1,6 @@
 //! Seed 001, agents by slug: `POST /v1/api/chat/{slug}` with `{message, stream?, conversationId?}`.
-//! JSON replies are `{data: {response, conversationId, metadata: {model, tokens}}, error: null}`;
+//! JSON replies are `{data: {response, conversationId, metadata: {model, tokens, sources}}, error:
+//! null}` (`sources`: the knowledge documents the answer drew on);
 //! streamed replies are `data: {"chunk": ..}` lines ending with `data: [DONE]`, the conversation id
 //! in the `X-Conversation-Id` header. Errors are `{data: null, error: {name, message, details}}`.
 
@@ -310,7 +311,11 @@ async fn json_reply(turn: Turn) -> Result<Response, AgentsError> {
         "data": {
             "response": done.text,
             "conversationId": conversation_id,
-            "metadata": {"model": done.model, "tokens": done.usage.total()},
+            "metadata": {
+                "model": done.model,
+                "tokens": done.usage.total(),
+                "sources": done.sources,
+            },
         },
         "error": null,
     }))

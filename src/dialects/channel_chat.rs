@@ -269,6 +269,7 @@ async fn chat(
                 "completion_tokens": done.usage.completion_tokens,
                 "total_tokens": done.usage.total(),
             },
+            "sources": done.sources,
         },
     })))
 }

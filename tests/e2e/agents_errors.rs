@@ -198,3 +198,75 @@ async fn a_key_over_its_limit_gets_429_with_retry_after() {
     assert_eq!(error["name"], "RateLimitError");
     assert_eq!(error["message"], "Rate limit exceeded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_s_limit_holds_across_two_ingress_processes() {
+    let stack = Stack::start(Options {
+        rate_limit_per_min: 6,
+        ..Options::default()
+    })
+    .await;
+    stack.support_agent().await; // one of six this minute
+    // A second ingress process of the same deployment.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut other = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+        .arg("ingress")
+        .env("CONFAB_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CONFAB_DATABASE_URL", &stack.database_url)
+        .env("CONFAB_AMQP_URL", crate::stack::amqp_url())
+        .env("CONFAB_QUEUE_PREFIX", stack.names.prefix())
+        .env("CONFAB_RATE_LIMIT_PER_MIN", "6")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let other_url = format!("http://127.0.0.1:{port}/v1/api/chat/support-agent");
+    let mut up = false;
+    for _ in 0..100 {
+        if stack
+            .http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "the second ingress did not start");
+
+    // Alternate between the two: together they admit the key's six a minute, no more (twelve
+    // at most should a minute boundary fall in between).
+    let mut passed = 0;
+    let mut refused_by = None;
+    for i in 0..14 {
+        let url = if i % 2 == 0 {
+            other_url.clone()
+        } else {
+            stack.url("/v1/api/chat/support-agent")
+        };
+        let response = stack
+            .http
+            .post(url)
+            .bearer_auth(&stack.api_key)
+            .json(&json!({"message": "hi"}))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            refused_by = Some(i % 2);
+            break;
+        }
+        assert_eq!(response.status(), 200);
+        passed += 1;
+    }
+    assert!(refused_by.is_some(), "the limit was not enforced");
+    assert!((5..=11).contains(&passed), "{passed} passed");
+    let _ = other.kill().await;
+}

@@ -157,32 +157,36 @@ async fn load_assistant(
     }
 }
 
-/// Insert a message unless one with its id is already in the conversation.
+/// Insert a message unless one with its id is already in the conversation; its key either way.
+/// (On a conflict the no-op update is what makes `RETURNING` answer; it only happens when a
+/// job is delivered again.)
 async fn insert_message(
     tx: &deadpool_postgres::Transaction<'_>,
     conversation_pk: i64,
     message: &confab_contract::Message,
     metadata: &serde_json::Value,
     job: &Job,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO messages \
+) -> Result<i64, StoreError> {
+    let row = tx
+        .query_one(
+            "INSERT INTO messages \
            (conversation_pk, id, role, content, tokens, metadata, request_id, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::float8 / 1000)) \
-         ON CONFLICT (conversation_pk, id) DO NOTHING",
-        &[
-            &conversation_pk,
-            &message.id,
-            &message.role.as_str(),
-            &message.content,
-            &(crate::tokens::estimate_tokens(&message.content) as i32),
-            metadata,
-            &job.request_id,
-            &(message.created_ms as f64),
-        ],
-    )
-    .await?;
-    Ok(())
+         ON CONFLICT (conversation_pk, id) DO UPDATE SET id = EXCLUDED.id \
+         RETURNING pk",
+            &[
+                &conversation_pk,
+                &message.id,
+                &message.role.as_str(),
+                &message.content,
+                &(crate::tokens::estimate_tokens(&message.content) as i32),
+                metadata,
+                &job.request_id,
+                &(message.created_ms as f64),
+            ],
+        )
+        .await?;
+    Ok(row.get(0))
 }
 
 /// Store the job's message (once, whatever the number of deliveries) and read what the context
@@ -199,12 +203,12 @@ pub async fn prepare_turn(
         AssistantRef::Stored { id } => Some(id),
         AssistantRef::Preview(_) => None,
     };
-    let conversation_pk: i64 = tx
+    let conversation = tx
         .query_one(
             "INSERT INTO conversations (tenant_id, id, assistant_id, identity_id, channel_id) \
              VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (tenant_id, id) DO UPDATE SET updated_at = now() \
-             RETURNING pk",
+             RETURNING pk, summary, summary_upto_pk",
             &[
                 &job.tenant_id,
                 &job.conversation_id,
@@ -213,44 +217,25 @@ pub async fn prepare_turn(
                 &job.channel_id,
             ],
         )
-        .await?
-        .get(0);
+        .await?;
+    let conversation_pk: i64 = conversation.get(0);
+    let summary: String = conversation.get(1);
+    let summary_upto_pk: i64 = conversation.get(2);
     let no_metadata = serde_json::Value::Object(Default::default());
     for earlier in &job.history {
         insert_message(&tx, conversation_pk, earlier, &no_metadata, job).await?;
     }
     let message = &job.message;
     let metadata = serde_json::Value::Object(job.metadata.clone());
-    insert_message(&tx, conversation_pk, message, &metadata, job).await?;
-    let message_pk: i64 = tx
-        .query_one(
-            "SELECT pk FROM messages WHERE conversation_pk = $1 AND id = $2",
-            &[&conversation_pk, &message.id],
-        )
-        .await?
-        .get(0);
+    // The message's key, whether stored now or by an earlier delivery of the job.
+    let message_pk = insert_message(&tx, conversation_pk, message, &metadata, job).await?;
     let existing_answer = tx
         .query_opt(ANSWER_OF_TURN, &[&conversation_pk, &message.id])
         .await?
         .map(|row| stored_answer(&row));
-    let (summary, summary_upto_pk): (String, i64) = tx
-        .query_one(
-            "SELECT summary, summary_upto_pk FROM conversations WHERE pk = $1",
-            &[&conversation_pk],
-        )
-        .await
-        .map(|row| (row.get(0), row.get(1)))?;
     let mut parts = Parts::default();
     let mut unsummarised_from_pk = None;
     if existing_answer.is_none() && message.role == Role::User {
-        unsummarised_from_pk = tx
-            .query_one(
-                "SELECT min(pk) FROM messages WHERE conversation_pk = $1 \
-                   AND pk > $2 AND pk < $3 AND status = 'complete'",
-                &[&conversation_pk, &summary_upto_pk, &message_pk],
-            )
-            .await?
-            .get(0);
         let window = ModelSpec::parse(&assistant.model)
             .map(|spec| spec.context_window(default_window))
             .unwrap_or(8_192);
@@ -259,6 +244,9 @@ pub async fn prepare_turn(
         } else {
             &job.folder_ids
         };
+        let turns;
+        (turns, unsummarised_from_pk) =
+            recent_turns(&tx, conversation_pk, summary_upto_pk, message_pk, window).await?;
         parts = Parts {
             instructions: assistant.instructions.clone(),
             memory: match job.identity_id {
@@ -274,7 +262,7 @@ pub async fn prepare_turn(
             )
             .await?,
             summary,
-            turns: recent_turns(&tx, conversation_pk, summary_upto_pk, message_pk, window).await?,
+            turns,
             message: message.content.clone(),
         };
     }
@@ -312,28 +300,33 @@ async fn identity_memory(
 }
 
 /// The newest complete turns after the summary and before the new message that could fit the
-/// whole window, oldest first; `context::assemble` decides how many really go in.
+/// whole window, oldest first (`context::assemble` decides how many really go in), and the
+/// oldest turn the summary does not cover yet.
 async fn recent_turns(
     tx: &deadpool_postgres::Transaction<'_>,
     conversation_pk: i64,
     after_pk: i64,
     before_pk: i64,
     window: u32,
-) -> Result<Vec<Turn>, StoreError> {
+) -> Result<(Vec<Turn>, Option<i64>), StoreError> {
     let rows = tx
         .query(
-            "SELECT pk, role, content FROM ( \
-               SELECT pk, role, content, sum(tokens) OVER (ORDER BY pk DESC) AS running \
+            "SELECT pk, role, content, oldest, running <= $4 FROM ( \
+               SELECT pk, role, content, sum(tokens) OVER (ORDER BY pk DESC) AS running, \
+                      min(pk) OVER () AS oldest \
                FROM (SELECT pk, role, content, tokens FROM messages \
                      WHERE conversation_pk = $1 AND pk > $2 AND pk < $3 \
                        AND status = 'complete' \
                      ORDER BY pk DESC LIMIT 1000) newest \
-             ) sized WHERE running <= $4 ORDER BY pk",
+             ) sized WHERE running <= $4 OR pk = oldest ORDER BY pk",
             &[&conversation_pk, &after_pk, &before_pk, &i64::from(window)],
         )
         .await?;
-    Ok(rows
+    let oldest = rows.first().map(|row| row.get::<_, i64>(3));
+    // The oldest row comes along even when it does not fit, to tell what the summary lacks.
+    let turns = rows
         .iter()
+        .filter(|row| row.get::<_, bool>(4))
         .filter_map(|row| {
             Some(Turn {
                 pk: row.get(0),
@@ -341,7 +334,8 @@ async fn recent_turns(
                 content: row.get(2),
             })
         })
-        .collect())
+        .collect();
+    Ok((turns, oldest))
 }
 
 /// An assistant message to store.

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::http::openapi::schema::{
     boolean, closed, described, enum_of, integer, null, nullable, obj, one_of, record, reference,
-    string,
+    sources, string,
 };
 
 /// Every `error.name` the dialect writes.
@@ -59,6 +59,7 @@ pub fn components() -> Vec<(&'static str, Value)> {
                             record([
                                 ("model", string()),
                                 ("tokens", described(integer(), "Prompt plus completion")),
+                                ("sources", sources()),
                             ]),
                         ),
                     ]),

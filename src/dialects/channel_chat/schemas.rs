@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::http::openapi::schema::{
     any_object, boolean, date_time, described, enum_of, integer, null, nullable, obj, record,
-    string, uuid,
+    sources, string, uuid,
 };
 
 /// Every `error.code` the dialect writes.
@@ -69,6 +69,7 @@ pub fn components() -> Vec<(&'static str, Value)> {
                         ("assistant_id", uuid()),
                         ("model", string()),
                         ("usage", usage()),
+                        ("sources", sources()),
                     ]),
                 ),
             ]),

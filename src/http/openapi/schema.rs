@@ -34,6 +34,23 @@ pub fn integer() -> Value {
     json!({"type": "integer"})
 }
 
+pub fn number() -> Value {
+    json!({"type": "number"})
+}
+
+/// The knowledge passages an answer drew on, as the stored history keeps them.
+pub fn sources() -> Value {
+    described(
+        array(record([
+            ("document_id", uuid()),
+            ("title", string()),
+            ("folder_id", uuid()),
+            ("score", number()),
+        ])),
+        "Knowledge documents the answer drew on, best first",
+    )
+}
+
 pub fn boolean() -> Value {
     json!({"type": "boolean"})
 }
