@@ -73,10 +73,36 @@ pub fn openapi_document() -> serde_json::Value {
 pub fn app(state: AppState, max_body_bytes: usize) -> Router {
     let (router, doc) = routes().into_parts();
     router
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
         .layer(Extension(OpenApiJson::new(&doc)))
         .layer(axum::middleware::from_fn(request_id::assign))
         .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+/// Unknown paths get JSON too, so that every answer of the ingress parses as JSON.
+async fn no_route(uri: axum::http::Uri) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({"error": {
+            "code": "not_found",
+            "message": format!("No route {}; see /openapi.json", uri.path()),
+        }})),
+    )
+}
+
+async fn no_method(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    (
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(serde_json::json!({"error": {
+            "code": "method_not_allowed",
+            "message": format!("{method} is not allowed on {}; see /openapi.json", uri.path()),
+        }})),
+    )
 }
 
 /// Forget expired rate-limit windows and stream tokens, once a minute. Several ingress processes

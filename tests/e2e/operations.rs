@@ -145,3 +145,18 @@ async fn admin_create_tenant_prints_a_working_key() {
         .unwrap();
     assert_eq!(response.status(), 201);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_and_methods_get_json_errors() {
+    let stack = Stack::start(Options {
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
+    let (status, body) = stack.api("GET", "/v2/nothing/here", None).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+    let (status, body) = stack.api("PUT", "/v1/api/chat/support-agent", None).await;
+    assert_eq!(status, 405);
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+}
