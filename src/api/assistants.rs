@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::fields::{self, Fields};
 use super::pagination::PageQuery;
-use super::{ApiError, Resource, object_body, query_params};
+use super::{ApiError, Resource, found, object_body, query_params};
 use crate::assistants::{self, Assistant, AssistantError, NewAssistant};
 use crate::auth;
 use crate::http::{ApiRouter, AppState, Operation};
@@ -204,11 +204,7 @@ async fn read(
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
     let id = fields::path_uuid(&id, "assistant")?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
-    assistants::by_id(&**db, tenant_id, id)
-        .await
-        .map_err(ApiError::internal)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("assistant"))
+    found(assistants::by_id(&**db, tenant_id, id).await, "assistant")
 }
 
 async fn update(

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::fields;
 use super::pagination::PageQuery;
-use super::{ApiError, Resource, object_body, query_params};
+use super::{ApiError, Resource, deleted, found, object_body, query_params};
 use crate::channels::{self, Channel, KINDS, NewChannel};
 use crate::http::{ApiRouter, AppState};
 use crate::{assistants, auth};
@@ -129,11 +129,7 @@ async fn read(
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
     let id = fields::path_uuid(&id, "channel")?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
-    channels::by_id(&**db, tenant_id, id)
-        .await
-        .map_err(ApiError::internal)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("channel"))
+    found(channels::by_id(&**db, tenant_id, id).await, "channel")
 }
 
 async fn update(
@@ -153,18 +149,18 @@ async fn update(
     if let Some(assistant_id) = assistant_id {
         check_assistant(&**db, tenant_id, assistant_id).await?;
     }
-    channels::update(
-        &**db,
-        tenant_id,
-        id,
-        name.as_deref(),
-        assistant_id,
-        config.as_ref(),
+    found(
+        channels::update(
+            &**db,
+            tenant_id,
+            id,
+            name.as_deref(),
+            assistant_id,
+            config.as_ref(),
+        )
+        .await,
+        "channel",
     )
-    .await
-    .map_err(ApiError::internal)?
-    .map(Json)
-    .ok_or_else(|| ApiError::not_found("channel"))
 }
 
 async fn remove(
@@ -175,9 +171,5 @@ async fn remove(
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
     let id = fields::path_uuid(&id, "channel")?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
-    match channels::delete(&**db, tenant_id, id).await {
-        Ok(true) => Ok(StatusCode::NO_CONTENT),
-        Ok(false) => Err(ApiError::not_found("channel")),
-        Err(e) => Err(ApiError::internal(e)),
-    }
+    deleted(channels::delete(&**db, tenant_id, id).await, "channel")
 }

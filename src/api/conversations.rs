@@ -10,7 +10,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::pagination::PageQuery;
-use super::{ApiError, Resource, query_params};
+use super::{ApiError, Resource, deleted, query_params};
 use crate::auth;
 use crate::conversations::{self, Conversation, Filter};
 use crate::http::openapi::schema::{reference, uuid};
@@ -135,9 +135,8 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
     let db = state.db.get().await.map_err(ApiError::internal)?;
-    match conversations::delete(&**db, tenant_id, &id).await {
-        Ok(true) => Ok(StatusCode::NO_CONTENT),
-        Ok(false) => Err(ApiError::not_found("conversation")),
-        Err(e) => Err(ApiError::internal(e)),
-    }
+    deleted(
+        conversations::delete(&**db, tenant_id, &id).await,
+        "conversation",
+    )
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::fields;
 use super::pagination::PageQuery;
-use super::{ApiError, Resource, object_body, query_params};
+use super::{ApiError, Resource, deleted, found, object_body, query_params};
 use crate::http::openapi::schema::{
     closed, date_time, described, enum_of, integer, nullable, page, record, reference, string, uuid,
 };
@@ -191,11 +191,7 @@ async fn read(
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
     let id = fields::path_uuid(&id, "document")?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
-    knowledge::by_id(&**db, tenant_id, id)
-        .await
-        .map_err(ApiError::internal)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("document"))
+    found(knowledge::by_id(&**db, tenant_id, id).await, "document")
 }
 
 async fn remove(
@@ -206,9 +202,5 @@ async fn remove(
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
     let id = fields::path_uuid(&id, "document")?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
-    match knowledge::delete(&**db, tenant_id, id).await {
-        Ok(true) => Ok(StatusCode::NO_CONTENT),
-        Ok(false) => Err(ApiError::not_found("document")),
-        Err(e) => Err(ApiError::internal(e)),
-    }
+    deleted(knowledge::delete(&**db, tenant_id, id).await, "document")
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::fields;
 use super::pagination::PageQuery;
-use super::{ApiError, Resource, object_body, query_params};
+use super::{ApiError, Resource, found, object_body, query_params};
 use crate::auth;
 use crate::folders::{self, Folder, FolderError};
 use crate::http::{ApiRouter, AppState};
@@ -88,9 +88,5 @@ async fn read(
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
     let id = fields::path_uuid(&id, "folder")?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
-    folders::by_id(&**db, tenant_id, id)
-        .await
-        .map_err(ApiError::internal)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("folder"))
+    found(folders::by_id(&**db, tenant_id, id).await, "folder")
 }

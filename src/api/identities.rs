@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::fields;
 use super::pagination::PageQuery;
-use super::{ApiError, Resource, object_body, query_params};
+use super::{ApiError, Resource, deleted, found, object_body, query_params};
 use crate::auth;
 use crate::http::openapi::schema::string;
 use crate::http::{ApiRouter, AppState, Operation};
@@ -134,11 +134,7 @@ async fn read(
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
     let id = fields::path_uuid(&id, "identity")?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
-    identities::by_id(&**db, tenant_id, id)
-        .await
-        .map_err(ApiError::internal)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("identity"))
+    found(identities::by_id(&**db, tenant_id, id).await, "identity")
 }
 
 async fn update(
@@ -177,9 +173,5 @@ async fn remove(
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
     let id = fields::path_uuid(&id, "identity")?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
-    match identities::delete(&**db, tenant_id, id).await {
-        Ok(true) => Ok(StatusCode::NO_CONTENT),
-        Ok(false) => Err(ApiError::not_found("identity")),
-        Err(e) => Err(ApiError::internal(e)),
-    }
+    deleted(identities::delete(&**db, tenant_id, id).await, "identity")
 }

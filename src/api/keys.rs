@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::fields;
 use super::pagination::PageQuery;
-use super::{ApiError, Resource, object_body, query_params};
+use super::{ApiError, Resource, deleted, found, object_body, query_params};
 use crate::auth;
 use crate::http::openapi::schema::reference;
 use crate::http::{ApiRouter, AppState, Operation, Reply};
@@ -107,11 +107,7 @@ async fn read(
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
     let id = fields::path_uuid(&id, "key")?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
-    tenants::key_by_id(&**db, tenant_id, id)
-        .await
-        .map_err(ApiError::internal)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("key"))
+    found(tenants::key_by_id(&**db, tenant_id, id).await, "key")
 }
 
 /// `{"rate_limit_per_min": N}` sets the key's own limit; `null` returns it to the default.
@@ -133,11 +129,10 @@ async fn update(
     let limit = fields::optional_positive_int(&mut body, "rate_limit_per_min")?;
     fields::no_unknown(&body)?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
-    tenants::set_key_limit(&**db, tenant_id, id, limit)
-        .await
-        .map_err(ApiError::internal)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("key"))
+    found(
+        tenants::set_key_limit(&**db, tenant_id, id, limit).await,
+        "key",
+    )
 }
 
 async fn revoke(
@@ -148,9 +143,5 @@ async fn revoke(
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
     let id = fields::path_uuid(&id, "key")?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
-    match tenants::revoke_key(&**db, tenant_id, id).await {
-        Ok(true) => Ok(StatusCode::NO_CONTENT),
-        Ok(false) => Err(ApiError::not_found("key")),
-        Err(e) => Err(ApiError::internal(e)),
-    }
+    deleted(tenants::revoke_key(&**db, tenant_id, id).await, "key")
 }

@@ -13,7 +13,7 @@ use axum::http::HeaderMap;
 use serde_json::Value;
 
 use super::fields::{self, Fields};
-use super::{ApiError, Resource, object_body};
+use super::{ApiError, Resource, found, object_body};
 use crate::auth;
 use crate::http::openapi::schema::{
     any_object, closed, described, nullable, record, reference, string,
@@ -127,11 +127,7 @@ async fn read(
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
     let id = fields::path_uuid(&id, "identity")?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
-    identities::memory(&**db, tenant_id, id)
-        .await
-        .map_err(ApiError::internal)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("identity"))
+    found(identities::memory(&**db, tenant_id, id).await, "identity")
 }
 
 async fn write(
@@ -145,11 +141,10 @@ async fn write(
     let id = fields::path_uuid(&id, "identity")?;
     let update = parse_write(object_body(body)?)?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
-    identities::write_memory(&**db, tenant_id, id, &update, replace)
-        .await
-        .map_err(ApiError::internal)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("identity"))
+    found(
+        identities::write_memory(&**db, tenant_id, id, &update, replace).await,
+        "identity",
+    )
 }
 
 async fn replace(
@@ -190,11 +185,10 @@ async fn set_key(
     let section = section(&section_name)?;
     let value = json_body(body)?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
-    identities::set_memory_key(&**db, tenant_id, id, section, &key, Some(&value))
-        .await
-        .map_err(ApiError::internal)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("identity"))
+    found(
+        identities::set_memory_key(&**db, tenant_id, id, section, &key, Some(&value)).await,
+        "identity",
+    )
 }
 
 async fn remove_key(
@@ -206,9 +200,8 @@ async fn remove_key(
     let id = fields::path_uuid(&id, "identity")?;
     let section = section(&section_name)?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
-    identities::set_memory_key(&**db, tenant_id, id, section, &key, None)
-        .await
-        .map_err(ApiError::internal)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("identity"))
+    found(
+        identities::set_memory_key(&**db, tenant_id, id, section, &key, None).await,
+        "identity",
+    )
 }

@@ -84,3 +84,24 @@ pub fn router() -> ApiRouter {
         .merge(documents::router())
         .merge(memory::router())
 }
+
+/// A lookup's answer: the resource as JSON, or the resource's 404.
+fn found<T>(
+    row: Result<Option<T>, tokio_postgres::Error>,
+    what: &str,
+) -> Result<axum::Json<T>, ApiError> {
+    row.map_err(ApiError::internal)?
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::not_found(what))
+}
+
+/// A deletion's answer: 204, or the resource's 404.
+fn deleted(
+    result: Result<bool, tokio_postgres::Error>,
+    what: &str,
+) -> Result<axum::http::StatusCode, ApiError> {
+    match result.map_err(ApiError::internal)? {
+        true => Ok(axum::http::StatusCode::NO_CONTENT),
+        false => Err(ApiError::not_found(what)),
+    }
+}
