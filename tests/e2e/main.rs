@@ -11,6 +11,7 @@ mod stack;
 mod agents_dialect;
 mod agents_errors;
 mod ai_hub_dialect;
+mod bad_input;
 mod broker_semantics;
 mod cancellation;
 mod channel_chat_dialect;
