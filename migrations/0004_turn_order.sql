@@ -8,6 +8,9 @@ CREATE UNLOGGED TABLE pending_turns (
     conversation_id  text NOT NULL,
     request_id       uuid NOT NULL,
     deadline         timestamptz NOT NULL,
+    -- Set by `POST /v1/requests/{id}/cancel`; a worker that finds it set does not start the turn.
+    cancelled        boolean NOT NULL DEFAULT false,
     PRIMARY KEY (tenant_id, conversation_id, request_id)
 );
 CREATE INDEX pending_turns_deadline ON pending_turns (deadline);
+CREATE INDEX pending_turns_request ON pending_turns (request_id);

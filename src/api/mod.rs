@@ -12,6 +12,7 @@ mod identities;
 mod keys;
 mod memory;
 mod pagination;
+mod requests;
 mod schemas;
 
 pub use error::{ApiError, object_body, query_params};
@@ -83,6 +84,7 @@ pub fn router() -> ApiRouter {
         .merge(keys::router())
         .merge(documents::router())
         .merge(memory::router())
+        .merge(requests::router())
 }
 
 /// A lookup's answer: the resource as JSON, or the resource's 404.

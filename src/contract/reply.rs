@@ -130,6 +130,8 @@ pub enum ErrorCode {
     /// The worker processing the job died after tokens were relayed; the redelivery cannot be
     /// spliced onto a stream the caller has already seen.
     Interrupted,
+    /// The request was cancelled (`POST /v1/requests/{id}/cancel`, or its caller went away).
+    Cancelled,
     /// Anything else that went wrong inside the worker.
     Internal,
 }

@@ -49,7 +49,7 @@ pub fn router() -> ApiRouter {
                 )
                 .errors(
                     "AgentsError",
-                    &[400, 401, 404, 413, 429, 500, 502, 503, 504],
+                    &[400, 401, 404, 409, 413, 429, 500, 502, 503, 504],
                 ),
         )
 }
@@ -161,6 +161,7 @@ impl From<Failure> for AgentsError {
                 (StatusCode::BAD_GATEWAY, "ModelError")
             }
             FailureKind::BrokerLost => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableError"),
+            FailureKind::Worker(ErrorCode::Cancelled) => (StatusCode::CONFLICT, "CancelledError"),
             FailureKind::Worker(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError"),
         };
         Self::new(status, name, failure.message)

@@ -87,3 +87,92 @@ async fn a_streaming_client_that_disconnects_stops_the_model_and_frees_the_worke
         started.elapsed()
     );
 }
+
+async fn cancel(stack: &Stack, request_id: &str) -> u16 {
+    stack
+        .api("POST", &format!("/v1/requests/{request_id}/cancel"), None)
+        .await
+        .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_stream_ends_with_a_cancelled_error_and_keeps_the_partial_answer() {
+    let stack = Stack::start(Options {
+        builtin_token_delay: Duration::from_millis(150),
+        ..Options::default()
+    })
+    .await;
+    stack
+        .create_assistant(json!({"name": "Hours", "instructions": LONG_ANSWER_INSTRUCTIONS}))
+        .await;
+    let response = stack
+        .chat(
+            "hours",
+            json!({"message": "What are your opening hours?", "stream": true}),
+        )
+        .await;
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut body = response.bytes_stream();
+    let first = body.next().await.expect("a first event").unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("chunk"));
+    assert_eq!(cancel(&stack, &request_id).await, 202);
+    let mut rest = String::new();
+    while let Some(bytes) = body.next().await {
+        rest.push_str(&String::from_utf8_lossy(&bytes.unwrap()));
+    }
+    assert!(rest.contains("CancelledError"), "{rest}");
+    assert!(rest.trim_end().ends_with("data: [DONE]"), "{rest}");
+    let (content, status) = interrupted_answer(&stack)
+        .await
+        .expect("the partial answer");
+    assert_eq!(status, "interrupted");
+    assert!(content.len() < 120, "{content}");
+    // It is over: cancelling again finds nothing.
+    assert_eq!(cancel(&stack, &request_id).await, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cancelled_before_a_worker_takes_it_never_starts() {
+    let mut stack = Stack::start(Options {
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
+    stack.support_agent().await;
+    let response = stack
+        .chat("support-agent", json!({"message": "hello", "stream": true}))
+        .await;
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    // Another tenant cannot cancel it, nor can anyone cancel what does not exist.
+    let other = stack.other_tenant().await;
+    let (status, _) = stack
+        .api_as(
+            &other,
+            "POST",
+            &format!("/v1/requests/{request_id}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        cancel(&stack, "0190f0f0-0000-7000-8000-000000000000").await,
+        404
+    );
+    assert_eq!(cancel(&stack, &request_id).await, 202);
+    stack.start_worker_task();
+    let body = response.text().await.unwrap();
+    assert!(body.contains("CancelledError"), "{body}");
+    let db = stack.db().await;
+    let stored: i64 = db
+        .query_one("SELECT count(*) FROM messages", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 0, "a turn that never started stores nothing");
+}

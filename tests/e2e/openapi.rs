@@ -63,6 +63,7 @@ async fn every_documented_operation_answers_as_documented() {
     dialects::ai_hub(&mut api, &world).await;
     dialects::openai(&mut api, &world).await;
     knowledge_and_memory(&mut api, &world).await;
+    requests(&mut api).await;
     conversations(&mut api).await;
     rate_limited(&mut api).await;
     deletions(&mut api, &world).await;
@@ -293,6 +294,12 @@ async fn knowledge_and_memory(api: &mut Checker<'_>, world: &World) {
         .await;
     api.expect(Req::delete(&format!("{memory}/preferences/tone")), 200)
         .await;
+}
+
+async fn requests(api: &mut Checker<'_>) {
+    let cancel = format!("/v1/requests/{MISSING}/cancel");
+    api.expect(Req::post_empty(&cancel), 404).await;
+    api.expect(Req::post_empty(&cancel).key(""), 401).await;
 }
 
 async fn conversations(api: &mut Checker<'_>) {

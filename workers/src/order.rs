@@ -15,27 +15,40 @@ use crate::store::StoreError;
 /// How often a waiting turn looks again.
 const POLL: Duration = Duration::from_millis(20);
 
+/// Whether a turn may start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    Go,
+    /// The request was cancelled before it started.
+    Cancelled,
+}
+
 /// Wait until every earlier turn of the job's conversation is settled (or past its deadline),
 /// the job's own deadline passes, or its caller is gone.
 pub async fn wait_for_earlier_turns(
     pool: &Pool,
     job: &Job,
     mut gone: watch::Receiver<bool>,
-) -> Result<(), StoreError> {
+) -> Result<Turn, StoreError> {
     loop {
-        let waiting = {
+        let (waiting, cancelled) = {
             let client = pool.get().await?;
-            client
+            let row = client
                 .query_one(
                     "SELECT EXISTS (SELECT 1 FROM pending_turns WHERE tenant_id = $1 \
-                       AND conversation_id = $2 AND request_id < $3 AND deadline > now())",
+                       AND conversation_id = $2 AND request_id < $3 AND deadline > now()), \
+                     EXISTS (SELECT 1 FROM pending_turns WHERE tenant_id = $1 \
+                       AND conversation_id = $2 AND request_id = $3 AND cancelled)",
                     &[&job.tenant_id, &job.conversation_id, &job.request_id],
                 )
-                .await?
-                .get::<_, bool>(0)
+                .await?;
+            (row.get::<_, bool>(0), row.get::<_, bool>(1))
         };
+        if cancelled {
+            return Ok(Turn::Cancelled);
+        }
         if !waiting || now_ms() >= job.deadline_ms || *gone.borrow() {
-            return Ok(());
+            return Ok(Turn::Go);
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}

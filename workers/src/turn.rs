@@ -163,11 +163,15 @@ async fn answer(
     started: Instant,
     gone: watch::Receiver<bool>,
 ) -> Result<Settle, TurnError> {
-    with_retry(job.deadline_ms, || {
+    let turn = with_retry(job.deadline_ms, || {
         order::wait_for_earlier_turns(&env.pool, job, gone.clone())
     })
     .await
     .map_err(TurnError::Store)?;
+    if turn == order::Turn::Cancelled {
+        info!("request cancelled before it started");
+        return finish_without_answer(replies, Generation::CallerGone).await;
+    }
     let prepared = match with_retry(job.deadline_ms, || {
         store::prepare_turn(&env.pool, job, env.default_context_window)
     })
@@ -362,9 +366,14 @@ async fn finish_without_answer(
     ending: Generation,
 ) -> Result<Settle, TurnError> {
     let event = match ending {
+        // A cancelled request's caller may still be listening (an explicit cancel); one that
+        // went away makes this publish come back unroutable, which is harmless.
         Generation::Complete | Generation::CallerGone => {
-            info!("caller gone; generation stopped");
-            return Ok(Settle::Ack);
+            info!("request cancelled or caller gone; generation stopped");
+            ReplyEvent::Error {
+                code: ErrorCode::Cancelled,
+                message: "The request was cancelled".into(),
+            }
         }
         Generation::DeadlineExceeded => deadline_error(),
         Generation::Failed(error) => {

@@ -17,6 +17,7 @@ const ERROR_NAMES: &[&str] = &[
     "TimeoutError",
     "ModelError",
     "ServiceUnavailableError",
+    "CancelledError",
     "InternalServerError",
 ];
 

@@ -90,6 +90,9 @@ impl AiHubError {
                 "The answer was interrupted; please retry",
             )
             .with("retry_after", 1),
+            FailureKind::Worker(ErrorCode::Cancelled) => {
+                Self::new(StatusCode::CONFLICT, "Request cancelled")
+            }
             FailureKind::Worker(ErrorCode::BadJob | ErrorCode::Internal) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
             }

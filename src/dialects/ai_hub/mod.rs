@@ -85,7 +85,10 @@ pub fn router() -> ApiRouter {
                 .json(reference("AiHubReply"))
                 .sse(reference("AiHubStreamEvent"), None),
             )
-            .errors("AiHubError", &[400, 401, 404, 413, 429, 500, 502, 503, 504]),
+            .errors(
+                "AiHubError",
+                &[400, 401, 404, 409, 413, 429, 500, 502, 503, 504],
+            ),
         )
 }
 

@@ -19,6 +19,7 @@ const ERRORS: &[&str] = &[
     "Service unavailable",
     "Too many requests are waiting for an assistant",
     "The answer was interrupted; please retry",
+    "Request cancelled",
     "Internal server error",
 ];
 

@@ -109,6 +109,7 @@ impl From<Failure> for ChannelChatError {
                 (StatusCode::BAD_GATEWAY, "model_error")
             }
             FailureKind::BrokerLost => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            FailureKind::Worker(ErrorCode::Cancelled) => (StatusCode::CONFLICT, "cancelled"),
             FailureKind::Worker(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
         };
         Self::new(status, code, failure.message)

@@ -17,6 +17,7 @@ const ERROR_CODES: &[&str] = &[
     "timeout",
     "model_error",
     "unavailable",
+    "cancelled",
     "server_error",
 ];
 

@@ -182,6 +182,11 @@ impl From<Failure> for OpenAiError {
                 SERVER_ERROR,
                 Some("service_unavailable"),
             ),
+            FailureKind::Worker(ErrorCode::Cancelled) => (
+                StatusCode::CONFLICT,
+                INVALID_REQUEST,
+                Some("request_cancelled"),
+            ),
             FailureKind::Worker(_) => (StatusCode::INTERNAL_SERVER_ERROR, SERVER_ERROR, None),
         };
         let mut error = Self::new(status, kind, failure.message);

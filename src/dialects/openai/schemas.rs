@@ -19,6 +19,7 @@ const ERROR_CODES: &[&str] = &[
     "service_unavailable",
     "timeout",
     "model_error",
+    "request_cancelled",
 ];
 
 fn request() -> Value {
