@@ -45,7 +45,9 @@ async fn two_messages_sent_at_once_are_answered_in_order() {
     };
     // Two workers are free, so without ordering both would be answered side by side.
     let a = send("My name is Ada.");
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    // Well inside the first answer's generation (about half a second at this pace), and long
+    // enough for the first request to reach the ingress first.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let b = send("What is my name?");
     let (a, b) = (a.await.unwrap(), b.await.unwrap());
     assert_eq!(a.0, 200, "{}", a.1);
