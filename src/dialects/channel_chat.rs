@@ -303,6 +303,11 @@ async fn streaming(
         .message
         .filter(|m| !m.trim().is_empty())
         .ok_or_else(|| ChannelChatError::invalid("message is required"))?;
+    if message.contains('\0') {
+        return Err(ChannelChatError::invalid(
+            "message must not contain NUL characters",
+        ));
+    }
     let start_new = match query.new_conversation.as_deref() {
         None | Some("false") | Some("0") => false,
         Some("true") | Some("1") => true,

@@ -169,3 +169,122 @@ async fn a_job_nobody_takes_expires_at_its_deadline_into_the_dead_letter_queue()
     assert_eq!(job.request_id.to_string(), request_id);
     let _ = connection.close(200, "".into()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_always_fails_is_dead_lettered_after_its_delivery_limit() {
+    use confab_contract::{AssistantRef, Job, Message, ReplyEvent, Role, VERSION, now_ms};
+    use futures_util::StreamExt;
+    use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+
+    let stack = Stack::start(Options {
+        queue_limits: QueueLimits {
+            max_length: 100,
+            delivery_limit: 2,
+        },
+        ..Options::default()
+    })
+    .await;
+    let agent = stack.support_agent().await;
+    let db = stack.db().await;
+    let tenant_id: uuid::Uuid = db
+        .query_one("SELECT tenant_id FROM api_keys LIMIT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let (connection, channel) = channel().await;
+    let replies = format!("{}.test-replies", stack.names.prefix());
+    channel
+        .queue_declare(
+            replies.as_str().into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut events = channel
+        .basic_consume(
+            replies.as_str().into(),
+            "test".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    // Postgres cannot store a NUL character: every delivery fails in the worker, for real.
+    // (The ingress refuses such text with a 400; this job is published past it.)
+    let job = Job {
+        v: VERSION,
+        request_id: uuid::Uuid::now_v7(),
+        tenant_id,
+        assistant: AssistantRef::Stored {
+            id: agent["id"].as_str().unwrap().parse().unwrap(),
+        },
+        conversation_id: "conv_poison".into(),
+        identity_id: None,
+        channel_id: None,
+        message: Message {
+            id: "m1".into(),
+            role: Role::User,
+            content: "a\0b".into(),
+            created_ms: now_ms(),
+        },
+        history: Vec::new(),
+        metadata: Default::default(),
+        folder_ids: Vec::new(),
+        stream: false,
+        deadline_ms: now_ms() + 60_000,
+        published_ms: now_ms(),
+        reply_to: replies.clone(),
+    };
+    channel
+        .basic_publish(
+            "".into(),
+            stack.names.jobs().as_str().into(),
+            BasicPublishOptions::default(),
+            &confab_contract::encode(&job).unwrap(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    // Attempts 1..=3 (a delivery limit of 2 allows two returns), then an error on the last.
+    let mut attempts = Vec::new();
+    let error = loop {
+        let delivery = tokio::time::timeout(Duration::from_secs(20), events.next())
+            .await
+            .expect("reply events")
+            .unwrap()
+            .unwrap();
+        match ReplyEvent::decode(&delivery.data).unwrap() {
+            ReplyEvent::Accepted { attempt, .. } => attempts.push(attempt),
+            ReplyEvent::Error { code, .. } => break code,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(attempts, [1, 2, 3]);
+    assert_eq!(error, confab_contract::ErrorCode::Internal);
+    let mut dead = None;
+    for _ in 0..100 {
+        dead = channel
+            .basic_get(
+                stack.names.dead_letters().as_str().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap();
+        if dead.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dead = dead.expect("the job was dead-lettered");
+    let dead_job: Job = confab_contract::decode(&dead.delivery.data).unwrap();
+    assert_eq!(dead_job.request_id, job.request_id);
+    let _ = connection.close(200, "".into()).await;
+}
