@@ -15,6 +15,7 @@ mod bad_input;
 mod broker_semantics;
 mod cancellation;
 mod channel_chat_dialect;
+mod faults;
 mod isolation;
 mod knowledge;
 mod management;

@@ -61,6 +61,8 @@ pub struct Options {
     pub amqp_url: String,
     pub rate_limit_per_min: i32,
     pub default_context_window: u32,
+    /// The database server's admin URL (its `postgres` or `test` database).
+    pub admin_database_url: String,
 }
 
 impl Default for Options {
@@ -77,6 +79,7 @@ impl Default for Options {
             amqp_url: amqp_url(),
             rate_limit_per_min: 1_000_000,
             default_context_window: 8_192,
+            admin_database_url: admin_database_url(),
         }
     }
 }
@@ -106,9 +109,10 @@ pub struct Stack {
 impl Stack {
     pub async fn start(options: Options) -> Stack {
         let database = random_name("confab_t_");
-        let database_url = database_url(&admin_database_url(), &database);
-        admin_client()
+        let database_url = database_url(&options.admin_database_url, &database);
+        confab::admin::connect(&options.admin_database_url)
             .await
+            .expect("the test database server must be reachable")
             .batch_execute(&format!("CREATE DATABASE {database}"))
             .await
             .expect("create the test database");
@@ -311,6 +315,7 @@ impl Drop for Stack {
         let database = self.database.clone();
         let names = self.names.clone();
         let amqp = self.options.amqp_url.clone();
+        let admin_url = self.options.admin_database_url.clone();
         // Drop runs inside the test's runtime, which cannot block on async work: clean up from a
         // thread with a runtime of its own.
         let cleanup = std::thread::spawn(move || {
@@ -320,7 +325,7 @@ impl Drop for Stack {
                 .expect("runtime");
             runtime.block_on(async move {
                 remove_broker_objects(&amqp, &names).await;
-                if let Ok(admin) = confab::admin::connect(&admin_database_url()).await {
+                if let Ok(admin) = confab::admin::connect(&admin_url).await {
                     let _ = admin
                         .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
                         .await;

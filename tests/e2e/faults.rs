@@ -1,0 +1,179 @@
+//! Faults caused for real, on servers this test owns so that other tests running at the same
+//! time are not disturbed: a private PostgreSQL cluster stopped and started again under a turn.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::stack::{Options, Stack};
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// A throw-away PostgreSQL cluster on a free port, run as the `postgres` user (the server
+/// refuses to run as root). Removed when dropped.
+struct PrivatePostgres {
+    dir: PathBuf,
+    port: u16,
+}
+
+fn as_postgres(program: &str, args: &[&str]) {
+    let status = Command::new("runuser")
+        .args(["-u", "postgres", "--", &format!("{PG_BIN}/{program}")])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("runuser");
+    assert!(status.success(), "{program} {args:?} failed");
+}
+
+impl PrivatePostgres {
+    fn start() -> PrivatePostgres {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("confab-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = Command::new("chown")
+            .arg("postgres")
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let data = dir.join("data");
+        as_postgres(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        let pg = PrivatePostgres { dir, port };
+        pg.up();
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").to_string_lossy().into_owned()
+    }
+
+    fn up(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("log").to_string_lossy().into_owned();
+        as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    /// Stop at once, as a crash would: no checkpoint, clients cut off.
+    fn crash(&self) {
+        as_postgres(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl")])
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_under_a_turn_loses_and_duplicates_nothing() {
+    let pg = PrivatePostgres::start();
+    let stack = Stack::start(Options {
+        admin_database_url: pg.admin_url(),
+        builtin_token_delay: Duration::from_millis(150),
+        ..Options::default()
+    })
+    .await;
+    stack.support_agent().await;
+    let request = {
+        let http = stack.http.clone();
+        let url = stack.url("/v1/api/chat/support-agent");
+        let key = stack.api_key.clone();
+        tokio::spawn(async move {
+            let response = http
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"message": "What are your business hours?"}))
+                .send()
+                .await
+                .unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        })
+    };
+    // The worker has stored the user turn and is generating: the database goes down now and
+    // comes back while the answer is still being written.
+    let db = stack.db().await;
+    for _ in 0..200 {
+        let stored: i64 = db
+            .query_one("SELECT count(*) FROM messages WHERE role = 'user'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if stored > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(db);
+    pg.crash();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pg.up();
+
+    let (status, body) = request.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"]["response"],
+        "Our business hours are 9:00 to 17:00, Monday to Friday."
+    );
+    let db = stack.db().await;
+    let row = db
+        .query_one(
+            "SELECT count(*) FILTER (WHERE role = 'user'), \
+                    count(*) FILTER (WHERE role = 'assistant') FROM messages",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (1, 1));
+    drop(stack);
+}
