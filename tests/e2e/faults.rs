@@ -177,3 +177,108 @@ async fn a_postgres_restart_under_a_turn_loses_and_duplicates_nothing() {
     assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (1, 1));
     drop(stack);
 }
+
+/// Start `confab ingress` as a child process of this test on a free port; returns it and its URL.
+async fn ingress_process(stack: &Stack) -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+        .arg("ingress")
+        .env("CONFAB_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CONFAB_DATABASE_URL", &stack.database_url)
+        .env("CONFAB_AMQP_URL", crate::stack::amqp_url())
+        .env("CONFAB_QUEUE_PREFIX", stack.names.prefix())
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if stack
+            .http
+            .get(format!("{url}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return (child, url);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the ingress process did not become ready");
+}
+
+/// The broker's queues under a prefix, as `rabbitmqctl` lists them.
+fn queues_with_prefix(prefix: &str) -> Vec<String> {
+    let output = Command::new("rabbitmqctl")
+        .args(["list_queues", "name", "--quiet", "--no-table-headers"])
+        .output()
+        .expect("rabbitmqctl");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|name| name.starts_with(&format!("{prefix}.")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_ingress_stops_its_workers_turns_and_leaves_nothing_in_the_broker() {
+    use futures_util::StreamExt;
+
+    let stack = Stack::start(Options {
+        builtin_token_delay: Duration::from_millis(150),
+        ..Options::default()
+    })
+    .await;
+    stack
+        .create_assistant(json!({"name": "Hours", "instructions": "Our opening hours are long and varied because the shop serves customers in many time zones, so the hours run from seven in the morning until eleven at night on weekdays."}))
+        .await;
+    let (mut ingress, url) = ingress_process(&stack).await;
+    let response = stack
+        .http
+        .post(format!("{url}/v1/api/chat/hours"))
+        .bearer_auth(&stack.api_key)
+        .json(&json!({"message": "What are your opening hours?", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+    assert!(body.next().await.is_some(), "a first event");
+    let reply_queues = queues_with_prefix(stack.names.prefix())
+        .into_iter()
+        .filter(|q| q.contains(".reply."))
+        .count();
+    assert_eq!(
+        reply_queues, 1,
+        "the request's reply queue exists while it streams"
+    );
+
+    ingress.kill().await.unwrap();
+    let killed_at = std::time::Instant::now();
+    // The worker notices (its publishes to the vanished reply queue come back) and stops.
+    let db = stack.db().await;
+    let mut status = None;
+    while killed_at.elapsed() < Duration::from_secs(5) && status.is_none() {
+        status = db
+            .query_opt("SELECT status FROM messages WHERE role = 'assistant'", &[])
+            .await
+            .unwrap()
+            .map(|row| row.get::<_, String>(0));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status.as_deref(), Some("interrupted"));
+    assert!(
+        killed_at.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        killed_at.elapsed()
+    );
+    let left: Vec<String> = queues_with_prefix(stack.names.prefix())
+        .into_iter()
+        .filter(|q| q.contains(".reply."))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
