@@ -9,7 +9,16 @@ use serde_json::{Value, json};
 
 use crate::stack::{Options, Stack};
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The server binaries of the newest PostgreSQL installed the Debian way.
+fn pg_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries under /usr/lib/postgresql")
+        .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
+        .filter(|bin| bin.join("pg_ctl").exists())
+        .collect();
+    versions.sort();
+    versions.pop().expect("a PostgreSQL version with pg_ctl")
+}
 
 /// A throw-away PostgreSQL cluster on a free port, run as the `postgres` user (the server
 /// refuses to run as root). Removed when dropped.
@@ -20,7 +29,12 @@ struct PrivatePostgres {
 
 fn as_postgres(program: &str, args: &[&str]) {
     let status = Command::new("runuser")
-        .args(["-u", "postgres", "--", &format!("{PG_BIN}/{program}")])
+        .args([
+            "-u",
+            "postgres",
+            "--",
+            &pg_bin().join(program).to_string_lossy(),
+        ])
         .args(args)
         .stdout(std::process::Stdio::null())
         .status()
@@ -103,7 +117,12 @@ impl PrivatePostgres {
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl")])
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                &pg_bin().join("pg_ctl").to_string_lossy(),
+            ])
             .args(["-D", &self.data(), "-m", "immediate", "stop"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
