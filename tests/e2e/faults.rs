@@ -301,3 +301,66 @@ async fn a_killed_ingress_stops_its_workers_turns_and_leaves_nothing_in_the_brok
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// Send SIGTERM, as an orchestrator stopping a container does.
+fn terminate(child: &tokio::process::Child) {
+    let pid = child.id().expect("a running child");
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_worker_finish_its_turn_and_an_ingress_finish_its_stream() {
+    let stack = Stack::start(Options {
+        workers: 0,
+        builtin_token_delay: Duration::from_millis(100),
+        ..Options::default()
+    })
+    .await;
+    stack.support_agent().await;
+    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(["worker", "--concurrency", "2"])
+        .env("CONFAB_DATABASE_URL", &stack.database_url)
+        .env("CONFAB_AMQP_URL", crate::stack::amqp_url())
+        .env("CONFAB_QUEUE_PREFIX", stack.names.prefix())
+        .env("CONFAB_BUILTIN_TOKEN_DELAY_MS", "100")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (mut ingress, url) = ingress_process(&stack).await;
+    let response = stack
+        .http
+        .post(format!("{url}/v1/api/chat/support-agent"))
+        .bearer_auth(&stack.api_key)
+        .json(&json!({"message": "What are your business hours?", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Both are told to stop while the answer is being streamed through them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    terminate(&worker);
+    terminate(&ingress);
+    let body = response.text().await.unwrap();
+    let text: String = crate::stack::sse_data(&body)
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|e| e["chunk"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        text,
+        "Our business hours are 9:00 to 17:00, Monday to Friday."
+    );
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    let exited = tokio::time::timeout(Duration::from_secs(20), async {
+        (worker.wait().await.unwrap(), ingress.wait().await.unwrap())
+    })
+    .await
+    .expect("both processes exit after draining");
+    assert!(exited.0.success(), "worker: {:?}", exited.0);
+    assert!(exited.1.success(), "ingress: {:?}", exited.1);
+}
