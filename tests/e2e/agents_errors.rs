@@ -208,38 +208,8 @@ async fn a_key_s_limit_holds_across_two_ingress_processes() {
     .await;
     stack.support_agent().await; // one of six this minute
     // A second ingress process of the same deployment.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut other = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
-        .arg("ingress")
-        .env("CONFAB_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CONFAB_DATABASE_URL", &stack.database_url)
-        .env("CONFAB_AMQP_URL", crate::stack::amqp_url())
-        .env("CONFAB_QUEUE_PREFIX", stack.names.prefix())
-        .env("CONFAB_RATE_LIMIT_PER_MIN", "6")
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let other_url = format!("http://127.0.0.1:{port}/v1/api/chat/support-agent");
-    let mut up = false;
-    for _ in 0..100 {
-        if stack
-            .http
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "the second ingress did not start");
+    let (mut other, other_url) = stack.ingress_process().await;
+    let other_url = format!("{other_url}/v1/api/chat/support-agent");
 
     // Alternate between the two: together they admit the key's six a minute, no more (twelve
     // at most should a minute boundary fall in between).

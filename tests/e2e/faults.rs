@@ -197,39 +197,6 @@ async fn a_postgres_restart_under_a_turn_loses_and_duplicates_nothing() {
     drop(stack);
 }
 
-/// Start `confab ingress` as a child process of this test on a free port; returns it and its URL.
-async fn ingress_process(stack: &Stack) -> (tokio::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
-        .arg("ingress")
-        .env("CONFAB_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CONFAB_DATABASE_URL", &stack.database_url)
-        .env("CONFAB_AMQP_URL", crate::stack::amqp_url())
-        .env("CONFAB_QUEUE_PREFIX", stack.names.prefix())
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if stack
-            .http
-            .get(format!("{url}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return (child, url);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the ingress process did not become ready");
-}
-
 /// The broker's queues under a prefix, as `rabbitmqctl` lists them.
 fn queues_with_prefix(prefix: &str) -> Vec<String> {
     let output = Command::new("rabbitmqctl")
@@ -256,7 +223,7 @@ async fn a_killed_ingress_stops_its_workers_turns_and_leaves_nothing_in_the_brok
     stack
         .create_assistant(json!({"name": "Hours", "instructions": "Our opening hours are long and varied because the shop serves customers in many time zones, so the hours run from seven in the morning until eleven at night on weekdays."}))
         .await;
-    let (mut ingress, url) = ingress_process(&stack).await;
+    let (mut ingress, url) = stack.ingress_process().await;
     let response = stack
         .http
         .post(format!("{url}/v1/api/chat/hours"))
@@ -321,17 +288,12 @@ async fn sigterm_lets_a_worker_finish_its_turn_and_an_ingress_finish_its_stream(
     })
     .await;
     stack.support_agent().await;
-    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
-        .args(["worker", "--concurrency", "2"])
-        .env("CONFAB_DATABASE_URL", &stack.database_url)
-        .env("CONFAB_AMQP_URL", crate::stack::amqp_url())
-        .env("CONFAB_QUEUE_PREFIX", stack.names.prefix())
-        .env("CONFAB_BUILTIN_TOKEN_DELAY_MS", "100")
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
+    let mut worker = stack
+        .process_command("worker")
+        .args(["--concurrency", "2"])
         .spawn()
         .unwrap();
-    let (mut ingress, url) = ingress_process(&stack).await;
+    let (mut ingress, url) = stack.ingress_process().await;
     let response = stack
         .http
         .post(format!("{url}/v1/api/chat/support-agent"))

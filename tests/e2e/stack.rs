@@ -217,32 +217,71 @@ impl Stack {
 
     /// Start one more worker as a child process (`confab worker`), which a test may kill.
     pub fn start_worker_process(&mut self) -> u32 {
-        let config = self.worker_config();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
-            .args(["worker", "--concurrency", "4"])
-            .env("CONFAB_DATABASE_URL", &config.shared.database_url)
-            .env("CONFAB_AMQP_URL", &config.shared.amqp_url)
-            .env("CONFAB_QUEUE_PREFIX", self.names.prefix())
-            .env(
-                "CONFAB_WORK_QUEUE_MAX_LENGTH",
-                config.shared.queue_limits.max_length.to_string(),
-            )
-            .env(
-                "CONFAB_JOB_DELIVERY_LIMIT",
-                config.shared.queue_limits.delivery_limit.to_string(),
-            )
-            .env(
-                "CONFAB_BUILTIN_TOKEN_DELAY_MS",
-                config.builtin_token_delay.as_millis().to_string(),
-            )
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
+        let child = self
+            .process_command("worker")
+            .args(["--concurrency", "4"])
             .spawn()
             .expect("spawn a worker process");
         let pid = child.id().expect("pid");
         self.children.push(child);
         pid
+    }
+
+    /// `confab <command>` configured for this stack through its environment, as a deployment
+    /// configures it.
+    pub fn process_command(&self, command: &str) -> tokio::process::Command {
+        let config = self.worker_config();
+        let limits = config.shared.queue_limits;
+        let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"));
+        process
+            .arg(command)
+            .env("CONFAB_DATABASE_URL", &config.shared.database_url)
+            .env("CONFAB_AMQP_URL", &config.shared.amqp_url)
+            .env("CONFAB_QUEUE_PREFIX", self.names.prefix())
+            .env(
+                "CONFAB_WORK_QUEUE_MAX_LENGTH",
+                limits.max_length.to_string(),
+            )
+            .env(
+                "CONFAB_JOB_DELIVERY_LIMIT",
+                limits.delivery_limit.to_string(),
+            )
+            .env(
+                "CONFAB_BUILTIN_TOKEN_DELAY_MS",
+                config.builtin_token_delay.as_millis().to_string(),
+            )
+            .env(
+                "CONFAB_RATE_LIMIT_PER_MIN",
+                self.options.rate_limit_per_min.to_string(),
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .kill_on_drop(true);
+        process
+    }
+
+    /// Another ingress of this stack, as a process of its own on a free port, once it is ready;
+    /// returns the process and its base URL.
+    pub async fn ingress_process(&self) -> (tokio::process::Child, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("its address")
+            .port();
+        let child = self
+            .process_command("ingress")
+            .env("CONFAB_LISTEN", format!("127.0.0.1:{port}"))
+            .spawn()
+            .expect("spawn an ingress process");
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            let ready = self.http.get(format!("{url}/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return (child, url);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the ingress process did not become ready");
     }
 
     /// SIGKILL a worker process: no goodbye to the broker, no finished turn.
