@@ -142,12 +142,7 @@ pub async fn by_id(
     tenant_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Assistant>, tokio_postgres::Error> {
-    let row = client
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM assistants WHERE tenant_id = $1 AND id = $2"),
-            &[&tenant_id, &id],
-        )
-        .await?;
+    let row = crate::db::tenant_row(client, "assistants", COLUMNS, tenant_id, id).await?;
     Ok(row.map(|row| from_row(&row)))
 }
 
@@ -158,16 +153,8 @@ pub async fn list(
     cursor: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Assistant>, tokio_postgres::Error> {
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {COLUMNS} FROM assistants \
-                 WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2) \
-                 ORDER BY id DESC LIMIT $3"
-            ),
-            &[&tenant_id, &cursor, &limit],
-        )
-        .await?;
+    let rows =
+        crate::db::tenant_page(client, "assistants", COLUMNS, tenant_id, cursor, limit).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 

@@ -81,15 +81,7 @@ pub async fn by_id(
     tenant_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Channel>, tokio_postgres::Error> {
-    let row = client
-        .query_opt(
-            &format!(
-                "SELECT {} FROM channels WHERE tenant_id = $1 AND id = $2",
-                columns()
-            ),
-            &[&tenant_id, &id],
-        )
-        .await?;
+    let row = crate::db::tenant_row(client, "channels", &columns(), tenant_id, id).await?;
     Ok(row.map(|row| from_row(&row)))
 }
 
@@ -99,16 +91,8 @@ pub async fn list(
     cursor: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Channel>, tokio_postgres::Error> {
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {} FROM channels WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2) \
-                 ORDER BY id DESC LIMIT $3",
-                columns()
-            ),
-            &[&tenant_id, &cursor, &limit],
-        )
-        .await?;
+    let rows =
+        crate::db::tenant_page(client, "channels", &columns(), tenant_id, cursor, limit).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 

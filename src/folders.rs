@@ -71,16 +71,8 @@ pub async fn list(
     cursor: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Folder>, tokio_postgres::Error> {
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {} FROM folders WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2) \
-                 ORDER BY id DESC LIMIT $3",
-                columns()
-            ),
-            &[&tenant_id, &cursor, &limit],
-        )
-        .await?;
+    let rows =
+        crate::db::tenant_page(client, "folders", &columns(), tenant_id, cursor, limit).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
@@ -89,14 +81,6 @@ pub async fn by_id(
     tenant_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Folder>, tokio_postgres::Error> {
-    let row = client
-        .query_opt(
-            &format!(
-                "SELECT {} FROM folders WHERE tenant_id = $1 AND id = $2",
-                columns()
-            ),
-            &[&tenant_id, &id],
-        )
-        .await?;
+    let row = crate::db::tenant_row(client, "folders", &columns(), tenant_id, id).await?;
     Ok(row.map(|row| from_row(&row)))
 }

@@ -76,15 +76,7 @@ pub async fn by_id(
     tenant_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Identity>, tokio_postgres::Error> {
-    let row = client
-        .query_opt(
-            &format!(
-                "SELECT {} FROM identities WHERE tenant_id = $1 AND id = $2",
-                columns()
-            ),
-            &[&tenant_id, &id],
-        )
-        .await?;
+    let row = crate::db::tenant_row(client, "identities", &columns(), tenant_id, id).await?;
     Ok(row.map(|row| from_row(&row)))
 }
 

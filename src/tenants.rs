@@ -182,15 +182,7 @@ pub async fn key_by_id(
     tenant_id: Uuid,
     id: Uuid,
 ) -> Result<Option<KeyInfo>, tokio_postgres::Error> {
-    let row = client
-        .query_opt(
-            &format!(
-                "SELECT {} FROM api_keys WHERE tenant_id = $1 AND id = $2",
-                key_columns()
-            ),
-            &[&tenant_id, &id],
-        )
-        .await?;
+    let row = crate::db::tenant_row(client, "api_keys", &key_columns(), tenant_id, id).await?;
     Ok(row.map(|row| key_info(&row)))
 }
 
@@ -200,15 +192,7 @@ pub async fn list_keys(
     cursor: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<KeyInfo>, tokio_postgres::Error> {
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {} FROM api_keys WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2) \
-                 ORDER BY id DESC LIMIT $3",
-                key_columns()
-            ),
-            &[&tenant_id, &cursor, &limit],
-        )
+    let rows = crate::db::tenant_page(client, "api_keys", &key_columns(), tenant_id, cursor, limit)
         .await?;
     Ok(rows.iter().map(key_info).collect())
 }
