@@ -6,7 +6,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use confab_contract::{
-    Cancel, HEADER_VERSION, Job, Names, QueueLimits, VERSION, declare_work_topology,
+    Cancel, HEADER_VERSION, Job, Names, QueueLimits, ReplyEvent, VERSION, declare_work_topology,
 };
 use futures_util::StreamExt;
 use lapin::{
@@ -167,6 +167,46 @@ impl Broker {
             .await;
         if let Err(e) = published {
             warn!(%request_id, error = %e, "cancel broadcast failed");
+        }
+    }
+}
+
+impl Broker {
+    /// Publish a reply event of `request_id` to a durable queue (a channel answer made without
+    /// the model, for the delivery role) and wait for the broker's confirmation.
+    pub async fn publish_reply(
+        &self,
+        session: &Session,
+        queue: &str,
+        request_id: Uuid,
+        event: &ReplyEvent,
+    ) -> Result<(), PublishError> {
+        let body = event.encode()?;
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_correlation_id(request_id.to_string().into())
+            .with_headers(version_header());
+        let confirmation = session
+            .publish
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    immediate: false,
+                },
+                &body,
+                properties,
+            )
+            .await?
+            .await?;
+        match confirmation {
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Ack(Some(_)) => Err(PublishError::Unavailable(format!(
+                "the queue {queue} does not exist"
+            ))),
+            Confirmation::Nack(_) => Err(PublishError::QueueFull),
         }
     }
 }

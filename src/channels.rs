@@ -135,3 +135,36 @@ pub async fn delete(
         .await?;
     Ok(n > 0)
 }
+
+/// What a platform webhook needs of its channel: found by id alone, since the platform
+/// proves itself with the channel's secret, not with an API key.
+#[derive(Debug, Clone)]
+pub struct WebhookChannel {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub kind: String,
+    pub assistant_id: Uuid,
+    pub config: serde_json::Map<String, serde_json::Value>,
+}
+
+pub async fn for_webhook(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<WebhookChannel>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT tenant_id, kind, assistant_id, config FROM channels WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    Ok(row.map(|row| WebhookChannel {
+        id,
+        tenant_id: row.get(0),
+        kind: row.get(1),
+        assistant_id: row.get(2),
+        config: match row.get::<_, serde_json::Value>(3) {
+            serde_json::Value::Object(config) => config,
+            _ => serde_json::Map::new(),
+        },
+    }))
+}

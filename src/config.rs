@@ -47,6 +47,10 @@ pub struct IngressConfig {
     /// How long a stopping ingress lets open streams finish. `CONFAB_SHUTDOWN_GRACE_SECS`,
     /// default 30.
     pub shutdown_grace: Duration,
+    /// Channel messages (WhatsApp, Telegram) older than this when they arrive, as after an
+    /// outage when the platform replays its backlog, are stored but not answered.
+    /// `CONFAB_WEBHOOK_MAX_AGE_SECS`, default 900.
+    pub webhook_max_age: Duration,
 }
 
 impl IngressConfig {
@@ -72,6 +76,7 @@ impl IngressConfig {
             rate_limit_per_min: parsed_var("CONFAB_RATE_LIMIT_PER_MIN", 600)?,
             database_pool_size: parsed_var("CONFAB_DATABASE_POOL_SIZE", 16)?,
             shutdown_grace: Duration::from_secs(parsed_var("CONFAB_SHUTDOWN_GRACE_SECS", 30)?),
+            webhook_max_age: Duration::from_secs(parsed_var("CONFAB_WEBHOOK_MAX_AGE_SECS", 900)?),
         })
     }
 }

@@ -156,6 +156,10 @@ pub struct StoredMessage {
     pub prompt_tokens: Option<i32>,
     pub completion_tokens: Option<i32>,
     pub metadata: serde_json::Value,
+    /// For an answer sent to a channel platform: `accepted`, `sent`, `delivered`, `read` or
+    /// `failed`.
+    pub delivery_status: Option<String>,
+    pub delivery_error: Option<serde_json::Value>,
     pub created_at: String,
     #[serde(skip)]
     pub pk: i64,
@@ -172,7 +176,7 @@ pub async fn messages(
         .query(
             &format!(
                 "SELECT pk, id, role, content, status, answers, model, prompt_tokens, \
-                   completion_tokens, metadata, {} \
+                   completion_tokens, metadata, delivery_status, delivery_error, {} \
                  FROM messages WHERE conversation_pk = $1 AND ($2::int8 IS NULL OR pk > $2) \
                  ORDER BY pk LIMIT $3",
                 crate::db::rfc3339("created_at")
@@ -193,7 +197,9 @@ pub async fn messages(
             prompt_tokens: row.get(7),
             completion_tokens: row.get(8),
             metadata: row.get(9),
-            created_at: row.get(10),
+            delivery_status: row.get(10),
+            delivery_error: row.get(11),
+            created_at: row.get(12),
         })
         .collect())
 }
@@ -262,4 +268,46 @@ pub async fn open_for_identity(
     };
     tx.commit().await?;
     Ok(id)
+}
+
+/// A message to add to a conversation without a job (a channel message stored but not
+/// answered, or answered without the model).
+pub struct NewMessage<'a> {
+    pub id: &'a str,
+    pub role: &'a str,
+    pub content: &'a str,
+    pub answers: Option<&'a str>,
+    pub metadata: serde_json::Value,
+}
+
+/// Add messages to the tenant's conversation `conversation_id`; a message whose id is already
+/// there is left as it is.
+pub async fn append(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    conversation_id: &str,
+    messages: &[NewMessage<'_>],
+) -> Result<(), tokio_postgres::Error> {
+    for message in messages {
+        let tokens = confab_worker::tokens::estimate_tokens(message.content) as i32;
+        client
+            .execute(
+                "INSERT INTO messages (conversation_pk, id, role, content, tokens, answers, metadata) \
+                 SELECT pk, $3, $4, $5, $6, $7, $8 FROM conversations \
+                 WHERE tenant_id = $1 AND id = $2 \
+                 ON CONFLICT (conversation_pk, id) DO NOTHING",
+                &[
+                    &tenant_id,
+                    &conversation_id,
+                    &message.id,
+                    &message.role,
+                    &message.content,
+                    &tokens,
+                    &message.answers,
+                    &message.metadata,
+                ],
+            )
+            .await?;
+    }
+    Ok(())
 }

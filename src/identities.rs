@@ -296,3 +296,54 @@ pub async fn set_memory_key(
     };
     Ok(row.map(|row| memory_from_row(&row)))
 }
+
+/// A channel platform's user (a WhatsApp number, a Telegram user) as the tenant's identity:
+/// found by any of their platform ids, created on their first message. The profile name fills
+/// an identity that has none; new platform ids are remembered so the user is recognised by
+/// whichever id a later message carries. Concurrent first messages agree on one identity.
+pub async fn for_platform_user(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    kind: &str,
+    external_id: &str,
+    other_ids: &[String],
+    name: Option<&str>,
+) -> Result<Uuid, tokio_postgres::Error> {
+    let ids: Vec<&str> = std::iter::once(external_id)
+        .chain(other_ids.iter().map(String::as_str))
+        .collect();
+    let found = client
+        .query_opt(
+            "UPDATE identities SET \
+               name = coalesce(name, $3), \
+               platform_ids = ARRAY(SELECT DISTINCT unnest(platform_ids || $2::text[])), \
+               updated_at = now() \
+             WHERE id = (SELECT id FROM identities WHERE tenant_id = $1 \
+                           AND (external_id = ANY($2) OR platform_ids && $2) \
+                         ORDER BY external_id = $4 DESC NULLS LAST LIMIT 1) \
+             RETURNING id",
+            &[&tenant_id, &ids, &name, &external_id],
+        )
+        .await?;
+    if let Some(row) = found {
+        return Ok(row.get(0));
+    }
+    let profile = serde_json::json!({ "channel": kind });
+    let row = client
+        .query_one(
+            "INSERT INTO identities (id, tenant_id, name, external_id, profile, platform_ids) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (tenant_id, external_id) DO UPDATE SET updated_at = now() \
+             RETURNING id",
+            &[
+                &Uuid::now_v7(),
+                &tenant_id,
+                &name,
+                &external_id,
+                &profile,
+                &ids,
+            ],
+        )
+        .await?;
+    Ok(row.get(0))
+}

@@ -24,6 +24,7 @@ pub mod ops;
 pub mod pipeline;
 pub mod relay;
 pub mod tenants;
+mod webhooks;
 
 pub use config::{IngressConfig, ReplyMode};
 pub use http::Application;

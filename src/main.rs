@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use confab::IngressConfig;
 use confab_worker::{WorkerConfig, init_logging, shutdown_signal};
 
-const USAGE: &str = "usage: confab <migrate | ingress | worker [--concurrency N] | \
+const USAGE: &str = "usage: confab <migrate | ingress | worker [--concurrency N] [--roles chat,delivery] | \
                      admin create-tenant --name NAME | kb import PATH --folder NAME | \
                      dev [--workers N]>";
 

@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0004_turn_order",
         include_str!("../migrations/0004_turn_order.sql"),
     ),
+    (
+        5,
+        "0005_channel_messages",
+        include_str!("../migrations/0005_channel_messages.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming confab's migration lock in `pg_advisory_lock`.

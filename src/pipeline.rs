@@ -12,8 +12,9 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use deadpool_postgres::Pool;
+use tokio_postgres::GenericClient;
 
-use crate::broker::{Broker, PublishError};
+use crate::broker::{Broker, PublishError, Session};
 use crate::relay::Subscription;
 
 /// What a dialect asks the pipeline for.
@@ -32,6 +33,28 @@ pub struct TurnRequest {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     pub folder_ids: Vec<Uuid>,
     pub stream: bool,
+}
+
+impl TurnRequest {
+    fn into_job(self, deadline_ms: i64, reply_to: String) -> Job {
+        Job {
+            v: VERSION,
+            request_id: self.request_id,
+            tenant_id: self.tenant_id,
+            assistant: self.assistant,
+            conversation_id: self.conversation_id,
+            identity_id: self.identity_id,
+            channel_id: self.channel_id,
+            message: self.message,
+            history: self.history,
+            metadata: self.metadata,
+            folder_ids: self.folder_ids,
+            stream: self.stream,
+            deadline_ms,
+            published_ms: now_ms(),
+            reply_to,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,40 +128,14 @@ impl Pipeline {
                 SubmitError::Unavailable
             })?;
         self.mark_pending(&request, deadline_ms).await?;
-        let job = Job {
-            v: VERSION,
-            request_id,
-            tenant_id: request.tenant_id,
-            assistant: request.assistant,
-            conversation_id: request.conversation_id.clone(),
-            identity_id: request.identity_id,
-            channel_id: request.channel_id,
-            message: request.message,
-            history: request.history,
-            metadata: request.metadata,
-            folder_ids: request.folder_ids,
-            stream: request.stream,
-            deadline_ms,
-            published_ms: now_ms(),
-            reply_to: subscription.reply_to.clone(),
-        };
-        let published = self.broker.publish_job(&session, &job).await;
-        if let Err(e) = published {
-            self.unmark_pending(&job).await;
-            return Err(match e {
-                PublishError::QueueFull => SubmitError::QueueFull,
-                e => {
-                    warn!(%request_id, error = %e, "job not accepted by the broker");
-                    SubmitError::Unavailable
-                }
-            });
-        }
+        let job = request.into_job(deadline_ms, subscription.reply_to.clone());
+        self.publish(&session, &job).await?;
         info!(%request_id, conversation_id = %job.conversation_id, stream = job.stream, "job queued");
         metrics::gauge!("confab_jobs_in_flight").increment(1.0);
         Ok(Turn {
             request_id,
-            conversation_id: request.conversation_id,
-            stream: request.stream,
+            conversation_id: job.conversation_id,
+            stream: job.stream,
             subscription,
             lost: session.lost(),
             deadline: tokio::time::Instant::now() + self.deadline,
@@ -153,6 +150,37 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// The job of a turn whose answer nobody waits for here: its reply events go to the
+    /// durable queue `reply_to` (channel answers, which the delivery role sends). The caller
+    /// marks it pending, publishes it, and settles its own records around those steps (see
+    /// `webhooks::inbox`), all on one database connection.
+    pub fn detached_job(&self, request: TurnRequest, reply_to: String) -> Job {
+        let deadline_ms = now_ms() + self.deadline.as_millis() as i64;
+        request.into_job(deadline_ms, reply_to)
+    }
+
+    /// Publish a job (see [`Pipeline::detached_job`]) and wait for the broker's confirmation.
+    pub async fn publish_detached(&self, job: &Job) -> Result<(), SubmitError> {
+        let session = self.broker.session().ok_or(SubmitError::Unavailable)?;
+        self.broker
+            .publish_job(&session, job)
+            .await
+            .map_err(|e| submit_error(job, e))?;
+        info!(request_id = %job.request_id, conversation_id = %job.conversation_id, "detached job queued");
+        Ok(())
+    }
+
+    async fn publish(&self, session: &Session, job: &Job) -> Result<(), SubmitError> {
+        let published = self.broker.publish_job(session, job).await;
+        if let Err(e) = published {
+            if let Ok(client) = self.db.get().await {
+                unmark_pending(&**client, job).await;
+            }
+            return Err(submit_error(job, e));
+        }
+        Ok(())
+    }
+
     async fn mark_pending(
         &self,
         request: &TurnRequest,
@@ -162,37 +190,64 @@ impl Pipeline {
             warn!(error = %e, "cannot record the pending turn");
             SubmitError::Unavailable
         })?;
-        client
-            .execute(
-                "INSERT INTO pending_turns (tenant_id, conversation_id, request_id, deadline) \
-                 VALUES ($1, $2, $3, to_timestamp($4::float8 / 1000)) ON CONFLICT DO NOTHING",
-                &[
-                    &request.tenant_id,
-                    &request.conversation_id,
-                    &request.request_id,
-                    &(deadline_ms as f64),
-                ],
-            )
-            .await
-            .map_err(|e| {
-                warn!(error = %e, "cannot record the pending turn");
-                SubmitError::Unavailable
-            })?;
-        Ok(())
+        mark_pending(
+            &**client,
+            request.tenant_id,
+            &request.conversation_id,
+            request.request_id,
+            deadline_ms,
+        )
+        .await
     }
+}
 
-    /// A job that was never queued holds nothing up.
-    async fn unmark_pending(&self, job: &Job) {
-        if let Ok(client) = self.db.get().await {
-            let _ = client
-                .execute(
-                    "DELETE FROM pending_turns \
-                     WHERE tenant_id = $1 AND conversation_id = $2 AND request_id = $3",
-                    &[&job.tenant_id, &job.conversation_id, &job.request_id],
-                )
-                .await;
+fn submit_error(job: &Job, error: PublishError) -> SubmitError {
+    match error {
+        PublishError::QueueFull => SubmitError::QueueFull,
+        e => {
+            warn!(request_id = %job.request_id, error = %e, "job not accepted by the broker");
+            SubmitError::Unavailable
         }
     }
+}
+
+/// Record a turn as pending before its job is published, so that workers answer the turns
+/// of one conversation in arrival order. Must be committed before the job is published.
+pub async fn mark_pending(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    conversation_id: &str,
+    request_id: Uuid,
+    deadline_ms: i64,
+) -> Result<(), SubmitError> {
+    client
+        .execute(
+            "INSERT INTO pending_turns (tenant_id, conversation_id, request_id, deadline) \
+             VALUES ($1, $2, $3, to_timestamp($4::float8 / 1000)) ON CONFLICT DO NOTHING",
+            &[
+                &tenant_id,
+                &conversation_id,
+                &request_id,
+                &(deadline_ms as f64),
+            ],
+        )
+        .await
+        .map_err(|e| {
+            warn!(error = %e, "cannot record the pending turn");
+            SubmitError::Unavailable
+        })?;
+    Ok(())
+}
+
+/// A job that was never queued holds nothing up.
+pub async fn unmark_pending(client: &impl GenericClient, job: &Job) {
+    let _ = client
+        .execute(
+            "DELETE FROM pending_turns \
+             WHERE tenant_id = $1 AND conversation_id = $2 AND request_id = $3",
+            &[&job.tenant_id, &job.conversation_id, &job.request_id],
+        )
+        .await;
 }
 
 /// One accepted turn: its reply events, in order, until the end.

@@ -16,6 +16,11 @@ const ERROR_CODES: &[&str] = &[
     "not_found",
     "conflict",
     "internal",
+    // Channel webhooks: a refused handshake or a channel without its secret, a handshake the
+    // platform does not have, a hand-off to retry later.
+    "forbidden",
+    "method_not_allowed",
+    "unavailable",
 ];
 
 /// A string of at most `max` characters that is not blank (stored trimmed).
@@ -178,6 +183,27 @@ fn resources() -> Vec<(&'static str, Value)> {
                 ("prompt_tokens", nullable(integer())),
                 ("completion_tokens", nullable(integer())),
                 ("metadata", any_object()),
+                (
+                    "delivery_status",
+                    described(
+                        nullable(enum_of(&[
+                            "accepted",
+                            "sent",
+                            "delivered",
+                            "read",
+                            "failed",
+                        ])),
+                        "For an answer sent to a channel platform (WhatsApp, Telegram): how far \
+                         it got; never moves backwards",
+                    ),
+                ),
+                (
+                    "delivery_error",
+                    described(
+                        nullable(any_object()),
+                        "Why the platform could not deliver the answer",
+                    ),
+                ),
                 ("created_at", date_time()),
             ]),
         ),

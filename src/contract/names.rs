@@ -34,6 +34,13 @@ impl Names {
         format!("{}.jobs.dead", self.prefix)
     }
 
+    /// Durable quorum queue that holds the final reply events of channel turns (WhatsApp,
+    /// Telegram): their reply destination, consumed by workers in the delivery role, which send
+    /// each answer to its platform. Events carry the turn's request id as correlation id.
+    pub fn deliveries(&self) -> String {
+        format!("{}.deliveries", self.prefix)
+    }
+
     /// Fanout exchange on which the ingress announces requests whose caller went away.
     pub fn cancel_exchange(&self) -> String {
         format!("{}.cancel", self.prefix)
@@ -72,6 +79,7 @@ mod tests {
         let id = Uuid::nil();
         for name in [
             names.jobs(),
+            names.deliveries(),
             names.dead_letter_exchange(),
             names.dead_letters(),
             names.cancel_exchange(),

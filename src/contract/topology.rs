@@ -83,7 +83,7 @@ const DURABLE: QueueDeclareOptions = QueueDeclareOptions {
     nowait: false,
 };
 
-/// Declare the work queue, its dead-letter path and the cancel exchange.
+/// Declare the work queue, the deliveries queue, their dead-letter path and the cancel exchange.
 pub async fn declare_work_topology(
     channel: &Channel,
     names: &Names,
@@ -150,9 +150,16 @@ pub async fn declare_work_topology(
         ("x-dead-letter-strategy", text("at-least-once")),
     ]);
     channel
-        .queue_declare(jobs.as_str().into(), DURABLE, job_args)
+        .queue_declare(jobs.as_str().into(), DURABLE, job_args.clone())
         .await
         .map_err(|e| declare_error(&jobs, e))?;
+    // Channel answers wait here for a delivery worker with the same guarantees as jobs: an
+    // answer that keeps failing to be sent ends in the dead-letter queue, not in a loop.
+    let deliveries = names.deliveries();
+    channel
+        .queue_declare(deliveries.as_str().into(), DURABLE, job_args)
+        .await
+        .map_err(|e| declare_error(&deliveries, e))?;
 
     let cancel = names.cancel_exchange();
     channel

@@ -37,6 +37,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Requests per minute for keys without a limit of their own.
     pub rate_limit_per_min: i32,
+    /// Channel messages older than this are stored but not answered.
+    pub webhook_max_age: std::time::Duration,
 }
 
 impl AppState {
@@ -57,6 +59,7 @@ pub fn routes() -> ApiRouter {
         .merge(counted("ai_hub", crate::dialects::ai_hub::router()))
         .merge(counted("openai", crate::dialects::openai::router()))
         .merge(counted("management", crate::api::router()))
+        .merge(counted("webhooks", crate::webhooks::router()))
         .merge(crate::ops::router())
 }
 
@@ -162,6 +165,7 @@ impl Application {
             db,
             metrics: metrics::recorder(),
             rate_limit_per_min: config.rate_limit_per_min,
+            webhook_max_age: config.webhook_max_age,
         };
         tokio::spawn(housekeeping(state.db.clone()));
         let listener =

@@ -5,6 +5,7 @@
 // A test that cannot go on should stop with a panic; helpers are part of the tests.
 #![allow(clippy::unwrap_used)]
 
+mod fake_platform;
 mod openai_server;
 mod stack;
 
@@ -25,3 +26,5 @@ mod operations;
 mod ordering;
 mod provider_openai;
 mod redelivery;
+mod telegram;
+mod whatsapp;

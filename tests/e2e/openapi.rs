@@ -66,6 +66,7 @@ async fn every_documented_operation_answers_as_documented() {
     requests(&mut api).await;
     conversations(&mut api).await;
     rate_limited(&mut api).await;
+    webhooks(&mut api, &world).await;
     deletions(&mut api, &world).await;
 
     let missing = api.unexercised();
@@ -86,6 +87,7 @@ async fn every_documented_operation_answers_as_documented() {
         ("documents", &[400, 401, 404][..]),
         ("keys", &[400, 401, 404, 429][..]),
         ("conversations", &[400, 401, 404][..]),
+        ("webhooks", &[401, 403, 404, 405, 413][..]),
     ] {
         let seen = api.statuses_of(tag);
         for status in statuses {
@@ -405,5 +407,75 @@ async fn deletions(api: &mut Checker<'_>, world: &World) {
     api.expect(Req::delete(&format!("/v1/identities/{MISSING}")), 404)
         .await;
     api.expect(Req::delete(&format!("/v1/keys/{MISSING}")), 404)
+        .await;
+}
+
+/// Platform webhooks: no API key, the channel's secrets instead.
+async fn webhooks(api: &mut Checker<'_>, world: &World) {
+    let whatsapp = api
+        .expect(
+            Req::post(
+                "/v1/channels",
+                json!({"name": "WhatsApp", "kind": "whatsapp", "assistant_id": world.agent,
+                       "config": {"verify_token": "vt", "app_secret": "s", "access_token": "t",
+                                  "phone_number_id": "PN"}}),
+            ),
+            201,
+        )
+        .await
+        .body;
+    let telegram = api
+        .expect(
+            Req::post(
+                "/v1/channels",
+                json!({"name": "Telegram", "kind": "telegram", "assistant_id": world.agent,
+                       "config": {"bot_token": "1:x"}}),
+            ),
+            201,
+        )
+        .await
+        .body;
+    let hook = format!("/webhooks/whatsapp/{}", id(&whatsapp));
+    let tg_hook = format!("/webhooks/telegram/{}", id(&telegram));
+    let challenge = format!("{hook}?hub.mode=subscribe&hub.verify_token=vt&hub.challenge=42");
+    api.expect(Req::get(&challenge).key(""), 200).await;
+    let wrong = format!("{hook}?hub.mode=subscribe&hub.verify_token=x&hub.challenge=42");
+    api.expect(Req::get(&wrong).key(""), 403).await;
+    let unknown = format!("/webhooks/whatsapp/{}", uuid::Uuid::now_v7());
+    api.expect(Req::get(&unknown).key(""), 404).await;
+    api.expect(Req::get(&tg_hook).key(""), 405).await;
+
+    // A status notification for a message never sent: taken over, changes nothing.
+    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [
+        {"field": "messages", "value": {"metadata": {"phone_number_id": "PN"},
+         "statuses": [{"id": "wamid.none", "status": "read", "timestamp": "1"}]}}]}]})
+    .to_string();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(b"s").unwrap();
+    hmac::Mac::update(&mut mac, body.as_bytes());
+    let hex: String = hmac::Mac::finalize(mac)
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let signed = |req: Req| {
+        req.key("")
+            .header("x-hub-signature-256", &format!("sha256={hex}"))
+    };
+    let receipt = api
+        .expect(signed(Req::post(&hook, json!(null)).raw(body.clone())), 200)
+        .await;
+    assert_eq!(receipt.body["statuses"], 1);
+    api.expect(Req::post(&hook, json!(null)).raw(body.clone()).key(""), 401)
+        .await;
+    api.expect(
+        signed(Req::post(&unknown, json!(null)).raw(body.clone())),
+        404,
+    )
+    .await;
+    // The Telegram channel has no secret_token: it takes no webhooks.
+    api.expect(Req::post(&tg_hook, json!({"update_id": 1})).key(""), 403)
+        .await;
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(100 * 1024));
+    api.expect(signed(Req::post(&hook, json!(null)).raw(huge)), 413)
         .await;
 }

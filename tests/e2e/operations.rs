@@ -96,7 +96,8 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
             "0001_init",
             "0002_identities_channels",
             "0003_memory_knowledge",
-            "0004_turn_order"
+            "0004_turn_order",
+            "0005_channel_messages"
         ]
     );
     let recorded: i64 = a
@@ -104,7 +105,7 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(recorded, 4);
+    assert_eq!(recorded, 5);
     assert!(confab::migrate::run(&mut a).await.unwrap().is_empty());
     drop((a, b));
     admin

@@ -10,6 +10,8 @@ use confab::{Application, IngressConfig, ReplyMode};
 use confab_contract::settings::SharedSettings;
 use confab_contract::{Names, QueueLimits};
 use confab_worker::WorkerConfig;
+use confab_worker::channels::Endpoints;
+use confab_worker::config::{DeliveryConfig, Roles};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -63,6 +65,12 @@ pub struct Options {
     pub default_context_window: u32,
     /// The database server's admin URL (its `postgres` or `test` database).
     pub admin_database_url: String,
+    /// Channel messages older than this are stored, not answered.
+    pub webhook_max_age: Duration,
+    /// Where workers in the delivery role send channel answers (a test's fake platform).
+    pub channel_endpoints: Endpoints,
+    /// First pause between send retries of the delivery role.
+    pub delivery_retry_base: Duration,
 }
 
 impl Default for Options {
@@ -80,6 +88,13 @@ impl Default for Options {
             rate_limit_per_min: 1_000_000,
             default_context_window: 8_192,
             admin_database_url: admin_database_url(),
+            webhook_max_age: Duration::from_secs(900),
+            channel_endpoints: Endpoints {
+                whatsapp_graph_url: "http://127.0.0.1:9".into(),
+                whatsapp_graph_version: "v21.0".into(),
+                telegram_api_url: "http://127.0.0.1:9".into(),
+            },
+            delivery_retry_base: Duration::from_millis(20),
         }
     }
 }
@@ -162,6 +177,7 @@ impl Stack {
             rate_limit_per_min: self.options.rate_limit_per_min,
             database_pool_size: 4,
             shutdown_grace: Duration::from_secs(2),
+            webhook_max_age: self.options.webhook_max_age,
         }
     }
 
@@ -177,6 +193,17 @@ impl Stack {
             default_context_window: self.options.default_context_window,
             database_pool_size: 4,
             shutdown_grace: Duration::from_secs(2),
+            roles: Roles {
+                chat: true,
+                delivery: true,
+            },
+            delivery: DeliveryConfig {
+                endpoints: self.options.channel_endpoints.clone(),
+                concurrency: 4,
+                max_attempts: 5,
+                retry_base: self.options.delivery_retry_base,
+                http_timeout: Duration::from_secs(5),
+            },
         }
     }
 
@@ -253,6 +280,22 @@ impl Stack {
             .env(
                 "CONFAB_RATE_LIMIT_PER_MIN",
                 self.options.rate_limit_per_min.to_string(),
+            )
+            .env(
+                "CONFAB_WHATSAPP_GRAPH_URL",
+                &self.options.channel_endpoints.whatsapp_graph_url,
+            )
+            .env(
+                "CONFAB_TELEGRAM_API_URL",
+                &self.options.channel_endpoints.telegram_api_url,
+            )
+            .env(
+                "CONFAB_DELIVERY_RETRY_BASE_MS",
+                self.options.delivery_retry_base.as_millis().to_string(),
+            )
+            .env(
+                "CONFAB_WEBHOOK_MAX_AGE_SECS",
+                self.options.webhook_max_age.as_secs().to_string(),
             )
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -382,7 +425,7 @@ pub async fn remove_broker_objects(amqp: &str, names: &Names) {
         return;
     };
     if let Ok(channel) = connection.create_channel().await {
-        for queue in [names.jobs(), names.dead_letters()] {
+        for queue in [names.jobs(), names.deliveries(), names.dead_letters()] {
             let _ = channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await;

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use confab_contract::settings::{ConfigError, SharedSettings, parsed_var, var_or};
 
+use crate::channels::Endpoints;
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub shared: SharedSettings,
@@ -30,6 +32,81 @@ pub struct WorkerConfig {
     /// How long a stopping worker waits for its jobs before returning them to the queue.
     /// `CONFAB_SHUTDOWN_GRACE_SECS`, default 30.
     pub shutdown_grace: Duration,
+    /// What this process does. `--roles` or `CONFAB_WORKER_ROLES`, default `chat,delivery`.
+    pub roles: Roles,
+    pub delivery: DeliveryConfig,
+}
+
+/// The jobs a worker process takes: any mix, so operators can scale each on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Answer chat jobs from `<prefix>.jobs`.
+    pub chat: bool,
+    /// Send channel answers (WhatsApp, Telegram) from `<prefix>.deliveries` to their platform.
+    pub delivery: bool,
+}
+
+impl Roles {
+    fn parse(list: &str, var: &'static str) -> Result<Roles, ConfigError> {
+        let mut roles = Roles {
+            chat: false,
+            delivery: false,
+        };
+        for role in list.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            match role {
+                "chat" => roles.chat = true,
+                "delivery" => roles.delivery = true,
+                other => {
+                    return Err(ConfigError {
+                        var,
+                        problem: format!("unknown role {other:?} (known: chat, delivery)"),
+                    });
+                }
+            }
+        }
+        if !roles.chat && !roles.delivery {
+            return Err(ConfigError {
+                var,
+                problem: "names no role (known: chat, delivery)".into(),
+            });
+        }
+        Ok(roles)
+    }
+}
+
+/// The delivery role's settings.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub endpoints: Endpoints,
+    /// Answers sent at once. `CONFAB_DELIVERY_CONCURRENCY`, default 8.
+    pub concurrency: u16,
+    /// Tries per message part before it is recorded as failed; only throttling and transient
+    /// failures are retried. `CONFAB_DELIVERY_MAX_ATTEMPTS`, default 5.
+    pub max_attempts: u32,
+    /// First pause between tries, doubled each time (up to a minute) unless the platform names
+    /// one. `CONFAB_DELIVERY_RETRY_BASE_MS`, default 1000.
+    pub retry_base: Duration,
+    /// Longest wait for a platform's answer. `CONFAB_DELIVERY_HTTP_TIMEOUT_SECS`, default 15.
+    pub http_timeout: Duration,
+}
+
+impl DeliveryConfig {
+    fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            endpoints: Endpoints {
+                whatsapp_graph_url: var_or(
+                    "CONFAB_WHATSAPP_GRAPH_URL",
+                    "https://graph.facebook.com",
+                ),
+                whatsapp_graph_version: var_or("CONFAB_WHATSAPP_GRAPH_VERSION", "v21.0"),
+                telegram_api_url: var_or("CONFAB_TELEGRAM_API_URL", "https://api.telegram.org"),
+            },
+            concurrency: parsed_var("CONFAB_DELIVERY_CONCURRENCY", 8u16)?.max(1),
+            max_attempts: parsed_var("CONFAB_DELIVERY_MAX_ATTEMPTS", 5u32)?.max(1),
+            retry_base: Duration::from_millis(parsed_var("CONFAB_DELIVERY_RETRY_BASE_MS", 1000)?),
+            http_timeout: Duration::from_secs(parsed_var("CONFAB_DELIVERY_HTTP_TIMEOUT_SECS", 15)?),
+        })
+    }
 }
 
 impl WorkerConfig {
@@ -55,31 +132,45 @@ impl WorkerConfig {
             default_context_window: parsed_var("CONFAB_DEFAULT_CONTEXT_TOKENS", 8_192)?,
             database_pool_size: parsed_var("CONFAB_DATABASE_POOL_SIZE", 8)?,
             shutdown_grace: Duration::from_secs(parsed_var("CONFAB_SHUTDOWN_GRACE_SECS", 30)?),
+            roles: Roles::parse(
+                &var_or("CONFAB_WORKER_ROLES", "chat,delivery"),
+                "CONFAB_WORKER_ROLES",
+            )?,
+            delivery: DeliveryConfig::from_env()?,
         })
     }
 }
 
-/// Apply command-line flags (`--concurrency N`) over the environment's settings.
+/// Apply command-line flags (`--concurrency N`, `--roles chat,delivery`) over the
+/// environment's settings.
 pub fn apply_args(config: &mut WorkerConfig, args: &[String]) -> Result<(), ConfigError> {
     let mut args = args.iter();
     while let Some(arg) = args.next() {
-        let value = match arg.split_once('=') {
-            Some(("--concurrency", value)) => Some(value.to_owned()),
-            None if arg == "--concurrency" => args.next().cloned(),
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag, Some(value.to_owned())),
+            None => (arg.as_str(), None),
+        };
+        let mut value = || inline.clone().or_else(|| args.next().cloned());
+        match flag {
+            "--concurrency" => {
+                config.concurrency = value()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|n: &u16| *n > 0)
+                    .ok_or(ConfigError {
+                        var: "--concurrency",
+                        problem: "needs a whole number of at least 1".into(),
+                    })?;
+            }
+            "--roles" => {
+                config.roles = Roles::parse(&value().unwrap_or_default(), "--roles")?;
+            }
             _ => {
                 return Err(ConfigError {
                     var: "arguments",
                     problem: format!("unknown argument {arg:?}"),
                 });
             }
-        };
-        config.concurrency = value
-            .and_then(|v| v.parse().ok())
-            .filter(|n: &u16| *n > 0)
-            .ok_or(ConfigError {
-                var: "--concurrency",
-                problem: "needs a whole number of at least 1".into(),
-            })?;
+        }
     }
     Ok(())
 }

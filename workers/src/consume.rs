@@ -30,8 +30,10 @@ pub enum SessionError {
     Broker(#[from] lapin::Error),
     #[error(transparent)]
     Topology(#[from] confab_contract::TopologyError),
-    #[error("the broker closed the job consumer")]
+    #[error("the broker closed the consumer")]
     ConsumerClosed,
+    #[error("cannot set up: {0}")]
+    Setup(String),
 }
 
 /// Run broker sessions until `shutdown` flips to true, reconnecting after failures.
@@ -130,7 +132,12 @@ async fn session(
 
 /// Stop taking jobs, let the running ones finish within `grace`; whatever is left unacked goes
 /// back to the queue when the connection closes.
-async fn drain(consume: &Channel, tag: &str, turns: &mut JoinSet<()>, grace: Duration) {
+pub(crate) async fn drain<T: 'static>(
+    consume: &Channel,
+    tag: &str,
+    turns: &mut JoinSet<T>,
+    grace: Duration,
+) {
     let _ = consume
         .basic_cancel(tag.into(), BasicCancelOptions::default())
         .await;

@@ -2,9 +2,11 @@
 //! assembles context from Postgres, streams the model's answer back as reply events and stores
 //! the turn. Run any number of them; each takes at most `concurrency` jobs at once.
 
+pub mod channels;
 pub mod config;
 mod consume;
 pub mod context;
+mod delivery;
 mod inflight;
 pub mod knowledge;
 pub mod model;
@@ -22,7 +24,7 @@ use std::sync::Arc;
 pub use config::WorkerConfig;
 pub use process::{init_logging, shutdown_signal};
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::inflight::InFlight;
 use crate::model::{Builtin, Models, OpenAi};
@@ -66,21 +68,39 @@ pub async fn run(
             config.model_timeout,
         )?,
     );
-    let env = Arc::new(turn::TurnEnv {
-        worker_id: new_worker_id(),
-        pool,
-        models,
-        inflight: InFlight::default(),
-        coalesce: config.coalesce,
-        default_context_window: config.default_context_window,
-        final_attempt: config.shared.queue_limits.delivery_limit + 1,
-    });
+    let worker_id = new_worker_id();
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         stop.send_replace(true);
     });
-    consume::run_sessions(&config, env, stopped).await?;
+    let delivery = config.roles.delivery.then(|| {
+        let (config, pool, worker_id, stopped) = (
+            config.clone(),
+            pool.clone(),
+            worker_id.clone(),
+            stopped.clone(),
+        );
+        tokio::spawn(async move { delivery::run(&config, pool, &worker_id, stopped).await })
+    });
+    if config.roles.chat {
+        let env = Arc::new(turn::TurnEnv {
+            worker_id,
+            pool,
+            models,
+            inflight: InFlight::default(),
+            coalesce: config.coalesce,
+            default_context_window: config.default_context_window,
+            final_attempt: config.shared.queue_limits.delivery_limit + 1,
+        });
+        consume::run_sessions(&config, env, stopped).await?;
+    }
+    if let Some(delivery) = delivery {
+        match delivery.await {
+            Ok(result) => result?,
+            Err(e) => warn!(error = %e, "the delivery role panicked"),
+        }
+    }
     info!("worker stopped");
     Ok(())
 }

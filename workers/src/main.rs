@@ -17,7 +17,9 @@ async fn main() -> ExitCode {
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Err(e) = confab_worker::config::apply_args(&mut config, &args) {
-        eprintln!("confab-worker: {e}\nusage: confab-worker [--concurrency N]");
+        eprintln!(
+            "confab-worker: {e}\nusage: confab-worker [--concurrency N] [--roles chat,delivery]"
+        );
         return ExitCode::from(2);
     }
     match confab_worker::run(config, confab_worker::shutdown_signal()).await {

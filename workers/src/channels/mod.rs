@@ -1,0 +1,282 @@
+//! Channel platforms behind one interface. An [`Adapter`] knows everything about one platform:
+//! its webhook handshake, how a webhook proves where it came from (checked on the raw bytes),
+//! how a webhook body turns into [`Event`]s with their dedupe and conversation keys, how an
+//! answer is sent, how the platform's errors are classified, and its message size limit.
+//! The ingress uses the inbound half (`src/webhooks.rs`); the delivery role
+//! (`crate::delivery`) the outbound half. Adding a platform is one more file here.
+
+pub mod telegram;
+pub mod whatsapp;
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+/// A channel's stored `config` (credentials and settings).
+pub type Config = serde_json::Map<String, Value>;
+
+/// The answer to a platform's `GET` on the webhook.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handshake {
+    /// Verified: answer 200 with this body, verbatim.
+    Accept(String),
+    /// Not verified (wrong or missing token): 403.
+    Refuse,
+    /// The platform has no such handshake.
+    Unsupported,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    /// Without its secret a channel cannot tell real webhooks from forged ones, so it takes none.
+    #[error("the channel has no {0} configured, so it refuses webhooks")]
+    NoSecret(&'static str),
+    #[error("the request carries no {0}")]
+    Missing(&'static str),
+    #[error("the {0} does not match")]
+    Mismatch(&'static str),
+}
+
+/// Something a webhook told us.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Message(Inbound),
+    Status(StatusUpdate),
+}
+
+/// A user's message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inbound {
+    /// The platform's id of the message (or update): the dedupe key.
+    pub external_id: String,
+    /// Who sent it: the key of their identity, and so of their conversation on the channel.
+    pub sender: Sender,
+    /// Where the answer goes (a phone number, a chat id).
+    pub reply_address: String,
+    /// When the user sent it, seconds since the epoch, as the platform says.
+    pub sent_at: i64,
+    pub content: Content,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sender {
+    /// The identity's `external_id` (a WhatsApp `wa_id`, `telegram:<user id>`).
+    pub external_id: String,
+    /// Another id the platform knows the user by (WhatsApp's business-scoped user id).
+    pub alternate_id: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Content {
+    Text(String),
+    /// A kind of message the assistant cannot read (image, voice note, sticker...).
+    Unsupported(String),
+}
+
+/// A platform's news about a message we sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusUpdate {
+    pub external_id: String,
+    pub status: DeliveryStatus,
+    pub error: Option<Value>,
+}
+
+/// Where a sent message stands. The order is the order statuses may move in; `failed` is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DeliveryStatus {
+    Accepted,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Accepted => "accepted",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Read => "read",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeliveryStatus> {
+        Some(match s {
+            "accepted" => DeliveryStatus::Accepted,
+            "sent" => DeliveryStatus::Sent,
+            "delivered" => DeliveryStatus::Delivered,
+            "read" => DeliveryStatus::Read,
+            "failed" => DeliveryStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// Where the platforms' APIs are: configurable so tests run a local server in their place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// `CONFAB_WHATSAPP_GRAPH_URL`, default `https://graph.facebook.com`.
+    pub whatsapp_graph_url: String,
+    /// `CONFAB_WHATSAPP_GRAPH_VERSION`, default `v21.0`.
+    pub whatsapp_graph_version: String,
+    /// `CONFAB_TELEGRAM_API_URL`, default `https://api.telegram.org`.
+    pub telegram_api_url: String,
+}
+
+/// Why a send failed, as far as retrying goes.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendError {
+    /// The platform asks us to slow down: retry after a pause.
+    #[error("throttled by the platform ({code}): {message}")]
+    Throttled {
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The network or the platform failed; the same request may well work later.
+    #[error("transient failure: {0}")]
+    Transient(String),
+    /// The platform refused the message for good; retrying cannot help.
+    #[error("refused by the platform ({code}): {message}")]
+    Rejected {
+        code: String,
+        message: String,
+        details: Value,
+    },
+}
+
+impl SendError {
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, SendError::Rejected { .. })
+    }
+}
+
+pub trait Adapter: Send + Sync {
+    /// The channel kind this adapter serves (`channels.kind`).
+    fn kind(&self) -> &'static str;
+
+    /// Answer the platform's `GET` on the webhook URL.
+    fn handshake(&self, config: &Config, query: &[(String, String)]) -> Handshake;
+
+    /// Check that a webhook comes from the platform, on the raw request, in constant time.
+    fn authenticate(
+        &self,
+        config: &Config,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), AuthError>;
+
+    /// Every event in an authenticated webhook body. What the adapter does not handle (another
+    /// account's phone number, a kind of update without a message) is left out, not an error:
+    /// the platform gets its 200 either way, so it does not retry.
+    fn parse(&self, config: &Config, body: &[u8]) -> Vec<Event>;
+
+    /// The longest text one platform message may carry, in characters.
+    fn max_text_chars(&self) -> usize;
+
+    /// Send one text message (at most [`Adapter::max_text_chars`]); the platform's id of it.
+    fn send<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        endpoints: &'a Endpoints,
+        config: &'a Config,
+        to: &'a str,
+        text: &'a str,
+    ) -> BoxFuture<'a, Result<String, SendError>>;
+}
+
+/// The adapter of a channel kind, if confab has one.
+pub fn adapter(kind: &str) -> Option<&'static dyn Adapter> {
+    match kind {
+        "whatsapp" => Some(&whatsapp::WhatsApp),
+        "telegram" => Some(&telegram::Telegram),
+        _ => None,
+    }
+}
+
+/// A string setting of a channel's config, if set and not empty.
+pub fn setting<'a>(config: &'a Config, key: &str) -> Option<&'a str> {
+    config
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|value| !value.is_empty())
+}
+
+/// Split `text` into parts of at most `max_chars` characters, never inside a character;
+/// preferably after a line break or a space in the last fifth of a part.
+pub fn split_text(text: &str, max_chars: usize) -> Vec<&str> {
+    let max_chars = max_chars.max(1);
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while rest.chars().count() > max_chars {
+        let hard_end = rest
+            .char_indices()
+            .nth(max_chars)
+            .map_or(rest.len(), |(i, _)| i);
+        let window = &rest[..hard_end];
+        let soft_floor = window
+            .char_indices()
+            .nth(max_chars - max_chars / 5)
+            .map_or(0, |(i, _)| i);
+        let end = window
+            .rfind('\n')
+            .or_else(|| window.rfind(' '))
+            .filter(|&i| i >= soft_floor && i > 0)
+            .map_or(hard_end, |i| i + 1);
+        parts.push(&rest[..end]);
+        rest = &rest[end..];
+    }
+    if !rest.is_empty() || parts.is_empty() {
+        parts.push(rest);
+    }
+    parts
+}
+
+/// The platform's HTTP client: bounded, so a hung platform cannot hold a delivery forever.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_text_keeps_short_text_whole() {
+        assert_eq!(split_text("hello", 4096), vec!["hello"]);
+        assert_eq!(split_text("", 4096), vec![""]);
+    }
+
+    #[test]
+    fn split_text_never_exceeds_the_limit_nor_breaks_characters() {
+        let text = "é😀a".repeat(3000);
+        let parts = split_text(&text, 4096);
+        assert!(parts.len() > 1);
+        assert!(parts.iter().all(|p| p.chars().count() <= 4096));
+        assert_eq!(parts.concat(), text);
+    }
+
+    #[test]
+    fn split_text_prefers_a_line_break_near_the_end() {
+        let text = format!("{}\n{}", "a".repeat(90), "b".repeat(30));
+        let parts = split_text(&text, 100);
+        assert_eq!(parts, vec![format!("{}\n", "a".repeat(90)), "b".repeat(30)]);
+    }
+
+    #[test]
+    fn delivery_statuses_only_move_forward_in_this_order() {
+        use DeliveryStatus::*;
+        assert!(Accepted < Sent && Sent < Delivered && Delivered < Read && Read < Failed);
+        for s in [Accepted, Sent, Delivered, Read, Failed] {
+            assert_eq!(DeliveryStatus::parse(s.as_str()), Some(s));
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Telegram Bot API: updates pushed to a webhook set with `setWebhook`, answers with
+//! `sendMessage`.
+//!
+//! Channel config: `bot_token` (the bot's API token) and `secret_token` (given to `setWebhook`;
+//! Telegram sends it back in `X-Telegram-Bot-Api-Secret-Token` on every update).
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+use super::{
+    Adapter, AuthError, Config, Content, Endpoints, Event, Handshake, Inbound, SendError, Sender,
+    setting,
+};
+
+pub struct Telegram;
+
+impl Adapter for Telegram {
+    fn kind(&self) -> &'static str {
+        "telegram"
+    }
+
+    fn handshake(&self, _config: &Config, _query: &[(String, String)]) -> Handshake {
+        Handshake::Unsupported
+    }
+
+    fn authenticate(
+        &self,
+        config: &Config,
+        headers: &HeaderMap,
+        _body: &[u8],
+    ) -> Result<(), AuthError> {
+        let secret = setting(config, "secret_token").ok_or(AuthError::NoSecret("secret_token"))?;
+        let given = headers
+            .get("x-telegram-bot-api-secret-token")
+            .ok_or(AuthError::Missing("X-Telegram-Bot-Api-Secret-Token header"))?;
+        if subtle::ConstantTimeEq::ct_eq(given.as_bytes(), secret.as_bytes()).into() {
+            Ok(())
+        } else {
+            Err(AuthError::Mismatch("X-Telegram-Bot-Api-Secret-Token"))
+        }
+    }
+
+    fn parse(&self, _config: &Config, body: &[u8]) -> Vec<Event> {
+        let Ok(update) = serde_json::from_slice::<Value>(body) else {
+            return Vec::new();
+        };
+        inbound(&update).map(Event::Message).into_iter().collect()
+    }
+
+    fn max_text_chars(&self) -> usize {
+        4096
+    }
+
+    fn send<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        endpoints: &'a Endpoints,
+        config: &'a Config,
+        to: &'a str,
+        text: &'a str,
+    ) -> BoxFuture<'a, Result<String, SendError>> {
+        Box::pin(async move {
+            let Some(token) = setting(config, "bot_token") else {
+                return Err(SendError::Rejected {
+                    code: "channel_config".into(),
+                    message: "the channel has no bot_token".into(),
+                    details: Value::Null,
+                });
+            };
+            let url = format!(
+                "{}/bot{token}/sendMessage",
+                endpoints.telegram_api_url.trim_end_matches('/')
+            );
+            let chat_id: Value = to.parse::<i64>().map_or_else(|_| json!(to), |id| json!(id));
+            let response = http
+                .post(url)
+                .json(&json!({"chat_id": chat_id, "text": text}))
+                .send()
+                .await
+                .map_err(|e| SendError::Transient(e.to_string()))?;
+            let status = response.status();
+            let reply: Value = response.json().await.unwrap_or(Value::Null);
+            if reply["ok"] == true
+                && let Some(id) = reply["result"]["message_id"].as_i64()
+            {
+                return Ok(format!("{to}:{id}"));
+            }
+            Err(classify(status, &reply))
+        })
+    }
+}
+
+fn classify(status: reqwest::StatusCode, reply: &Value) -> SendError {
+    let message = reply["description"]
+        .as_str()
+        .map_or_else(|| format!("HTTP {status}"), str::to_owned);
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return SendError::Throttled {
+            code: "429".into(),
+            message,
+            retry_after: reply["parameters"]["retry_after"]
+                .as_u64()
+                .map(Duration::from_secs),
+        };
+    }
+    if status.is_server_error() {
+        return SendError::Transient(message);
+    }
+    SendError::Rejected {
+        code: status.as_u16().to_string(),
+        message,
+        details: reply.clone(),
+    }
+}
+
+fn inbound(update: &Value) -> Option<Inbound> {
+    let update_id = update["update_id"].as_i64()?;
+    // Edits, channel posts, callbacks and the like are not new messages to answer.
+    let message = update.get("message")?;
+    let from = &message["from"];
+    let name = [from["first_name"].as_str(), from["last_name"].as_str()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let content = match message["text"].as_str() {
+        Some(text) => Content::Text(text.to_owned()),
+        None => Content::Unsupported(
+            [
+                "photo",
+                "voice",
+                "audio",
+                "video",
+                "video_note",
+                "document",
+                "sticker",
+                "location",
+                "contact",
+            ]
+            .into_iter()
+            .find(|kind| message.get(kind).is_some())
+            .unwrap_or("message")
+            .to_owned(),
+        ),
+    };
+    Some(Inbound {
+        external_id: update_id.to_string(),
+        sender: Sender {
+            external_id: format!("telegram:{}", from["id"].as_i64()?),
+            alternate_id: from["username"].as_str().map(|u| format!("@{u}")),
+            name: Some(name).filter(|n| !n.is_empty()),
+        },
+        reply_address: message["chat"]["id"].as_i64()?.to_string(),
+        sent_at: message["date"].as_i64()?,
+        content,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        json!({"bot_token": "123:abc", "secret_token": "s3cret"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn secret_token_header_authenticates() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-telegram-bot-api-secret-token", "s3cret".parse().unwrap());
+        assert_eq!(Telegram.authenticate(&config(), &headers, b"{}"), Ok(()));
+        headers.insert("x-telegram-bot-api-secret-token", "guess".parse().unwrap());
+        assert!(Telegram.authenticate(&config(), &headers, b"{}").is_err());
+        assert!(
+            Telegram
+                .authenticate(&config(), &HeaderMap::new(), b"{}")
+                .is_err()
+        );
+        assert_eq!(
+            Telegram.authenticate(&Config::new(), &headers, b"{}"),
+            Err(AuthError::NoSecret("secret_token"))
+        );
+    }
+
+    #[test]
+    fn a_message_update_becomes_one_inbound_keyed_by_update_id() {
+        let update = json!({"update_id": 10, "message": {"message_id": 5, "date": 1700000000,
+            "from": {"id": 42, "first_name": "Ana", "last_name": "Lima", "username": "ana"},
+            "chat": {"id": 42, "type": "private"}, "text": "hello"}});
+        let events = Telegram.parse(&config(), update.to_string().as_bytes());
+        let [Event::Message(m)] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(m.external_id, "10");
+        assert_eq!(m.sender.external_id, "telegram:42");
+        assert_eq!(m.sender.name.as_deref(), Some("Ana Lima"));
+        assert_eq!(m.reply_address, "42");
+        assert_eq!(m.content, Content::Text("hello".into()));
+        let edit = json!({"update_id": 11, "edited_message": {"text": "x"}});
+        assert!(
+            Telegram
+                .parse(&config(), edit.to_string().as_bytes())
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn too_many_requests_is_retried_after_the_given_pause() {
+        let reply = json!({"ok": false, "error_code": 429, "description": "Too Many Requests",
+            "parameters": {"retry_after": 3}});
+        assert_eq!(
+            classify(reqwest::StatusCode::TOO_MANY_REQUESTS, &reply),
+            SendError::Throttled {
+                code: "429".into(),
+                message: "Too Many Requests".into(),
+                retry_after: Some(Duration::from_secs(3))
+            }
+        );
+        let forbidden = json!({"ok": false, "error_code": 403, "description": "bot was blocked"});
+        assert!(!classify(reqwest::StatusCode::FORBIDDEN, &forbidden).is_retryable());
+    }
+}

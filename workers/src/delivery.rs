@@ -1,0 +1,361 @@
+//! The delivery role: sends channel answers to their platform. Channel turns (WhatsApp,
+//! Telegram) have `<prefix>.deliveries` as reply destination; this role consumes their final
+//! events, looks up where each answer goes (the inbound message it answers, by request id),
+//! sends it through the channel's [`Adapter`] with retries on throttling, and records the
+//! outcome on the stored assistant message. A delivery is acked only once its outcome is
+//! recorded, so a worker dying mid-send redelivers it (the platform may then see an answer
+//! twice, never none).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use confab_contract::{Done, ReplyEvent, declare_work_topology};
+use deadpool_postgres::Pool;
+use futures_util::StreamExt;
+use lapin::{
+    Connection, ConnectionProperties,
+    message::Delivery,
+    options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
+    types::FieldTable,
+};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+use crate::WorkerConfig;
+use crate::channels::{self, Adapter, Config, DeliveryStatus, SendError};
+use crate::config::DeliveryConfig;
+use crate::consume::SessionError;
+use crate::store::StoreError;
+
+const TARGET_LOOKUPS: u32 = 20;
+const TARGET_LOOKUP_PAUSE: Duration = Duration::from_millis(100);
+
+struct Deliverer {
+    pool: Pool,
+    http: reqwest::Client,
+    settings: DeliveryConfig,
+}
+
+/// Run delivery sessions until `shutdown` flips to true, reconnecting after failures.
+pub async fn run(
+    config: &WorkerConfig,
+    pool: Pool,
+    worker_id: &str,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), SessionError> {
+    let http = channels::http_client(config.delivery.http_timeout)
+        .map_err(|e| SessionError::Setup(e.to_string()))?;
+    let deliverer = Arc::new(Deliverer {
+        pool,
+        http,
+        settings: config.delivery.clone(),
+    });
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match session(config, &deliverer, worker_id, &mut shutdown).await {
+            Ok(()) => return Ok(()),
+            Err(SessionError::Topology(e)) => return Err(e.into()),
+            Err(e) => {
+                warn!(error = %e, retry_in = ?backoff, "delivery session ended; reconnecting")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn session(
+    config: &WorkerConfig,
+    deliverer: &Arc<Deliverer>,
+    worker_id: &str,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), SessionError> {
+    let names = &config.shared.names;
+    let properties = ConnectionProperties::default()
+        .with_connection_name(format!("confab-worker {worker_id} delivery").into());
+    let connection = Connection::connect(&config.shared.amqp_url, properties).await?;
+    let channel = connection.create_channel().await?;
+    declare_work_topology(&channel, names, config.shared.queue_limits).await?;
+    channel
+        .basic_qos(
+            deliverer.settings.concurrency,
+            BasicQosOptions { global: false },
+        )
+        .await?;
+    let tag = format!("{worker_id}-delivery");
+    let mut deliveries = channel
+        .basic_consume(
+            names.deliveries().as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    info!(queue = %names.deliveries(), "delivering channel answers");
+    let mut sends = JoinSet::new();
+    let ended = loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break Ok(()),
+            delivery = deliveries.next() => match delivery {
+                Some(Ok(delivery)) => {
+                    sends.spawn(settle(deliverer.clone(), delivery));
+                }
+                Some(Err(e)) => break Err(e.into()),
+                None => break Err(SessionError::ConsumerClosed),
+            },
+            Some(_) = sends.join_next() => {}
+        }
+    };
+    if ended.is_ok() {
+        crate::consume::drain(&channel, &tag, &mut sends, config.shutdown_grace).await;
+        let _ = connection.close(200, "worker stopping".into()).await;
+    }
+    ended
+}
+
+async fn settle(deliverer: Arc<Deliverer>, delivery: Delivery) {
+    let result = match deliverer.handle(&delivery).await {
+        Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+        Err(e) => {
+            // The database is unreachable: try again later; the delivery limit bounds it.
+            warn!(error = %e, "could not record a delivery; returning it to the queue");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            delivery
+                .nack(BasicNackOptions {
+                    multiple: false,
+                    requeue: true,
+                })
+                .await
+        }
+    };
+    if let Err(e) = result {
+        warn!(error = %e, "could not settle a delivery; the broker will redeliver it");
+    }
+}
+
+/// Where an answer goes, from the inbound message it answers.
+struct Target {
+    tenant_id: Uuid,
+    channel_id: Uuid,
+    kind: String,
+    config: Config,
+    reply_address: String,
+}
+
+impl Deliverer {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        let request_id = delivery
+            .properties
+            .correlation_id()
+            .as_ref()
+            .and_then(|id| Uuid::parse_str(id.as_str()).ok());
+        let (Some(request_id), Ok(event)) = (request_id, ReplyEvent::decode(&delivery.data)) else {
+            error!("undecodable delivery; dropping it");
+            return Ok(());
+        };
+        let done = match event {
+            ReplyEvent::Done(done) => done,
+            ReplyEvent::Error { code, message } => {
+                warn!(%request_id, ?code, %message, "a channel turn failed; nothing to send");
+                return Ok(());
+            }
+            // Progress events of the turn: only its answer is sent.
+            _ => return Ok(()),
+        };
+        let Some(target) = self.wait_for_target(request_id).await? else {
+            warn!(%request_id, "no channel message for this answer (channel deleted?); dropping it");
+            return Ok(());
+        };
+        let Some((message_pk, already)) = self.answer(&target, &done).await? else {
+            warn!(%request_id, "the answer is not stored; dropping it");
+            return Ok(());
+        };
+        if already.is_some() {
+            info!(%request_id, "answer already delivered; not sending it again");
+            return Ok(());
+        }
+        let Some(adapter) = channels::adapter(&target.kind) else {
+            return self
+                .record_failure(message_pk, &json!({"code": "unsupported_channel"}))
+                .await;
+        };
+        self.send(adapter, &target, message_pk, &done.text).await
+    }
+
+    /// The ingress commits the inbox row only after the broker confirmed what it published, so
+    /// an answer can arrive a moment before its row is visible; a row that never appears
+    /// belongs to a hand-off that failed (and that the platform will retry).
+    async fn wait_for_target(&self, request_id: Uuid) -> Result<Option<Target>, StoreError> {
+        for _ in 0..TARGET_LOOKUPS {
+            if let Some(target) = self.target(request_id).await? {
+                return Ok(Some(target));
+            }
+            tokio::time::sleep(TARGET_LOOKUP_PAUSE).await;
+        }
+        Ok(None)
+    }
+
+    async fn target(&self, request_id: Uuid) -> Result<Option<Target>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT i.tenant_id, i.channel_id, c.kind, c.config, i.reply_address \
+                 FROM channel_inbox i JOIN channels c ON c.id = i.channel_id \
+                 WHERE i.request_id = $1",
+                &[&request_id],
+            )
+            .await?;
+        Ok(row.map(|row| Target {
+            tenant_id: row.get(0),
+            channel_id: row.get(1),
+            kind: row.get(2),
+            config: match row.get::<_, Value>(3) {
+                Value::Object(config) => config,
+                _ => Config::new(),
+            },
+            reply_address: row.get(4),
+        }))
+    }
+
+    /// The stored answer's key and its delivery status so far.
+    async fn answer(
+        &self,
+        target: &Target,
+        done: &Done,
+    ) -> Result<Option<(i64, Option<String>)>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT m.pk, m.delivery_status FROM messages m \
+                 JOIN conversations c ON c.pk = m.conversation_pk \
+                 WHERE c.tenant_id = $1 AND c.id = $2 AND m.id = $3",
+                &[&target.tenant_id, &done.conversation_id, &done.message_id],
+            )
+            .await?;
+        Ok(row.map(|row| (row.get(0), row.get(1))))
+    }
+
+    async fn send(
+        &self,
+        adapter: &dyn Adapter,
+        target: &Target,
+        message_pk: i64,
+        text: &str,
+    ) -> Result<(), StoreError> {
+        for part in channels::split_text(text, adapter.max_text_chars()) {
+            match self.send_part(adapter, target, part).await {
+                Ok(external_id) => {
+                    self.record_sent(target.channel_id, &external_id, message_pk)
+                        .await?;
+                    metrics::counter!("confab_channel_messages_sent_total", "kind" => adapter.kind())
+                        .increment(1);
+                }
+                Err(e) => {
+                    warn!(kind = adapter.kind(), error = %e, "could not send an answer");
+                    metrics::counter!("confab_channel_send_failures_total", "kind" => adapter.kind())
+                        .increment(1);
+                    return self.record_failure(message_pk, &failure_details(&e)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One message part, retried while the platform throttles or fails transiently.
+    async fn send_part(
+        &self,
+        adapter: &dyn Adapter,
+        target: &Target,
+        part: &str,
+    ) -> Result<String, SendError> {
+        let mut pause = self.settings.retry_base;
+        let mut attempt = 1;
+        loop {
+            let sent = adapter
+                .send(
+                    &self.http,
+                    &self.settings.endpoints,
+                    &target.config,
+                    &target.reply_address,
+                    part,
+                )
+                .await;
+            match sent {
+                Err(e) if e.is_retryable() && attempt < self.settings.max_attempts => {
+                    let wait = match &e {
+                        SendError::Throttled {
+                            retry_after: Some(after),
+                            ..
+                        } => *after,
+                        _ => pause,
+                    };
+                    info!(attempt, retry_in = ?wait, error = %e, "send failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    pause = (pause * 2).min(Duration::from_secs(60));
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn record_sent(
+        &self,
+        channel_id: Uuid,
+        external_id: &str,
+        message_pk: i64,
+    ) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        // A status notification may have created the row first; keep whichever status is
+        // further along. The table's trigger carries it over to the message.
+        client
+            .execute(
+                "INSERT INTO channel_outbox (channel_id, external_id, message_pk, status) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (channel_id, external_id) DO UPDATE SET \
+                   message_pk = EXCLUDED.message_pk, updated_at = now()",
+                &[
+                    &channel_id,
+                    &external_id,
+                    &message_pk,
+                    &DeliveryStatus::Accepted.as_str(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn record_failure(&self, message_pk: i64, details: &Value) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "UPDATE messages SET delivery_status = 'failed', delivery_error = $2 \
+                 WHERE pk = $1",
+                &[&message_pk, details],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+fn failure_details(error: &SendError) -> Value {
+    match error {
+        SendError::Rejected {
+            code,
+            message,
+            details,
+        } => json!({"code": code, "message": message, "details": details}),
+        SendError::Throttled { code, message, .. } => {
+            json!({"code": code, "message": message, "retries_exhausted": true})
+        }
+        SendError::Transient(message) => {
+            json!({"code": "transient", "message": message, "retries_exhausted": true})
+        }
+    }
+}
