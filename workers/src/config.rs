@@ -174,3 +174,41 @@ pub fn apply_args(config: &mut WorkerConfig, args: &[String]) -> Result<(), Conf
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_read_from_a_comma_separated_list() {
+        let both = Roles::parse("chat, delivery", "v").unwrap();
+        assert!(both.chat && both.delivery);
+        let delivery = Roles::parse("delivery", "v").unwrap();
+        assert!(!delivery.chat && delivery.delivery);
+        assert!(Roles::parse("chat,mail", "v").is_err());
+        assert!(Roles::parse(" , ", "v").is_err());
+    }
+
+    #[test]
+    fn the_roles_flag_limits_a_process_to_some_roles() {
+        let mut config = WorkerConfig::from_env().unwrap();
+        apply_args(
+            &mut config,
+            &[
+                "--roles=delivery".into(),
+                "--concurrency".into(),
+                "2".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            config.roles,
+            Roles {
+                chat: false,
+                delivery: true
+            }
+        );
+        assert_eq!(config.concurrency, 2);
+        assert!(apply_args(&mut config, &["--roles".into(), "cook".into()]).is_err());
+    }
+}
