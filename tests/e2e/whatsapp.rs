@@ -518,3 +518,39 @@ async fn a_second_message_continues_the_senders_conversation() {
     let history = channel.wait_for_history(|h| h.len() == 4).await;
     assert_eq!(history[2]["id"], "wamid.m2");
 }
+
+#[tokio::test]
+async fn a_sender_is_recognised_by_the_business_scoped_id_when_the_phone_number_is_hidden() {
+    let channel = WhatsAppChannel::start().await;
+    let with_phone = webhook(json!([change(
+        NUMBER_ID,
+        json!([{"profile": {"name": "Kerry"}, "wa_id": "16315551181", "user_id": "US.1349120865"}]),
+        json!([text(
+            "wamid.p1",
+            "16315551181",
+            "When do you open?",
+            now_secs()
+        )]),
+    )]));
+    channel.post(&with_phone).await;
+    channel.platform.wait_for(1).await;
+    // Later the user hides their number: only the business-scoped id comes.
+    let without_phone = webhook(json!([change(
+        NUMBER_ID,
+        json!([{"profile": {"name": "Kerry"}, "user_id": "US.1349120865"}]),
+        json!([{"from_user_id": "US.1349120865", "id": "wamid.p2", "type": "text",
+                "timestamp": now_secs().to_string(), "text": {"body": "And when do you close?"}}]),
+    )]));
+    let (_, receipt) = channel.post(&without_phone).await;
+    assert_eq!(receipt["queued"], 1, "{receipt}");
+    let sent = channel.platform.wait_for(2).await;
+    assert_eq!(sent[1].body["to"], "US.1349120865");
+    let (_, identities) = channel.stack.api("GET", "/v1/identities", None).await;
+    assert_eq!(
+        identities["data"].as_array().unwrap().len(),
+        1,
+        "{identities}"
+    );
+    // One conversation, continued: `history` asserts there is exactly one.
+    channel.wait_for_history(|h| h.len() == 4).await;
+}
