@@ -47,6 +47,11 @@ pub enum Settle {
 /// While the model is silent, a keepalive this often tells a vanished caller apart.
 const KEEPALIVE: Duration = Duration::from_millis(400);
 
+/// How long a job's reply destination may be missing when the job starts before its caller
+/// counts as gone: longer than the ingress takes to reconnect after a broker restart (its retry
+/// interval grows to 5 s).
+const REPLY_PATH_PATIENCE: Duration = Duration::from_secs(10);
+
 /// Deltas larger than this are published without waiting for the coalescing window.
 const MAX_PENDING_BYTES: usize = 8 * 1024;
 
@@ -70,9 +75,16 @@ pub async fn run(env: &TurnEnv, channel: Channel, job: &Job, attempt: u32) -> Se
         worker: env.worker_id.clone(),
         attempt,
     };
-    if let Err(e) = replies.send(&accepted).await {
-        warn!(error = %e, "cannot publish to the broker; returning the job");
-        return Settle::Requeue;
+    let patience = REPLY_PATH_PATIENCE.min(Duration::from_millis(
+        (job.deadline_ms - now_ms()).max(0) as u64,
+    ));
+    match replies.announce(&accepted, patience).await {
+        Ok(Delivered::Yes) => {}
+        Ok(Delivered::CallerGone) => info!("nobody listens for this request's replies"),
+        Err(e) => {
+            warn!(error = %e, "cannot publish to the broker; returning the job");
+            return Settle::Requeue;
+        }
     }
     let outcome = answer(
         env,
