@@ -6,12 +6,14 @@
 #![allow(clippy::unwrap_used)]
 
 mod openai_server;
+mod private_rabbitmq;
 mod stack;
 
 mod agents_dialect;
 mod agents_errors;
 mod ai_hub_dialect;
 mod bad_input;
+mod broker_restart;
 mod broker_semantics;
 mod cancellation;
 mod channel_chat_dialect;
