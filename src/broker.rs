@@ -1,8 +1,9 @@
 //! The ingress's connection to RabbitMQ: one supervised session at a time, re-established by
-//! itself after the broker goes away. While there is no session, requests are refused at once
-//! (503 in each dialect's shape) instead of waiting.
+//! itself after the broker goes away. While there is no session, new requests are refused at
+//! once (503 in each dialect's shape) instead of waiting; requests already accepted wait for the
+//! next session (see `pipeline::Turn`), since their jobs are still queued.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use confab_contract::{
@@ -59,7 +60,7 @@ impl From<lapin::Error> for PublishError {
 }
 
 pub struct Broker {
-    current: RwLock<Option<Arc<Session>>>,
+    current: watch::Sender<Option<Arc<Session>>>,
     names: Names,
 }
 
@@ -79,7 +80,7 @@ impl Broker {
     /// or not), so a healthy start serves its first request without a 503.
     pub async fn start(settings: BrokerSettings, routes: SharedRoutes) -> Arc<Broker> {
         let broker = Arc::new(Broker {
-            current: RwLock::new(None),
+            current: watch::Sender::new(None),
             names: settings.names.clone(),
         });
         let (first_tx, first_rx) = tokio::sync::oneshot::channel();
@@ -94,15 +95,23 @@ impl Broker {
 
     /// The live session, if any.
     pub fn session(&self) -> Option<Arc<Session>> {
-        self.current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .filter(|s| s.is_alive())
+        self.current.borrow().clone().filter(|s| s.is_alive())
+    }
+
+    /// The live session, once there is one: at once if connected, else after a reconnection.
+    pub async fn next_session(&self) -> Arc<Session> {
+        let mut current = self.current.subscribe();
+        loop {
+            if let Some(session) = self.session() {
+                return session;
+            }
+            // The sender lives in `self`, so this only returns after a change.
+            let _ = current.changed().await;
+        }
     }
 
     fn set(&self, session: Option<Arc<Session>>) {
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = session;
+        self.current.send_replace(session);
     }
 
     /// Publish a job and wait for the broker's confirmation that it is queued.

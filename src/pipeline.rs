@@ -116,9 +116,7 @@ impl Pipeline {
         let request_id = request.request_id;
         let submitted = Instant::now();
         let deadline_ms = now_ms() + self.deadline.as_millis() as i64;
-        // The reply queue outlives the deadline a little, so late events are not returned as
-        // unroutable while the request is still finishing.
-        let expires_ms = (self.deadline.as_millis() as u32).saturating_add(30_000);
+        let expires_ms = reply_expiry_ms(self.deadline);
         let subscription = session
             .relay
             .subscribe(request_id, expires_ms)
@@ -147,6 +145,12 @@ impl Pipeline {
             broker: self.broker.clone(),
         })
     }
+}
+
+/// How long a reply queue may live unused: a little past the request's deadline, so late events
+/// are not returned as unroutable while the request is still finishing.
+fn reply_expiry_ms(until_deadline: Duration) -> u32 {
+    (until_deadline.as_millis() as u32).saturating_add(30_000)
 }
 
 impl Pipeline {
@@ -343,10 +347,18 @@ impl Turn {
                 _ = self.lost.wait_for(|lost| *lost) => None,
             };
             let Some(event) = event else {
-                return failed(
-                    FailureKind::BrokerLost,
-                    "lost the connection to the message broker",
-                );
+                // A streamed answer already relayed in part cannot be resumed without risking a
+                // splice; anything else waits for the broker, where its job is still queued.
+                if self.stream && self.relayed {
+                    return failed(
+                        FailureKind::BrokerLost,
+                        "lost the connection to the message broker",
+                    );
+                }
+                if let Err(failure) = self.resubscribe().await {
+                    return failure;
+                }
+                continue;
             };
             match event {
                 ReplyEvent::Accepted { worker, attempt } => {
@@ -371,6 +383,49 @@ impl Turn {
                 }
             }
         }
+    }
+}
+
+impl Turn {
+    /// After the broker connection was lost: wait (within the deadline) for the next session and
+    /// listen again under the same reply destination, which the job names. The job itself is
+    /// durable, so a worker answers it once the broker is back.
+    async fn resubscribe(&mut self) -> Result<(), TurnEvent> {
+        warn!(request_id = %self.request_id, "lost the broker while waiting; waiting for it to return");
+        let timeout = || {
+            failed(
+                FailureKind::Timeout,
+                "no answer before the request's deadline",
+            )
+        };
+        let (session, subscription) = loop {
+            let session = tokio::time::timeout_at(self.deadline, self.broker.next_session())
+                .await
+                .map_err(|_| timeout())?;
+            let until_deadline = self
+                .deadline
+                .saturating_duration_since(tokio::time::Instant::now());
+            match session
+                .relay
+                .subscribe(self.request_id, reply_expiry_ms(until_deadline))
+                .await
+            {
+                Ok(subscription) => break (session, subscription),
+                Err(e) => {
+                    warn!(request_id = %self.request_id, error = %e, "cannot reopen the reply path");
+                    // That session is failing too; its successor is worth another try.
+                    tokio::time::timeout_at(self.deadline, session.lost().wait_for(|lost| *lost))
+                        .await
+                        .map_err(|_| timeout())?
+                        .ok();
+                }
+            }
+        };
+        debug_assert_eq!(subscription.reply_to, self.subscription.reply_to);
+        self.subscription = subscription;
+        self.lost = session.lost();
+        info!(request_id = %self.request_id, "reply path reopened after a broker reconnection");
+        Ok(())
     }
 }
 

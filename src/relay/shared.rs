@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{RelayError, decode_for};
 
 /// Requests waiting for events, by request id. Survives reconnections; emptied when a session
-/// is lost so that every waiting request ends at once.
+/// is lost so that every waiting request notices at once (and subscribes again on the next).
 #[derive(Clone, Default)]
 pub struct SharedRoutes {
     routes: Arc<Mutex<HashMap<Uuid, mpsc::UnboundedSender<ReplyEvent>>>>,
@@ -45,11 +45,23 @@ pub struct Shared {
 pub struct RouteTeardown {
     routes: SharedRoutes,
     request_id: Uuid,
+    /// Weak, so that a route dropped by `fail_all` still ends the request's stream.
+    sender: mpsc::WeakUnboundedSender<ReplyEvent>,
 }
 
 impl Drop for RouteTeardown {
     fn drop(&mut self) {
-        self.routes.lock().remove(&self.request_id);
+        let mut routes = self.routes.lock();
+        // After a reconnection the request subscribes again before dropping its old
+        // subscription; leave the new route alone.
+        let ours = self.sender.upgrade();
+        if routes
+            .get(&self.request_id)
+            .zip(ours.as_ref())
+            .is_some_and(|(route, ours)| route.same_channel(ours))
+        {
+            routes.remove(&self.request_id);
+        }
     }
 }
 
@@ -94,11 +106,48 @@ impl Shared {
         request_id: Uuid,
     ) -> (String, mpsc::UnboundedReceiver<ReplyEvent>, RouteTeardown) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let sender = tx.downgrade();
         self.routes.lock().insert(request_id, tx);
         let teardown = RouteTeardown {
             routes: self.routes.clone(),
             request_id,
+            sender,
         };
         (self.queue.clone(), rx, teardown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Shared {
+        Shared {
+            queue: "t.reply.ingress.i".into(),
+            routes: SharedRoutes::default(),
+        }
+    }
+
+    #[test]
+    fn an_old_subscription_dropped_after_a_new_one_leaves_the_new_route_alone() {
+        let relay = shared();
+        let request = Uuid::now_v7();
+        let (_, old_events, old_teardown) = relay.subscribe(request);
+        relay.routes.fail_all();
+        let (_, mut events, _teardown) = relay.subscribe(request);
+        drop((old_events, old_teardown));
+        relay.routes.route(request, ReplyEvent::Keepalive);
+        assert_eq!(events.try_recv(), Ok(ReplyEvent::Keepalive));
+    }
+
+    #[test]
+    fn a_lost_session_ends_every_waiting_stream() {
+        let relay = shared();
+        let (_, mut events, _teardown) = relay.subscribe(Uuid::now_v7());
+        relay.routes.fail_all();
+        assert_eq!(
+            events.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        );
     }
 }

@@ -7,12 +7,14 @@
 
 mod fake_platform;
 mod openai_server;
+mod private_rabbitmq;
 mod stack;
 
 mod agents_dialect;
 mod agents_errors;
 mod ai_hub_dialect;
 mod bad_input;
+mod broker_restart;
 mod broker_semantics;
 mod cancellation;
 mod channel_chat_dialect;

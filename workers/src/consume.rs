@@ -66,6 +66,7 @@ async fn session(
     let properties = ConnectionProperties::default()
         .with_connection_name(format!("confab-worker {}", env.worker_id).into());
     let connection = Connection::connect(&config.shared.amqp_url, properties).await?;
+    let connected = std::time::Instant::now();
     // Jobs arrive on one channel and replies leave on another, so a slow confirm never delays a
     // delivery and vice versa.
     let consume = connection.create_channel().await?;
@@ -110,7 +111,8 @@ async fn session(
             _ = shutdown.wait_for(|stop| *stop) => break Ok(()),
             delivery = jobs.next() => match delivery {
                 Some(Ok(delivery)) => {
-                    turns.spawn(handle(env.clone(), publish.clone(), delivery));
+                    let reconnected = connected.elapsed() < turn::REPLY_PATH_PATIENCE;
+                    turns.spawn(handle(env.clone(), publish.clone(), delivery, reconnected));
                 }
                 Some(Err(e)) => break Err(e.into()),
                 None => break Err(SessionError::ConsumerClosed),
@@ -170,7 +172,7 @@ fn attempt_of(delivery: &Delivery) -> u32 {
     returned + 1
 }
 
-async fn handle(env: Arc<TurnEnv>, publish: Channel, delivery: Delivery) {
+async fn handle(env: Arc<TurnEnv>, publish: Channel, delivery: Delivery, reconnected: bool) {
     let job: Job = match confab_contract::decode(&delivery.data) {
         Ok(job) => job,
         Err(e) => {
@@ -188,7 +190,7 @@ async fn handle(env: Arc<TurnEnv>, publish: Channel, delivery: Delivery) {
     );
     async move {
         metrics::gauge!("confab_worker_jobs_in_flight").increment(1.0);
-        let settle = turn::run(&env, publish, &job, attempt).await;
+        let settle = turn::run(&env, publish, &job, attempt, reconnected).await;
         metrics::gauge!("confab_worker_jobs_in_flight").decrement(1.0);
         let result = match settle {
             Settle::Ack => delivery.ack(BasicAckOptions::default()).await,

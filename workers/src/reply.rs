@@ -5,7 +5,7 @@
 //! raises the job's "caller gone" signal, the same signal the cancel broadcast raises. Deltas are
 //! not waited for; the final event is, since the job is acked only after it is confirmed.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use confab_contract::{HEADER_VERSION, ReplyEvent, VERSION};
 use lapin::{
@@ -38,6 +38,9 @@ pub enum Delivered {
     Yes,
     CallerGone,
 }
+
+/// How often a missing reply destination is tried again.
+const ANNOUNCE_RETRY: Duration = Duration::from_millis(250);
 
 const MANDATORY: BasicPublishOptions = BasicPublishOptions {
     mandatory: true,
@@ -83,6 +86,30 @@ impl Replies {
             }
         });
         Ok(())
+    }
+
+    /// Publish the first event and wait until the reply destination has it. A destination that
+    /// is missing may be coming back: after a broker restart the ingress declares it again once
+    /// it has reconnected, which can be after this worker did. So try again for `patience`
+    /// before concluding that the caller is gone.
+    pub async fn announce(
+        &mut self,
+        event: &ReplyEvent,
+        patience: Duration,
+    ) -> Result<Delivered, ReplyError> {
+        let started = Instant::now();
+        loop {
+            let confirmation = self.publish(event).await?.await?;
+            if confirmation.take_message().is_none() {
+                return Ok(Delivered::Yes);
+            }
+            // A cancel broadcast needs no more patience.
+            if started.elapsed() >= patience || *self.gone.borrow() {
+                self.gone.send_replace(true);
+                return Ok(Delivered::CallerGone);
+            }
+            tokio::time::sleep(ANNOUNCE_RETRY).await;
+        }
     }
 
     /// Publish the final event and wait until the broker has it.

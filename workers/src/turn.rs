@@ -47,10 +47,23 @@ pub enum Settle {
 /// While the model is silent, a keepalive this often tells a vanished caller apart.
 const KEEPALIVE: Duration = Duration::from_millis(400);
 
+/// How long a job's reply destination may be missing when the job starts before its caller
+/// counts as gone: longer than the ingress takes to reconnect after a broker restart (its retry
+/// interval grows to 5 s). Only a worker that (re)connected less than this ago is patient: that
+/// is when a broker restart is the likely cause; otherwise a missing destination means the
+/// caller is gone, and the worker stops at once without waiting for a confirm.
+pub const REPLY_PATH_PATIENCE: Duration = Duration::from_secs(10);
+
 /// Deltas larger than this are published without waiting for the coalescing window.
 const MAX_PENDING_BYTES: usize = 8 * 1024;
 
-pub async fn run(env: &TurnEnv, channel: Channel, job: &Job, attempt: u32) -> Settle {
+pub async fn run(
+    env: &TurnEnv,
+    channel: Channel,
+    job: &Job,
+    attempt: u32,
+    reconnected: bool,
+) -> Settle {
     let started = Instant::now();
     let registration = env.inflight.register(job.request_id);
     let mut replies = Replies::new(
@@ -70,7 +83,21 @@ pub async fn run(env: &TurnEnv, channel: Channel, job: &Job, attempt: u32) -> Se
         worker: env.worker_id.clone(),
         attempt,
     };
-    if let Err(e) = replies.send(&accepted).await {
+    let announced = if reconnected {
+        let patience = REPLY_PATH_PATIENCE.min(Duration::from_millis(
+            (job.deadline_ms - now_ms()).max(0) as u64,
+        ));
+        match replies.announce(&accepted, patience).await {
+            Ok(Delivered::CallerGone) => {
+                info!("nobody listens for this request's replies");
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    } else {
+        replies.send(&accepted).await
+    };
+    if let Err(e) = announced {
         warn!(error = %e, "cannot publish to the broker; returning the job");
         return Settle::Requeue;
     }

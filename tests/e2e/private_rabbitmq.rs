@@ -1,0 +1,158 @@
+//! A RabbitMQ node of a test's own, on free ports, so the test may stop and start it without
+//! disturbing the machine's shared broker or the tests using it. Run as the `rabbitmq` user (the
+//! Debian package's), from a directory that holds its configuration, database and logs; the
+//! durable queues in that database survive a stop and start. Killed and removed when dropped.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct PrivateRabbitMq {
+    dir: PathBuf,
+    node: String,
+    amqp_port: u16,
+    dist_port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
+/// Whether a process with this id still exists (a zombie counts as gone: it runs nothing).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+impl PrivateRabbitMq {
+    /// Boot a fresh node and wait until it takes AMQP connections.
+    pub async fn start() -> PrivateRabbitMq {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let dir = std::env::temp_dir().join(format!("confab-rmq-{id}"));
+        let node = PrivateRabbitMq {
+            node: format!("confab-{}@localhost", &id[..8]),
+            amqp_port: free_port(),
+            dist_port: free_port(),
+            dir,
+        };
+        std::fs::create_dir_all(node.dir.join("mnesia")).unwrap();
+        std::fs::create_dir_all(node.dir.join("log")).unwrap();
+        std::fs::write(
+            node.dir.join("rabbitmq.conf"),
+            format!(
+                "listeners.tcp.default = 127.0.0.1:{}\nloopback_users = none\n",
+                node.amqp_port
+            ),
+        )
+        .unwrap();
+        std::fs::write(node.dir.join("enabled_plugins"), "[].\n").unwrap();
+        let chown = Command::new("chown")
+            .args(["-R", "rabbitmq"])
+            .arg(&node.dir)
+            .status()
+            .unwrap();
+        assert!(chown.success(), "chown the node's directory to rabbitmq");
+        node.up().await;
+        node
+    }
+
+    pub fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.amqp_port)
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.join("pid")
+    }
+
+    fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.pid_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Start the node (again, with the same database) and wait until it takes AMQP connections.
+    pub async fn up(&self) {
+        let _ = std::fs::remove_file(self.pid_file());
+        let d = |sub: &str| self.dir.join(sub).to_string_lossy().into_owned();
+        let status = Command::new("runuser")
+            .args(["-u", "rabbitmq", "--", "env"])
+            .arg(format!("HOME={}", self.dir.display()))
+            .arg(format!("RABBITMQ_NODENAME={}", self.node))
+            .arg(format!("RABBITMQ_CONFIG_FILE={}", d("rabbitmq.conf")))
+            .arg(format!("RABBITMQ_MNESIA_BASE={}", d("mnesia")))
+            .arg(format!("RABBITMQ_LOG_BASE={}", d("log")))
+            .arg(format!(
+                "RABBITMQ_ENABLED_PLUGINS_FILE={}",
+                d("enabled_plugins")
+            ))
+            .arg(format!("RABBITMQ_DIST_PORT={}", self.dist_port))
+            .arg(format!("RABBITMQ_PID_FILE={}", d("pid")))
+            .args(["/usr/lib/rabbitmq/bin/rabbitmq-server", "-detached"])
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("runuser rabbitmq-server");
+        assert!(status.success(), "rabbitmq-server -detached failed");
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            let connected = lapin::Connection::connect(&self.amqp_url(), Default::default()).await;
+            if let Ok(connection) = connected {
+                let _ = connection.close(200, "ready".into()).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "the private RabbitMQ node did not come up; see {}",
+            self.dir.join("log").display()
+        );
+    }
+
+    /// Stop the node as an operator does (SIGTERM: it closes its connections and shuts down
+    /// cleanly) and wait until it is gone.
+    pub async fn stop(&self) {
+        let pid = self.pid().expect("the node's pid file");
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM {pid}");
+        let asked = Instant::now();
+        while alive(pid) {
+            assert!(
+                asked.elapsed() < Duration::from_secs(60),
+                "the node did not stop"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for PrivateRabbitMq {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+            let asked = Instant::now();
+            while alive(pid) && asked.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
