@@ -35,6 +35,8 @@ use raw::{PostgresFigures, RAW_REPLIES};
 use report::{Table, ms, rate, ratio, verdict};
 use turns::{Coalescing, ModeTurns};
 
+/// The sections, in the order they run (`--only` takes a comma-separated list of them).
+const SECTIONS: [&str; 5] = ["baselines", "turns", "coalescing", "streams", "scaling"];
 const MODES: [ReplyMode; 2] = [ReplyMode::PerRequest, ReplyMode::Shared];
 /// Concurrent conversations (and raw RPC clients) of the latency and throughput runs.
 const CONCURRENCIES: [usize; 3] = [1, 50, 200];
@@ -72,7 +74,14 @@ impl Settings {
             .iter()
             .position(|a| a == "--only")
             .and_then(|i| args.get(i + 1))
-            .map(|list| list.split(',').map(str::to_owned).collect());
+            .map(|list| list.split(',').map(str::to_owned).collect::<Vec<_>>());
+        if let Some(unknown) = only
+            .iter()
+            .flatten()
+            .find(|s| !SECTIONS.contains(&s.as_str()))
+        {
+            panic!("unknown section {unknown:?}; the sections are {SECTIONS:?}");
+        }
         Settings {
             quick,
             phase: if quick {
