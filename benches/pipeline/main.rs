@@ -63,6 +63,8 @@ struct Settings {
     quick: bool,
     phase: Phase,
     coalescing_turns: usize,
+    /// Sequential streamed turns whose time to first token is split.
+    split_turns: usize,
     only: Option<Vec<String>>,
 }
 
@@ -96,6 +98,7 @@ impl Settings {
                 }
             },
             coalescing_turns: if quick { 20 } else { 100 },
+            split_turns: if quick { 100 } else { 500 },
             only,
         }
     }
@@ -125,6 +128,8 @@ struct Results {
     /// Raw RPC runs by mode, one per concurrency.
     raw: Vec<(ReplyMode, Vec<Run>)>,
     postgres: Option<PostgresFigures>,
+    /// Persistent publish with confirm to a quorum queue: 1 client, `PG_CONNECTIONS` clients.
+    quorum: Option<(Run, Run)>,
     turns: Vec<ModeTurns>,
     coalescing: Vec<Coalescing>,
     streams: Vec<streams::StreamMemory>,
@@ -150,6 +155,7 @@ async fn main() {
             let runs = raw::rpc_runs(mode, &CONCURRENCIES, settings.phase).await;
             results.raw.push((mode, runs));
         }
+        results.quorum = Some(raw::quorum_publish(PG_CONNECTIONS, settings.phase).await);
         results.postgres = Some(raw::postgres(PG_CONNECTIONS, settings.phase).await);
         print_baselines(&results);
     }
@@ -162,11 +168,13 @@ async fn main() {
                     settings.phase,
                     TURN_WORKERS,
                     TURN_WORKER_CONCURRENCY,
+                    settings.split_turns,
                 )
                 .await,
             );
         }
         print_first_token(&results);
+        print_split(&results);
         print_throughput(&results);
     }
     if settings.runs("coalescing") {
@@ -269,6 +277,22 @@ fn print_baselines(results: &Results) {
             ]);
         }
     }
+    if let Some((single, parallel)) = &results.quorum {
+        for run in [single, parallel] {
+            table.row(vec![
+                "quorum publish, confirmed".into(),
+                run.clients.to_string(),
+                run.samples.to_string(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                ms(run.total.p50),
+                ms(run.total.p99),
+                ms(run.total.p999),
+                rate(run.per_second),
+            ]);
+        }
+    }
     if let Some(pg) = &results.postgres {
         for run in [&pg.single, &pg.parallel] {
             table.row(vec![
@@ -286,7 +310,10 @@ fn print_baselines(results: &Results) {
         }
     }
     table.print();
-    println!("(1st = time to the first reply message: the baseline of time to first token)");
+    println!(
+        "(1st = time to the first reply message: the baseline of time to first token; quorum \
+         publish = a persistent 1 KiB message to a quorum queue until its confirm, as a job's)"
+    );
 }
 
 fn print_first_token(results: &Results) {
@@ -333,6 +360,43 @@ fn print_first_token(results: &Results) {
     println!(
         "(p999 of fewer than 1,000 samples is close to the maximum; the full run takes more samples)"
     );
+}
+
+fn print_split(results: &Results) {
+    let mut table = Table::new(
+        "2b. One conversation's time to first token, split (means over sequential turns): \
+         pipeline = ingress histogram from opening the reply path to the first delta (reply path, \
+         pending turn, confirmed job publish, worker, broker); before = HTTP, key lookup with \
+         rate limit bump, assistant lookup, dialect",
+        &[
+            ("mode", 11),
+            ("turns", 5),
+            ("TTFT ms", 7),
+            ("pipeline", 8),
+            ("before", 7),
+            ("share", 6),
+        ],
+    );
+    for turns in &results.turns {
+        if let Some(split) = &turns.split {
+            table.row(vec![
+                mode_name(turns.mode).into(),
+                split.turns.to_string(),
+                ms(split.client_ms),
+                ms(split.pipeline_ms),
+                ms(split.client_ms - split.pipeline_ms),
+                ratio(split.pipeline_ms, split.client_ms),
+            ]);
+        }
+    }
+    table.print();
+    if let (Some((quorum, _)), Some(pg)) = (&results.quorum, &results.postgres) {
+        println!(
+            "(for scale, 1 client p50: confirmed quorum publish {} ms, Postgres turn tx {} ms)",
+            ms(quorum.total.p50),
+            ms(pg.single.total.p50)
+        );
+    }
 }
 
 fn print_throughput(results: &Results) {

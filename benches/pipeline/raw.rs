@@ -8,9 +8,10 @@ use std::time::Instant;
 use confab::ReplyMode;
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 use tokio::sync::{Mutex, mpsc};
 
@@ -223,6 +224,70 @@ pub async fn rpc_runs(mode: ReplyMode, concurrencies: &[usize], phase: Phase) ->
     }
     rpc.close().await;
     runs
+}
+
+/// A job's publish with no confab code: a persistent 1 KiB message to a quorum queue, waiting
+/// for the broker's confirm (given once the queue's log is synced), on 1 channel and on
+/// `clients` clients sharing one channel. The queue is deleted at the end.
+pub async fn quorum_publish(clients: usize, phase: Phase) -> (Run, Run) {
+    let connection = Connection::connect(&amqp_url(), Default::default())
+        .await
+        .expect("broker");
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    let queue: Arc<str> = format!(
+        "bench{}.quorum",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+    .into();
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    channel
+        .queue_declare(
+            (*queue).into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            arguments,
+        )
+        .await
+        .expect("declare a quorum queue");
+    let run = |clients: usize| {
+        let (channel, queue) = (channel.clone(), queue.clone());
+        closed_loop(clients, phase, move |_| {
+            let (channel, queue) = (channel.clone(), queue.clone());
+            async move {
+                let started = Instant::now();
+                channel
+                    .basic_publish(
+                        "".into(),
+                        (*queue).into(),
+                        BasicPublishOptions::default(),
+                        &[b'x'; 1024],
+                        BasicProperties::default().with_delivery_mode(2),
+                    )
+                    .await
+                    .expect("publish")
+                    .await
+                    .expect("confirm");
+                Timing::whole(started.elapsed())
+            }
+        })
+    };
+    let single = run(1).await;
+    let parallel = run(clients).await;
+    let _ = channel
+        .queue_delete((*queue).into(), QueueDeleteOptions::default())
+        .await;
+    let _ = connection.close(200, "bench done".into()).await;
+    (single, parallel)
 }
 
 /// The Postgres baseline: in one transaction, insert a turn and read the conversation's last 20.

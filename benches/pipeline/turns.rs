@@ -149,16 +149,65 @@ pub struct ModeTurns {
     pub mode: ReplyMode,
     pub sse: Vec<Run>,
     pub json: Vec<Run>,
+    pub split: Option<Split>,
+}
+
+/// Where one conversation's time to first token goes, as means over sequential turns: the
+/// client's view, and the ingress's own histogram from opening the reply path to the first
+/// delta (`confab_time_to_first_token_seconds`); the rest is HTTP, authentication with the rate
+/// limit bump, the assistant's lookup and the dialect.
+pub struct Split {
+    pub turns: usize,
+    pub client_ms: f64,
+    pub pipeline_ms: f64,
+}
+
+/// Sum and count of a histogram without labels in the ingress's `/metrics`.
+async fn histogram(client: &Client, base: &str, name: &str) -> Option<(f64, f64)> {
+    let text = client
+        .http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let value = |suffix: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}{suffix} ")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    Some((value("_sum")?, value("_count")?))
+}
+
+/// `turns` streamed turns one after another, split as `Split` says.
+async fn split(confab: &Confab, client: &Client, turns: usize) -> Option<Split> {
+    const METRIC: &str = "confab_time_to_first_token_seconds";
+    let before = histogram(client, &confab.ingress.url, METRIC).await?;
+    let mut client_ms = 0.0;
+    for _ in 0..turns {
+        client_ms += client.sse_turn().await.timing.first.as_secs_f64() * 1000.0;
+    }
+    let after = histogram(client, &confab.ingress.url, METRIC).await?;
+    let counted = after.1 - before.1;
+    (counted > 0.0).then(|| Split {
+        turns,
+        client_ms: client_ms / turns as f64,
+        pipeline_ms: (after.0 - before.0) / counted * 1000.0,
+    })
 }
 
 /// Turns with the zero-latency built-in model: SSE runs (time to first token, turns/s), then
-/// JSON runs, at each concurrency, each client in a conversation of its own.
+/// JSON runs, at each concurrency, each client in a conversation of its own; then `split_turns`
+/// streamed turns one after another to split the time to first token.
 pub async fn turn_runs(
     mode: ReplyMode,
     concurrencies: &[usize],
     phase: Phase,
     workers: usize,
     concurrency: u16,
+    split_turns: usize,
 ) -> ModeTurns {
     let mut confab = Confab::start(
         mode,
@@ -192,8 +241,14 @@ pub async fn turn_runs(
             .await,
         );
     }
+    let split = split(&confab, &client, split_turns).await;
     confab.shutdown().await;
-    ModeTurns { mode, sse, json }
+    ModeTurns {
+        mode,
+        sse,
+        json,
+        split,
+    }
 }
 
 /// Reply events of turns at one token pace.
