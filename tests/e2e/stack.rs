@@ -56,6 +56,8 @@ pub struct Options {
     pub workers: usize,
     pub deadline: Duration,
     pub queue_limits: QueueLimits,
+    /// The built-in model's latency before its first token.
+    pub builtin_latency: Duration,
     pub builtin_token_delay: Duration,
     pub openai_base_url: String,
     pub openai_api_key: String,
@@ -80,6 +82,7 @@ impl Default for Options {
             workers: 1,
             deadline: Duration::from_secs(30),
             queue_limits: QueueLimits::default(),
+            builtin_latency: Duration::ZERO,
             builtin_token_delay: Duration::ZERO,
             openai_base_url: "http://127.0.0.1:9/v1".into(),
             openai_api_key: String::new(),
@@ -189,6 +192,7 @@ impl Stack {
             openai_api_key: self.options.openai_api_key.clone(),
             model_timeout: self.options.model_timeout,
             coalesce: Duration::from_millis(5),
+            builtin_latency: self.options.builtin_latency,
             builtin_token_delay: self.options.builtin_token_delay,
             default_context_window: self.options.default_context_window,
             database_pool_size: 4,
@@ -272,6 +276,10 @@ impl Stack {
             .env(
                 "CONFAB_JOB_DELIVERY_LIMIT",
                 limits.delivery_limit.to_string(),
+            )
+            .env(
+                "CONFAB_BUILTIN_LATENCY_MS",
+                config.builtin_latency.as_millis().to_string(),
             )
             .env(
                 "CONFAB_BUILTIN_TOKEN_DELAY_MS",

@@ -21,6 +21,9 @@ pub struct WorkerConfig {
     pub model_timeout: Duration,
     /// Window over which tokens are merged into one reply event. `CONFAB_COALESCE_MS`, default 5.
     pub coalesce: Duration,
+    /// Delay before the built-in provider's first token, to simulate a model's latency.
+    /// `CONFAB_BUILTIN_LATENCY_MS`, default 0.
+    pub builtin_latency: Duration,
     /// Delay before each token of the built-in provider, to simulate a model's pace.
     /// `CONFAB_BUILTIN_TOKEN_DELAY_MS`, default 0.
     pub builtin_token_delay: Duration,
@@ -125,6 +128,7 @@ impl WorkerConfig {
             openai_api_key: var_or("CONFAB_OPENAI_API_KEY", ""),
             model_timeout: Duration::from_secs(parsed_var("CONFAB_MODEL_TIMEOUT_SECS", 60)?),
             coalesce: Duration::from_millis(parsed_var("CONFAB_COALESCE_MS", 5)?),
+            builtin_latency: Duration::from_millis(parsed_var("CONFAB_BUILTIN_LATENCY_MS", 0)?),
             builtin_token_delay: Duration::from_millis(parsed_var(
                 "CONFAB_BUILTIN_TOKEN_DELAY_MS",
                 0,

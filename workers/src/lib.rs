@@ -61,7 +61,7 @@ pub async fn run(
 ) -> Result<(), WorkerError> {
     let pool = store::pool(&config.shared.database_url, config.database_pool_size)?;
     let models = Models::new(
-        Builtin::new(config.builtin_token_delay),
+        Builtin::new(config.builtin_latency, config.builtin_token_delay),
         OpenAi::new(
             &config.openai_base_url,
             &config.openai_api_key,

@@ -4,7 +4,8 @@
 //! identity's memory or what the user said earlier that shares the most words with it, and says
 //! plainly that it has no information when nothing matches. Its own earlier answers are not
 //! sources: they were derived from the same context. It streams
-//! its answer word by word, optionally paced to simulate a model.
+//! its answer word by word, optionally paced to simulate a model: a fixed latency before the
+//! first word (a model's time to first token) and a delay before each word (its token rate).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -16,12 +17,17 @@ use crate::knowledge::Passage;
 use crate::tokens::estimate_tokens;
 
 pub struct Builtin {
+    latency: Duration,
     token_delay: Duration,
 }
 
 impl Builtin {
-    pub fn new(token_delay: Duration) -> Self {
-        Self { token_delay }
+    /// `latency` passes before the first word, `token_delay` before each word.
+    pub fn new(latency: Duration, token_delay: Duration) -> Self {
+        Self {
+            latency,
+            token_delay,
+        }
     }
 }
 
@@ -35,9 +41,12 @@ impl Provider for Builtin {
             .map(|m| estimate_tokens(&m.content))
             .sum();
         let pieces = split_words(&answer, request.max_tokens as usize);
-        let delay = self.token_delay;
+        let (latency, delay) = (self.latency, self.token_delay);
         Box::pin(async_stream::stream! {
             let completion_tokens = pieces.len() as u32;
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
             for piece in pieces {
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;

@@ -1,0 +1,402 @@
+//! The raw baselines, with no confab code: an RPC over RabbitMQ with lapin alone, and the
+//! Postgres transaction a turn needs, with tokio-postgres alone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use confab::ReplyMode;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection};
+use tokio::sync::{Mutex, mpsc};
+
+use crate::measure::{Phase, Run, Timing, closed_loop};
+use crate::stack::{admin_database_url, amqp_url};
+
+/// Reply messages per raw RPC, as in the brief's baseline.
+pub const RAW_REPLIES: usize = 20;
+
+/// Waiting raw requests by correlation id (shared mode).
+type Routes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<()>>>>;
+
+/// A requester and a responder on one connection: each request gets `RAW_REPLIES` messages
+/// back, in a queue declared for it (per-request) or in the requester's one queue (shared).
+pub struct RawRpc {
+    connection: Connection,
+    channel: Channel,
+    request_queue: String,
+    /// Shared mode: the one reply queue and the waiting requests by correlation id.
+    shared: Option<(String, Routes)>,
+}
+
+fn exclusive() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    }
+}
+
+fn no_ack() -> BasicConsumeOptions {
+    BasicConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    }
+}
+
+impl RawRpc {
+    pub async fn start(mode: ReplyMode) -> Arc<RawRpc> {
+        let connection = Connection::connect(&amqp_url(), Default::default())
+            .await
+            .expect("broker");
+        let prefix = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let request_queue = format!("{prefix}.rpc");
+        let responder = connection.create_channel().await.expect("channel");
+        responder
+            .queue_declare(
+                request_queue.as_str().into(),
+                exclusive(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare");
+        let mut requests = responder
+            .basic_consume(
+                request_queue.as_str().into(),
+                "responder".into(),
+                no_ack(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let reply_channel = connection.create_channel().await.expect("channel");
+        tokio::spawn(async move {
+            while let Some(Ok(request)) = requests.next().await {
+                let reply_to = request.properties.reply_to().clone().unwrap_or_default();
+                let correlation = request
+                    .properties
+                    .correlation_id()
+                    .clone()
+                    .unwrap_or_default();
+                for i in 0..RAW_REPLIES {
+                    let _ = reply_channel
+                        .basic_publish(
+                            "".into(),
+                            reply_to.clone(),
+                            BasicPublishOptions::default(),
+                            format!("{{\"seq\":{i},\"text\":\"token\"}}").as_bytes(),
+                            BasicProperties::default().with_correlation_id(correlation.clone()),
+                        )
+                        .await;
+                }
+            }
+        });
+        let channel = connection.create_channel().await.expect("channel");
+        let shared = if mode == ReplyMode::Shared {
+            let queue = format!("{prefix}.replies");
+            channel
+                .queue_declare(queue.as_str().into(), exclusive(), FieldTable::default())
+                .await
+                .expect("declare");
+            let routes: Routes = Arc::default();
+            let mut consumer = channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    "replies".into(),
+                    no_ack(),
+                    FieldTable::default(),
+                )
+                .await
+                .expect("consume");
+            let router = routes.clone();
+            tokio::spawn(async move {
+                while let Some(Ok(reply)) = consumer.next().await {
+                    let id = reply
+                        .properties
+                        .correlation_id()
+                        .clone()
+                        .unwrap_or_default();
+                    if let Some(tx) = router.lock().await.get(id.as_str()) {
+                        let _ = tx.send(());
+                    }
+                }
+            });
+            Some((queue, routes))
+        } else {
+            None
+        };
+        Arc::new(RawRpc {
+            connection,
+            channel,
+            request_queue,
+            shared,
+        })
+    }
+
+    /// One round trip: the time to its first reply message and to its last.
+    pub async fn call(&self) -> Timing {
+        let started = Instant::now();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let mut first = None;
+        match &self.shared {
+            Some((queue, routes)) => {
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                routes.lock().await.insert(id.clone(), tx);
+                self.publish(queue, &id).await;
+                for _ in 0..RAW_REPLIES {
+                    rx.recv().await.expect("reply");
+                    first.get_or_insert_with(|| started.elapsed());
+                }
+                routes.lock().await.remove(&id);
+            }
+            None => {
+                let queue = format!("{}.reply.{id}", self.request_queue);
+                self.channel
+                    .queue_declare(queue.as_str().into(), exclusive(), FieldTable::default())
+                    .await
+                    .expect("declare");
+                let mut consumer = self
+                    .channel
+                    .basic_consume(
+                        queue.as_str().into(),
+                        queue.as_str().into(),
+                        no_ack(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .expect("consume");
+                self.publish(&queue, &id).await;
+                for _ in 0..RAW_REPLIES {
+                    consumer.next().await.expect("reply").expect("delivery");
+                    first.get_or_insert_with(|| started.elapsed());
+                }
+                let _ = self
+                    .channel
+                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                    .await;
+            }
+        }
+        Timing {
+            first: first.unwrap_or_default(),
+            total: started.elapsed(),
+        }
+    }
+
+    async fn publish(&self, reply_to: &str, id: &str) {
+        self.channel
+            .basic_publish(
+                "".into(),
+                self.request_queue.as_str().into(),
+                BasicPublishOptions::default(),
+                b"{}",
+                BasicProperties::default()
+                    .with_reply_to(reply_to.into())
+                    .with_correlation_id(id.into()),
+            )
+            .await
+            .expect("publish");
+    }
+
+    /// Close the connection; its exclusive queues go with it.
+    pub async fn close(&self) {
+        let _ = self.connection.close(200, "bench done".into()).await;
+    }
+}
+
+/// Raw RPC runs of `mode`, one per concurrency.
+pub async fn rpc_runs(mode: ReplyMode, concurrencies: &[usize], phase: Phase) -> Vec<Run> {
+    let rpc = RawRpc::start(mode).await;
+    let mut runs = Vec::new();
+    for &clients in concurrencies {
+        let rpc = rpc.clone();
+        runs.push(
+            closed_loop(clients, phase, move |_| {
+                let rpc = rpc.clone();
+                async move { rpc.call().await }
+            })
+            .await,
+        );
+    }
+    rpc.close().await;
+    runs
+}
+
+/// A job's publish with no confab code: a persistent 1 KiB message to a quorum queue, waiting
+/// for the broker's confirm (given once the queue's log is synced), on 1 channel and on
+/// `clients` clients sharing one channel. The queue is deleted at the end.
+pub async fn quorum_publish(clients: usize, phase: Phase) -> (Run, Run) {
+    let connection = Connection::connect(&amqp_url(), Default::default())
+        .await
+        .expect("broker");
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    let queue: Arc<str> = format!(
+        "bench{}.quorum",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+    .into();
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    channel
+        .queue_declare(
+            (*queue).into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            arguments,
+        )
+        .await
+        .expect("declare a quorum queue");
+    let run = |clients: usize| {
+        let (channel, queue) = (channel.clone(), queue.clone());
+        closed_loop(clients, phase, move |_| {
+            let (channel, queue) = (channel.clone(), queue.clone());
+            async move {
+                let started = Instant::now();
+                channel
+                    .basic_publish(
+                        "".into(),
+                        (*queue).into(),
+                        BasicPublishOptions::default(),
+                        &[b'x'; 1024],
+                        BasicProperties::default().with_delivery_mode(2),
+                    )
+                    .await
+                    .expect("publish")
+                    .await
+                    .expect("confirm");
+                Timing::whole(started.elapsed())
+            }
+        })
+    };
+    let single = run(1).await;
+    let parallel = run(clients).await;
+    let _ = channel
+        .queue_delete((*queue).into(), QueueDeleteOptions::default())
+        .await;
+    let _ = connection.close(200, "bench done".into()).await;
+    (single, parallel)
+}
+
+/// The Postgres baseline: in one transaction, insert a turn and read the conversation's last 20.
+pub struct PostgresFigures {
+    pub version: String,
+    pub single: Run,
+    pub parallel: Run,
+}
+
+/// Conversations in the private schema, each with 20 turns to start with.
+const CONVERSATIONS: usize = 64;
+
+/// A turn's transaction in a private schema (created here, dropped at the end), on 1 connection
+/// and on `connections` connections at once.
+pub async fn postgres(connections: usize, phase: Phase) -> PostgresFigures {
+    let schema = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let admin = confab::admin::connect(&admin_database_url())
+        .await
+        .expect("the database server");
+    let version: String = admin
+        .query_one("SHOW server_version", &[])
+        .await
+        .expect("version")
+        .get::<_, String>(0)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    admin
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema};
+             CREATE TABLE {schema}.turns (
+                 id bigserial PRIMARY KEY,
+                 conversation_id uuid NOT NULL,
+                 role text NOT NULL,
+                 content text NOT NULL,
+                 created_at timestamptz NOT NULL DEFAULT now());
+             CREATE INDEX ON {schema}.turns (conversation_id, id);
+             INSERT INTO {schema}.turns (conversation_id, role, content)
+                 SELECT c.id, CASE WHEN n % 2 = 0 THEN 'user' ELSE 'assistant' END,
+                        repeat('word ', 40)
+                 FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, {CONVERSATIONS})) c,
+                      generate_series(1, 20) n;
+             ANALYZE {schema}.turns;"
+        ))
+        .await
+        .expect("create the private schema");
+    let conversations: Arc<Vec<uuid::Uuid>> = Arc::new(
+        admin
+            .query(
+                &format!("SELECT DISTINCT conversation_id FROM {schema}.turns"),
+                &[],
+            )
+            .await
+            .expect("conversations")
+            .iter()
+            .map(|row| row.get(0))
+            .collect(),
+    );
+    let mut sessions = Vec::new();
+    for _ in 0..connections {
+        let client = confab::admin::connect(&admin_database_url())
+            .await
+            .expect("connect");
+        let insert = client
+            .prepare(&format!(
+                "INSERT INTO {schema}.turns (conversation_id, role, content) VALUES ($1, 'user', $2)"
+            ))
+            .await
+            .expect("prepare");
+        let recent = client
+            .prepare(&format!(
+                "SELECT role, content FROM {schema}.turns WHERE conversation_id = $1 \
+                 ORDER BY id DESC LIMIT 20"
+            ))
+            .await
+            .expect("prepare");
+        sessions.push((client, insert, recent));
+    }
+    let sessions = Arc::new(sessions);
+    let run = |clients: usize| {
+        let (sessions, conversations) = (sessions.clone(), conversations.clone());
+        closed_loop(clients, phase, move |client| {
+            let (sessions, conversations) = (sessions.clone(), conversations.clone());
+            async move {
+                let (db, insert, recent) = &sessions[client];
+                let conversation = conversations[client % conversations.len()];
+                let started = Instant::now();
+                db.batch_execute("BEGIN").await.expect("begin");
+                db.execute(insert, &[&conversation, &"What are your opening hours?"])
+                    .await
+                    .expect("insert");
+                let rows = db.query(recent, &[&conversation]).await.expect("select");
+                assert_eq!(rows.len(), 20);
+                db.batch_execute("COMMIT").await.expect("commit");
+                Timing::whole(started.elapsed())
+            }
+        })
+    };
+    let single = run(1).await;
+    let parallel = run(connections).await;
+    drop(sessions);
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .expect("drop the private schema");
+    PostgresFigures {
+        version,
+        single,
+        parallel,
+    }
+}
