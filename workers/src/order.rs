@@ -9,6 +9,7 @@ use std::time::Duration;
 use confab_contract::{Job, now_ms};
 use deadpool_postgres::Pool;
 use tokio::sync::watch;
+use tokio_postgres::GenericClient;
 
 use crate::store::StoreError;
 
@@ -31,30 +32,51 @@ pub async fn wait_for_earlier_turns(
     mut gone: watch::Receiver<bool>,
 ) -> Result<Turn, StoreError> {
     loop {
-        let (waiting, cancelled) = {
+        let state = {
             let client = pool.get().await?;
-            let row = client
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM pending_turns WHERE tenant_id = $1 \
-                       AND conversation_id = $2 AND request_id < $3 AND deadline > now()), \
-                     EXISTS (SELECT 1 FROM pending_turns WHERE tenant_id = $1 \
-                       AND conversation_id = $2 AND request_id = $3 AND cancelled)",
-                    &[&job.tenant_id, &job.conversation_id, &job.request_id],
-                )
-                .await?;
-            (row.get::<_, bool>(0), row.get::<_, bool>(1))
+            state(&**client, job).await?
         };
-        if cancelled {
-            return Ok(Turn::Cancelled);
-        }
-        if !waiting || now_ms() >= job.deadline_ms || *gone.borrow() {
-            return Ok(Turn::Go);
+        match state {
+            State::Cancelled => return Ok(Turn::Cancelled),
+            State::Free => return Ok(Turn::Go),
+            State::Behind if now_ms() >= job.deadline_ms || *gone.borrow() => return Ok(Turn::Go),
+            State::Behind => {}
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
             _ = gone.changed() => {}
         }
     }
+}
+
+/// Where a turn stands in its conversation's order right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// No earlier turn is pending: it may start.
+    Free,
+    /// An earlier turn of the conversation is still pending.
+    Behind,
+    /// The request was cancelled before it started.
+    Cancelled,
+}
+
+/// One look at the order, on any connection (`store::prepare_turn` takes it in the same round
+/// trip as its first reads, so a turn that need not wait pays nothing extra).
+pub async fn state(client: &impl GenericClient, job: &Job) -> Result<State, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pending_turns WHERE tenant_id = $1 \
+               AND conversation_id = $2 AND request_id < $3 AND deadline > now()), \
+             EXISTS (SELECT 1 FROM pending_turns WHERE tenant_id = $1 \
+               AND conversation_id = $2 AND request_id = $3 AND cancelled)",
+            &[&job.tenant_id, &job.conversation_id, &job.request_id],
+        )
+        .await?;
+    Ok(match (row.get::<_, bool>(0), row.get::<_, bool>(1)) {
+        (_, true) => State::Cancelled,
+        (true, false) => State::Behind,
+        (false, false) => State::Free,
+    })
 }
 
 /// The job's turn is settled: later turns of its conversation may go ahead.

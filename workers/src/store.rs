@@ -13,8 +13,8 @@ use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use crate::context::{IdentityMemory, Parts, Turn};
-use crate::knowledge;
 use crate::model::ModelSpec;
+use crate::{knowledge, order};
 
 /// A connection pool for `url` with at most `size` connections.
 pub fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
@@ -190,20 +190,109 @@ async fn insert_message(
 }
 
 /// Store the job's message (once, whatever the number of deliveries) and read what the context
-/// needs, in one transaction.
+/// needs, in one transaction. Statements that do not depend on each other are sent together:
+/// tokio-postgres pipelines them on the connection, so each group costs one round trip.
+///
+/// With `check_order`, the turn's place in its conversation's order is checked in the first
+/// round trip; if it must wait (or was cancelled) nothing is written and that is the answer.
 pub async fn prepare_turn(
     pool: &Pool,
     job: &Job,
     default_window: u32,
-) -> Result<PreparedTurn, StoreError> {
+    check_order: bool,
+) -> Result<Prepared, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let assistant = load_assistant(&tx, job).await?;
+    let order = async {
+        if check_order {
+            order::state(&*tx, job).await
+        } else {
+            Ok(order::State::Free)
+        }
+    };
+    let (order, assistant, conversation) = tokio::try_join!(
+        order,
+        load_assistant(&tx, job),
+        upsert_conversation(&tx, job)
+    )?;
+    match order {
+        order::State::Free => {}
+        // Dropping the transaction rolls back the conversation's upsert.
+        order::State::Behind => return Ok(Prepared::Wait),
+        order::State::Cancelled => return Ok(Prepared::Cancelled),
+    }
+    let no_metadata = serde_json::Value::Object(Default::default());
+    for earlier in &job.history {
+        insert_message(&tx, conversation.pk, earlier, &no_metadata, job).await?;
+    }
+    let message = &job.message;
+    let metadata = serde_json::Value::Object(job.metadata.clone());
+    // The message's key, whether stored now or by an earlier delivery of the job.
+    let message_pk = insert_message(&tx, conversation.pk, message, &metadata, job).await?;
+    let answer_of_turn = async {
+        Ok::<_, StoreError>(
+            tx.query_opt(ANSWER_OF_TURN, &[&conversation.pk, &message.id])
+                .await?
+                .map(|row| stored_answer(&row)),
+        )
+    };
+    let (existing_answer, context) = if message.role == Role::User {
+        // The context is read alongside the check for an earlier answer and dropped if there
+        // is one: a redelivery is rare, a round trip on every turn is not.
+        let context = read_context(
+            &tx,
+            job,
+            &assistant,
+            &conversation,
+            message_pk,
+            default_window,
+        );
+        let (existing_answer, context) = tokio::try_join!(answer_of_turn, context)?;
+        (existing_answer, Some(context))
+    } else {
+        (answer_of_turn.await?, None)
+    };
+    let (parts, unsummarised_from_pk) = match context {
+        Some(context) if existing_answer.is_none() => context,
+        _ => (Parts::default(), None),
+    };
+    tx.commit().await?;
+    Ok(Prepared::Ready(Box::new(PreparedTurn {
+        conversation_pk: conversation.pk,
+        assistant,
+        parts,
+        message_pk,
+        unsummarised_from_pk,
+        existing_answer,
+    })))
+}
+
+/// What [`prepare_turn`] found.
+#[derive(Debug)]
+pub enum Prepared {
+    Ready(Box<PreparedTurn>),
+    /// An earlier turn of the conversation is pending: wait for it, then prepare again.
+    Wait,
+    /// The request was cancelled before it started.
+    Cancelled,
+}
+
+/// The conversation row a turn writes to, with its summary so far.
+struct ConversationRow {
+    pk: i64,
+    summary: String,
+    summary_upto_pk: i64,
+}
+
+async fn upsert_conversation(
+    tx: &deadpool_postgres::Transaction<'_>,
+    job: &Job,
+) -> Result<ConversationRow, StoreError> {
     let stored_assistant_id: Option<Uuid> = match job.assistant {
         AssistantRef::Stored { id } => Some(id),
         AssistantRef::Preview(_) => None,
     };
-    let conversation = tx
+    let row = tx
         .query_one(
             "INSERT INTO conversations (tenant_id, id, assistant_id, identity_id, channel_id) \
              VALUES ($1, $2, $3, $4, $5) \
@@ -218,63 +307,67 @@ pub async fn prepare_turn(
             ],
         )
         .await?;
-    let conversation_pk: i64 = conversation.get(0);
-    let summary: String = conversation.get(1);
-    let summary_upto_pk: i64 = conversation.get(2);
-    let no_metadata = serde_json::Value::Object(Default::default());
-    for earlier in &job.history {
-        insert_message(&tx, conversation_pk, earlier, &no_metadata, job).await?;
-    }
-    let message = &job.message;
-    let metadata = serde_json::Value::Object(job.metadata.clone());
-    // The message's key, whether stored now or by an earlier delivery of the job.
-    let message_pk = insert_message(&tx, conversation_pk, message, &metadata, job).await?;
-    let existing_answer = tx
-        .query_opt(ANSWER_OF_TURN, &[&conversation_pk, &message.id])
-        .await?
-        .map(|row| stored_answer(&row));
-    let mut parts = Parts::default();
-    let mut unsummarised_from_pk = None;
-    if existing_answer.is_none() && message.role == Role::User {
-        let window = ModelSpec::parse(&assistant.model)
-            .map(|spec| spec.context_window(default_window))
-            .unwrap_or(8_192);
-        let folders = if job.folder_ids.is_empty() {
-            &assistant.folder_ids
-        } else {
-            &job.folder_ids
-        };
-        let turns;
-        (turns, unsummarised_from_pk) =
-            recent_turns(&tx, conversation_pk, summary_upto_pk, message_pk, window).await?;
-        parts = Parts {
-            instructions: assistant.instructions.clone(),
-            memory: match job.identity_id {
-                Some(identity_id) => identity_memory(&tx, job.tenant_id, identity_id).await?,
-                None => None,
-            },
-            passages: knowledge::search(
-                &*tx,
+    Ok(ConversationRow {
+        pk: row.get(0),
+        summary: row.get(1),
+        summary_upto_pk: row.get(2),
+    })
+}
+
+/// Everything the model may see besides the new message, read in one pipelined round trip, and
+/// the oldest turn the summary does not cover yet.
+async fn read_context(
+    tx: &deadpool_postgres::Transaction<'_>,
+    job: &Job,
+    assistant: &Assistant,
+    conversation: &ConversationRow,
+    message_pk: i64,
+    default_window: u32,
+) -> Result<(Parts, Option<i64>), StoreError> {
+    let window = ModelSpec::parse(&assistant.model)
+        .map(|spec| spec.context_window(default_window))
+        .unwrap_or(8_192);
+    let folders = if job.folder_ids.is_empty() {
+        &assistant.folder_ids
+    } else {
+        &job.folder_ids
+    };
+    let memory = async {
+        match job.identity_id {
+            Some(identity_id) => identity_memory(tx, job.tenant_id, identity_id).await,
+            None => Ok(None),
+        }
+    };
+    let passages = async {
+        Ok::<_, StoreError>(
+            knowledge::search(
+                &**tx,
                 job.tenant_id,
                 folders,
-                &message.content,
+                &job.message.content,
                 knowledge::MAX_PASSAGES,
             )
             .await?,
-            summary,
-            turns,
-            message: message.content.clone(),
-        };
-    }
-    tx.commit().await?;
-    Ok(PreparedTurn {
-        conversation_pk,
-        assistant,
-        parts,
+        )
+    };
+    let turns = recent_turns(
+        tx,
+        conversation.pk,
+        conversation.summary_upto_pk,
         message_pk,
-        unsummarised_from_pk,
-        existing_answer,
-    })
+        window,
+    );
+    let ((turns, unsummarised_from_pk), memory, passages) =
+        tokio::try_join!(turns, memory, passages)?;
+    let parts = Parts {
+        instructions: assistant.instructions.clone(),
+        memory,
+        passages,
+        summary: conversation.summary.clone(),
+        turns,
+        message: job.message.content.clone(),
+    };
+    Ok((parts, unsummarised_from_pk))
 }
 
 /// What is known about an identity; `None` if it no longer exists.

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use crate::inflight::InFlight;
 use crate::model::{ModelError, ModelEvent, ModelRequest, ModelSpec, Models};
 use crate::reply::{Delivered, Replies, ReplyError};
-use crate::store::{self, NewAnswer, PreparedTurn, StoreError, StoredAnswer};
+use crate::store::{self, NewAnswer, Prepared, PreparedTurn, StoreError, StoredAnswer};
 use crate::{context, order, summary};
 
 /// What the worker shares between its turns.
@@ -190,20 +190,35 @@ async fn answer(
     started: Instant,
     gone: watch::Receiver<bool>,
 ) -> Result<Settle, TurnError> {
-    let turn = with_retry(job.deadline_ms, || {
-        order::wait_for_earlier_turns(&env.pool, job, gone.clone())
-    })
-    .await
-    .map_err(TurnError::Store)?;
-    if turn == order::Turn::Cancelled {
-        info!("request cancelled before it started");
-        return finish_without_answer(replies, Generation::CallerGone).await;
-    }
-    let prepared = match with_retry(job.deadline_ms, || {
-        store::prepare_turn(&env.pool, job, env.default_context_window)
-    })
-    .await
-    {
+    // The order is checked while the turn is prepared; only a turn behind an earlier one of its
+    // conversation polls for it, and is then prepared without checking again (it may go after
+    // its deadline or once its caller is gone, to settle).
+    let mut check_order = true;
+    let prepared = loop {
+        let prepared = with_retry(job.deadline_ms, || {
+            store::prepare_turn(&env.pool, job, env.default_context_window, check_order)
+        })
+        .await;
+        let cancelled = match prepared {
+            Ok(Prepared::Ready(prepared)) => break Ok(*prepared),
+            Ok(Prepared::Wait) => {
+                let turn = with_retry(job.deadline_ms, || {
+                    order::wait_for_earlier_turns(&env.pool, job, gone.clone())
+                })
+                .await
+                .map_err(TurnError::Store)?;
+                check_order = false;
+                turn == order::Turn::Cancelled
+            }
+            Ok(Prepared::Cancelled) => true,
+            Err(e) => break Err(e),
+        };
+        if cancelled {
+            info!("request cancelled before it started");
+            return finish_without_answer(replies, Generation::CallerGone).await;
+        }
+    };
+    let prepared = match prepared {
         Ok(prepared) => prepared,
         Err(StoreError::NotFound(what)) => {
             let event = ReplyEvent::Error {
