@@ -210,10 +210,20 @@ pub async fn prepare_turn(
             Ok(order::State::Free)
         }
     };
-    let (order, assistant, conversation) = tokio::try_join!(
+    // This transaction need not wait for its WAL flush: until the answer's own (synchronous)
+    // commit, which flushes this one's WAL too, the job stays unacked in its queue, and a
+    // redelivery after a database crash prepares the turn again.
+    let relaxed = async {
+        Ok::<_, StoreError>(
+            tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
+                .await?,
+        )
+    };
+    let (order, assistant, conversation, ()) = tokio::try_join!(
         order,
         load_assistant(&tx, job),
-        upsert_conversation(&tx, job)
+        upsert_conversation(&tx, job),
+        relaxed
     )?;
     match order {
         order::State::Free => {}
