@@ -81,6 +81,7 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
         .batch_execute(&format!("CREATE DATABASE {database}"))
         .await
         .unwrap();
+    let _dropped_at_the_end = DropDatabase(database.clone());
     let url = format!(
         "{}/{database}",
         admin_database_url().rsplit_once('/').unwrap().0
@@ -107,11 +108,24 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
         .get(0);
     assert_eq!(recorded, 5);
     assert!(confab::migrate::run(&mut a).await.unwrap().is_empty());
-    drop((a, b));
-    admin
-        .batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)"))
-        .await
-        .unwrap();
+}
+
+/// Drops its database when the test ends, passed or failed.
+struct DropDatabase(String);
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        let database = self.0.clone();
+        // Drop cannot await inside the test's runtime: use a thread with a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(crate::stack::drop_database(&database));
+        })
+        .join();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
