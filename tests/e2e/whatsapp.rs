@@ -554,3 +554,21 @@ async fn a_sender_is_recognised_by_the_business_scoped_id_when_the_phone_number_
     // One conversation, continued: `history` asserts there is exactly one.
     channel.wait_for_history(|h| h.len() == 4).await;
 }
+
+#[tokio::test]
+async fn a_turn_whose_model_fails_is_answered_with_an_apology() {
+    // The stack's OpenAI-compatible URL refuses connections: every turn is a model error.
+    let channel =
+        WhatsAppChannel::start_with(Options::default(), json!({"model": "openai/gpt-test"})).await;
+    channel
+        .post(&text_webhook("wamid.fail", "16315551181", "Hello?"))
+        .await;
+    let sent = channel.platform.wait_for(1).await;
+    let text = sent[0].body["text"]["body"].as_str().unwrap();
+    assert!(text.starts_with("Sorry"), "{text}");
+    let history = channel
+        .wait_for_history(|h| h.len() == 2 && h[1]["delivery_status"] == "accepted")
+        .await;
+    assert_eq!(history[1]["answers"], "wamid.fail");
+    assert_eq!(history[1]["metadata"]["failed"], "model_error");
+}

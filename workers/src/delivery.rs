@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use confab_contract::{Done, ReplyEvent, declare_work_topology};
+use confab_contract::{ErrorCode, ReplyEvent, declare_work_topology};
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use lapin::{
@@ -29,6 +29,9 @@ use crate::channels::{self, Adapter, Config, DeliveryStatus, SendError};
 use crate::config::DeliveryConfig;
 use crate::consume::SessionError;
 use crate::store::StoreError;
+
+/// What a user hears when their turn failed (the model erred, timed out, or the deadline passed).
+const APOLOGY: &str = "Sorry, I can't answer right now. Please try again in a little while.";
 
 const TARGET_LOOKUPS: u32 = 20;
 const TARGET_LOOKUP_PAUSE: Duration = Duration::from_millis(100);
@@ -146,6 +149,9 @@ struct Target {
     kind: String,
     config: Config,
     reply_address: String,
+    conversation_id: String,
+    /// The user's message (its id is the platform's).
+    message_id: String,
 }
 
 impl Deliverer {
@@ -159,11 +165,16 @@ impl Deliverer {
             error!("undecodable delivery; dropping it");
             return Ok(());
         };
-        let done = match event {
-            ReplyEvent::Done(done) => done,
+        let failed = match &event {
+            ReplyEvent::Done(_) => None,
+            // Stopped on purpose: nothing to say.
+            ReplyEvent::Error {
+                code: ErrorCode::Cancelled | ErrorCode::Interrupted,
+                ..
+            } => return Ok(()),
             ReplyEvent::Error { code, message } => {
-                warn!(%request_id, ?code, %message, "a channel turn failed; nothing to send");
-                return Ok(());
+                warn!(%request_id, ?code, %message, "a channel turn failed; sending an apology");
+                Some(*code)
             }
             // Progress events of the turn: only its answer is sent.
             _ => return Ok(()),
@@ -172,7 +183,12 @@ impl Deliverer {
             warn!(%request_id, "no channel message for this answer (channel deleted?); dropping it");
             return Ok(());
         };
-        let Some((message_pk, already)) = self.answer(&target, &done).await? else {
+        let (message_id, text) = match (event, failed) {
+            (ReplyEvent::Done(done), _) => (done.message_id, done.text),
+            (_, Some(code)) => self.store_apology(&target, request_id, code).await?,
+            _ => return Ok(()),
+        };
+        let Some((message_pk, already)) = self.answer(&target, &message_id).await? else {
             warn!(%request_id, "the answer is not stored; dropping it");
             return Ok(());
         };
@@ -185,7 +201,40 @@ impl Deliverer {
                 .record_failure(message_pk, &json!({"code": "unsupported_channel"}))
                 .await;
         };
-        self.send(adapter, &target, message_pk, &done.text).await
+        self.send(adapter, &target, message_pk, &text).await
+    }
+
+    /// A user on a messaging app waits for an answer that will not come: tell them. The apology
+    /// is stored as the turn's answer (unless the turn has one), under an id made from the
+    /// request's, so a redelivered failure finds it instead of storing another.
+    async fn store_apology(
+        &self,
+        target: &Target,
+        request_id: Uuid,
+        code: ErrorCode,
+    ) -> Result<(String, String), StoreError> {
+        let id = format!("msg_{}", request_id.simple());
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO messages \
+                   (conversation_pk, id, role, content, tokens, answers, metadata, request_id) \
+                 SELECT pk, $3, 'assistant', $4, $5, $6, $7, $8 FROM conversations \
+                 WHERE tenant_id = $1 AND id = $2 \
+                 ON CONFLICT DO NOTHING",
+                &[
+                    &target.tenant_id,
+                    &target.conversation_id,
+                    &id,
+                    &APOLOGY,
+                    &(crate::tokens::estimate_tokens(APOLOGY) as i32),
+                    &target.message_id,
+                    &json!({ "failed": code }),
+                    &request_id,
+                ],
+            )
+            .await?;
+        Ok((id, APOLOGY.to_owned()))
     }
 
     /// The ingress commits the inbox row only after the broker confirmed what it published, so
@@ -205,7 +254,8 @@ impl Deliverer {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
-                "SELECT i.tenant_id, i.channel_id, c.kind, c.config, i.reply_address \
+                "SELECT i.tenant_id, i.channel_id, c.kind, c.config, i.reply_address, \
+                   i.conversation_id, i.external_id \
                  FROM channel_inbox i JOIN channels c ON c.id = i.channel_id \
                  WHERE i.request_id = $1",
                 &[&request_id],
@@ -220,6 +270,8 @@ impl Deliverer {
                 _ => Config::new(),
             },
             reply_address: row.get(4),
+            conversation_id: row.get(5),
+            message_id: row.get(6),
         }))
     }
 
@@ -227,7 +279,7 @@ impl Deliverer {
     async fn answer(
         &self,
         target: &Target,
-        done: &Done,
+        message_id: &str,
     ) -> Result<Option<(i64, Option<String>)>, StoreError> {
         let client = self.pool.get().await?;
         let row = client
@@ -235,7 +287,7 @@ impl Deliverer {
                 "SELECT m.pk, m.delivery_status FROM messages m \
                  JOIN conversations c ON c.pk = m.conversation_pk \
                  WHERE c.tenant_id = $1 AND c.id = $2 AND m.id = $3",
-                &[&target.tenant_id, &done.conversation_id, &done.message_id],
+                &[&target.tenant_id, &target.conversation_id, &message_id],
             )
             .await?;
         Ok(row.map(|row| (row.get(0), row.get(1))))
