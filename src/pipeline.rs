@@ -117,15 +117,26 @@ impl Pipeline {
         let submitted = Instant::now();
         let deadline_ms = now_ms() + self.deadline.as_millis() as i64;
         let expires_ms = reply_expiry_ms(self.deadline);
-        let subscription = session
-            .relay
-            .subscribe(request_id, expires_ms)
-            .await
-            .map_err(|e| {
-                warn!(%request_id, error = %e, "cannot open the reply path");
-                SubmitError::Unavailable
-            })?;
-        self.mark_pending(&request, deadline_ms).await?;
+        // Independent round trips (broker and database), so they overlap; both must be done
+        // before the job is published.
+        let (subscription, marked) = tokio::join!(
+            session.relay.subscribe(request_id, expires_ms),
+            self.mark_pending(&request, deadline_ms)
+        );
+        let subscription = match (subscription, marked) {
+            (Ok(subscription), Ok(())) => subscription,
+            (subscription, marked) => {
+                if marked.is_ok()
+                    && let Ok(client) = self.db.get().await
+                {
+                    unmark_pending_request(&**client, &request).await;
+                }
+                if let Err(e) = &subscription {
+                    warn!(%request_id, error = %e, "cannot open the reply path");
+                }
+                return Err(marked.err().unwrap_or(SubmitError::Unavailable));
+            }
+        };
         let job = request.into_job(deadline_ms, subscription.reply_to.clone());
         self.publish(&session, &job).await?;
         info!(%request_id, conversation_id = %job.conversation_id, stream = job.stream, "job queued");
@@ -245,11 +256,30 @@ pub async fn mark_pending(
 
 /// A job that was never queued holds nothing up.
 pub async fn unmark_pending(client: &impl GenericClient, job: &Job) {
+    unmark(client, job.tenant_id, &job.conversation_id, job.request_id).await;
+}
+
+async fn unmark_pending_request(client: &impl GenericClient, request: &TurnRequest) {
+    unmark(
+        client,
+        request.tenant_id,
+        &request.conversation_id,
+        request.request_id,
+    )
+    .await;
+}
+
+async fn unmark(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    conversation_id: &str,
+    request_id: Uuid,
+) {
     let _ = client
         .execute(
             "DELETE FROM pending_turns \
              WHERE tenant_id = $1 AND conversation_id = $2 AND request_id = $3",
-            &[&job.tenant_id, &job.conversation_id, &job.request_id],
+            &[&tenant_id, &conversation_id, &request_id],
         )
         .await;
 }
