@@ -152,6 +152,7 @@ impl Pipeline {
             first_event: None,
             attempt: 0,
             relayed: false,
+            held_done: None,
             finished: false,
             broker: self.broker.clone(),
         })
@@ -296,6 +297,8 @@ pub struct Turn {
     first_event: Option<Instant>,
     attempt: u32,
     relayed: bool,
+    /// A `done` held back while its text goes out as a delta first.
+    held_done: Option<Box<Done>>,
     finished: bool,
     broker: Arc<Broker>,
 }
@@ -303,19 +306,31 @@ pub struct Turn {
 impl Turn {
     /// The next event for the caller; `None` after the final one.
     pub async fn next(&mut self) -> Option<TurnEvent> {
+        if let Some(done) = self.held_done.take() {
+            return Some(self.settle_done(done));
+        }
         if self.finished {
             return None;
         }
         let event = self.next_event().await;
+        // An answer stored by an earlier attempt (or made without the model) comes back as a
+        // `done` with no deltas before it: a stream still gets its text as a delta.
+        if let TurnEvent::Done(done) = event {
+            if self.stream && !self.relayed && !done.text.is_empty() {
+                let text = done.text.clone();
+                self.held_done = Some(done);
+                self.relayed = true;
+                self.mark_first_event();
+                return Some(TurnEvent::Delta(text));
+            }
+            return Some(self.settle_done(done));
+        }
         match &event {
             TurnEvent::Delta(_) => {
                 self.relayed = true;
                 self.mark_first_event();
             }
-            TurnEvent::Done(_) => {
-                self.mark_first_event();
-                self.finish(true);
-            }
+            TurnEvent::Done(_) => {}
             TurnEvent::Failed(failure) => {
                 self.finish(false);
                 // The worker is still at it after a timeout or a broken stream; stop it.
@@ -328,6 +343,12 @@ impl Turn {
             }
         }
         Some(event)
+    }
+
+    fn settle_done(&mut self, done: Box<Done>) -> TurnEvent {
+        self.mark_first_event();
+        self.finish(true);
+        TurnEvent::Done(done)
     }
 
     /// Wait for the whole answer (JSON mode).

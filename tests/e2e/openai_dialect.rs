@@ -294,3 +294,58 @@ async fn openai_models_lists_the_deployed_assistants_by_slug() {
     assert_eq!(data[0]["owned_by"], "confab");
     assert!((data[0]["created"].as_i64().unwrap() - unix_now()).abs() < 60);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_retry_with_the_same_idempotency_key_is_answered_once() {
+    let stack = Stack::start(Options::default()).await;
+    stack.support_agent().await;
+    let send = |key: &str, text: &str, stream: bool| {
+        stack
+            .http
+            .post(stack.url("/v1/chat/completions"))
+            .bearer_auth(&stack.api_key)
+            .header("idempotency-key", key)
+            .json(
+                &json!({"model": "support-agent", "conversation_id": "retry-1",
+                          "stream": stream, "messages": [user(text)]}),
+            )
+            .send()
+    };
+    let first = answer_of(
+        send("key-1", "What are your business hours?", false)
+            .await
+            .unwrap(),
+    )
+    .await;
+    // The SDK retries the same request (its answer was lost on the way), here as a stream.
+    let retry = send("key-1", "What are your business hours?", true)
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), 200);
+    let replayed: String = chunks_of(retry)
+        .await
+        .iter()
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(replayed, first);
+    // Another key is another turn.
+    answer_of(send("key-2", "Thanks!", false).await.unwrap()).await;
+
+    let (_, messages) = stack
+        .api("GET", "/v1/conversations/retry-1/messages", None)
+        .await;
+    let roles: Vec<&str> = messages["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "user", "assistant"]);
+
+    let bad = send("has space", "Hi", false).await.unwrap();
+    assert_eq!(bad.status(), 400);
+}

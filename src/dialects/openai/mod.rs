@@ -65,6 +65,12 @@ pub fn router() -> ApiRouter {
                      `conversation_id`, which it must match when both are given)",
                     string(),
                 )
+                .header(
+                    "Idempotency-Key",
+                    "With a named conversation: a retry carrying the same key is answered \
+                     with the first request's answer instead of becoming a second turn",
+                    string(),
+                )
                 .body(reference("ChatCompletionRequest"))
                 .response(
                     200,
@@ -112,7 +118,7 @@ async fn chat_completions(
     let (conversation_id, history, message) = match named {
         Some(id) => {
             check_named_conversation(&**db, tenant_id, &id, assistant.id, &request.model).await?;
-            let message = request.question_message(conversations::new_message_id(), created_ms);
+            let message = request.question_message(request::message_id(&headers)?, created_ms);
             (id, Vec::new(), message)
         }
         None => {

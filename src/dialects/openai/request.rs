@@ -6,6 +6,7 @@
 use axum::http::HeaderMap;
 use confab_contract::{Message, Role};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use super::error::OpenAiError;
 
@@ -138,6 +139,27 @@ pub fn named_conversation(
             "conversation_id and the X-Conversation-Id header name different conversations.",
         )),
         (body, header) => Ok(body.or(header)),
+    }
+}
+
+/// The id of the user message of a named conversation's turn. With an `Idempotency-Key`, it is
+/// derived from the key, so a client's retry of the same request (an SDK retrying after a
+/// timeout) is stored once and answered with the first answer instead of a second turn.
+pub fn message_id(headers: &HeaderMap) -> Result<String, OpenAiError> {
+    const HEADER: &str = "Idempotency-Key";
+    let Some(value) = headers.get(HEADER) else {
+        return Ok(crate::conversations::new_message_id());
+    };
+    match value.to_str() {
+        Ok(key) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
+            let digest = Sha256::digest(key.as_bytes());
+            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+            Ok(format!("msg_idem_{hex}"))
+        }
+        _ => Err(OpenAiError::invalid(
+            HEADER,
+            format!("{HEADER} must be 1 to 255 visible ASCII characters (no spaces)."),
+        )),
     }
 }
 
