@@ -127,28 +127,7 @@ impl Broker {
             // The job expires in the queue at its deadline; workers also check it on receipt.
             .with_expiration(remaining_ms.to_string().into())
             .with_headers(version_header());
-        let confirmation = session
-            .publish
-            .basic_publish(
-                "".into(),
-                self.names.jobs().as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    immediate: false,
-                },
-                &body,
-                properties,
-            )
-            .await?
-            .await?;
-        match confirmation {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(_)) => Err(PublishError::Unavailable(
-                "the work queue does not exist".into(),
-            )),
-            Confirmation::Nack(_) => Err(PublishError::QueueFull),
-            Confirmation::NotRequested => Ok(()),
-        }
+        publish_confirmed(session, &self.names.jobs(), &body, properties).await
     }
 
     /// Tell every worker that the caller of `request_id` is gone. Best effort: a worker also
@@ -196,27 +175,38 @@ impl Broker {
             .with_delivery_mode(2)
             .with_correlation_id(request_id.to_string().into())
             .with_headers(version_header());
-        let confirmation = session
-            .publish
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    immediate: false,
-                },
-                &body,
-                properties,
-            )
-            .await?
-            .await?;
-        match confirmation {
-            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
-            Confirmation::Ack(Some(_)) => Err(PublishError::Unavailable(format!(
-                "the queue {queue} does not exist"
-            ))),
-            Confirmation::Nack(_) => Err(PublishError::QueueFull),
-        }
+        publish_confirmed(session, queue, &body, properties).await
+    }
+}
+
+/// Publish to a durable queue through the default exchange, `mandatory`, and wait for the
+/// broker's confirm: a nack means the queue is full, a return that it does not exist.
+async fn publish_confirmed(
+    session: &Session,
+    queue: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<(), PublishError> {
+    let confirmation = session
+        .publish
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                immediate: false,
+            },
+            body,
+            properties,
+        )
+        .await?
+        .await?;
+    match confirmation {
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+        Confirmation::Ack(Some(_)) => Err(PublishError::Unavailable(format!(
+            "the queue {queue} does not exist"
+        ))),
+        Confirmation::Nack(_) => Err(PublishError::QueueFull),
     }
 }
 

@@ -36,31 +36,55 @@ pub enum SessionError {
     Setup(String),
 }
 
-/// Run broker sessions until `shutdown` flips to true, reconnecting after failures.
+/// Run job-consuming broker sessions until `shutdown` flips to true.
 pub async fn run_sessions(
     config: &WorkerConfig,
     env: Arc<TurnEnv>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
-    let mut backoff = Duration::from_millis(200);
+    reconnecting("job", shutdown.clone(), || {
+        session(config, &env, shutdown.clone())
+    })
+    .await
+}
+
+/// Run `session` until it ends cleanly (on shutdown), starting it again after a failure with
+/// a growing pause (reset once a session has lasted a while). A topology error is a
+/// configuration problem that retrying cannot fix.
+pub(crate) async fn reconnecting<F, Fut>(
+    what: &str,
+    mut shutdown: watch::Receiver<bool>,
+    mut session: F,
+) -> Result<(), SessionError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), SessionError>>,
+{
+    const FIRST_PAUSE: Duration = Duration::from_millis(200);
+    let mut backoff = FIRST_PAUSE;
     loop {
-        match session(config, &env, &mut shutdown).await {
+        let started = std::time::Instant::now();
+        match session().await {
             Ok(()) => return Ok(()),
             Err(SessionError::Topology(e)) => return Err(e.into()),
-            Err(e) => warn!(error = %e, retry_in = ?backoff, "broker session ended; reconnecting"),
+            Err(e) => warn!(error = %e, retry_in = ?backoff, "{what} session ended; reconnecting"),
         }
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
             _ = tokio::time::sleep(backoff) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        backoff = if started.elapsed() > Duration::from_secs(30) {
+            FIRST_PAUSE
+        } else {
+            (backoff * 2).min(Duration::from_secs(5))
+        };
     }
 }
 
 async fn session(
     config: &WorkerConfig,
     env: &Arc<TurnEnv>,
-    shutdown: &mut watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
     let names = &config.shared.names;
     let properties = ConnectionProperties::default()

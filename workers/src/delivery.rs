@@ -47,7 +47,7 @@ pub async fn run(
     config: &WorkerConfig,
     pool: Pool,
     worker_id: &str,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
     let http = channels::http_client(config.delivery.http_timeout)
         .map_err(|e| SessionError::Setup(e.to_string()))?;
@@ -56,28 +56,17 @@ pub async fn run(
         http,
         settings: config.delivery.clone(),
     });
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match session(config, &deliverer, worker_id, &mut shutdown).await {
-            Ok(()) => return Ok(()),
-            Err(SessionError::Topology(e)) => return Err(e.into()),
-            Err(e) => {
-                warn!(error = %e, retry_in = ?backoff, "delivery session ended; reconnecting")
-            }
-        }
-        tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
+    crate::consume::reconnecting("delivery", shutdown.clone(), || {
+        session(config, &deliverer, worker_id, shutdown.clone())
+    })
+    .await
 }
 
 async fn session(
     config: &WorkerConfig,
     deliverer: &Arc<Deliverer>,
     worker_id: &str,
-    shutdown: &mut watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
     let names = &config.shared.names;
     let properties = ConnectionProperties::default()

@@ -237,6 +237,30 @@ pub fn split_text(text: &str, max_chars: usize) -> Vec<&str> {
     parts
 }
 
+/// Send a platform request with a JSON body; its status and JSON answer (`null` if it sent
+/// none). Not reaching the platform at all is worth another try.
+pub(crate) async fn post_json(
+    request: reqwest::RequestBuilder,
+    body: &Value,
+) -> Result<(reqwest::StatusCode, Value), SendError> {
+    let response = request
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| SendError::Transient(e.to_string()))?;
+    let status = response.status();
+    Ok((status, response.json().await.unwrap_or(Value::Null)))
+}
+
+/// A send refused before it starts: the channel lacks what the platform needs.
+pub(crate) fn missing_settings(names: &str) -> SendError {
+    SendError::Rejected {
+        code: "channel_config".into(),
+        message: format!("the channel has no {names}"),
+        details: Value::Null,
+    }
+}
+
 /// The platform's HTTP client: bounded, so a hung platform cannot hold a delivery forever.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{
     Adapter, AuthError, Config, Content, Endpoints, Event, Handshake, Inbound, SendError, Sender,
-    setting,
+    missing_settings, post_json, setting,
 };
 
 pub struct Telegram;
@@ -64,25 +64,15 @@ impl Adapter for Telegram {
     ) -> BoxFuture<'a, Result<String, SendError>> {
         Box::pin(async move {
             let Some(token) = setting(config, "bot_token") else {
-                return Err(SendError::Rejected {
-                    code: "channel_config".into(),
-                    message: "the channel has no bot_token".into(),
-                    details: Value::Null,
-                });
+                return Err(missing_settings("bot_token"));
             };
             let url = format!(
                 "{}/bot{token}/sendMessage",
                 endpoints.telegram_api_url.trim_end_matches('/')
             );
             let chat_id: Value = to.parse::<i64>().map_or_else(|_| json!(to), |id| json!(id));
-            let response = http
-                .post(url)
-                .json(&json!({"chat_id": chat_id, "text": text}))
-                .send()
-                .await
-                .map_err(|e| SendError::Transient(e.to_string()))?;
-            let status = response.status();
-            let reply: Value = response.json().await.unwrap_or(Value::Null);
+            let body = json!({"chat_id": chat_id, "text": text});
+            let (status, reply) = post_json(http.post(url), &body).await?;
             if reply["ok"] == true
                 && let Some(id) = reply["result"]["message_id"].as_i64()
             {

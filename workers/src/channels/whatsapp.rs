@@ -12,7 +12,7 @@ use sha2::Sha256;
 
 use super::{
     Adapter, AuthError, Config, Content, DeliveryStatus, Endpoints, Event, Handshake, Inbound,
-    SendError, Sender, StatusUpdate, setting,
+    SendError, Sender, StatusUpdate, missing_settings, post_json, setting,
 };
 
 pub struct WhatsApp;
@@ -116,11 +116,7 @@ impl Adapter for WhatsApp {
                 setting(config, "access_token"),
                 setting(config, "phone_number_id"),
             ) else {
-                return Err(SendError::Rejected {
-                    code: "channel_config".into(),
-                    message: "the channel has no access_token or phone_number_id".into(),
-                    details: Value::Null,
-                });
+                return Err(missing_settings("access_token or phone_number_id"));
             };
             let url = format!(
                 "{}/{}/{number}/messages",
@@ -134,15 +130,7 @@ impl Adapter for WhatsApp {
                 "type": "text",
                 "text": {"preview_url": false, "body": text},
             });
-            let response = http
-                .post(url)
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| SendError::Transient(e.to_string()))?;
-            let status = response.status();
-            let reply: Value = response.json().await.unwrap_or(Value::Null);
+            let (status, reply) = post_json(http.post(url).bearer_auth(token), &body).await?;
             if status.is_success()
                 && let Some(id) = reply["messages"][0]["id"].as_str()
             {
