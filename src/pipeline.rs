@@ -406,7 +406,9 @@ impl Turn {
                         "lost the connection to the message broker",
                     );
                 }
-                if let Err(failure) = self.resubscribe().await {
+                // Boxed: every waiting stream holds this future, and only one that lost its
+                // broker needs room for the reconnection's.
+                if let Err(failure) = Box::pin(self.resubscribe()).await {
                     return failure;
                 }
                 continue;

@@ -15,6 +15,7 @@ mod per_request;
 mod shared;
 
 use confab_contract::{ReplyEvent, TopologyError};
+use futures_util::StreamExt;
 use lapin::Channel;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -41,8 +42,39 @@ pub enum RelayError {
 pub struct Subscription {
     /// Routing key the worker publishes reply events with.
     pub reply_to: String,
-    pub events: mpsc::UnboundedReceiver<ReplyEvent>,
+    pub events: Events,
     _teardown: Teardown,
+}
+
+/// Where a subscription's events arrive: its own queue's consumer (per-request), read directly
+/// so that an idle request holds no forwarding task or channel, or the routes of the shared
+/// queue.
+pub enum Events {
+    Queue {
+        consumer: lapin::Consumer,
+        request_id: Uuid,
+    },
+    Routed(mpsc::UnboundedReceiver<ReplyEvent>),
+}
+
+impl Events {
+    /// The next event; `None` once the reply path is gone (the broker connection was lost).
+    pub async fn recv(&mut self) -> Option<ReplyEvent> {
+        match self {
+            Events::Routed(events) => events.recv().await,
+            Events::Queue {
+                consumer,
+                request_id,
+            } => loop {
+                let delivery = consumer.next().await?.ok()?;
+                if let Some((id, event)) = decode_for(&delivery)
+                    && id == *request_id
+                {
+                    return Some(event);
+                }
+            },
+        }
+    }
 }
 
 /// Held only for its `Drop`, which removes the reply path.
@@ -78,10 +110,14 @@ impl Relay {
     ) -> Result<Subscription, RelayError> {
         match self {
             Relay::PerRequest(relay) => {
-                let (reply_to, events, teardown) = relay.subscribe(request_id, expires_ms).await?;
+                let (reply_to, consumer, teardown) =
+                    relay.subscribe(request_id, expires_ms).await?;
                 Ok(Subscription {
                     reply_to,
-                    events,
+                    events: Events::Queue {
+                        consumer,
+                        request_id,
+                    },
                     _teardown: Teardown::Queue(teardown),
                 })
             }
@@ -89,7 +125,7 @@ impl Relay {
                 let (reply_to, events, teardown) = relay.subscribe(request_id);
                 Ok(Subscription {
                     reply_to,
-                    events,
+                    events: Events::Routed(events),
                     _teardown: Teardown::Route(teardown),
                 })
             }

@@ -1,17 +1,15 @@
 //! Per-request reply queues: declared before the job is published, consumed by a small forwarding
 //! task, deleted when the request ends.
 
-use confab_contract::{Names, ReplyEvent, declare_reply_queue};
-use futures_util::StreamExt;
+use confab_contract::{Names, declare_reply_queue};
 use lapin::{
     Channel,
     options::{BasicConsumeOptions, QueueDeleteOptions},
     types::FieldTable,
 };
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{RelayError, decode_for};
+use super::RelayError;
 
 pub struct PerRequest {
     channel: Channel,
@@ -47,7 +45,7 @@ impl PerRequest {
         &self,
         request_id: Uuid,
         expires_ms: u32,
-    ) -> Result<(String, mpsc::UnboundedReceiver<ReplyEvent>, QueueTeardown), RelayError> {
+    ) -> Result<(String, lapin::Consumer, QueueTeardown), RelayError> {
         let queue = self.names.request_replies(request_id);
         declare_reply_queue(&self.channel, &queue, expires_ms).await?;
         let teardown = QueueTeardown {
@@ -55,7 +53,7 @@ impl PerRequest {
             queue: queue.clone(),
         };
         // No acks on reply queues: a reply lost with its ingress has nobody left to read it.
-        let mut consumer = self
+        let consumer = self
             .channel
             .basic_consume(
                 queue.as_str().into(),
@@ -68,17 +66,6 @@ impl PerRequest {
                 FieldTable::default(),
             )
             .await?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Some(Ok(delivery)) = consumer.next().await {
-                let Some((id, event)) = decode_for(&delivery) else {
-                    continue;
-                };
-                if id == request_id && tx.send(event).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok((queue, rx, teardown))
+        Ok((queue, consumer, teardown))
     }
 }
