@@ -430,7 +430,7 @@ impl Turn {
                 }
                 ReplyEvent::Delta { text, .. } => return TurnEvent::Delta(text),
                 ReplyEvent::Keepalive => {}
-                ReplyEvent::Done(done) => return TurnEvent::Done(Box::new(done)),
+                ReplyEvent::Done(done) => return TurnEvent::Done(done),
                 ReplyEvent::Error { code, message } => {
                     return failed(FailureKind::Worker(code), &message);
                 }

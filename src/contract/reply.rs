@@ -29,7 +29,8 @@ pub enum ReplyEvent {
     },
     /// Sent while the model is silent, so a vanished caller is noticed within a second.
     Keepalive,
-    Done(Done),
+    /// Boxed: far larger than the other events, and every queued event would pay for its size.
+    Done(Box<Done>),
     Error {
         code: ErrorCode,
         message: String,

@@ -298,7 +298,7 @@ impl Turn<'_> {
         )
         .await
         .map_err(unavailable)?;
-        let done = ReplyEvent::Done(Done {
+        let done = ReplyEvent::Done(Box::new(Done {
             message_id: answer_id,
             conversation_id: self.conversation_id.to_owned(),
             text: UNSUPPORTED_REPLY.to_owned(),
@@ -307,7 +307,7 @@ impl Turn<'_> {
             model: "confab/fixed".to_owned(),
             sources: Vec::new(),
             timing: Default::default(),
-        });
+        }));
         let broker = state.broker();
         let session = broker
             .session()

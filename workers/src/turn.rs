@@ -245,7 +245,7 @@ async fn answer(
     }
     if job.message.role != Role::User {
         // System and assistant messages join the conversation without a model call.
-        let done = ReplyEvent::Done(Done {
+        let done = ReplyEvent::Done(Box::new(Done {
             message_id: job.message.id.clone(),
             conversation_id: job.conversation_id.clone(),
             text: String::new(),
@@ -257,7 +257,7 @@ async fn answer(
                 queued_ms,
                 ..Timing::default()
             },
-        });
+        }));
         replies.finish(&done).await?;
         return Ok(Settle::Ack);
     }
@@ -280,7 +280,7 @@ fn started_ms(started: Instant) -> i64 {
 }
 
 fn done_event(job: &Job, answer: &StoredAnswer, timing: Timing) -> ReplyEvent {
-    ReplyEvent::Done(Done {
+    ReplyEvent::Done(Box::new(Done {
         message_id: answer.id.clone(),
         conversation_id: job.conversation_id.clone(),
         text: answer.content.clone(),
@@ -292,7 +292,7 @@ fn done_event(job: &Job, answer: &StoredAnswer, timing: Timing) -> ReplyEvent {
         model: answer.model.clone(),
         sources: Vec::new(),
         timing,
-    })
+    }))
 }
 
 /// How a generation ended.
