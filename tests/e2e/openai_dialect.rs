@@ -293,6 +293,23 @@ async fn openai_models_lists_the_deployed_assistants_by_slug() {
     assert_eq!(data[0]["object"], "model");
     assert_eq!(data[0]["owned_by"], "confab");
     assert!((data[0]["created"].as_i64().unwrap() - unix_now()).abs() < 60);
+
+    // One model by id: the same object; an undeployed or unknown one is OpenAI's 404.
+    let get = |id: &str| {
+        stack
+            .http
+            .get(stack.url(&format!("/v1/models/{id}")))
+            .bearer_auth(&stack.api_key)
+            .send()
+    };
+    let one: Value = get("support-agent").await.unwrap().json().await.unwrap();
+    assert_eq!(one, data[0]);
+    for missing in ["sales-bot", "nope"] {
+        let response = get(missing).await.unwrap();
+        assert_eq!(response.status(), 404);
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["type"], "invalid_request_error", "{error}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

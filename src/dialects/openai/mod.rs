@@ -25,8 +25,8 @@ mod request;
 mod schemas;
 
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::{Extension, Json};
@@ -94,6 +94,14 @@ pub fn router() -> ApiRouter {
             op("listModels", "The tenant's deployed assistants, as models")
                 .response(200, Reply::new("The models").json(reference("ModelList")))
                 .errors("OpenAiError", &[401, 429, 500]),
+        )
+        .get(
+            "/v1/models/{model}",
+            model,
+            op("retrieveModel", "A deployed assistant, as a model")
+                .path_param("model", "The assistant's slug")
+                .response(200, Reply::new("The model").json(reference("Model")))
+                .errors("OpenAiError", &[401, 404, 429, 500]),
         )
 }
 
@@ -210,9 +218,28 @@ async fn models(
     let deployed = assistants::list_deployed(&**db, tenant_id)
         .await
         .map_err(OpenAiError::internal)?;
-    let data: Vec<Value> = deployed
-        .into_iter()
-        .map(|a| json!({"id": a.slug, "object": "model", "created": a.created_secs, "owned_by": "confab"}))
-        .collect();
+    let data: Vec<Value> = deployed.into_iter().map(model_object).collect();
     Ok(Json(json!({"object": "list", "data": data})))
+}
+
+/// One deployed assistant as a model, as OpenAI's `GET /v1/models/{model}` answers.
+async fn model(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, OpenAiError> {
+    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let db = state.db.get().await.map_err(OpenAiError::internal)?;
+    assistants::list_deployed(&**db, tenant_id)
+        .await
+        .map_err(OpenAiError::internal)?
+        .into_iter()
+        .find(|a| a.slug == slug)
+        .map(|a| Json(model_object(a)))
+        .ok_or_else(|| OpenAiError::model_not_found(&slug))
+}
+
+fn model_object(assistant: assistants::DeployedAssistant) -> Value {
+    json!({"id": assistant.slug, "object": "model", "created": assistant.created_secs,
+           "owned_by": "confab"})
 }

@@ -167,15 +167,16 @@ pub fn components() -> Vec<(&'static str, Value)> {
             "ModelList",
             record([
                 ("object", literal(Value::from("list"))),
-                (
-                    "data",
-                    array(record([
-                        ("id", described(string(), "The assistant's slug")),
-                        ("object", enum_of(&["model"])),
-                        ("created", integer()),
-                        ("owned_by", string()),
-                    ])),
-                ),
+                ("data", array(reference("Model"))),
+            ]),
+        ),
+        (
+            "Model",
+            record([
+                ("id", described(string(), "The assistant's slug")),
+                ("object", enum_of(&["model"])),
+                ("created", integer()),
+                ("owned_by", string()),
             ]),
         ),
         (

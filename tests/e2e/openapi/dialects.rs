@@ -206,6 +206,9 @@ pub async fn openai(api: &mut Checker<'_>, _world: &World) {
         .await;
     api.expect(Req::post(url, completion("nobody")), 404).await;
     api.expect(Req::get("/v1/models"), 200).await;
+    api.expect(Req::get("/v1/models/support-agent"), 200).await;
+    api.expect(Req::get("/v1/models/no-such-assistant"), 404)
+        .await;
     api.expect(Req::get("/v1/models").key("cfk_wrong"), 401)
         .await;
 }
