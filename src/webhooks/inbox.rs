@@ -9,12 +9,14 @@ use confab_contract::{AssistantRef, Done, Job, Message, ReplyEvent, Role, now_ms
 use confab_worker::channels::{Content, Inbound, StatusUpdate};
 use serde::Serialize;
 use serde_json::json;
+use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::unavailable;
 use crate::api::ApiError;
 use crate::channels::WebhookChannel;
 use crate::conversations::{self, NewMessage};
+use crate::http::AppState;
 use crate::identities;
 use crate::pipeline::{SubmitError, TurnRequest, mark_pending, unmark_pending};
 
@@ -353,6 +355,3 @@ pub async fn apply_status(
         .map_err(unavailable)?;
     Ok(())
 }
-
-use crate::http::AppState;
-use tokio_postgres::GenericClient;
