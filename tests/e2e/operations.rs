@@ -175,3 +175,49 @@ async fn unknown_routes_and_methods_get_json_errors() {
     assert_eq!(status, 405);
     assert_eq!(body["error"]["code"], "method_not_allowed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_serves_its_own_metrics() {
+    let mut stack = Stack::start(Options {
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
+    stack.support_agent().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let worker = stack
+        .process_command("worker")
+        .env("CONFAB_WORKER_METRICS_LISTEN", format!("127.0.0.1:{port}"))
+        .spawn()
+        .unwrap();
+    stack.adopt_child(worker);
+    let reply = stack
+        .chat("support-agent", json!({"message": "When are you open?"}))
+        .await;
+    assert_eq!(reply.status(), 200);
+
+    let metrics = stack
+        .http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    // Recorded by the worker process, not by this test's ingress.
+    assert!(
+        text.contains("confab_worker_turn_seconds_count 1"),
+        "{text}"
+    );
+    let other = stack
+        .http
+        .get(format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+}

@@ -208,6 +208,7 @@ impl Stack {
                 retry_base: self.options.delivery_retry_base,
                 http_timeout: Duration::from_secs(5),
             },
+            metrics_listen: None,
         }
     }
 
@@ -333,6 +334,11 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("the ingress process did not become ready");
+    }
+
+    /// Keep a child process of the test's making with the stack, so it dies with it.
+    pub fn adopt_child(&mut self, child: tokio::process::Child) {
+        self.children.push(child);
     }
 
     /// SIGKILL a worker process: no goodbye to the broker, no finished turn.

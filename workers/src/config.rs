@@ -38,6 +38,9 @@ pub struct WorkerConfig {
     /// What this process does. `--roles` or `CONFAB_WORKER_ROLES`, default `chat,delivery`.
     pub roles: Roles,
     pub delivery: DeliveryConfig,
+    /// Where this process serves `GET /metrics` (Prometheus text), if anywhere.
+    /// `CONFAB_WORKER_METRICS_LISTEN`, e.g. `0.0.0.0:9091`; default empty: not served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The jobs a worker process takes: any mix, so operators can scale each on its own.
@@ -141,6 +144,13 @@ impl WorkerConfig {
                 "CONFAB_WORKER_ROLES",
             )?,
             delivery: DeliveryConfig::from_env()?,
+            metrics_listen: match var_or("CONFAB_WORKER_METRICS_LISTEN", "").as_str() {
+                "" => None,
+                addr => Some(addr.parse().map_err(|e| ConfigError {
+                    var: "CONFAB_WORKER_METRICS_LISTEN",
+                    problem: format!("{addr:?} is not an address like 0.0.0.0:9091 ({e})"),
+                })?),
+            },
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod context;
 mod delivery;
 mod inflight;
 pub mod knowledge;
+pub mod metrics;
 pub mod model;
 mod order;
 pub mod process;
@@ -37,6 +38,11 @@ pub enum WorkerError {
     Model(#[from] model::ModelError),
     #[error(transparent)]
     Broker(#[from] consume::SessionError),
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A name for this process, unique enough to tell workers apart in logs and queue names.
@@ -74,6 +80,15 @@ pub async fn run(
         shutdown.await;
         stop.send_replace(true);
     });
+    if let Some(addr) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| WorkerError::Metrics { addr, source })?;
+        info!(%addr, "serving GET /metrics");
+        // Installed before any job runs, so no measurement is lost to a recorder-less start.
+        let handle = metrics::recorder();
+        tokio::spawn(metrics::serve(listener, handle, stopped.clone()));
+    }
     let delivery = config.roles.delivery.then(|| {
         let (config, pool, worker_id, stopped) = (
             config.clone(),
