@@ -450,7 +450,7 @@ async fn webhooks(api: &mut Checker<'_>, world: &World) {
         {"field": "messages", "value": {"metadata": {"phone_number_id": "PN"},
          "statuses": [{"id": "wamid.none", "status": "read", "timestamp": "1"}]}}]}]})
     .to_string();
-    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(b"s").unwrap();
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(b"s").unwrap();
     hmac::Mac::update(&mut mac, body.as_bytes());
     let hex: String = hmac::Mac::finalize(mac)
         .into_bytes()

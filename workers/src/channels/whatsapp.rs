@@ -5,7 +5,7 @@
 //! channel answers for; webhooks for other numbers are ignored).
 
 use futures_util::future::BoxFuture;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 use sha2::Sha256;
