@@ -129,7 +129,13 @@ impl Pipeline {
                 if marked.is_ok()
                     && let Ok(client) = self.db.get().await
                 {
-                    unmark_pending_request(&**client, &request).await;
+                    unmark_pending(
+                        &**client,
+                        request.tenant_id,
+                        &request.conversation_id,
+                        request_id,
+                    )
+                    .await;
                 }
                 if let Err(e) = &subscription {
                     warn!(%request_id, error = %e, "cannot open the reply path");
@@ -190,7 +196,13 @@ impl Pipeline {
         let published = self.broker.publish_job(session, job).await;
         if let Err(e) = published {
             if let Ok(client) = self.db.get().await {
-                unmark_pending(&**client, job).await;
+                unmark_pending(
+                    &**client,
+                    job.tenant_id,
+                    &job.conversation_id,
+                    job.request_id,
+                )
+                .await;
             }
             return Err(submit_error(job, e));
         }
@@ -256,21 +268,7 @@ pub async fn mark_pending(
 }
 
 /// A job that was never queued holds nothing up.
-pub async fn unmark_pending(client: &impl GenericClient, job: &Job) {
-    unmark(client, job.tenant_id, &job.conversation_id, job.request_id).await;
-}
-
-async fn unmark_pending_request(client: &impl GenericClient, request: &TurnRequest) {
-    unmark(
-        client,
-        request.tenant_id,
-        &request.conversation_id,
-        request.request_id,
-    )
-    .await;
-}
-
-async fn unmark(
+pub async fn unmark_pending(
     client: &impl GenericClient,
     tenant_id: Uuid,
     conversation_id: &str,
@@ -312,25 +310,16 @@ impl Turn {
         if self.finished {
             return None;
         }
-        let event = self.next_event().await;
-        // An answer stored by an earlier attempt (or made without the model) comes back as a
-        // `done` with no deltas before it: a stream still gets its text as a delta.
-        if let TurnEvent::Done(done) = event {
-            if self.stream && !self.relayed && !done.text.is_empty() {
+        Some(match self.next_event().await {
+            // An answer stored by an earlier attempt (or made without the model) comes back as
+            // a `done` with no deltas before it: a stream still gets its text as a delta.
+            TurnEvent::Done(done) if self.stream && !self.relayed && !done.text.is_empty() => {
                 let text = done.text.clone();
                 self.held_done = Some(done);
-                self.relayed = true;
-                self.mark_first_event();
-                return Some(TurnEvent::Delta(text));
+                self.relayed(text)
             }
-            return Some(self.settle_done(done));
-        }
-        match &event {
-            TurnEvent::Delta(_) => {
-                self.relayed = true;
-                self.mark_first_event();
-            }
-            TurnEvent::Done(_) => {}
+            TurnEvent::Done(done) => self.settle_done(done),
+            TurnEvent::Delta(text) => self.relayed(text),
             TurnEvent::Failed(failure) => {
                 self.finish(false);
                 // The worker is still at it after a timeout or a broken stream; stop it.
@@ -340,9 +329,15 @@ impl Turn {
                 ) {
                     self.cancel_upstream();
                 }
+                TurnEvent::Failed(failure)
             }
-        }
-        Some(event)
+        })
+    }
+
+    fn relayed(&mut self, text: String) -> TurnEvent {
+        self.relayed = true;
+        self.mark_first_event();
+        TurnEvent::Delta(text)
     }
 
     fn settle_done(&mut self, done: Box<Done>) -> TurnEvent {

@@ -132,7 +132,13 @@ pub async fn take(
         .hand_off(state, &mut client, outcome, job.as_ref())
         .await;
     if let (Some(job), Err(_) | Ok(Outcome::Duplicate)) = (&job, &handed_off) {
-        unmark_pending(&**client, job).await;
+        unmark_pending(
+            &**client,
+            job.tenant_id,
+            &job.conversation_id,
+            job.request_id,
+        )
+        .await;
     }
     handed_off
 }
@@ -262,7 +268,11 @@ impl Turn<'_> {
                 role: "user",
                 content: &text,
                 answers: None,
-                metadata: json!({"channel": self.channel.kind, "external_id": self.message.external_id, "unanswered": "stale"}),
+                metadata: {
+                    let mut metadata = self.metadata();
+                    metadata["unanswered"] = json!("stale");
+                    metadata
+                },
             }],
         )
         .await
