@@ -289,7 +289,7 @@ pub async fn append(
     messages: &[NewMessage<'_>],
 ) -> Result<(), tokio_postgres::Error> {
     for message in messages {
-        let tokens = confab_worker::tokens::estimate_tokens(message.content) as i32;
+        let tokens = confab_shared::tokens::estimate_tokens(message.content) as i32;
         client
             .execute(
                 "INSERT INTO messages (conversation_pk, id, role, content, tokens, answers, metadata) \

@@ -132,7 +132,7 @@ pub async fn run(config: IngressConfig, workers: usize) -> Result<(), DevError> 
          -H 'Content-Type: application/json' -d '{{\"message\": \"How fast are refunds?\", \"stream\": true}}'\n"
     );
     let served = app
-        .run_until_stopped(confab_worker::shutdown_signal())
+        .run_until_stopped(confab_shared::process::shutdown_signal())
         .await
         .map_err(DevError::Serve);
     stop_workers(&mut children).await;

@@ -12,7 +12,8 @@
 use std::process::ExitCode;
 
 use confab::IngressConfig;
-use confab_worker::{WorkerConfig, init_logging, shutdown_signal};
+use confab_shared::process::{init_logging, shutdown_signal};
+use confab_worker::WorkerConfig;
 
 const USAGE: &str = "usage: confab <migrate | ingress | worker [--concurrency N] [--roles chat,delivery] | \
                      admin create-tenant --name NAME | kb import PATH --folder NAME | \

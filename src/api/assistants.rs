@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use confab_worker::model::ModelSpec;
+use confab_shared::ModelSpec;
 use serde_json::Value;
 use uuid::Uuid;
 

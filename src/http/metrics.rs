@@ -6,7 +6,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 /// The process's Prometheus recorder, shared with workers running in the same process.
-pub use confab_worker::metrics::recorder;
+pub use confab_shared::metrics::recorder;
 
 /// Count every request of an API family (the layer's state) by response status.
 pub async fn count_requests(

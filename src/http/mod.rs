@@ -139,7 +139,7 @@ pub struct Application {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("database: {0}")]
-    Db(#[from] confab_worker::store::StoreError),
+    Db(#[from] confab_shared::db::DbError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -150,14 +150,13 @@ pub enum StartError {
 impl Application {
     /// Connect, bind `config.listen` (port 0 picks a free port) and prepare the router.
     pub async fn build(config: &IngressConfig) -> Result<Application, StartError> {
-        let db =
-            confab_worker::store::pool(&config.shared.database_url, config.database_pool_size)?;
+        let db = confab_shared::db::pool(&config.shared.database_url, config.database_pool_size)?;
         let settings = BrokerSettings {
             amqp_url: config.shared.amqp_url.clone(),
             names: config.shared.names.clone(),
             queue_limits: config.shared.queue_limits,
             reply_mode: config.reply_mode,
-            ingress_id: confab_worker::new_worker_id(),
+            ingress_id: confab_shared::process::instance_id(),
         };
         let broker = Broker::start(settings, SharedRoutes::default()).await;
         let state = AppState {

@@ -135,7 +135,7 @@ async fn insert_chunks(
         .iter()
         .enumerate()
     {
-        let tokens = confab_worker::tokens::estimate_tokens(&chunk.content) as i32;
+        let tokens = confab_shared::tokens::estimate_tokens(&chunk.content) as i32;
         tx.execute(
             &insert,
             &[

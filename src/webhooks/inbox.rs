@@ -6,7 +6,7 @@
 //! so the platform's retry is answered.
 
 use confab_contract::{AssistantRef, Done, Job, Message, ReplyEvent, Role, now_ms};
-use confab_worker::channels::{Content, Inbound, StatusUpdate};
+use confab_shared::platforms::{Content, Inbound, StatusUpdate};
 use serde::Serialize;
 use serde_json::json;
 use tokio_postgres::GenericClient;

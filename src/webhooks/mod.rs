@@ -15,7 +15,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use confab_worker::channels::{self, Adapter, AuthError, Event, Handshake};
+use confab_shared::platforms::{self, Adapter, AuthError, Event, Handshake};
 use serde_json::json;
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -115,7 +115,7 @@ async fn channel_for(
 ) -> Result<(WebhookChannel, &'static dyn Adapter), ApiError> {
     let not_found = || ApiError::not_found("Channel");
     let id = Uuid::parse_str(channel_id).map_err(|_| not_found())?;
-    let adapter = channels::adapter(kind).ok_or_else(not_found)?;
+    let adapter = platforms::adapter(kind).ok_or_else(not_found)?;
     let client = state.db.get().await.map_err(unavailable)?;
     let channel = crate::channels::for_webhook(&**client, id)
         .await

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use confab_worker::channels::Endpoints;
+use confab_shared::platforms::Endpoints;
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use confab_worker::tokens::estimate_tokens;
+use confab_shared::tokens::estimate_tokens;
 use serde_json::{Value, json};
 
 use crate::openai_server::{FakeOpenAi, Script};

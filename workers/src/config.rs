@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use confab_contract::settings::{ConfigError, SharedSettings, parsed_var, var_or};
 
-use crate::channels::Endpoints;
+use confab_shared::platforms::Endpoints;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {

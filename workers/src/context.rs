@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::knowledge::Passage;
 use crate::model::ChatMessage;
-use crate::tokens::estimate_tokens;
+use confab_shared::tokens::estimate_tokens;
 
 /// Tokens kept free for the answer itself.
 pub const ANSWER_TOKENS: u32 = 1_024;

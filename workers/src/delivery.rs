@@ -25,10 +25,10 @@ use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use crate::WorkerConfig;
-use crate::channels::{self, Adapter, Config, DeliveryStatus, SendError};
 use crate::config::DeliveryConfig;
 use crate::consume::SessionError;
-use crate::store::StoreError;
+use confab_shared::db::DbError;
+use confab_shared::platforms::{self, Adapter, Config, DeliveryStatus, SendError};
 
 /// What a user hears when their turn failed (the model erred, timed out, or the deadline passed).
 const APOLOGY: &str = "Sorry, I can't answer right now. Please try again in a little while.";
@@ -49,7 +49,7 @@ pub async fn run(
     worker_id: &str,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
-    let http = channels::http_client(config.delivery.http_timeout)
+    let http = platforms::http_client(config.delivery.http_timeout)
         .map_err(|e| SessionError::Setup(e.to_string()))?;
     let deliverer = Arc::new(Deliverer {
         pool,
@@ -144,7 +144,7 @@ struct Target {
 }
 
 impl Deliverer {
-    async fn handle(&self, delivery: &Delivery) -> Result<(), StoreError> {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), DbError> {
         let request_id = delivery
             .properties
             .correlation_id()
@@ -185,7 +185,7 @@ impl Deliverer {
             info!(%request_id, "answer already delivered; not sending it again");
             return Ok(());
         }
-        let Some(adapter) = channels::adapter(&target.kind) else {
+        let Some(adapter) = platforms::adapter(&target.kind) else {
             return self
                 .record_failure(message_pk, &json!({"code": "unsupported_channel"}))
                 .await;
@@ -201,7 +201,7 @@ impl Deliverer {
         target: &Target,
         request_id: Uuid,
         code: ErrorCode,
-    ) -> Result<(String, String), StoreError> {
+    ) -> Result<(String, String), DbError> {
         let id = format!("msg_{}", request_id.simple());
         let client = self.pool.get().await?;
         client
@@ -216,7 +216,7 @@ impl Deliverer {
                     &target.conversation_id,
                     &id,
                     &APOLOGY,
-                    &(crate::tokens::estimate_tokens(APOLOGY) as i32),
+                    &(confab_shared::tokens::estimate_tokens(APOLOGY) as i32),
                     &target.message_id,
                     &json!({ "failed": code }),
                     &request_id,
@@ -229,7 +229,7 @@ impl Deliverer {
     /// The ingress commits the inbox row only after the broker confirmed what it published, so
     /// an answer can arrive a moment before its row is visible; a row that never appears
     /// belongs to a hand-off that failed (and that the platform will retry).
-    async fn wait_for_target(&self, request_id: Uuid) -> Result<Option<Target>, StoreError> {
+    async fn wait_for_target(&self, request_id: Uuid) -> Result<Option<Target>, DbError> {
         for _ in 0..TARGET_LOOKUPS {
             if let Some(target) = self.target(request_id).await? {
                 return Ok(Some(target));
@@ -239,7 +239,7 @@ impl Deliverer {
         Ok(None)
     }
 
-    async fn target(&self, request_id: Uuid) -> Result<Option<Target>, StoreError> {
+    async fn target(&self, request_id: Uuid) -> Result<Option<Target>, DbError> {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
@@ -269,7 +269,7 @@ impl Deliverer {
         &self,
         target: &Target,
         message_id: &str,
-    ) -> Result<Option<(i64, Option<String>)>, StoreError> {
+    ) -> Result<Option<(i64, Option<String>)>, DbError> {
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
@@ -288,8 +288,8 @@ impl Deliverer {
         target: &Target,
         message_pk: i64,
         text: &str,
-    ) -> Result<(), StoreError> {
-        for part in channels::split_text(text, adapter.max_text_chars()) {
+    ) -> Result<(), DbError> {
+        for part in platforms::split_text(text, adapter.max_text_chars()) {
             match self.send_part(adapter, target, part).await {
                 Ok(external_id) => {
                     self.record_sent(target.channel_id, &external_id, message_pk)
@@ -351,7 +351,7 @@ impl Deliverer {
         channel_id: Uuid,
         external_id: &str,
         message_pk: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DbError> {
         let client = self.pool.get().await?;
         // A status notification may have created the row first; keep whichever status is
         // further along. The table's trigger carries it over to the message.
@@ -372,7 +372,7 @@ impl Deliverer {
         Ok(())
     }
 
-    async fn record_failure(&self, message_pk: i64, details: &Value) -> Result<(), StoreError> {
+    async fn record_failure(&self, message_pk: i64, details: &Value) -> Result<(), DbError> {
         let client = self.pool.get().await?;
         client
             .execute(

@@ -2,7 +2,6 @@
 //! assembles context from Postgres, streams the model's answer back as reply events and stores
 //! the turn. Run any number of them; each takes at most `concurrency` jobs at once.
 
-pub mod channels;
 pub mod config;
 mod consume;
 pub mod context;
@@ -12,20 +11,20 @@ pub mod knowledge;
 pub mod metrics;
 pub mod model;
 mod order;
-pub mod process;
 mod reply;
 pub mod store;
 mod summary;
-pub mod tokens;
 mod turn;
 
 use std::future::Future;
 use std::sync::Arc;
 
 pub use config::WorkerConfig;
-pub use process::{init_logging, shutdown_signal};
 use tokio::sync::watch;
 use tracing::{info, warn};
+
+use confab_shared::db::DbError;
+use confab_shared::process::instance_id;
 
 use crate::inflight::InFlight;
 use crate::model::{Builtin, Models, OpenAi};
@@ -33,7 +32,7 @@ use crate::model::{Builtin, Models, OpenAi};
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error(transparent)]
-    Store(#[from] store::StoreError),
+    Store(#[from] DbError),
     #[error(transparent)]
     Model(#[from] model::ModelError),
     #[error(transparent)]
@@ -45,27 +44,12 @@ pub enum WorkerError {
     },
 }
 
-/// A name for this process, unique enough to tell workers apart in logs and queue names.
-pub fn new_worker_id() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
-    let host: String = host
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(32)
-        .collect();
-    format!(
-        "{host}-{}-{}",
-        std::process::id(),
-        &uuid::Uuid::new_v4().simple().to_string()[..6]
-    )
-}
-
 /// Run one worker until `shutdown` completes, then finish or return its jobs and exit.
 pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkerError> {
-    let pool = store::pool(&config.shared.database_url, config.database_pool_size)?;
+    let pool = confab_shared::db::pool(&config.shared.database_url, config.database_pool_size)?;
     let models = Models::new(
         Builtin::new(config.builtin_latency, config.builtin_token_delay),
         OpenAi::new(
@@ -74,7 +58,7 @@ pub async fn run(
             config.model_timeout,
         )?,
     );
-    let worker_id = new_worker_id();
+    let worker_id = instance_id();
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -86,7 +70,7 @@ pub async fn run(
             .map_err(|source| WorkerError::Metrics { addr, source })?;
         info!(%addr, "serving GET /metrics");
         // Installed before any job runs, so no measurement is lost to a recorder-less start.
-        let handle = metrics::recorder();
+        let handle = confab_shared::metrics::recorder();
         tokio::spawn(metrics::serve(listener, handle, stopped.clone()));
     }
     let delivery = config.roles.delivery.then(|| {

@@ -7,7 +7,7 @@ use confab_worker::WorkerConfig;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    confab_worker::init_logging();
+    confab_shared::process::init_logging();
     let mut config = match WorkerConfig::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -22,7 +22,7 @@ async fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    match confab_worker::run(config, confab_worker::shutdown_signal()).await {
+    match confab_worker::run(config, confab_shared::process::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "worker failed");

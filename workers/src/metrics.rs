@@ -1,44 +1,17 @@
-//! Prometheus metrics of a process: the one recorder (shared by an ingress and workers running
-//! in the same process), and for worker processes a small `/metrics` endpoint
-//! (`CONFAB_WORKER_METRICS_LISTEN`), so operators can scrape each worker they run.
+//! A worker process's own `GET /metrics` endpoint (`CONFAB_WORKER_METRICS_LISTEN`), so operators
+//! can scrape each worker they run. The recorder is `confab_shared::metrics`.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::warn;
 
-const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0,
-];
-
 /// A scrape request is one short line and a few headers; anything longer is not one.
 const MAX_REQUEST_BYTES: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The process's Prometheus recorder. The `metrics` facade has one recorder per process, so
-/// every part of the process shares it.
-pub fn recorder() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-                .map(|builder| builder.build_recorder());
-            match recorder {
-                Ok(recorder) => {
-                    let handle = recorder.handle();
-                    let _ = metrics::set_global_recorder(recorder);
-                    handle
-                }
-                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-            }
-        })
-        .clone()
-}
 
 /// Answer `GET /metrics` on `listener` until `shutdown` flips to true. One request per
 /// connection, as Prometheus scrapes; every other request is a 404.

@@ -11,7 +11,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::watch;
 use tokio_postgres::GenericClient;
 
-use crate::store::StoreError;
+use confab_shared::db::DbError;
 
 /// How often a waiting turn looks again.
 const POLL: Duration = Duration::from_millis(20);
@@ -30,7 +30,7 @@ pub async fn wait_for_earlier_turns(
     pool: &Pool,
     job: &Job,
     mut gone: watch::Receiver<bool>,
-) -> Result<Turn, StoreError> {
+) -> Result<Turn, DbError> {
     loop {
         let state = {
             let client = pool.get().await?;
@@ -62,7 +62,7 @@ pub enum State {
 
 /// One look at the order, on any connection (`store::prepare_turn` takes it in the same round
 /// trip as its first reads, so a turn that need not wait pays nothing extra).
-pub async fn state(client: &impl GenericClient, job: &Job) -> Result<State, StoreError> {
+pub async fn state(client: &impl GenericClient, job: &Job) -> Result<State, DbError> {
     let row = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pending_turns WHERE tenant_id = $1 \
@@ -80,7 +80,7 @@ pub async fn state(client: &impl GenericClient, job: &Job) -> Result<State, Stor
 }
 
 /// The job's turn is settled: later turns of its conversation may go ahead.
-pub async fn settled(pool: &Pool, job: &Job) -> Result<(), StoreError> {
+pub async fn settled(pool: &Pool, job: &Job) -> Result<(), DbError> {
     let client = pool.get().await?;
     client
         .execute(

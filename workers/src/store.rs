@@ -4,78 +4,14 @@
 //! the user message and reads what the context needs, `store_answer` stores the assistant message.
 //! No connection is held while the model generates.
 
-use std::str::FromStr;
-use std::time::Duration;
-
 use confab_contract::{AssistantRef, Job, Role};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
+use confab_shared::ModelSpec;
+use confab_shared::db::DbError;
+use deadpool_postgres::Pool;
 use uuid::Uuid;
 
 use crate::context::{IdentityMemory, Parts, Turn};
-use crate::model::ModelSpec;
 use crate::{knowledge, order};
-
-/// A connection pool for `url` with at most `size` connections.
-pub fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
-    let config = tokio_postgres::Config::from_str(url)
-        .map_err(|e| StoreError::Config(format!("CONFAB_DATABASE_URL: {e}")))?;
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(manager)
-        .max_size(size)
-        .wait_timeout(Some(Duration::from_secs(10)))
-        .create_timeout(Some(Duration::from_secs(5)))
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .build()
-        .map_err(|e| StoreError::Config(e.to_string()))
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database is unreachable or restarting; worth retrying.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    #[error("database configuration: {0}")]
-    Config(String),
-    #[error("database error: {0}")]
-    Query(tokio_postgres::Error),
-}
-
-impl From<tokio_postgres::Error> for StoreError {
-    fn from(error: tokio_postgres::Error) -> Self {
-        // Connection loss has no SQLSTATE; class 08 is a connection exception, 57P0x an
-        // administrator shutdown or a server still starting, 40xxx a lost race to retry.
-        let transient = match error.code() {
-            None => true,
-            Some(code) => {
-                let code = code.code();
-                code.starts_with("08") || code.starts_with("57P") || code.starts_with("40")
-            }
-        };
-        if transient {
-            StoreError::Unavailable(error.to_string())
-        } else {
-            StoreError::Query(error)
-        }
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for StoreError {
-    fn from(error: deadpool_postgres::PoolError) -> Self {
-        match error {
-            deadpool_postgres::PoolError::Backend(e) => e.into(),
-            other => StoreError::Unavailable(other.to_string()),
-        }
-    }
-}
 
 /// The assistant answering a turn.
 #[derive(Debug, Clone)]
@@ -130,7 +66,7 @@ pub struct PreparedTurn {
 async fn load_assistant(
     tx: &deadpool_postgres::Transaction<'_>,
     job: &Job,
-) -> Result<Assistant, StoreError> {
+) -> Result<Assistant, DbError> {
     match &job.assistant {
         AssistantRef::Preview(preview) => Ok(Assistant {
             name: preview.name.clone(),
@@ -146,7 +82,7 @@ async fn load_assistant(
                     &[id, &job.tenant_id],
                 )
                 .await?
-                .ok_or(StoreError::NotFound("assistant"))?;
+                .ok_or(DbError::NotFound("assistant"))?;
             Ok(Assistant {
                 name: row.get(0),
                 instructions: row.get(1),
@@ -166,7 +102,7 @@ async fn insert_message(
     message: &confab_contract::Message,
     metadata: &serde_json::Value,
     job: &Job,
-) -> Result<i64, StoreError> {
+) -> Result<i64, DbError> {
     let row = tx
         .query_one(
             "INSERT INTO messages \
@@ -179,7 +115,7 @@ async fn insert_message(
                 &message.id,
                 &message.role.as_str(),
                 &message.content,
-                &(crate::tokens::estimate_tokens(&message.content) as i32),
+                &(confab_shared::tokens::estimate_tokens(&message.content) as i32),
                 metadata,
                 &job.request_id,
                 &(message.created_ms as f64),
@@ -200,7 +136,7 @@ pub async fn prepare_turn(
     job: &Job,
     default_window: u32,
     check_order: bool,
-) -> Result<Prepared, StoreError> {
+) -> Result<Prepared, DbError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let order = async {
@@ -214,7 +150,7 @@ pub async fn prepare_turn(
     // commit, which flushes this one's WAL too, the job stays unacked in its queue, and a
     // redelivery after a database crash prepares the turn again.
     let relaxed = async {
-        Ok::<_, StoreError>(
+        Ok::<_, DbError>(
             tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
                 .await?,
         )
@@ -240,7 +176,7 @@ pub async fn prepare_turn(
     // The message's key, whether stored now or by an earlier delivery of the job.
     let message_pk = insert_message(&tx, conversation.pk, message, &metadata, job).await?;
     let answer_of_turn = async {
-        Ok::<_, StoreError>(
+        Ok::<_, DbError>(
             tx.query_opt(ANSWER_OF_TURN, &[&conversation.pk, &message.id])
                 .await?
                 .map(|row| stored_answer(&row)),
@@ -297,7 +233,7 @@ struct ConversationRow {
 async fn upsert_conversation(
     tx: &deadpool_postgres::Transaction<'_>,
     job: &Job,
-) -> Result<ConversationRow, StoreError> {
+) -> Result<ConversationRow, DbError> {
     let stored_assistant_id: Option<Uuid> = match job.assistant {
         AssistantRef::Stored { id } => Some(id),
         AssistantRef::Preview(_) => None,
@@ -333,7 +269,7 @@ async fn read_context(
     conversation: &ConversationRow,
     message_pk: i64,
     default_window: u32,
-) -> Result<(Parts, Option<i64>), StoreError> {
+) -> Result<(Parts, Option<i64>), DbError> {
     let window = ModelSpec::parse(&assistant.model)
         .map(|spec| spec.context_window(default_window))
         .unwrap_or(8_192);
@@ -349,7 +285,7 @@ async fn read_context(
         }
     };
     let passages = async {
-        Ok::<_, StoreError>(
+        Ok::<_, DbError>(
             knowledge::search(
                 &**tx,
                 job.tenant_id,
@@ -385,7 +321,7 @@ async fn identity_memory(
     tx: &deadpool_postgres::Transaction<'_>,
     tenant_id: Uuid,
     identity_id: Uuid,
-) -> Result<Option<IdentityMemory>, StoreError> {
+) -> Result<Option<IdentityMemory>, DbError> {
     let row = tx
         .query_opt(
             "SELECT name, stage, preferences, data, associations FROM identities \
@@ -411,7 +347,7 @@ async fn recent_turns(
     after_pk: i64,
     before_pk: i64,
     window: u32,
-) -> Result<(Vec<Turn>, Option<i64>), StoreError> {
+) -> Result<(Vec<Turn>, Option<i64>), DbError> {
     let rows = tx
         .query(
             "SELECT pk, role, content, oldest, running <= $4 FROM ( \
@@ -460,7 +396,7 @@ pub struct NewAnswer<'a> {
 
 /// Store the assistant's answer to a turn. If an answer to that turn is already stored (a
 /// concurrent redelivery won the race), that one is returned instead: a turn has one answer.
-pub async fn store_answer(pool: &Pool, answer: &NewAnswer<'_>) -> Result<StoredAnswer, StoreError> {
+pub async fn store_answer(pool: &Pool, answer: &NewAnswer<'_>) -> Result<StoredAnswer, DbError> {
     let client = pool.get().await?;
     let id = format!("msg_{}", Uuid::now_v7().simple());
     let metadata = if answer.sources.is_empty() {
@@ -487,7 +423,8 @@ pub async fn store_answer(pool: &Pool, answer: &NewAnswer<'_>) -> Result<StoredA
                 &answer.content,
                 &(answer
                     .completion_tokens
-                    .max(crate::tokens::estimate_tokens(answer.content)) as i32),
+                    .max(confab_shared::tokens::estimate_tokens(answer.content))
+                    as i32),
                 &answer.answers,
                 &status,
                 &answer.model,

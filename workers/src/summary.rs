@@ -7,9 +7,10 @@ use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use tracing::{info, warn};
 
-use crate::model::{ChatMessage, ModelEvent, ModelRequest, ModelSpec, Models};
-use crate::tokens::estimate_tokens;
+use crate::model::{ChatMessage, ModelEvent, ModelRequest, Models};
 use confab_contract::Role;
+use confab_shared::ModelSpec;
+use confab_shared::tokens::estimate_tokens;
 
 /// A summary is kept to about this many tokens.
 pub const SUMMARY_TOKENS: u32 = 400;

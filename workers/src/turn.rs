@@ -16,10 +16,12 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::inflight::InFlight;
-use crate::model::{ModelError, ModelEvent, ModelRequest, ModelSpec, Models};
+use crate::model::{ModelError, ModelEvent, ModelRequest, Models};
 use crate::reply::{Delivered, Replies, ReplyError};
-use crate::store::{self, NewAnswer, Prepared, PreparedTurn, StoreError, StoredAnswer};
+use crate::store::{self, NewAnswer, Prepared, PreparedTurn, StoredAnswer};
 use crate::{context, order, summary};
+use confab_shared::ModelSpec;
+use confab_shared::db::DbError;
 
 /// What the worker shares between its turns.
 pub struct TurnEnv {
@@ -151,7 +153,7 @@ enum TurnError {
     #[error(transparent)]
     Reply(#[from] ReplyError),
     #[error(transparent)]
-    Store(StoreError),
+    Store(DbError),
 }
 
 fn deadline_error() -> ReplyEvent {
@@ -162,15 +164,15 @@ fn deadline_error() -> ReplyEvent {
 }
 
 /// Retry a database step while the database is unavailable, until the job's deadline.
-async fn with_retry<T, F, Fut>(deadline_ms: i64, mut step: F) -> Result<T, StoreError>
+async fn with_retry<T, F, Fut>(deadline_ms: i64, mut step: F) -> Result<T, DbError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
+    Fut: std::future::Future<Output = Result<T, DbError>>,
 {
     let mut backoff = Duration::from_millis(100);
     loop {
         match step().await {
-            Err(StoreError::Unavailable(reason))
+            Err(DbError::Unavailable(reason))
                 if now_ms() + (backoff.as_millis() as i64) < deadline_ms =>
             {
                 warn!(%reason, retry_in = ?backoff, "database unavailable");
@@ -220,7 +222,7 @@ async fn answer(
     };
     let prepared = match prepared {
         Ok(prepared) => prepared,
-        Err(StoreError::NotFound(what)) => {
+        Err(DbError::NotFound(what)) => {
             let event = ReplyEvent::Error {
                 code: ErrorCode::NotFound,
                 message: format!("the {what} of this request no longer exists"),

@@ -14,7 +14,7 @@ use confab_contract::{Role, Usage};
 
 use super::{ChatMessage, ModelEvent, ModelRequest, ModelStream, Provider};
 use crate::knowledge::Passage;
-use crate::tokens::estimate_tokens;
+use confab_shared::tokens::estimate_tokens;
 
 pub struct Builtin {
     latency: Duration,

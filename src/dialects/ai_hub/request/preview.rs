@@ -1,7 +1,7 @@
 //! `previewAssistantData`: the unsaved assistant of preview mode.
 
 use confab_contract::PreviewAssistant;
-use confab_worker::model::ModelSpec;
+use confab_shared::ModelSpec;
 use serde_json::{Map, Value};
 
 use super::{Issue, given, issue};

@@ -1,4 +1,5 @@
-//! Process plumbing shared by confab's binaries: logging set-up and the shutdown signal.
+//! Process plumbing shared by confab's binaries: logging set-up, the shutdown signal and a name
+//! for the process.
 
 use tracing_subscriber::EnvFilter;
 
@@ -35,4 +36,19 @@ pub async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// A name for this process, unique enough to tell workers apart in logs and queue names.
+pub fn instance_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(32)
+        .collect();
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    )
 }

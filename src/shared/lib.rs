@@ -1,0 +1,13 @@
+//! What confab's two processes share beyond the wire contract (`confab-contract`): the channel
+//! platforms' adapters, the database pool and its error classes, the Prometheus recorder, how an
+//! assistant's model setting is read, token estimates, and process plumbing. The ingress and the
+//! workers both depend on this crate and never on each other.
+
+pub mod db;
+pub mod metrics;
+pub mod model_spec;
+pub mod platforms;
+pub mod process;
+pub mod tokens;
+
+pub use model_spec::ModelSpec;
