@@ -13,7 +13,7 @@ async fn main() {
     let admin_url = std::env::var("CONFAB_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let database = format!("confab_r_{}", &Uuid::new_v4().simple().to_string()[..12]);
-    let admin = confab::admin::connect(&admin_url)
+    let admin = confab::cli::admin::connect(&admin_url)
         .await
         .expect("database server");
     admin
@@ -41,9 +41,11 @@ async fn main() {
 }
 
 async fn measure(url: &str) -> (usize, usize, usize, Vec<String>) {
-    let mut client = confab::admin::connect(url).await.expect("connect");
-    confab::migrate::run(&mut client).await.expect("migrate");
-    let tenant = confab::admin::create_tenant(&mut client, "bench")
+    let mut client = confab::cli::admin::connect(url).await.expect("connect");
+    confab::store::migrate::run(&mut client)
+        .await
+        .expect("migrate");
+    let tenant = confab::cli::admin::create_tenant(&mut client, "bench")
         .await
         .expect("tenant");
     let tenant_id: Uuid = tenant["tenant_id"]
@@ -51,12 +53,12 @@ async fn measure(url: &str) -> (usize, usize, usize, Vec<String>) {
         .expect("id")
         .parse()
         .expect("uuid");
-    let folder = confab::folders::create(&client, tenant_id, "help", "english")
+    let folder = confab::store::folders::create(&client, tenant_id, "help", "english")
         .await
         .expect("folder");
     let tx = client.transaction().await.expect("transaction");
     for (title, content) in corpus::documents() {
-        confab::knowledge::store(&tx, tenant_id, folder.id, &title, "markdown", &content)
+        confab::store::documents::store(&tx, tenant_id, folder.id, &title, "markdown", &content)
             .await
             .expect("store a document");
     }

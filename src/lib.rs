@@ -2,29 +2,23 @@
 //! command-line tools that bootstrap a deployment. The ingress never calls a model and never
 //! assembles context: it validates, resolves names to ids, publishes one job per request and
 //! relays that request's reply events (see ARCHITECTURE.md).
+//!
+//! Layers, each a folder: `cli/` the commands; `app.rs` the router of every API family and the
+//! server's lifecycle; the HTTP edge (`http/` what every family shares, `api/` management and
+//! operations, `dialects/` the chat APIs, `webhooks/` channel platforms calling in); the reply
+//! path (`pipeline.rs`, `broker.rs`, `relay/`); `store/` the database, one file per table family.
 
-pub mod admin;
 mod api;
-pub mod assistants;
-pub mod auth;
+pub mod app;
 pub mod broker;
-pub mod channels;
+pub mod cli;
 pub mod config;
-pub mod conversations;
-pub mod db;
-pub mod dev;
 pub mod dialects;
-pub mod folders;
 pub mod http;
-pub mod identities;
-pub mod kb;
-pub mod knowledge;
-pub mod migrate;
-pub mod ops;
 pub mod pipeline;
 pub mod relay;
-pub mod tenants;
+pub mod store;
 mod webhooks;
 
+pub use app::Application;
 pub use config::{IngressConfig, ReplyMode};
-pub use http::Application;

@@ -30,7 +30,7 @@ async fn main() -> ExitCode {
         ["worker", rest @ ..] => worker(rest).await,
         ["admin", "create-tenant", "--name", name] => create_tenant(name).await,
         ["kb", "import", path, "--folder", folder] => {
-            confab::kb::import(std::path::Path::new(path), folder)
+            confab::cli::kb::import(std::path::Path::new(path), folder)
                 .await
                 .map_err(|e| e.to_string())
         }
@@ -61,10 +61,10 @@ fn ingress_config() -> Result<IngressConfig, String> {
 
 async fn migrate() -> Result<(), String> {
     let config = ingress_config()?;
-    let mut client = confab::admin::connect(&config.shared.database_url)
+    let mut client = confab::cli::admin::connect(&config.shared.database_url)
         .await
         .map_err(|e| e.to_string())?;
-    let applied = confab::migrate::run(&mut client)
+    let applied = confab::store::migrate::run(&mut client)
         .await
         .map_err(|e| e.to_string())?;
     if applied.is_empty() {
@@ -107,10 +107,10 @@ async fn create_tenant(name: &str) -> Result<(), String> {
         return Err("--name must not be empty".into());
     }
     let config = ingress_config()?;
-    let mut client = confab::admin::connect(&config.shared.database_url)
+    let mut client = confab::cli::admin::connect(&config.shared.database_url)
         .await
         .map_err(|e| e.to_string())?;
-    let created = confab::admin::create_tenant(&mut client, name)
+    let created = confab::cli::admin::create_tenant(&mut client, name)
         .await
         .map_err(|e| e.to_string())?;
     println!("{created}");
@@ -119,7 +119,7 @@ async fn create_tenant(name: &str) -> Result<(), String> {
 
 async fn dev(workers: usize) -> Result<(), String> {
     let config = ingress_config()?;
-    confab::dev::run(config, workers)
+    confab::cli::dev::run(config, workers)
         .await
         .map_err(|e| e.to_string())
 }

@@ -12,10 +12,10 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use deadpool_postgres::Pool;
-use tokio_postgres::GenericClient;
 
 use crate::broker::{Broker, PublishError, Session};
 use crate::relay::Subscription;
+use crate::store::pending_turns;
 
 /// What a dialect asks the pipeline for.
 #[derive(Debug, Clone)]
@@ -129,7 +129,7 @@ impl Pipeline {
                 if marked.is_ok()
                     && let Ok(client) = self.db.get().await
                 {
-                    unmark_pending(
+                    pending_turns::forget(
                         &**client,
                         request.tenant_id,
                         &request.conversation_id,
@@ -196,7 +196,7 @@ impl Pipeline {
         let published = self.broker.publish_job(session, job).await;
         if let Err(e) = published {
             if let Ok(client) = self.db.get().await {
-                unmark_pending(
+                pending_turns::forget(
                     &**client,
                     job.tenant_id,
                     &job.conversation_id,
@@ -218,7 +218,7 @@ impl Pipeline {
             warn!(error = %e, "cannot record the pending turn");
             SubmitError::Unavailable
         })?;
-        mark_pending(
+        pending_turns::record(
             &**client,
             request.tenant_id,
             &request.conversation_id,
@@ -226,6 +226,10 @@ impl Pipeline {
             deadline_ms,
         )
         .await
+        .map_err(|e| {
+            warn!(error = %e, "cannot record the pending turn");
+            SubmitError::Unavailable
+        })
     }
 }
 
@@ -237,50 +241,6 @@ fn submit_error(job: &Job, error: PublishError) -> SubmitError {
             SubmitError::Unavailable
         }
     }
-}
-
-/// Record a turn as pending before its job is published, so that workers answer the turns
-/// of one conversation in arrival order. Must be committed before the job is published.
-pub async fn mark_pending(
-    client: &impl GenericClient,
-    tenant_id: Uuid,
-    conversation_id: &str,
-    request_id: Uuid,
-    deadline_ms: i64,
-) -> Result<(), SubmitError> {
-    client
-        .execute(
-            "INSERT INTO pending_turns (tenant_id, conversation_id, request_id, deadline) \
-             VALUES ($1, $2, $3, to_timestamp($4::float8 / 1000)) ON CONFLICT DO NOTHING",
-            &[
-                &tenant_id,
-                &conversation_id,
-                &request_id,
-                &(deadline_ms as f64),
-            ],
-        )
-        .await
-        .map_err(|e| {
-            warn!(error = %e, "cannot record the pending turn");
-            SubmitError::Unavailable
-        })?;
-    Ok(())
-}
-
-/// A job that was never queued holds nothing up.
-pub async fn unmark_pending(
-    client: &impl GenericClient,
-    tenant_id: Uuid,
-    conversation_id: &str,
-    request_id: Uuid,
-) {
-    let _ = client
-        .execute(
-            "DELETE FROM pending_turns \
-             WHERE tenant_id = $1 AND conversation_id = $2 AND request_id = $3",
-            &[&tenant_id, &conversation_id, &request_id],
-        )
-        .await;
 }
 
 /// One accepted turn: its reply events, in order, until the end.

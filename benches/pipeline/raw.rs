@@ -304,7 +304,7 @@ const CONVERSATIONS: usize = 64;
 /// and on `connections` connections at once.
 pub async fn postgres(connections: usize, phase: Phase) -> PostgresFigures {
     let schema = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let admin = confab::admin::connect(&admin_database_url())
+    let admin = confab::cli::admin::connect(&admin_database_url())
         .await
         .expect("the database server");
     let version: String = admin
@@ -349,7 +349,7 @@ pub async fn postgres(connections: usize, phase: Phase) -> PostgresFigures {
     );
     let mut sessions = Vec::new();
     for _ in 0..connections {
-        let client = confab::admin::connect(&admin_database_url())
+        let client = confab::cli::admin::connect(&admin_database_url())
             .await
             .expect("connect");
         let insert = client

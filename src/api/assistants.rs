@@ -13,9 +13,9 @@ use uuid::Uuid;
 use super::fields::{self, Fields};
 use super::pagination::PageQuery;
 use super::{ApiError, Resource, found, object_body, query_params};
-use crate::assistants::{self, Assistant, AssistantError, NewAssistant};
-use crate::auth;
+use crate::http::auth;
 use crate::http::{ApiRouter, AppState, Operation};
+use crate::store::assistants::{self, Assistant, AssistantError, NewAssistant};
 
 const DOC: Resource = Resource {
     tag: "assistants",

@@ -11,9 +11,10 @@ use uuid::Uuid;
 use super::fields;
 use super::pagination::PageQuery;
 use super::{ApiError, Resource, deleted, found, object_body, query_params};
-use crate::channels::{self, Channel, KINDS, NewChannel};
+use crate::http::auth;
 use crate::http::{ApiRouter, AppState};
-use crate::{assistants, auth};
+use crate::store::assistants;
+use crate::store::channels::{self, Channel, KINDS, NewChannel};
 
 const DOC: Resource = Resource {
     tag: "channels",

@@ -11,10 +11,10 @@ use uuid::Uuid;
 
 use super::pagination::PageQuery;
 use super::{ApiError, Resource, deleted, query_params};
-use crate::auth;
-use crate::conversations::{self, Conversation, Filter};
+use crate::http::auth;
 use crate::http::openapi::schema::{reference, uuid};
 use crate::http::{ApiRouter, AppState, Operation, Reply};
+use crate::store::conversations::{self, Conversation, Filter};
 
 const DOC: Resource = Resource {
     tag: "conversations",

@@ -12,12 +12,13 @@ use serde_json::{Value, json};
 use super::fields;
 use super::pagination::PageQuery;
 use super::{ApiError, Resource, deleted, found, object_body, query_params};
+use crate::http::auth;
 use crate::http::openapi::schema::{
     closed, date_time, described, enum_of, integer, nullable, page, record, reference, string, uuid,
 };
 use crate::http::{ApiRouter, AppState, Reply};
-use crate::knowledge::{self, Stored};
-use crate::{auth, folders};
+use crate::store::documents::{self, Stored};
+use crate::store::folders;
 
 const DOC: Resource = Resource {
     tag: "documents",
@@ -148,7 +149,7 @@ async fn put(
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("folder"))?;
     let tx = db.transaction().await.map_err(ApiError::internal)?;
-    let (document, stored) = knowledge::store(&tx, tenant_id, folder_id, &title, &format, &content)
+    let (document, stored) = documents::store(&tx, tenant_id, folder_id, &title, &format, &content)
         .await
         .map_err(ApiError::internal)?;
     tx.commit().await.map_err(ApiError::internal)?;
@@ -177,7 +178,7 @@ async fn list_in_folder(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("folder"))?;
-    let items = knowledge::list(&**db, tenant_id, folder_id, cursor, page.fetch())
+    let items = documents::list(&**db, tenant_id, folder_id, cursor, page.fetch())
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(page.body(items, |d| d.id.to_string())))
@@ -187,11 +188,11 @@ async fn read(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<knowledge::Document>, ApiError> {
+) -> Result<Json<documents::Document>, ApiError> {
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
     let id = fields::path_uuid(&id, "document")?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
-    found(knowledge::by_id(&**db, tenant_id, id).await, "document")
+    found(documents::by_id(&**db, tenant_id, id).await, "document")
 }
 
 async fn remove(
@@ -202,5 +203,5 @@ async fn remove(
     let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
     let id = fields::path_uuid(&id, "document")?;
     let db = state.db.get().await.map_err(ApiError::internal)?;
-    deleted(knowledge::delete(&**db, tenant_id, id).await, "document")
+    deleted(documents::delete(&**db, tenant_id, id).await, "document")
 }

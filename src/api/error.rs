@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tracing::warn;
 
-use crate::auth::AuthError;
+use crate::http::auth::AuthError;
 use crate::http::json_body;
 
 #[derive(Debug)]

@@ -10,9 +10,9 @@ use serde_json::Value;
 use super::fields;
 use super::pagination::PageQuery;
 use super::{ApiError, Resource, found, object_body, query_params};
-use crate::auth;
-use crate::folders::{self, Folder, FolderError};
+use crate::http::auth;
 use crate::http::{ApiRouter, AppState};
+use crate::store::folders::{self, Folder, FolderError};
 
 const DOC: Resource = Resource {
     tag: "folders",

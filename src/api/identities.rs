@@ -11,10 +11,10 @@ use serde_json::Value;
 use super::fields;
 use super::pagination::PageQuery;
 use super::{ApiError, Resource, deleted, found, object_body, query_params};
-use crate::auth;
+use crate::http::auth;
 use crate::http::openapi::schema::string;
 use crate::http::{ApiRouter, AppState, Operation};
-use crate::identities::{self, Identity, IdentityError};
+use crate::store::identities::{self, Identity, IdentityError};
 
 const DOC: Resource = Resource {
     tag: "identities",

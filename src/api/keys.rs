@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 use super::fields;
 use super::pagination::PageQuery;
 use super::{ApiError, Resource, deleted, found, object_body, query_params};
-use crate::auth;
+use crate::http::auth;
 use crate::http::openapi::schema::reference;
 use crate::http::{ApiRouter, AppState, Operation, Reply};
-use crate::tenants::{self, KeyInfo};
+use crate::store::tenants::{self, KeyInfo};
 
 const DOC: Resource = Resource {
     tag: "keys",

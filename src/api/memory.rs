@@ -14,12 +14,12 @@ use serde_json::Value;
 
 use super::fields::{self, Fields};
 use super::{ApiError, Resource, found, object_body};
-use crate::auth;
+use crate::http::auth;
 use crate::http::openapi::schema::{
     any_object, closed, described, nullable, record, reference, string,
 };
 use crate::http::{ApiRouter, AppState, Reply, json_body};
-use crate::identities::{self, Memory, MemoryUpdate, Section};
+use crate::store::identities::{self, Memory, MemoryUpdate, Section};
 
 const DOC: Resource = Resource {
     tag: "identities",

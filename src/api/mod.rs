@@ -11,6 +11,7 @@ mod folders;
 mod identities;
 mod keys;
 mod memory;
+pub mod ops;
 mod pagination;
 mod requests;
 mod schemas;

@@ -9,9 +9,10 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::{ApiError, Resource, fields};
-use crate::auth;
+use crate::http::auth;
 use crate::http::openapi::schema::{enum_of, record, uuid};
 use crate::http::{ApiRouter, AppState, Reply};
+use crate::store::pending_turns;
 
 const DOC: Resource = Resource {
     tag: "requests",
@@ -53,15 +54,10 @@ async fn cancel(
     let db = state.db.get().await.map_err(ApiError::internal)?;
     // Only the caller's own requests still being answered can be cancelled; the flag stops one
     // that no worker has taken yet, the broadcast one that is running.
-    let marked = db
-        .execute(
-            "UPDATE pending_turns SET cancelled = true \
-             WHERE tenant_id = $1 AND request_id = $2 AND deadline > now()",
-            &[&tenant_id, &request_id],
-        )
+    let marked = pending_turns::flag_cancelled(&**db, tenant_id, request_id)
         .await
         .map_err(ApiError::internal)?;
-    if marked == 0 {
+    if !marked {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

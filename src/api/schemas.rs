@@ -3,11 +3,11 @@
 
 use serde_json::Value;
 
-use crate::channels::KINDS;
 use crate::http::openapi::schema::{
     any_object, array, boolean, closed, date_time, described, enum_of, integer, nullable, page,
     record, string, uuid,
 };
+use crate::store::channels::KINDS;
 
 const ERROR_CODES: &[&str] = &[
     "invalid_request",

@@ -17,11 +17,12 @@ use confab_contract::{AssistantRef, ErrorCode, Message, Role, now_ms};
 use serde_json::{Value, json};
 use tracing::warn;
 
-use crate::auth::{self, AuthError};
+use crate::http::auth::{self, AuthError};
 use crate::http::openapi::schema::reference;
 use crate::http::{ApiRouter, AppState, Operation, Reply, RequestId, json_body, sse_response};
 use crate::pipeline::{Failure, FailureKind, SubmitError, Turn, TurnEvent, TurnRequest};
-use crate::{assistants, conversations};
+use crate::store::assistants;
+use crate::store::conversations;
 
 pub fn router() -> ApiRouter {
     ApiRouter::new()

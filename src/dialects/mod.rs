@@ -3,5 +3,5 @@
 
 pub mod agents;
 pub mod ai_hub;
-pub mod channel_chat;
+pub mod identity_chat;
 pub mod openai;

@@ -143,16 +143,16 @@ impl<S: Clone + Send + Sync + 'static> ApiRouter<S> {
         self
     }
 
-    /// Wrap the routes added so far (e.g. in a metrics layer). Only `crate::http` may, so route
-    /// modules cannot reach the plain router to add an undocumented route.
-    pub(super) fn map_router(mut self, wrap: impl FnOnce(Router<S>) -> Router<S>) -> Self {
+    /// Wrap the routes added so far (e.g. in a metrics layer). Only `crate::app` calls it; it
+    /// takes a router to a router, so no route can be added through it undocumented.
+    pub(crate) fn map_router(mut self, wrap: impl FnOnce(Router<S>) -> Router<S>) -> Self {
         self.router = wrap(self.router);
         self
     }
 
-    /// The router and its document. Only `crate::http` splits them, to serve the one and render
+    /// The router and its document. Only `crate::app` splits them, to serve the one and render
     /// the other.
-    pub(super) fn into_parts(self) -> (Router<S>, ApiDoc) {
+    pub(crate) fn into_parts(self) -> (Router<S>, ApiDoc) {
         (self.router, self.doc)
     }
 }
@@ -240,6 +240,3 @@ impl OpenApiJson {
         Self(Bytes::from(doc.to_json().to_string()))
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -14,11 +14,12 @@ use uuid::Uuid;
 
 use super::unavailable;
 use crate::api::ApiError;
-use crate::channels::WebhookChannel;
-use crate::conversations::{self, NewMessage};
 use crate::http::AppState;
-use crate::identities;
-use crate::pipeline::{SubmitError, TurnRequest, mark_pending, unmark_pending};
+use crate::pipeline::{SubmitError, TurnRequest};
+use crate::store::channels::WebhookChannel;
+use crate::store::conversations::{self, NewMessage};
+use crate::store::identities;
+use crate::store::pending_turns;
 
 /// What became of one user message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +119,7 @@ pub async fn take(
     // a webhook holds one connection, however many messages it carries.
     let job = (outcome == Outcome::Queued).then(|| turn.job(state));
     if let Some(job) = &job {
-        mark_pending(
+        pending_turns::record(
             &**client,
             job.tenant_id,
             &job.conversation_id,
@@ -132,7 +133,7 @@ pub async fn take(
         .hand_off(state, &mut client, outcome, job.as_ref())
         .await;
     if let (Some(job), Err(_) | Ok(Outcome::Duplicate)) = (&job, &handed_off) {
-        unmark_pending(
+        pending_turns::forget(
             &**client,
             job.tenant_id,
             &job.conversation_id,

@@ -21,9 +21,9 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::api::ApiError;
-use crate::channels::WebhookChannel;
 use crate::http::openapi::schema::{described, integer, obj, record, reference, string};
 use crate::http::{ApiRouter, AppState, Auth, Operation, Reply};
+use crate::store::channels::WebhookChannel;
 
 const PATH: &str = "/webhooks/{kind}/{channel_id}";
 
@@ -117,7 +117,7 @@ async fn channel_for(
     let id = Uuid::parse_str(channel_id).map_err(|_| not_found())?;
     let adapter = platforms::adapter(kind).ok_or_else(not_found)?;
     let client = state.db.get().await.map_err(unavailable)?;
-    let channel = crate::channels::for_webhook(&**client, id)
+    let channel = crate::store::channels::for_webhook(&**client, id)
         .await
         .map_err(unavailable)?
         .filter(|channel| channel.kind == kind)

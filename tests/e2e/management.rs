@@ -89,7 +89,7 @@ async fn another_tenant_s_assistant_is_a_404_everywhere() {
     let stack = Stack::start(Options::default()).await;
     let mine = stack.support_agent().await;
     let mut db = stack.db().await;
-    let other = confab::admin::create_tenant(&mut db, "other")
+    let other = confab::cli::admin::create_tenant(&mut db, "other")
         .await
         .unwrap();
     let other_key = other["api_key"].as_str().unwrap();

@@ -76,7 +76,9 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
         "confab_m_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
-    let admin = confab::admin::connect(&admin_database_url()).await.unwrap();
+    let admin = confab::cli::admin::connect(&admin_database_url())
+        .await
+        .unwrap();
     admin
         .batch_execute(&format!("CREATE DATABASE {database}"))
         .await
@@ -86,9 +88,12 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
         "{}/{database}",
         admin_database_url().rsplit_once('/').unwrap().0
     );
-    let mut a = confab::admin::connect(&url).await.unwrap();
-    let mut b = confab::admin::connect(&url).await.unwrap();
-    let (first, second) = tokio::join!(confab::migrate::run(&mut a), confab::migrate::run(&mut b));
+    let mut a = confab::cli::admin::connect(&url).await.unwrap();
+    let mut b = confab::cli::admin::connect(&url).await.unwrap();
+    let (first, second) = tokio::join!(
+        confab::store::migrate::run(&mut a),
+        confab::store::migrate::run(&mut b)
+    );
     let mut applied = first.unwrap();
     applied.extend(second.unwrap());
     assert_eq!(
@@ -107,7 +112,12 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
         .unwrap()
         .get(0);
     assert_eq!(recorded, 5);
-    assert!(confab::migrate::run(&mut a).await.unwrap().is_empty());
+    assert!(
+        confab::store::migrate::run(&mut a)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Drops its database when the test ends, passed or failed.

@@ -43,7 +43,7 @@ fn database_url(admin_url: &str, database: &str) -> String {
 }
 
 async fn admin_client() -> tokio_postgres::Client {
-    confab::admin::connect(&admin_database_url())
+    confab::cli::admin::connect(&admin_database_url())
         .await
         .expect("the test database server must be reachable")
 }
@@ -128,17 +128,19 @@ impl Stack {
     pub async fn start(options: Options) -> Stack {
         let database = random_name("confab_t_");
         let database_url = database_url(&options.admin_database_url, &database);
-        confab::admin::connect(&options.admin_database_url)
+        confab::cli::admin::connect(&options.admin_database_url)
             .await
             .expect("the test database server must be reachable")
             .batch_execute(&format!("CREATE DATABASE {database}"))
             .await
             .expect("create the test database");
-        let mut client = confab::admin::connect(&database_url)
+        let mut client = confab::cli::admin::connect(&database_url)
             .await
             .expect("connect");
-        confab::migrate::run(&mut client).await.expect("migrate");
-        let tenant = confab::admin::create_tenant(&mut client, "test tenant")
+        confab::store::migrate::run(&mut client)
+            .await
+            .expect("migrate");
+        let tenant = confab::cli::admin::create_tenant(&mut client, "test tenant")
             .await
             .expect("create tenant");
         let names = Names::new(random_name("t"));
@@ -357,7 +359,7 @@ impl Stack {
     }
 
     pub async fn db(&self) -> tokio_postgres::Client {
-        confab::admin::connect(&self.database_url)
+        confab::cli::admin::connect(&self.database_url)
             .await
             .expect("connect")
     }
@@ -421,7 +423,7 @@ impl Drop for Stack {
                 .expect("runtime");
             runtime.block_on(async move {
                 remove_broker_objects(&amqp, &names).await;
-                if let Ok(admin) = confab::admin::connect(&admin_url).await {
+                if let Ok(admin) = confab::cli::admin::connect(&admin_url).await {
                     let _ = admin
                         .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
                         .await;
@@ -503,7 +505,7 @@ impl Stack {
     /// A second tenant in the same deployment; returns its API key.
     pub async fn other_tenant(&self) -> String {
         let mut db = self.db().await;
-        let other = confab::admin::create_tenant(&mut db, "other tenant")
+        let other = confab::cli::admin::create_tenant(&mut db, "other tenant")
             .await
             .expect("create tenant");
         other["api_key"].as_str().expect("api_key").to_owned()

@@ -11,8 +11,8 @@ use serde_json::{Map, Value, json};
 use tracing::warn;
 
 use super::request::Issue;
-use crate::auth::AuthError;
 use crate::http::BodyError;
+use crate::http::auth::AuthError;
 use crate::pipeline::{Failure, FailureKind, SubmitError};
 
 #[derive(Debug)]

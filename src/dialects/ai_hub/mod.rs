@@ -54,10 +54,10 @@ use uuid::Uuid;
 pub use error::AiHubError;
 use request::{AskRequest, AssistantChoice, Parsed};
 
-use crate::assistants;
 use crate::http::openapi::schema::reference;
 use crate::http::{ApiRouter, AppState, Operation, Reply, RequestId, json_body, sse_response};
 use crate::pipeline::{Turn, TurnEvent, TurnRequest};
+use crate::store::assistants;
 
 pub fn router() -> ApiRouter {
     ApiRouter::new()
@@ -107,7 +107,9 @@ async fn ask(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AiHubError> {
     let started = Instant::now();
-    let tenant_id = crate::auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = crate::http::auth::authorize(&state, &headers)
+        .await?
+        .tenant_id;
     let body = json_body(body).map_err(AiHubError::unreadable)?;
     let parsed = request::parse(&body);
     let db = state.db.get().await.map_err(AiHubError::internal)?;

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::time::parse_rfc3339;
-use crate::conversations;
+use crate::store::conversations;
 
 /// Longest conversation or message id a client may choose (they are stored and indexed).
 const MAX_ID_CHARS: usize = 200;

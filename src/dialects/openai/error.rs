@@ -9,8 +9,8 @@ use confab_contract::ErrorCode;
 use serde_json::{Value, json};
 use tracing::warn;
 
-use crate::auth::AuthError;
 use crate::http::BodyError;
+use crate::http::auth::AuthError;
 use crate::pipeline::{Failure, FailureKind, SubmitError};
 
 const INVALID_REQUEST: &str = "invalid_request_error";

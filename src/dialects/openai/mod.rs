@@ -35,11 +35,12 @@ use serde_json::{Value, json};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use crate::auth;
+use crate::http::auth;
 use crate::http::openapi::schema::{reference, string};
 use crate::http::{ApiRouter, AppState, Operation, Reply, RequestId, json_body};
 use crate::pipeline::TurnRequest;
-use crate::{assistants, conversations};
+use crate::store::assistants;
+use crate::store::conversations;
 pub use error::OpenAiError;
 use reply::Completion;
 use request::{ChatRequest, named_conversation};

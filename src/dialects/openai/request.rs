@@ -148,7 +148,7 @@ pub fn named_conversation(
 pub fn message_id(headers: &HeaderMap) -> Result<String, OpenAiError> {
     const HEADER: &str = "Idempotency-Key";
     let Some(value) = headers.get(HEADER) else {
-        return Ok(crate::conversations::new_message_id());
+        return Ok(crate::store::conversations::new_message_id());
     };
     match value.to_str() {
         Ok(key) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {

@@ -157,7 +157,7 @@ pub struct Operation {
     summary: &'static str,
     description: Option<&'static str>,
     tag: &'static str,
-    pub(super) auth: Auth,
+    pub(crate) auth: Auth,
     parameters: Vec<Value>,
     request_body: Option<Value>,
     responses: Vec<(u16, Reply)>,

@@ -139,7 +139,7 @@ async fn malformed_json_and_non_object_bodies_are_an_issue_on_body() {
 async fn folders_of_another_tenant_or_none_at_all_are_issues_on_their_positions() {
     let stack = seed_stack(Options::default()).await;
     let mut db = stack.db().await;
-    let other = confab::admin::create_tenant(&mut db, "other tenant")
+    let other = confab::cli::admin::create_tenant(&mut db, "other tenant")
         .await
         .unwrap();
     let other_tenant = Uuid::parse_str(other["tenant_id"].as_str().unwrap()).unwrap();
@@ -162,7 +162,7 @@ async fn folders_of_another_tenant_or_none_at_all_are_issues_on_their_positions(
 async fn unknown_undeployed_and_foreign_assistants_get_the_seed_404() {
     let stack = seed_stack(Options::default()).await;
     let mut db = stack.db().await;
-    let other = confab::admin::create_tenant(&mut db, "other tenant")
+    let other = confab::cli::admin::create_tenant(&mut db, "other tenant")
         .await
         .unwrap();
     let other_tenant = Uuid::parse_str(other["tenant_id"].as_str().unwrap()).unwrap();

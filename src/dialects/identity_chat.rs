@@ -32,13 +32,17 @@ use uuid::Uuid;
 
 pub use error::ChannelChatError;
 
-use crate::auth::{self, AuthError, Caller};
+use crate::http::auth::{self, AuthError, Caller};
 use crate::http::openapi::schema::{enum_of, reference, string};
 use crate::http::{
     ApiRouter, AppState, Auth, Operation, Reply, RequestId, json_body, sse_response,
 };
 use crate::pipeline::{Turn, TurnEvent, TurnRequest};
-use crate::{assistants, channels, conversations, identities, tenants};
+use crate::store::assistants;
+use crate::store::channels;
+use crate::store::conversations;
+use crate::store::identities;
+use crate::store::tenants;
 
 /// How long a stream token lives.
 const STREAM_TOKEN_TTL_SECS: i32 = 300;

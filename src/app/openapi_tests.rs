@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::{ApiDoc, Auth};
+use crate::http::openapi::{ApiDoc, Auth};
 
 fn doc() -> ApiDoc {
-    crate::http::routes().into_parts().1
+    super::routes().into_parts().1
 }
 
 #[test]
@@ -154,7 +154,7 @@ fn every_operation_has_a_success_a_declared_tag_and_401_when_it_needs_a_key() {
 
 #[test]
 fn the_document_names_confab_its_version_and_openapi_3_1() {
-    let json = crate::http::openapi_document();
+    let json = super::openapi_document();
     assert_eq!(json["openapi"], "3.1.0");
     assert_eq!(json["info"]["title"], "confab");
     assert_eq!(json["info"]["version"], env!("CARGO_PKG_VERSION"));

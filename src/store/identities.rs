@@ -26,8 +26,8 @@ pub enum IdentityError {
 fn columns() -> String {
     format!(
         "id, name, external_id, profile, {}, {}",
-        crate::db::rfc3339("created_at"),
-        crate::db::rfc3339("updated_at")
+        crate::store::rfc3339("created_at"),
+        crate::store::rfc3339("updated_at")
     )
 }
 
@@ -76,7 +76,7 @@ pub async fn by_id(
     tenant_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Identity>, tokio_postgres::Error> {
-    let row = crate::db::tenant_row(client, "identities", &columns(), tenant_id, id).await?;
+    let row = crate::store::tenant_row(client, "identities", &columns(), tenant_id, id).await?;
     Ok(row.map(|row| from_row(&row)))
 }
 

@@ -96,7 +96,7 @@ pub async fn create_stream_token(
             &format!(
                 "INSERT INTO stream_tokens (digest, tenant_id, key_id, expires_at) \
                  VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING {}",
-                crate::db::rfc3339("expires_at")
+                crate::store::rfc3339("expires_at")
             ),
             &[&digest(&token), &tenant_id, &key_id, &f64::from(ttl_secs)],
         )
@@ -161,8 +161,8 @@ pub struct KeyInfo {
 fn key_columns() -> String {
     format!(
         "id, name, prefix, rate_limit_per_min, {}, {}",
-        crate::db::rfc3339("created_at"),
-        crate::db::rfc3339("revoked_at")
+        crate::store::rfc3339("created_at"),
+        crate::store::rfc3339("revoked_at")
     )
 }
 
@@ -182,7 +182,7 @@ pub async fn key_by_id(
     tenant_id: Uuid,
     id: Uuid,
 ) -> Result<Option<KeyInfo>, tokio_postgres::Error> {
-    let row = crate::db::tenant_row(client, "api_keys", &key_columns(), tenant_id, id).await?;
+    let row = crate::store::tenant_row(client, "api_keys", &key_columns(), tenant_id, id).await?;
     Ok(row.map(|row| key_info(&row)))
 }
 
@@ -192,8 +192,9 @@ pub async fn list_keys(
     cursor: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<KeyInfo>, tokio_postgres::Error> {
-    let rows = crate::db::tenant_page(client, "api_keys", &key_columns(), tenant_id, cursor, limit)
-        .await?;
+    let rows =
+        crate::store::tenant_page(client, "api_keys", &key_columns(), tenant_id, cursor, limit)
+            .await?;
     Ok(rows.iter().map(key_info).collect())
 }
 
@@ -276,6 +277,10 @@ pub async fn use_key(
         .await?;
     Ok(row.and_then(|row| key_use(&row, &presented)))
 }
+
+/// SQL that forgets rate-limit windows and stream tokens no request can use any more.
+pub const FORGET_EXPIRED: &str = "DELETE FROM rate_windows WHERE window_start < now() - interval '2 minutes'; \
+     DELETE FROM stream_tokens WHERE expires_at < now()";
 
 #[cfg(test)]
 mod tests {

@@ -43,8 +43,8 @@ fn columns() -> String {
     format!(
         "d.id, d.folder_id, d.title, d.format, \
          (SELECT count(*) FROM chunks c WHERE c.document_id = d.id), {}, {}",
-        crate::db::rfc3339("d.created_at"),
-        crate::db::rfc3339("d.updated_at")
+        crate::store::rfc3339("d.created_at"),
+        crate::store::rfc3339("d.updated_at")
     )
 }
 

@@ -53,7 +53,7 @@ pub async fn authorize_key(state: &AppState, key: &str) -> Result<Caller, AuthEr
         .get()
         .await
         .map_err(|e| AuthError::Unavailable(e.to_string()))?;
-    let usage = crate::tenants::use_key(&**client, key, state.rate_limit_per_min)
+    let usage = crate::store::tenants::use_key(&**client, key, state.rate_limit_per_min)
         .await
         .map_err(|e| AuthError::Unavailable(e.to_string()))?;
     within_limit(usage)
@@ -66,13 +66,13 @@ pub async fn authorize_stream_token(state: &AppState, token: &str) -> Result<Cal
         .get()
         .await
         .map_err(|e| AuthError::Unavailable(e.to_string()))?;
-    let usage = crate::tenants::use_stream_token(&**client, token, state.rate_limit_per_min)
+    let usage = crate::store::tenants::use_stream_token(&**client, token, state.rate_limit_per_min)
         .await
         .map_err(|e| AuthError::Unavailable(e.to_string()))?;
     within_limit(usage)
 }
 
-fn within_limit(usage: Option<crate::tenants::KeyUse>) -> Result<Caller, AuthError> {
+fn within_limit(usage: Option<crate::store::tenants::KeyUse>) -> Result<Caller, AuthError> {
     let usage = usage.ok_or(AuthError::Invalid)?;
     if usage.count > usage.limit {
         return Err(AuthError::RateLimited {

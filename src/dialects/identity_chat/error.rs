@@ -8,7 +8,7 @@ use confab_contract::ErrorCode;
 use serde_json::json;
 use tracing::warn;
 
-use crate::auth::AuthError;
+use crate::http::auth::AuthError;
 use crate::pipeline::{Failure, FailureKind, SubmitError};
 
 #[derive(Debug)]

@@ -33,8 +33,8 @@ fn columns() -> String {
     format!(
         "id, name, kind, assistant_id, \
          ARRAY(SELECT jsonb_object_keys(config) ORDER BY 1), {}, {}",
-        crate::db::rfc3339("created_at"),
-        crate::db::rfc3339("updated_at")
+        crate::store::rfc3339("created_at"),
+        crate::store::rfc3339("updated_at")
     )
 }
 
@@ -81,7 +81,7 @@ pub async fn by_id(
     tenant_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Channel>, tokio_postgres::Error> {
-    let row = crate::db::tenant_row(client, "channels", &columns(), tenant_id, id).await?;
+    let row = crate::store::tenant_row(client, "channels", &columns(), tenant_id, id).await?;
     Ok(row.map(|row| from_row(&row)))
 }
 
@@ -92,7 +92,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Channel>, tokio_postgres::Error> {
     let rows =
-        crate::db::tenant_page(client, "channels", &columns(), tenant_id, cursor, limit).await?;
+        crate::store::tenant_page(client, "channels", &columns(), tenant_id, cursor, limit).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 

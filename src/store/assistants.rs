@@ -142,7 +142,7 @@ pub async fn by_id(
     tenant_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Assistant>, tokio_postgres::Error> {
-    let row = crate::db::tenant_row(client, "assistants", COLUMNS, tenant_id, id).await?;
+    let row = crate::store::tenant_row(client, "assistants", COLUMNS, tenant_id, id).await?;
     Ok(row.map(|row| from_row(&row)))
 }
 
@@ -154,7 +154,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Assistant>, tokio_postgres::Error> {
     let rows =
-        crate::db::tenant_page(client, "assistants", COLUMNS, tenant_id, cursor, limit).await?;
+        crate::store::tenant_page(client, "assistants", COLUMNS, tenant_id, cursor, limit).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 

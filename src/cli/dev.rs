@@ -7,10 +7,11 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
-use crate::admin::{self, AdminError};
-use crate::assistants::{self, NewAssistant};
+use crate::cli::admin::{self, AdminError};
 use crate::config::IngressConfig;
-use crate::{migrate, tenants};
+use crate::store::assistants::{self, NewAssistant};
+use crate::store::migrate;
+use crate::store::tenants;
 
 pub const DEMO_TENANT: &str = "demo";
 pub const DEMO_SLUG: &str = "support-agent";
@@ -26,7 +27,7 @@ pub enum DevError {
     #[error("cannot start a worker process: {0}")]
     Spawn(std::io::Error),
     #[error(transparent)]
-    Start(#[from] crate::http::StartError),
+    Start(#[from] crate::app::StartError),
     #[error(transparent)]
     Assistant(#[from] assistants::AssistantError),
     #[error("serving: {0}")]

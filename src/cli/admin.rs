@@ -3,7 +3,7 @@
 use serde_json::json;
 use tokio_postgres::NoTls;
 
-use crate::tenants::{self, TenantError};
+use crate::store::tenants::{self, TenantError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -12,7 +12,7 @@ pub enum AdminError {
     #[error(transparent)]
     Tenant(#[from] TenantError),
     #[error(transparent)]
-    Migrate(#[from] crate::migrate::MigrateError),
+    Migrate(#[from] crate::store::migrate::MigrateError),
 }
 
 /// A single connection for one-off commands, its driver running in the background.

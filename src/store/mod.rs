@@ -1,4 +1,16 @@
-//! SQL shared by the ingress's data modules.
+//! The ingress's database layer: one module per table family, each the only place that writes
+//! its tables, plus the SQL fragments they share (below) and the migration runner. The worker's
+//! reads and writes of a turn are in `workers/src/store/`.
+
+pub mod assistants;
+pub mod channels;
+pub mod conversations;
+pub mod documents;
+pub mod folders;
+pub mod identities;
+pub mod migrate;
+pub mod pending_turns;
+pub mod tenants;
 
 /// A `timestamptz` column rendered as RFC 3339 UTC with milliseconds, as the API shows times.
 pub fn rfc3339(column: &str) -> String {
@@ -41,4 +53,13 @@ pub async fn tenant_page(
             &[&tenant_id, &cursor, &limit],
         )
         .await
+}
+
+/// Forget what has expired in every table family (run once a minute by each ingress; the
+/// deletes are idempotent, so several ingress processes may run them at once).
+pub async fn forget_expired(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<(), tokio_postgres::Error> {
+    let sql = [tenants::FORGET_EXPIRED, pending_turns::FORGET_EXPIRED].join("; ");
+    client.batch_execute(&sql).await
 }

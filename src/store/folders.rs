@@ -24,7 +24,10 @@ pub enum FolderError {
 }
 
 fn columns() -> String {
-    format!("id, name, language, {}", crate::db::rfc3339("created_at"))
+    format!(
+        "id, name, language, {}",
+        crate::store::rfc3339("created_at")
+    )
 }
 
 fn from_row(row: &tokio_postgres::Row) -> Folder {
@@ -72,7 +75,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Folder>, tokio_postgres::Error> {
     let rows =
-        crate::db::tenant_page(client, "folders", &columns(), tenant_id, cursor, limit).await?;
+        crate::store::tenant_page(client, "folders", &columns(), tenant_id, cursor, limit).await?;
     Ok(rows.iter().map(from_row).collect())
 }
 
@@ -81,6 +84,6 @@ pub async fn by_id(
     tenant_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Folder>, tokio_postgres::Error> {
-    let row = crate::db::tenant_row(client, "folders", &columns(), tenant_id, id).await?;
+    let row = crate::store::tenant_row(client, "folders", &columns(), tenant_id, id).await?;
     Ok(row.map(|row| from_row(&row)))
 }

@@ -7,26 +7,30 @@ use tokio_postgres::Client;
 
 /// Every migration, in order. Add new files at the end; never edit an applied one.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
-    (1, "0001_init", include_str!("../migrations/0001_init.sql")),
+    (
+        1,
+        "0001_init",
+        include_str!("../../migrations/0001_init.sql"),
+    ),
     (
         2,
         "0002_identities_channels",
-        include_str!("../migrations/0002_identities_channels.sql"),
+        include_str!("../../migrations/0002_identities_channels.sql"),
     ),
     (
         3,
         "0003_memory_knowledge",
-        include_str!("../migrations/0003_memory_knowledge.sql"),
+        include_str!("../../migrations/0003_memory_knowledge.sql"),
     ),
     (
         4,
         "0004_turn_order",
-        include_str!("../migrations/0004_turn_order.sql"),
+        include_str!("../../migrations/0004_turn_order.sql"),
     ),
     (
         5,
         "0005_channel_messages",
-        include_str!("../migrations/0005_channel_messages.sql"),
+        include_str!("../../migrations/0005_channel_messages.sql"),
     ),
 ];
 

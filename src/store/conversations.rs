@@ -74,9 +74,9 @@ fn columns() -> String {
     format!(
         "c.pk, c.id, c.assistant_id, c.identity_id, c.channel_id, \
          (SELECT count(*) FROM messages m WHERE m.conversation_pk = c.pk), {}, {}, {}",
-        crate::db::rfc3339("c.created_at"),
-        crate::db::rfc3339("c.updated_at"),
-        crate::db::rfc3339("c.closed_at")
+        crate::store::rfc3339("c.created_at"),
+        crate::store::rfc3339("c.updated_at"),
+        crate::store::rfc3339("c.closed_at")
     )
 }
 
@@ -179,7 +179,7 @@ pub async fn messages(
                    completion_tokens, metadata, delivery_status, delivery_error, {} \
                  FROM messages WHERE conversation_pk = $1 AND ($2::int8 IS NULL OR pk > $2) \
                  ORDER BY pk LIMIT $3",
-                crate::db::rfc3339("created_at")
+                crate::store::rfc3339("created_at")
             ),
             &[&conversation_pk, &cursor, &limit],
         )

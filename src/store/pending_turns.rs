@@ -1,0 +1,68 @@
+//! `pending_turns`: the turns the ingress has accepted and no worker has settled yet. The
+//! ingress records a turn here before its job is published, so that workers answer the turns of
+//! one conversation in arrival order (`migrations/0004_turn_order.sql`); a cancel flags it, so a
+//! turn no worker has taken never starts. The worker's side (the order check, settling) is
+//! `workers/src/order.rs`.
+
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+/// Record a turn as pending. Must be committed before its job is published.
+pub async fn record(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    conversation_id: &str,
+    request_id: Uuid,
+    deadline_ms: i64,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO pending_turns (tenant_id, conversation_id, request_id, deadline) \
+             VALUES ($1, $2, $3, to_timestamp($4::float8 / 1000)) ON CONFLICT DO NOTHING",
+            &[
+                &tenant_id,
+                &conversation_id,
+                &request_id,
+                &(deadline_ms as f64),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Forget a turn whose job was never queued: it holds nothing up. Best effort; a row left
+/// behind stops holding anything up at its deadline.
+pub async fn forget(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    conversation_id: &str,
+    request_id: Uuid,
+) {
+    let _ = client
+        .execute(
+            "DELETE FROM pending_turns \
+             WHERE tenant_id = $1 AND conversation_id = $2 AND request_id = $3",
+            &[&tenant_id, &conversation_id, &request_id],
+        )
+        .await;
+}
+
+/// Flag the tenant's turn `request_id` as cancelled, if it is still being answered; whether it was.
+pub async fn flag_cancelled(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    request_id: Uuid,
+) -> Result<bool, tokio_postgres::Error> {
+    let marked = client
+        .execute(
+            "UPDATE pending_turns SET cancelled = true \
+             WHERE tenant_id = $1 AND request_id = $2 AND deadline > now()",
+            &[&tenant_id, &request_id],
+        )
+        .await?;
+    Ok(marked > 0)
+}
+
+/// SQL that forgets turns a minute past their deadline (housekeeping).
+pub const FORGET_EXPIRED: &str =
+    "DELETE FROM pending_turns WHERE deadline < now() - interval '1 minute'";
