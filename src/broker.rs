@@ -237,9 +237,15 @@ async fn open(settings: &BrokerSettings, routes: &SharedRoutes) -> Result<Sessio
         .create_channel()
         .await
         .map_err(|e| e.to_string())?;
-    let relay = Relay::open(settings, replies, routes.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+    let relay = Relay::open(
+        settings.reply_mode,
+        &settings.names,
+        &settings.ingress_id,
+        replies,
+        routes.clone(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let (lost, _) = watch::channel(false);
     Ok(Session {
         connection,

@@ -14,7 +14,7 @@
 mod per_request;
 mod shared;
 
-use confab_contract::{ReplyEvent, TopologyError};
+use confab_contract::{Names, ReplyEvent, TopologyError};
 use futures_util::StreamExt;
 use lapin::Channel;
 use tokio::sync::mpsc;
@@ -22,7 +22,6 @@ use uuid::Uuid;
 
 pub use shared::SharedRoutes;
 
-use crate::broker::BrokerSettings;
 use crate::config::ReplyMode;
 
 pub enum Relay {
@@ -85,20 +84,21 @@ enum Teardown {
 }
 
 impl Relay {
+    /// The reply path of `mode` on `channel`; `ingress_id` names a shared reply queue.
     pub async fn open(
-        settings: &BrokerSettings,
+        mode: ReplyMode,
+        names: &Names,
+        ingress_id: &str,
         channel: Channel,
         routes: SharedRoutes,
     ) -> Result<Relay, RelayError> {
-        Ok(match settings.reply_mode {
-            ReplyMode::PerRequest => Relay::PerRequest(per_request::PerRequest::new(
-                channel,
-                settings.names.clone(),
-            )),
-            ReplyMode::Shared => Relay::Shared(
-                shared::Shared::open(channel, &settings.names, &settings.ingress_id, routes)
-                    .await?,
-            ),
+        Ok(match mode {
+            ReplyMode::PerRequest => {
+                Relay::PerRequest(per_request::PerRequest::new(channel, names.clone()))
+            }
+            ReplyMode::Shared => {
+                Relay::Shared(shared::Shared::open(channel, names, ingress_id, routes).await?)
+            }
         })
     }
 

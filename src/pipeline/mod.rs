@@ -1,0 +1,239 @@
+//! The one path every dialect uses to get an answer: subscribe to the reply destination, publish
+//! the job with publisher confirms, then read reply events until the answer is complete, failed,
+//! or the deadline passes. Dialects map their request into a [`TurnRequest`] and the resulting
+//! [`TurnEvent`]s into their own JSON or SSE; nothing here knows about dialects.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use confab_contract::{AssistantRef, Done, ErrorCode, Job, Message, VERSION, now_ms};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use deadpool_postgres::Pool;
+
+use crate::broker::{Broker, PublishError, Session};
+use crate::store::pending_turns;
+
+mod turn;
+
+pub use turn::Turn;
+
+/// What a dialect asks the pipeline for.
+#[derive(Debug, Clone)]
+pub struct TurnRequest {
+    /// The HTTP request's id (see `http::RequestId`), reused as the job's.
+    pub request_id: Uuid,
+    pub tenant_id: Uuid,
+    pub assistant: AssistantRef,
+    pub conversation_id: String,
+    pub identity_id: Option<Uuid>,
+    pub channel_id: Option<Uuid>,
+    pub message: Message,
+    /// Earlier turns supplied by the caller; see `Job::history`.
+    pub history: Vec<Message>,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub folder_ids: Vec<Uuid>,
+    pub stream: bool,
+}
+
+impl TurnRequest {
+    fn into_job(self, deadline_ms: i64, reply_to: String) -> Job {
+        Job {
+            v: VERSION,
+            request_id: self.request_id,
+            tenant_id: self.tenant_id,
+            assistant: self.assistant,
+            conversation_id: self.conversation_id,
+            identity_id: self.identity_id,
+            channel_id: self.channel_id,
+            message: self.message,
+            history: self.history,
+            metadata: self.metadata,
+            folder_ids: self.folder_ids,
+            stream: self.stream,
+            deadline_ms,
+            published_ms: now_ms(),
+            reply_to,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the message broker is unavailable")]
+    Unavailable,
+    #[error("too many requests are waiting for a worker")]
+    QueueFull,
+}
+
+/// How a turn failed after it was accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FailureKind {
+    /// A worker reported an error.
+    Worker(ErrorCode),
+    /// No answer before the deadline.
+    Timeout,
+    /// The broker connection was lost while waiting.
+    BrokerLost,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TurnEvent {
+    Delta(String),
+    Done(Box<Done>),
+    Failed(Failure),
+}
+
+#[derive(Clone)]
+pub struct Pipeline {
+    broker: Arc<Broker>,
+    /// Records each turn as pending before its job is published, so that workers answer the
+    /// turns of one conversation in arrival order (see `migrations/0004_turn_order.sql`).
+    db: Pool,
+    deadline: Duration,
+}
+
+impl Pipeline {
+    pub fn new(broker: Arc<Broker>, db: Pool, deadline: Duration) -> Self {
+        Self {
+            broker,
+            db,
+            deadline,
+        }
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    pub async fn submit(&self, request: TurnRequest) -> Result<Turn, SubmitError> {
+        let session = self.broker.session().ok_or(SubmitError::Unavailable)?;
+        let request_id = request.request_id;
+        let submitted = Instant::now();
+        let deadline_ms = now_ms() + self.deadline.as_millis() as i64;
+        let expires_ms = reply_expiry_ms(self.deadline);
+        // Independent round trips (broker and database), so they overlap; both must be done
+        // before the job is published.
+        let (subscription, marked) = tokio::join!(
+            session.relay.subscribe(request_id, expires_ms),
+            self.mark_pending(&request, deadline_ms)
+        );
+        let subscription = match (subscription, marked) {
+            (Ok(subscription), Ok(())) => subscription,
+            (subscription, marked) => {
+                if marked.is_ok()
+                    && let Ok(client) = self.db.get().await
+                {
+                    pending_turns::forget(
+                        &**client,
+                        request.tenant_id,
+                        &request.conversation_id,
+                        request_id,
+                    )
+                    .await;
+                }
+                if let Err(e) = &subscription {
+                    warn!(%request_id, error = %e, "cannot open the reply path");
+                }
+                return Err(marked.err().unwrap_or(SubmitError::Unavailable));
+            }
+        };
+        let job = request.into_job(deadline_ms, subscription.reply_to.clone());
+        self.publish(&session, &job).await?;
+        info!(%request_id, conversation_id = %job.conversation_id, stream = job.stream, "job queued");
+        metrics::gauge!("confab_jobs_in_flight").increment(1.0);
+        Ok(Turn::accepted(
+            job,
+            subscription,
+            session.lost(),
+            self.deadline,
+            submitted,
+            self.broker.clone(),
+        ))
+    }
+}
+
+/// How long a reply queue may live unused: a little past the request's deadline, so late events
+/// are not returned as unroutable while the request is still finishing.
+pub(super) fn reply_expiry_ms(until_deadline: Duration) -> u32 {
+    (until_deadline.as_millis() as u32).saturating_add(30_000)
+}
+
+impl Pipeline {
+    /// The job of a turn whose answer nobody waits for here: its reply events go to the
+    /// durable queue `reply_to` (channel answers, which the delivery role sends). The caller
+    /// marks it pending, publishes it, and settles its own records around those steps (see
+    /// `webhooks::inbox`), all on one database connection.
+    pub fn detached_job(&self, request: TurnRequest, reply_to: String) -> Job {
+        let deadline_ms = now_ms() + self.deadline.as_millis() as i64;
+        request.into_job(deadline_ms, reply_to)
+    }
+
+    /// Publish a job (see [`Pipeline::detached_job`]) and wait for the broker's confirmation.
+    pub async fn publish_detached(&self, job: &Job) -> Result<(), SubmitError> {
+        let session = self.broker.session().ok_or(SubmitError::Unavailable)?;
+        self.broker
+            .publish_job(&session, job)
+            .await
+            .map_err(|e| submit_error(job, e))?;
+        info!(request_id = %job.request_id, conversation_id = %job.conversation_id, "detached job queued");
+        Ok(())
+    }
+
+    async fn publish(&self, session: &Session, job: &Job) -> Result<(), SubmitError> {
+        let published = self.broker.publish_job(session, job).await;
+        if let Err(e) = published {
+            if let Ok(client) = self.db.get().await {
+                pending_turns::forget(
+                    &**client,
+                    job.tenant_id,
+                    &job.conversation_id,
+                    job.request_id,
+                )
+                .await;
+            }
+            return Err(submit_error(job, e));
+        }
+        Ok(())
+    }
+
+    async fn mark_pending(
+        &self,
+        request: &TurnRequest,
+        deadline_ms: i64,
+    ) -> Result<(), SubmitError> {
+        let client = self.db.get().await.map_err(|e| {
+            warn!(error = %e, "cannot record the pending turn");
+            SubmitError::Unavailable
+        })?;
+        pending_turns::record(
+            &**client,
+            request.tenant_id,
+            &request.conversation_id,
+            request.request_id,
+            deadline_ms,
+        )
+        .await
+        .map_err(|e| {
+            warn!(error = %e, "cannot record the pending turn");
+            SubmitError::Unavailable
+        })
+    }
+}
+
+fn submit_error(job: &Job, error: PublishError) -> SubmitError {
+    match error {
+        PublishError::QueueFull => SubmitError::QueueFull,
+        e => {
+            warn!(request_id = %job.request_id, error = %e, "job not accepted by the broker");
+            SubmitError::Unavailable
+        }
+    }
+}
