@@ -140,7 +140,9 @@ fn inbound(update: &Value) -> Option<Inbound> {
         external_id: update_id.to_string(),
         sender: Sender {
             external_id: format!("telegram:{}", from["id"].as_i64()?),
-            alternate_id: from["username"].as_str().map(|u| format!("@{u}")),
+            // A username is changed at will and then free for anyone to claim: profile data,
+            // never a key to an identity (and its history and memory).
+            alternate_id: None,
             name: Some(name).filter(|n| !n.is_empty()),
         },
         reply_address: message["chat"]["id"].as_i64()?.to_string(),
@@ -197,6 +199,29 @@ mod tests {
             Telegram
                 .parse(&config(), edit.to_string().as_bytes())
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_sender_is_known_by_their_user_id_only_never_by_a_claimable_username() {
+        let update = |user: i64| {
+            json!({"update_id": user, "message": {"message_id": 1, "date": 1700000000,
+                "from": {"id": user, "first_name": "Eve", "username": "ana_old"},
+                "chat": {"id": user, "type": "private"}, "text": "my PIN?"}})
+        };
+        let senders: Vec<Sender> = [5001, 6002]
+            .into_iter()
+            .flat_map(|user| Telegram.parse(&config(), update(user).to_string().as_bytes()))
+            .map(|event| match event {
+                Event::Message(m) => m.sender,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(senders[0].external_id, "telegram:5001");
+        assert_eq!(senders[1].external_id, "telegram:6002");
+        assert!(
+            senders.iter().all(|s| s.alternate_id.is_none()),
+            "{senders:?}"
         );
     }
 
