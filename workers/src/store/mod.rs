@@ -141,9 +141,9 @@ pub async fn prepare_turn(
     let tx = client.transaction().await?;
     let order = async {
         if check_order {
-            order::state(&*tx, job).await
+            order::check(&*tx, job).await
         } else {
-            Ok(order::State::Free)
+            Ok(order::Place::Free)
         }
     };
     // This transaction need not wait for its WAL flush: until the answer's own (synchronous)
@@ -162,10 +162,10 @@ pub async fn prepare_turn(
         relaxed
     )?;
     match order {
-        order::State::Free => {}
+        order::Place::Free => {}
         // Dropping the transaction rolls back the conversation's upsert.
-        order::State::Behind => return Ok(Prepared::Wait),
-        order::State::Cancelled => return Ok(Prepared::Cancelled),
+        order::Place::Behind => return Ok(Prepared::Wait),
+        order::Place::Cancelled => return Ok(Prepared::Cancelled),
     }
     let no_metadata = serde_json::Value::Object(Default::default());
     for earlier in &job.history {

@@ -143,7 +143,7 @@ pub async fn run(
 /// Let the conversation's next turn go ahead. Best effort: a row left behind stops holding
 /// anything up at the job's deadline.
 async fn release_turn(env: &TurnEnv, job: &Job) {
-    if let Err(e) = order::settled(&env.pool, job).await {
+    if let Err(e) = order::release(&env.pool, job).await {
         warn!(error = %e, "cannot release the turn; later turns wait until its deadline");
     }
 }
@@ -210,7 +210,7 @@ async fn answer(
                 .await
                 .map_err(TurnError::Store)?;
                 check_order = false;
-                turn == order::Turn::Cancelled
+                turn == order::WaitEnded::Cancelled
             }
             Ok(Prepared::Cancelled) => true,
             Err(e) => break Err(e),
