@@ -18,7 +18,9 @@ use tracing::{info, warn};
 use crate::inflight::InFlight;
 use crate::model::{ModelError, ModelEvent, ModelRequest, Models};
 use crate::reply::{Delivered, Replies, ReplyError};
-use crate::store::{self, NewAnswer, Prepared, PreparedTurn, StoredAnswer};
+use crate::store::answer::NewAnswer;
+use crate::store::prepare::{Prepared, PreparedTurn};
+use crate::store::{self, StoredAnswer};
 use crate::{context, order, summary};
 use confab_shared::ModelSpec;
 use confab_shared::db::DbError;
@@ -198,7 +200,7 @@ async fn answer(
     let mut check_order = true;
     let prepared = loop {
         let prepared = with_retry(job.deadline_ms, || {
-            store::prepare_turn(&env.pool, job, env.default_context_window, check_order)
+            store::prepare::prepare_turn(&env.pool, job, env.default_context_window, check_order)
         })
         .await;
         let cancelled = match prepared {
@@ -361,7 +363,7 @@ async fn generate_and_store(
         sources: &sources,
     };
     let stored = with_retry(job.deadline_ms, || {
-        store::store_answer(&env.pool, &new_answer)
+        store::answer::store_answer(&env.pool, &new_answer)
     })
     .await
     .map_err(TurnError::Store)?;
