@@ -1,8 +1,10 @@
-//! Turns of one conversation are answered in arrival order. The ingress records each turn in
-//! `pending_turns` before publishing its job; a worker holding a job waits until no earlier turn
-//! of the same conversation is pending, so a second message sees the first answer, and removes
-//! its own row once the turn is settled. Waiting polls with short queries, so no database
-//! connection is held while a turn waits or a model generates.
+//! Turns of one conversation are answered in arrival order, so a second message sees the first
+//! answer. The ingress records each turn in `pending_turns` before publishing its job; this
+//! module is the worker's whole side of that table: the check whether earlier turns are still
+//! pending (or this one was cancelled), the wait for them, and the removal of a turn's row once
+//! it is settled. It depends on no other worker module, so the store can take the check inside
+//! its own transaction without the two knowing each other. Waiting polls with short queries, so
+//! no database connection is held while a turn waits or a model generates.
 
 use std::time::Duration;
 
@@ -16,9 +18,10 @@ use confab_shared::db::DbError;
 /// How often a waiting turn looks again.
 const POLL: Duration = Duration::from_millis(20);
 
-/// Whether a turn may start.
+/// How a wait for earlier turns ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Turn {
+pub enum WaitEnded {
+    /// The turn may start.
     Go,
     /// The request was cancelled before it started.
     Cancelled,
@@ -30,17 +33,19 @@ pub async fn wait_for_earlier_turns(
     pool: &Pool,
     job: &Job,
     mut gone: watch::Receiver<bool>,
-) -> Result<Turn, DbError> {
+) -> Result<WaitEnded, DbError> {
     loop {
-        let state = {
+        let place = {
             let client = pool.get().await?;
-            state(&**client, job).await?
+            check(&**client, job).await?
         };
-        match state {
-            State::Cancelled => return Ok(Turn::Cancelled),
-            State::Free => return Ok(Turn::Go),
-            State::Behind if now_ms() >= job.deadline_ms || *gone.borrow() => return Ok(Turn::Go),
-            State::Behind => {}
+        match place {
+            Place::Cancelled => return Ok(WaitEnded::Cancelled),
+            Place::Free => return Ok(WaitEnded::Go),
+            Place::Behind if now_ms() >= job.deadline_ms || *gone.borrow() => {
+                return Ok(WaitEnded::Go);
+            }
+            Place::Behind => {}
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
@@ -51,7 +56,7 @@ pub async fn wait_for_earlier_turns(
 
 /// Where a turn stands in its conversation's order right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub enum Place {
     /// No earlier turn is pending: it may start.
     Free,
     /// An earlier turn of the conversation is still pending.
@@ -60,9 +65,9 @@ pub enum State {
     Cancelled,
 }
 
-/// One look at the order, on any connection (`store::prepare_turn` takes it in the same round
-/// trip as its first reads, so a turn that need not wait pays nothing extra).
-pub async fn state(client: &impl GenericClient, job: &Job) -> Result<State, DbError> {
+/// One look at the order, on any connection or transaction: the turn's preparation takes it in
+/// the same round trip as its first reads, so a turn that need not wait pays nothing extra.
+pub async fn check(client: &impl GenericClient, job: &Job) -> Result<Place, DbError> {
     let row = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pending_turns WHERE tenant_id = $1 \
@@ -73,14 +78,14 @@ pub async fn state(client: &impl GenericClient, job: &Job) -> Result<State, DbEr
         )
         .await?;
     Ok(match (row.get::<_, bool>(0), row.get::<_, bool>(1)) {
-        (_, true) => State::Cancelled,
-        (true, false) => State::Behind,
-        (false, false) => State::Free,
+        (_, true) => Place::Cancelled,
+        (true, false) => Place::Behind,
+        (false, false) => Place::Free,
     })
 }
 
-/// The job's turn is settled: later turns of its conversation may go ahead.
-pub async fn settled(pool: &Pool, job: &Job) -> Result<(), DbError> {
+/// The job's turn is settled: remove its row, so later turns of its conversation may go ahead.
+pub async fn release(pool: &Pool, job: &Job) -> Result<(), DbError> {
     let client = pool.get().await?;
     client
         .execute(

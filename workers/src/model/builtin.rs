@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use confab_contract::{Role, Usage};
 
-use super::{ChatMessage, ModelEvent, ModelRequest, ModelStream, Provider};
+use super::provider::{ChatMessage, ModelEvent, ModelRequest, ModelStream, Provider};
 use crate::knowledge::Passage;
 use confab_shared::tokens::estimate_tokens;
 

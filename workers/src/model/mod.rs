@@ -1,64 +1,23 @@
-//! Model providers: the one interface the turn pipeline calls, and its implementations.
+//! Model providers: the one interface the turn pipeline calls, its implementations, and the
+//! choice between them.
 //!
 //! A provider turns a list of chat messages into a stream of text deltas followed by usage. The
-//! assistant's `model` setting picks the provider: `builtin` or `openai/<model-name>`.
+//! assistant's `model` setting picks the provider: `builtin` or `openai/<model-name>`. The
+//! interface lives in `provider.rs`, so the providers and [`Models`] depend on it rather than on
+//! each other.
 
 mod builtin;
 mod openai;
+mod provider;
 mod sse;
 
 use std::sync::Arc;
 
 use confab_shared::ModelSpec;
 
-use confab_contract::{Role, Usage};
-use futures_util::stream::BoxStream;
-
 pub use builtin::Builtin;
 pub use openai::OpenAi;
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChatMessage {
-    pub role: Role,
-    pub content: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct ModelRequest {
-    /// The model name as the provider knows it (`gpt-4o-mini`, `llama3`, `builtin`).
-    pub model: String,
-    pub messages: Vec<ChatMessage>,
-    /// The knowledge passages in `messages`, best first, for providers that answer from them
-    /// directly (the built-in one); others read them in the messages.
-    pub passages: Vec<crate::knowledge::Passage>,
-    /// Most tokens the answer may have.
-    pub max_tokens: u32,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ModelEvent {
-    Delta(String),
-    /// Token counts as the provider reported them; sent at most once, at the end.
-    Usage(Usage),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    #[error("model provider answered HTTP {status}: {message}")]
-    Http { status: u16, message: String },
-    #[error("model provider did not answer within {0:?}")]
-    Timeout(std::time::Duration),
-    #[error("model provider unreachable: {0}")]
-    Transport(String),
-    #[error("model provider sent something unexpected: {0}")]
-    Protocol(String),
-}
-
-pub type ModelStream = BoxStream<'static, Result<ModelEvent, ModelError>>;
-
-pub trait Provider: Send + Sync {
-    fn stream(&self, request: ModelRequest) -> ModelStream;
-}
+pub use provider::{ChatMessage, ModelError, ModelEvent, ModelRequest, ModelStream, Provider};
 
 /// The providers of one worker process.
 #[derive(Clone)]

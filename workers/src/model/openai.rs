@@ -9,8 +9,8 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::provider::{ModelError, ModelEvent, ModelRequest, ModelStream, Provider};
 use super::sse::DataLines;
-use super::{ModelError, ModelEvent, ModelRequest, ModelStream, Provider};
 
 pub struct OpenAi {
     http: reqwest::Client,

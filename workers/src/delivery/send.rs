@@ -1,134 +1,34 @@
-//! The delivery role: sends channel answers to their platform. Channel turns (WhatsApp,
-//! Telegram) have `<prefix>.deliveries` as reply destination; this role consumes their final
-//! events, looks up where each answer goes (the inbound message it answers, by request id),
-//! sends it through the channel's [`Adapter`] with retries on throttling, and records the
-//! outcome on the stored assistant message. A delivery is acked only once its outcome is
-//! recorded, so a worker dying mid-send redelivers it (the platform may then see an answer
-//! twice, never none).
+//! One channel answer on its way to its user: find where it goes (the inbound message it
+//! answers), put an apology in place of a failed turn's answer, send it in parts the platform
+//! accepts, retrying while the platform throttles, and record the outcome on the stored message,
+//! so that an answer delivered once is not sent again when its delivery comes back.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use confab_contract::{ErrorCode, ReplyEvent, declare_work_topology};
+use confab_contract::{ErrorCode, ReplyEvent};
 use deadpool_postgres::Pool;
-use futures_util::StreamExt;
-use lapin::{
-    Connection, ConnectionProperties,
-    message::Delivery,
-    options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
-    types::FieldTable,
-};
+use lapin::message::Delivery;
 use serde_json::{Value, json};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-use crate::WorkerConfig;
 use crate::config::DeliveryConfig;
-use crate::consume::SessionError;
 use confab_shared::db::DbError;
 use confab_shared::platforms::{self, Adapter, Config, DeliveryStatus, SendError};
 
 /// What a user hears when their turn failed (the model erred, timed out, or the deadline passed).
 const APOLOGY: &str = "Sorry, I can't answer right now. Please try again in a little while.";
 
+/// How long an answer waits for its inbound message to become visible: this many looks, this
+/// far apart (see [`Deliverer::wait_for_target`]).
 const TARGET_LOOKUPS: u32 = 20;
 const TARGET_LOOKUP_PAUSE: Duration = Duration::from_millis(100);
 
-struct Deliverer {
-    pool: Pool,
-    http: reqwest::Client,
-    settings: DeliveryConfig,
-}
-
-/// Run delivery sessions until `shutdown` flips to true, reconnecting after failures.
-pub async fn run(
-    config: &WorkerConfig,
-    pool: Pool,
-    worker_id: &str,
-    shutdown: watch::Receiver<bool>,
-) -> Result<(), SessionError> {
-    let http = platforms::http_client(config.delivery.http_timeout)
-        .map_err(|e| SessionError::Setup(e.to_string()))?;
-    let deliverer = Arc::new(Deliverer {
-        pool,
-        http,
-        settings: config.delivery.clone(),
-    });
-    crate::consume::reconnecting("delivery", shutdown.clone(), || {
-        session(config, &deliverer, worker_id, shutdown.clone())
-    })
-    .await
-}
-
-async fn session(
-    config: &WorkerConfig,
-    deliverer: &Arc<Deliverer>,
-    worker_id: &str,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), SessionError> {
-    let names = &config.shared.names;
-    let properties = ConnectionProperties::default()
-        .with_connection_name(format!("confab-worker {worker_id} delivery").into());
-    let connection = Connection::connect(&config.shared.amqp_url, properties).await?;
-    let channel = connection.create_channel().await?;
-    declare_work_topology(&channel, names, config.shared.queue_limits).await?;
-    channel
-        .basic_qos(
-            deliverer.settings.concurrency,
-            BasicQosOptions { global: false },
-        )
-        .await?;
-    let tag = format!("{worker_id}-delivery");
-    let mut deliveries = channel
-        .basic_consume(
-            names.deliveries().as_str().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    info!(queue = %names.deliveries(), "delivering channel answers");
-    let mut sends = JoinSet::new();
-    let ended = loop {
-        tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => break Ok(()),
-            delivery = deliveries.next() => match delivery {
-                Some(Ok(delivery)) => {
-                    sends.spawn(settle(deliverer.clone(), delivery));
-                }
-                Some(Err(e)) => break Err(e.into()),
-                None => break Err(SessionError::ConsumerClosed),
-            },
-            Some(_) = sends.join_next() => {}
-        }
-    };
-    if ended.is_ok() {
-        crate::consume::drain(&channel, &tag, &mut sends, config.shutdown_grace).await;
-        let _ = connection.close(200, "worker stopping".into()).await;
-    }
-    ended
-}
-
-async fn settle(deliverer: Arc<Deliverer>, delivery: Delivery) {
-    let result = match deliverer.handle(&delivery).await {
-        Ok(()) => delivery.ack(BasicAckOptions::default()).await,
-        Err(e) => {
-            // The database is unreachable: try again later; the delivery limit bounds it.
-            warn!(error = %e, "could not record a delivery; returning it to the queue");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            delivery
-                .nack(BasicNackOptions {
-                    multiple: false,
-                    requeue: true,
-                })
-                .await
-        }
-    };
-    if let Err(e) = result {
-        warn!(error = %e, "could not settle a delivery; the broker will redeliver it");
-    }
+/// What delivering answers needs, shared by a session's concurrent deliveries.
+pub(super) struct Deliverer {
+    pub(super) pool: Pool,
+    pub(super) http: reqwest::Client,
+    pub(super) settings: DeliveryConfig,
 }
 
 /// Where an answer goes, from the inbound message it answers.
@@ -144,7 +44,10 @@ struct Target {
 }
 
 impl Deliverer {
-    async fn handle(&self, delivery: &Delivery) -> Result<(), DbError> {
+    /// Deliver the answer a turn's final event carries, or an apology for a failed turn, and
+    /// record the outcome. `Err` only when the database is unreachable: then the delivery is
+    /// worth trying again.
+    pub(super) async fn handle(&self, delivery: &Delivery) -> Result<(), DbError> {
         let request_id = delivery
             .properties
             .correlation_id()

@@ -1,8 +1,7 @@
-//! The worker's reads and writes of conversation memory in Postgres.
-//!
-//! A turn touches the database twice, each time in one short transaction: `prepare_turn` stores
-//! the user message and reads what the context needs, `store_answer` stores the assistant message.
-//! No connection is held while the model generates.
+//! The first of a turn's two transactions: store the job's message (once, however often the job
+//! is delivered), check the turn's place in its conversation's order, and read everything the
+//! context may hold. It commits before the model is called, so no connection is held while the
+//! model generates, and a redelivered job finds its message stored instead of storing it twice.
 
 use confab_contract::{AssistantRef, Job, Role};
 use confab_shared::ModelSpec;
@@ -10,46 +9,11 @@ use confab_shared::db::DbError;
 use deadpool_postgres::Pool;
 use uuid::Uuid;
 
+use super::{ANSWER_OF_TURN, Assistant, StoredAnswer, load_assistant, stored_answer};
 use crate::context::{IdentityMemory, Parts, Turn};
 use crate::{knowledge, order};
 
-/// The assistant answering a turn.
-#[derive(Debug, Clone)]
-pub struct Assistant {
-    pub name: String,
-    pub instructions: String,
-    pub model: String,
-    /// Folders searched when the request names none.
-    pub folder_ids: Vec<Uuid>,
-}
-
-/// An answer already stored for a turn (a redelivered job whose first attempt got that far).
-#[derive(Debug, Clone)]
-pub struct StoredAnswer {
-    pub id: String,
-    pub content: String,
-    pub created_ms: i64,
-    pub model: String,
-    pub prompt_tokens: u32,
-    pub completion_tokens: u32,
-}
-
-/// The answer stored for a turn; read by [`stored_answer`].
-const ANSWER_OF_TURN: &str = "SELECT id, content, (extract(epoch FROM created_at) * 1000)::int8, \
-       coalesce(model, ''), coalesce(prompt_tokens, 0), coalesce(completion_tokens, 0) \
-     FROM messages WHERE conversation_pk = $1 AND answers = $2";
-
-fn stored_answer(row: &tokio_postgres::Row) -> StoredAnswer {
-    StoredAnswer {
-        id: row.get(0),
-        content: row.get(1),
-        created_ms: row.get(2),
-        model: row.get(3),
-        prompt_tokens: row.get::<_, i32>(4) as u32,
-        completion_tokens: row.get::<_, i32>(5) as u32,
-    }
-}
-
+/// A turn whose message is stored, with what answering it needs.
 #[derive(Debug)]
 pub struct PreparedTurn {
     pub conversation_pk: i64,
@@ -61,36 +25,6 @@ pub struct PreparedTurn {
     /// The oldest turn the summary does not cover yet, if any.
     pub unsummarised_from_pk: Option<i64>,
     pub existing_answer: Option<StoredAnswer>,
-}
-
-async fn load_assistant(
-    tx: &deadpool_postgres::Transaction<'_>,
-    job: &Job,
-) -> Result<Assistant, DbError> {
-    match &job.assistant {
-        AssistantRef::Preview(preview) => Ok(Assistant {
-            name: preview.name.clone(),
-            instructions: preview.instructions.clone(),
-            model: preview.model.clone(),
-            folder_ids: Vec::new(),
-        }),
-        AssistantRef::Stored { id } => {
-            let row = tx
-                .query_opt(
-                    "SELECT name, instructions, model, folder_ids FROM assistants \
-                     WHERE id = $1 AND tenant_id = $2",
-                    &[id, &job.tenant_id],
-                )
-                .await?
-                .ok_or(DbError::NotFound("assistant"))?;
-            Ok(Assistant {
-                name: row.get(0),
-                instructions: row.get(1),
-                model: row.get(2),
-                folder_ids: row.get(3),
-            })
-        }
-    }
 }
 
 /// Insert a message unless one with its id is already in the conversation; its key either way.
@@ -141,9 +75,9 @@ pub async fn prepare_turn(
     let tx = client.transaction().await?;
     let order = async {
         if check_order {
-            order::state(&*tx, job).await
+            order::check(&*tx, job).await
         } else {
-            Ok(order::State::Free)
+            Ok(order::Place::Free)
         }
     };
     // This transaction need not wait for its WAL flush: until the answer's own (synchronous)
@@ -162,10 +96,10 @@ pub async fn prepare_turn(
         relaxed
     )?;
     match order {
-        order::State::Free => {}
+        order::Place::Free => {}
         // Dropping the transaction rolls back the conversation's upsert.
-        order::State::Behind => return Ok(Prepared::Wait),
-        order::State::Cancelled => return Ok(Prepared::Cancelled),
+        order::Place::Behind => return Ok(Prepared::Wait),
+        order::Place::Cancelled => return Ok(Prepared::Cancelled),
     }
     let no_metadata = serde_json::Value::Object(Default::default());
     for earlier in &job.history {
@@ -230,6 +164,7 @@ struct ConversationRow {
     summary_upto_pk: i64,
 }
 
+/// The turn's conversation: created by its first turn; later turns only touch `updated_at`.
 async fn upsert_conversation(
     tx: &deadpool_postgres::Transaction<'_>,
     job: &Job,
@@ -375,80 +310,4 @@ async fn recent_turns(
         })
         .collect();
     Ok((turns, oldest))
-}
-
-/// An assistant message to store.
-#[derive(Debug)]
-pub struct NewAnswer<'a> {
-    pub conversation_pk: i64,
-    pub answers: &'a str,
-    pub content: &'a str,
-    pub interrupted: bool,
-    pub model: &'a str,
-    pub prompt_tokens: u32,
-    pub completion_tokens: u32,
-    pub first_token_ms: Option<u64>,
-    pub total_ms: u64,
-    pub request_id: Uuid,
-    /// The knowledge the answer drew on, kept with it in the history.
-    pub sources: &'a [confab_contract::Source],
-}
-
-/// Store the assistant's answer to a turn. If an answer to that turn is already stored (a
-/// concurrent redelivery won the race), that one is returned instead: a turn has one answer.
-pub async fn store_answer(pool: &Pool, answer: &NewAnswer<'_>) -> Result<StoredAnswer, DbError> {
-    let client = pool.get().await?;
-    let id = format!("msg_{}", Uuid::now_v7().simple());
-    let metadata = if answer.sources.is_empty() {
-        serde_json::json!({})
-    } else {
-        serde_json::json!({ "sources": answer.sources })
-    };
-    let status = if answer.interrupted {
-        "interrupted"
-    } else {
-        "complete"
-    };
-    let inserted = client
-        .query_opt(
-            "INSERT INTO messages (conversation_pk, id, role, content, tokens, answers, status, \
-               model, prompt_tokens, completion_tokens, first_token_ms, total_ms, request_id, \
-               metadata) \
-             VALUES ($1, $2, 'assistant', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-             ON CONFLICT DO NOTHING \
-             RETURNING (extract(epoch FROM created_at) * 1000)::int8",
-            &[
-                &answer.conversation_pk,
-                &id,
-                &answer.content,
-                &(answer
-                    .completion_tokens
-                    .max(confab_shared::tokens::estimate_tokens(answer.content))
-                    as i32),
-                &answer.answers,
-                &status,
-                &answer.model,
-                &(answer.prompt_tokens as i32),
-                &(answer.completion_tokens as i32),
-                &answer.first_token_ms.map(|ms| ms as i32),
-                &(answer.total_ms as i32),
-                &answer.request_id,
-                &metadata,
-            ],
-        )
-        .await?;
-    if let Some(row) = inserted {
-        return Ok(StoredAnswer {
-            id,
-            content: answer.content.to_owned(),
-            created_ms: row.get(0),
-            model: answer.model.to_owned(),
-            prompt_tokens: answer.prompt_tokens,
-            completion_tokens: answer.completion_tokens,
-        });
-    }
-    let row = client
-        .query_one(ANSWER_OF_TURN, &[&answer.conversation_pk, &answer.answers])
-        .await?;
-    Ok(stored_answer(&row))
 }

@@ -1,0 +1,121 @@
+//! The delivery role: sends channel answers to their platform. Channel turns (WhatsApp,
+//! Telegram) have `<prefix>.deliveries` as reply destination; this role consumes their final
+//! events and hands each to [`send`], which finds where the answer goes, sends it and records
+//! the outcome. A delivery is acked only once its outcome is recorded, so a worker dying
+//! mid-send redelivers it (the platform may then see an answer twice, never none).
+
+mod send;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use confab_contract::declare_work_topology;
+use deadpool_postgres::Pool;
+use futures_util::StreamExt;
+use lapin::{
+    Connection, ConnectionProperties,
+    message::Delivery,
+    options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
+    types::FieldTable,
+};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::WorkerConfig;
+use crate::consume::SessionError;
+use confab_shared::platforms;
+use send::Deliverer;
+
+/// Run delivery sessions until `shutdown` flips to true, reconnecting after failures.
+pub async fn run(
+    config: &WorkerConfig,
+    pool: Pool,
+    worker_id: &str,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), SessionError> {
+    let http = platforms::http_client(config.delivery.http_timeout)
+        .map_err(|e| SessionError::Setup(e.to_string()))?;
+    let deliverer = Arc::new(Deliverer {
+        pool,
+        http,
+        settings: config.delivery.clone(),
+    });
+    crate::consume::reconnecting("delivery", shutdown.clone(), || {
+        session(config, &deliverer, worker_id, shutdown.clone())
+    })
+    .await
+}
+
+/// One connection's worth of deliveries: until shutdown (then the sends in flight finish or are
+/// returned) or until the connection fails.
+async fn session(
+    config: &WorkerConfig,
+    deliverer: &Arc<Deliverer>,
+    worker_id: &str,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), SessionError> {
+    let names = &config.shared.names;
+    let properties = ConnectionProperties::default()
+        .with_connection_name(format!("confab-worker {worker_id} delivery").into());
+    let connection = Connection::connect(&config.shared.amqp_url, properties).await?;
+    let channel = connection.create_channel().await?;
+    declare_work_topology(&channel, names, config.shared.queue_limits).await?;
+    channel
+        .basic_qos(
+            deliverer.settings.concurrency,
+            BasicQosOptions { global: false },
+        )
+        .await?;
+    let tag = format!("{worker_id}-delivery");
+    let mut deliveries = channel
+        .basic_consume(
+            names.deliveries().as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    info!(queue = %names.deliveries(), "delivering channel answers");
+    let mut sends = JoinSet::new();
+    let ended = loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break Ok(()),
+            delivery = deliveries.next() => match delivery {
+                Some(Ok(delivery)) => {
+                    sends.spawn(settle(deliverer.clone(), delivery));
+                }
+                Some(Err(e)) => break Err(e.into()),
+                None => break Err(SessionError::ConsumerClosed),
+            },
+            Some(_) = sends.join_next() => {}
+        }
+    };
+    if ended.is_ok() {
+        crate::consume::drain(&channel, &tag, &mut sends, config.shutdown_grace).await;
+        let _ = connection.close(200, "worker stopping".into()).await;
+    }
+    ended
+}
+
+/// Ack a delivery once its outcome is recorded; one that could not be recorded goes back to the
+/// queue.
+async fn settle(deliverer: Arc<Deliverer>, delivery: Delivery) {
+    let result = match deliverer.handle(&delivery).await {
+        Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+        Err(e) => {
+            // The database is unreachable: try again later; the delivery limit bounds it.
+            warn!(error = %e, "could not record a delivery; returning it to the queue");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            delivery
+                .nack(BasicNackOptions {
+                    multiple: false,
+                    requeue: true,
+                })
+                .await
+        }
+    };
+    if let Err(e) = result {
+        warn!(error = %e, "could not settle a delivery; the broker will redeliver it");
+    }
+}

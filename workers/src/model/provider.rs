@@ -1,0 +1,48 @@
+//! The one interface the turn pipeline calls, apart from the providers that implement it, so
+//! that they and the dispatch in [`super`] depend on it and not on each other.
+
+use confab_contract::{Role, Usage};
+use futures_util::stream::BoxStream;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelRequest {
+    /// The model name as the provider knows it (`gpt-4o-mini`, `llama3`, `builtin`).
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    /// The knowledge passages in `messages`, best first, for providers that answer from them
+    /// directly (the built-in one); others read them in the messages.
+    pub passages: Vec<crate::knowledge::Passage>,
+    /// Most tokens the answer may have.
+    pub max_tokens: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelEvent {
+    Delta(String),
+    /// Token counts as the provider reported them; sent at most once, at the end.
+    Usage(Usage),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("model provider answered HTTP {status}: {message}")]
+    Http { status: u16, message: String },
+    #[error("model provider did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("model provider unreachable: {0}")]
+    Transport(String),
+    #[error("model provider sent something unexpected: {0}")]
+    Protocol(String),
+}
+
+pub type ModelStream = BoxStream<'static, Result<ModelEvent, ModelError>>;
+
+pub trait Provider: Send + Sync {
+    fn stream(&self, request: ModelRequest) -> ModelStream;
+}

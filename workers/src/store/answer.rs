@@ -1,0 +1,85 @@
+//! The second of a turn's two transactions: store the assistant's answer once the model is
+//! done, complete or interrupted. A turn has one answer, so a concurrent redelivery that stored
+//! its answer first wins and its answer is the one returned.
+
+use confab_shared::db::DbError;
+use deadpool_postgres::Pool;
+use uuid::Uuid;
+
+use super::{ANSWER_OF_TURN, StoredAnswer, stored_answer};
+
+/// An assistant message to store.
+#[derive(Debug)]
+pub struct NewAnswer<'a> {
+    pub conversation_pk: i64,
+    pub answers: &'a str,
+    pub content: &'a str,
+    pub interrupted: bool,
+    pub model: &'a str,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub first_token_ms: Option<u64>,
+    pub total_ms: u64,
+    pub request_id: Uuid,
+    /// The knowledge the answer drew on, kept with it in the history.
+    pub sources: &'a [confab_contract::Source],
+}
+
+/// Store the assistant's answer to a turn. If an answer to that turn is already stored (a
+/// concurrent redelivery won the race), that one is returned instead: a turn has one answer.
+pub async fn store_answer(pool: &Pool, answer: &NewAnswer<'_>) -> Result<StoredAnswer, DbError> {
+    let client = pool.get().await?;
+    let id = format!("msg_{}", Uuid::now_v7().simple());
+    let metadata = if answer.sources.is_empty() {
+        serde_json::json!({})
+    } else {
+        serde_json::json!({ "sources": answer.sources })
+    };
+    let status = if answer.interrupted {
+        "interrupted"
+    } else {
+        "complete"
+    };
+    let inserted = client
+        .query_opt(
+            "INSERT INTO messages (conversation_pk, id, role, content, tokens, answers, status, \
+               model, prompt_tokens, completion_tokens, first_token_ms, total_ms, request_id, \
+               metadata) \
+             VALUES ($1, $2, 'assistant', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT DO NOTHING \
+             RETURNING (extract(epoch FROM created_at) * 1000)::int8",
+            &[
+                &answer.conversation_pk,
+                &id,
+                &answer.content,
+                &(answer
+                    .completion_tokens
+                    .max(confab_shared::tokens::estimate_tokens(answer.content))
+                    as i32),
+                &answer.answers,
+                &status,
+                &answer.model,
+                &(answer.prompt_tokens as i32),
+                &(answer.completion_tokens as i32),
+                &answer.first_token_ms.map(|ms| ms as i32),
+                &(answer.total_ms as i32),
+                &answer.request_id,
+                &metadata,
+            ],
+        )
+        .await?;
+    if let Some(row) = inserted {
+        return Ok(StoredAnswer {
+            id,
+            content: answer.content.to_owned(),
+            created_ms: row.get(0),
+            model: answer.model.to_owned(),
+            prompt_tokens: answer.prompt_tokens,
+            completion_tokens: answer.completion_tokens,
+        });
+    }
+    let row = client
+        .query_one(ANSWER_OF_TURN, &[&answer.conversation_pk, &answer.answers])
+        .await?;
+    Ok(stored_answer(&row))
+}

@@ -1,0 +1,83 @@
+//! The worker's reads and writes of conversation memory in Postgres.
+//!
+//! A turn touches the database twice, each time in one short transaction, so no connection is
+//! held while the model generates: [`prepare`] stores the user message and reads what the
+//! context needs, [`answer`] stores the assistant message. What both need lives here: the
+//! assistant answering, and the stored answer of a turn, which preparing finds when a job is
+//! redelivered and storing finds when a concurrent delivery stored it first.
+
+pub mod answer;
+pub mod prepare;
+
+use confab_contract::{AssistantRef, Job};
+use confab_shared::db::DbError;
+use uuid::Uuid;
+
+/// The assistant answering a turn.
+#[derive(Debug, Clone)]
+pub struct Assistant {
+    pub name: String,
+    pub instructions: String,
+    pub model: String,
+    /// Folders searched when the request names none.
+    pub folder_ids: Vec<Uuid>,
+}
+
+/// An answer already stored for a turn (a redelivered job whose first attempt got that far).
+#[derive(Debug, Clone)]
+pub struct StoredAnswer {
+    pub id: String,
+    pub content: String,
+    pub created_ms: i64,
+    pub model: String,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+/// The answer stored for a turn; read by [`stored_answer`].
+const ANSWER_OF_TURN: &str = "SELECT id, content, (extract(epoch FROM created_at) * 1000)::int8, \
+       coalesce(model, ''), coalesce(prompt_tokens, 0), coalesce(completion_tokens, 0) \
+     FROM messages WHERE conversation_pk = $1 AND answers = $2";
+
+fn stored_answer(row: &tokio_postgres::Row) -> StoredAnswer {
+    StoredAnswer {
+        id: row.get(0),
+        content: row.get(1),
+        created_ms: row.get(2),
+        model: row.get(3),
+        prompt_tokens: row.get::<_, i32>(4) as u32,
+        completion_tokens: row.get::<_, i32>(5) as u32,
+    }
+}
+
+/// Who answers the job: a preview carries its assistant; a stored one is read with the tenant,
+/// so a job cannot name another tenant's assistant.
+async fn load_assistant(
+    tx: &deadpool_postgres::Transaction<'_>,
+    job: &Job,
+) -> Result<Assistant, DbError> {
+    match &job.assistant {
+        AssistantRef::Preview(preview) => Ok(Assistant {
+            name: preview.name.clone(),
+            instructions: preview.instructions.clone(),
+            model: preview.model.clone(),
+            folder_ids: Vec::new(),
+        }),
+        AssistantRef::Stored { id } => {
+            let row = tx
+                .query_opt(
+                    "SELECT name, instructions, model, folder_ids FROM assistants \
+                     WHERE id = $1 AND tenant_id = $2",
+                    &[id, &job.tenant_id],
+                )
+                .await?
+                .ok_or(DbError::NotFound("assistant"))?;
+            Ok(Assistant {
+                name: row.get(0),
+                instructions: row.get(1),
+                model: row.get(2),
+                folder_ids: row.get(3),
+            })
+        }
+    }
+}

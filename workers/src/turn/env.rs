@@ -1,0 +1,23 @@
+//! What every turn of a worker shares, built once when the worker starts. It has a module of its
+//! own so that each phase of a turn can take it without depending on the module that runs the
+//! phases.
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+
+use crate::inflight::InFlight;
+use crate::model::Models;
+
+/// What the worker shares between its turns.
+pub struct TurnEnv {
+    pub worker_id: String,
+    pub pool: Pool,
+    pub models: Models,
+    pub inflight: InFlight,
+    pub coalesce: Duration,
+    /// Context window assumed for models confab does not know.
+    pub default_context_window: u32,
+    /// Last attempt the broker allows before dead-lettering (delivery limit + 1).
+    pub final_attempt: u32,
+}

@@ -1,0 +1,184 @@
+//! Calling the model for a turn and relaying its answer as it comes.
+//!
+//! The caller sees the first words as soon as the model has them; later deltas are merged over
+//! the coalescing window, so a fast model does not cost one publish per token; while the model
+//! is silent, keepalives find out whether the caller is still there; and generation stops as
+//! soon as the caller is gone or the deadline passes, keeping what was said so far. Nothing here
+//! touches the database.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use confab_contract::{ReplyEvent, Source, Usage, now_ms};
+use confab_shared::ModelSpec;
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use super::env::TurnEnv;
+use crate::context::{self, Parts};
+use crate::model::{ModelError, ModelEvent, ModelRequest, Provider};
+use crate::reply::{Replies, ReplyError};
+
+/// While the model is silent, a keepalive this often tells a vanished caller apart.
+const KEEPALIVE: Duration = Duration::from_millis(400);
+
+/// Deltas larger than this are published without waiting for the coalescing window.
+const MAX_PENDING_BYTES: usize = 8 * 1024;
+
+/// How a generation ended.
+pub(super) enum Generation {
+    Complete,
+    Failed(ModelError),
+    CallerGone,
+    DeadlineExceeded,
+}
+
+/// The model's answer to a turn, as far as it got.
+pub(super) struct Generated {
+    pub text: String,
+    pub ending: Generation,
+    /// As the provider reported it, else estimated.
+    pub usage: Usage,
+    pub first_token_ms: Option<u64>,
+    /// The knowledge the model was shown, cited with the answer.
+    pub sources: Vec<Source>,
+    /// The oldest earlier turn the context held; turns before it are for the summary.
+    pub oldest_turn_pk: Option<i64>,
+}
+
+/// Fit the turn's context into the model's window, call the model and relay its answer until it
+/// finishes, fails, the caller goes or the deadline passes.
+pub(super) async fn generate(
+    env: &TurnEnv,
+    replies: &mut Replies,
+    spec: &ModelSpec,
+    parts: Parts,
+    deadline_ms: i64,
+    started: Instant,
+    gone: watch::Receiver<bool>,
+) -> Result<Generated, ReplyError> {
+    let budget = spec
+        .context_window(env.default_context_window)
+        .saturating_sub(context::ANSWER_TOKENS);
+    let assembled = context::assemble(parts, budget);
+    let sources: Vec<Source> = assembled.passages.iter().map(|p| p.source()).collect();
+    let prompt_estimate = assembled.tokens;
+    let oldest_turn_pk = assembled.oldest_turn_pk;
+    let request = ModelRequest {
+        model: spec.model_name().to_owned(),
+        messages: assembled.messages,
+        passages: assembled.passages,
+        max_tokens: context::ANSWER_TOKENS,
+    };
+    let mut stream = Streamed::default();
+    let ending = stream
+        .relay(env, replies, spec, request, deadline_ms, gone)
+        .await?;
+    let first_token_ms = stream
+        .first_token
+        .map(|t| t.duration_since(started).as_millis() as u64);
+    if let Some(ms) = first_token_ms {
+        metrics::histogram!("confab_worker_first_token_seconds").record(ms as f64 / 1000.0);
+    }
+    let usage = stream.usage.unwrap_or(Usage {
+        prompt_tokens: prompt_estimate,
+        completion_tokens: stream.pieces,
+    });
+    Ok(Generated {
+        text: stream.text,
+        ending,
+        usage,
+        first_token_ms,
+        sources,
+        oldest_turn_pk,
+    })
+}
+
+/// The model's output as relayed so far.
+#[derive(Default)]
+struct Streamed {
+    text: String,
+    pending: String,
+    seq: u32,
+    pieces: u32,
+    first_token: Option<Instant>,
+    usage: Option<Usage>,
+}
+
+impl Streamed {
+    async fn flush(&mut self, replies: &mut Replies) -> Result<(), ReplyError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let event = ReplyEvent::Delta {
+            seq: self.seq,
+            text: std::mem::take(&mut self.pending),
+        };
+        self.seq += 1;
+        replies.send(&event).await
+    }
+
+    /// Relay the model's deltas until it finishes, fails, the caller goes or the deadline passes.
+    /// The first delta goes out at once; later ones are merged over the coalescing window.
+    async fn relay(
+        &mut self,
+        env: &TurnEnv,
+        replies: &mut Replies,
+        spec: &ModelSpec,
+        request: ModelRequest,
+        deadline_ms: i64,
+        mut gone: watch::Receiver<bool>,
+    ) -> Result<Generation, ReplyError> {
+        let provider: Arc<dyn Provider> = env.models.provider(spec);
+        let mut model = provider.stream(request);
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis((deadline_ms - now_ms()).max(0) as u64);
+        let mut flush_at: Option<tokio::time::Instant> = None;
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.tick().await;
+        loop {
+            tokio::select! {
+                biased;
+                _ = async { gone.wait_for(|gone| *gone).await.is_ok() } => return Ok(Generation::CallerGone),
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.flush(replies).await?;
+                    return Ok(Generation::DeadlineExceeded);
+                }
+                _ = async { tokio::time::sleep_until(flush_at.unwrap_or(deadline)).await }, if flush_at.is_some() => {
+                    flush_at = None;
+                    self.flush(replies).await?;
+                }
+                event = model.next() => match event {
+                    Some(Ok(ModelEvent::Delta(text))) => {
+                        self.text.push_str(&text);
+                        self.pending.push_str(&text);
+                        self.pieces += 1;
+                        if self.first_token.is_none() {
+                            self.first_token = Some(Instant::now());
+                            self.flush(replies).await?;
+                        } else if env.coalesce.is_zero() || self.pending.len() >= MAX_PENDING_BYTES {
+                            flush_at = None;
+                            self.flush(replies).await?;
+                        } else if flush_at.is_none() {
+                            flush_at = Some(tokio::time::Instant::now() + env.coalesce);
+                        }
+                    }
+                    Some(Ok(ModelEvent::Usage(usage))) => self.usage = Some(usage),
+                    Some(Err(error)) => {
+                        self.flush(replies).await?;
+                        return Ok(Generation::Failed(error));
+                    }
+                    None => {
+                        self.flush(replies).await?;
+                        return Ok(Generation::Complete);
+                    }
+                },
+                _ = keepalive.tick() => {
+                    if replies.idle_for() >= KEEPALIVE {
+                        replies.send(&ReplyEvent::Keepalive).await?;
+                    }
+                }
+            }
+        }
+    }
+}

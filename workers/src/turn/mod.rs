@@ -1,0 +1,181 @@
+//! One turn, from a delivered job to its acknowledgement.
+//!
+//! A job is acked only after its answer is stored and `done` is published, so a worker that dies
+//! mid-turn loses nothing: the broker delivers the job again, which finds its user turn already
+//! stored (message ids are idempotency keys) and, if its answer was stored too, replays it. This
+//! module runs the phases in their order: drop the job if past its deadline; announce
+//! `accepted`; [`prepare`] the turn in its conversation's order (store the user turn and read
+//! the context, one transaction); [`generate`] the answer as coalesced deltas; [`settle`] it
+//! (store the answer, publish `done`), and only then ack.
+
+mod env;
+mod generate;
+mod prepare;
+mod retry;
+mod settle;
+
+use std::time::{Duration, Instant};
+
+use confab_contract::{ErrorCode, Job, ReplyEvent, Role, now_ms};
+use confab_shared::ModelSpec;
+use confab_shared::db::DbError;
+use lapin::Channel;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+pub use env::TurnEnv;
+use generate::Generation;
+use prepare::Readiness;
+pub use settle::Settle;
+use settle::TurnError;
+
+use crate::reply::{Delivered, Replies};
+
+/// How long a job's reply destination may be missing when the job starts before its caller
+/// counts as gone: longer than the ingress takes to reconnect after a broker restart (its retry
+/// interval grows to 5 s). Only a worker that (re)connected less than this ago is patient: that
+/// is when a broker restart is the likely cause; otherwise a missing destination means the
+/// caller is gone, and the worker stops at once without waiting for a confirm.
+pub const REPLY_PATH_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Work on one delivered job and say what the broker should do with it.
+pub async fn run(
+    env: &TurnEnv,
+    channel: Channel,
+    job: &Job,
+    attempt: u32,
+    reconnected: bool,
+) -> Settle {
+    let started = Instant::now();
+    let registration = env.inflight.register(job.request_id);
+    let mut replies = Replies::new(
+        channel,
+        &job.reply_to,
+        job.request_id,
+        registration.gone.clone(),
+    );
+    if now_ms() >= job.deadline_ms {
+        info!("job past its deadline; dropped without calling the model");
+        metrics::counter!("confab_worker_jobs_total", "outcome" => "expired").increment(1);
+        let _ = replies.finish(&settle::deadline_error()).await;
+        settle::release_turn(env, job).await;
+        return Settle::Ack;
+    }
+    let accepted = ReplyEvent::Accepted {
+        worker: env.worker_id.clone(),
+        attempt,
+    };
+    let announced = if reconnected {
+        let patience = REPLY_PATH_PATIENCE.min(Duration::from_millis(
+            (job.deadline_ms - now_ms()).max(0) as u64,
+        ));
+        match replies.announce(&accepted, patience).await {
+            Ok(Delivered::CallerGone) => {
+                info!("nobody listens for this request's replies");
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    } else {
+        replies.send(&accepted).await
+    };
+    if let Err(e) = announced {
+        warn!(error = %e, "cannot publish to the broker; returning the job");
+        return Settle::Requeue;
+    }
+    let outcome = answer(
+        env,
+        &mut replies,
+        job,
+        attempt,
+        started,
+        registration.gone.subscribe(),
+    )
+    .await;
+    let (verdict, label) = match outcome {
+        Ok(verdict) => (verdict, "answered"),
+        Err(TurnError::Reply(e)) => {
+            warn!(error = %e, "reply destination unreachable; returning the job");
+            (Settle::Requeue, "broker_error")
+        }
+        Err(TurnError::Store(e)) => {
+            warn!(error = %e, attempt, "turn failed on the database");
+            if attempt >= env.final_attempt {
+                let event = ReplyEvent::Error {
+                    code: ErrorCode::Internal,
+                    message: "the conversation store is unavailable".into(),
+                };
+                let _ = replies.finish(&event).await;
+            }
+            (Settle::Requeue, "store_error")
+        }
+    };
+    metrics::counter!("confab_worker_jobs_total", "outcome" => label).increment(1);
+    metrics::histogram!("confab_worker_turn_seconds").record(started.elapsed().as_secs_f64());
+    // A returned job keeps its place in its conversation, unless the broker is about to
+    // dead-letter it.
+    if verdict == Settle::Ack || attempt >= env.final_attempt {
+        settle::release_turn(env, job).await;
+    }
+    verdict
+}
+
+/// The turn's phases after `accepted`; any of them may end the turn early.
+async fn answer(
+    env: &TurnEnv,
+    replies: &mut Replies,
+    job: &Job,
+    attempt: u32,
+    started: Instant,
+    gone: watch::Receiver<bool>,
+) -> Result<Settle, TurnError> {
+    let mut prepared = match prepare::in_order(env, job, gone.clone()).await {
+        Ok(Readiness::Ready(prepared)) => *prepared,
+        Ok(Readiness::Cancelled) => {
+            info!("request cancelled before it started");
+            return settle::without_answer(replies, Generation::CallerGone).await;
+        }
+        Err(DbError::NotFound(what)) => {
+            let event = ReplyEvent::Error {
+                code: ErrorCode::NotFound,
+                message: format!("the {what} of this request no longer exists"),
+            };
+            replies.finish(&event).await?;
+            return Ok(Settle::Ack);
+        }
+        Err(e) => return Err(TurnError::Store(e)),
+    };
+    let queued_ms = (started_ms(started) - job.published_ms).max(0) as u64;
+    if let Some(existing) = &prepared.existing_answer {
+        info!(
+            attempt,
+            "answer already stored by an earlier attempt; replaying it"
+        );
+        return settle::replay(replies, job, existing, queued_ms).await;
+    }
+    if job.message.role != Role::User {
+        return settle::without_model_call(replies, job, queued_ms).await;
+    }
+    let Some(spec) = ModelSpec::parse(&prepared.assistant.model) else {
+        let event = ReplyEvent::Error {
+            code: ErrorCode::ModelError,
+            message: format!(
+                "the assistant's model setting {:?} names no provider",
+                prepared.assistant.model
+            ),
+        };
+        replies.finish(&event).await?;
+        return Ok(Settle::Ack);
+    };
+    let parts = std::mem::take(&mut prepared.parts);
+    let generated =
+        generate::generate(env, replies, &spec, parts, job.deadline_ms, started, gone).await?;
+    settle::answered(
+        env, replies, job, &prepared, &spec, generated, started, queued_ms,
+    )
+    .await
+}
+
+fn started_ms(started: Instant) -> i64 {
+    now_ms() - started.elapsed().as_millis() as i64
+}

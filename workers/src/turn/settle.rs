@@ -1,0 +1,225 @@
+//! Ending a turn: store its answer, publish its last event, and tell the broker what to do with
+//! the job.
+//!
+//! `done` goes out only once the answer is stored, and the job is acked only after that, so a
+//! turn reported done is always in the history and a worker dying before that leaves the job to
+//! be delivered again. A redelivered job whose answer was stored replays it instead of calling
+//! the model again. An answer cut short (caller gone, deadline, model failure) is kept as
+//! interrupted, so the history shows what the user saw.
+
+use std::time::Instant;
+
+use confab_contract::{Done, ErrorCode, Job, ReplyEvent, Timing, Usage};
+use confab_shared::ModelSpec;
+use confab_shared::db::DbError;
+use tracing::{info, warn};
+
+use super::env::TurnEnv;
+use super::generate::{Generated, Generation};
+use super::retry;
+use crate::model::ModelError;
+use crate::reply::{Delivered, Replies, ReplyError};
+use crate::store::StoredAnswer;
+use crate::store::answer::{NewAnswer, store_answer};
+use crate::store::prepare::PreparedTurn;
+use crate::{order, summary};
+
+/// What to tell the broker about the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Done with (answered, failed for good, or the caller is gone).
+    Ack,
+    /// Could not be worked on now; return it so this or another worker tries again (and the
+    /// broker dead-letters it past the delivery limit).
+    Requeue,
+}
+
+/// Why a turn could not be finished here: the job goes back to the queue.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum TurnError {
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
+    #[error(transparent)]
+    Store(DbError),
+}
+
+pub(super) fn deadline_error() -> ReplyEvent {
+    ReplyEvent::Error {
+        code: ErrorCode::DeadlineExceeded,
+        message: "the request reached its deadline before the answer was complete".into(),
+    }
+}
+
+/// Let the conversation's next turn go ahead. Best effort: a row left behind stops holding
+/// anything up at the job's deadline.
+pub(super) async fn release_turn(env: &TurnEnv, job: &Job) {
+    if let Err(e) = order::release(&env.pool, job).await {
+        warn!(error = %e, "cannot release the turn; later turns wait until its deadline");
+    }
+}
+
+/// An earlier attempt stored the turn's answer: publish it again rather than generate another.
+pub(super) async fn replay(
+    replies: &mut Replies,
+    job: &Job,
+    existing: &StoredAnswer,
+    queued_ms: u64,
+) -> Result<Settle, TurnError> {
+    let timing = Timing {
+        queued_ms,
+        ..Timing::default()
+    };
+    replies.finish(&done_event(job, existing, timing)).await?;
+    Ok(Settle::Ack)
+}
+
+/// System and assistant messages join the conversation without a model call: their turn is done
+/// once the message is stored.
+pub(super) async fn without_model_call(
+    replies: &mut Replies,
+    job: &Job,
+    queued_ms: u64,
+) -> Result<Settle, TurnError> {
+    let done = ReplyEvent::Done(Box::new(Done {
+        message_id: job.message.id.clone(),
+        conversation_id: job.conversation_id.clone(),
+        text: String::new(),
+        created_ms: job.message.created_ms,
+        usage: Usage::default(),
+        model: String::new(),
+        sources: Vec::new(),
+        timing: Timing {
+            queued_ms,
+            ..Timing::default()
+        },
+    }));
+    replies.finish(&done).await?;
+    Ok(Settle::Ack)
+}
+
+/// Store what the model said (as interrupted if it was cut short), then publish `done` or the
+/// reason it stopped.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn answered(
+    env: &TurnEnv,
+    replies: &mut Replies,
+    job: &Job,
+    prepared: &PreparedTurn,
+    spec: &ModelSpec,
+    generated: Generated,
+    started: Instant,
+    queued_ms: u64,
+) -> Result<Settle, TurnError> {
+    let Generated {
+        text,
+        ending,
+        usage,
+        first_token_ms,
+        sources,
+        oldest_turn_pk,
+    } = generated;
+    let summarise_before = oldest_turn_pk.unwrap_or(prepared.message_pk);
+    let interrupted = !matches!(ending, Generation::Complete);
+    if interrupted && text.is_empty() {
+        return without_answer(replies, ending).await;
+    }
+    let new_answer = NewAnswer {
+        conversation_pk: prepared.conversation_pk,
+        answers: &job.message.id,
+        content: &text,
+        interrupted,
+        model: spec.model_name(),
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        first_token_ms,
+        total_ms: started.elapsed().as_millis() as u64,
+        request_id: job.request_id,
+        sources: &sources,
+    };
+    let stored = retry::until_deadline(job.deadline_ms, || store_answer(&env.pool, &new_answer))
+        .await
+        .map_err(TurnError::Store)?;
+    if interrupted {
+        info!(chars = text.len(), "partial answer stored as interrupted");
+        return without_answer(replies, ending).await;
+    }
+    let timing = Timing {
+        queued_ms,
+        first_token_ms: first_token_ms.unwrap_or_default(),
+        total_ms: started.elapsed().as_millis() as u64,
+    };
+    let mut done = done_event(job, &stored, timing);
+    if let ReplyEvent::Done(done) = &mut done {
+        done.sources = sources;
+    }
+    let delivered = replies.finish(&done).await?;
+    // Turns that no longer fit are folded into the summary, off the reply's path.
+    if prepared
+        .unsummarised_from_pk
+        .is_some_and(|first| first < summarise_before)
+    {
+        tokio::spawn(summary::refresh(
+            env.pool.clone(),
+            env.models.clone(),
+            spec.clone(),
+            prepared.conversation_pk,
+            summarise_before,
+        ));
+    }
+    info!(
+        message_id = %stored.id,
+        completion_tokens = usage.completion_tokens,
+        total_ms = timing.total_ms,
+        delivered = (delivered == Delivered::Yes),
+        "turn answered"
+    );
+    Ok(Settle::Ack)
+}
+
+/// Tell the caller why there is no (complete) answer.
+pub(super) async fn without_answer(
+    replies: &mut Replies,
+    ending: Generation,
+) -> Result<Settle, TurnError> {
+    let event = match ending {
+        // A cancelled request's caller may still be listening (an explicit cancel); one that
+        // went away makes this publish come back unroutable, which is harmless.
+        Generation::Complete | Generation::CallerGone => {
+            info!("request cancelled or caller gone; generation stopped");
+            ReplyEvent::Error {
+                code: ErrorCode::Cancelled,
+                message: "The request was cancelled".into(),
+            }
+        }
+        Generation::DeadlineExceeded => deadline_error(),
+        Generation::Failed(error) => {
+            warn!(%error, "model call failed");
+            let code = match error {
+                ModelError::Timeout(_) => ErrorCode::ModelTimeout,
+                _ => ErrorCode::ModelError,
+            };
+            ReplyEvent::Error {
+                code,
+                message: error.to_string(),
+            }
+        }
+    };
+    replies.finish(&event).await?;
+    Ok(Settle::Ack)
+}
+
+fn done_event(job: &Job, answer: &StoredAnswer, timing: Timing) -> ReplyEvent {
+    ReplyEvent::Done(Box::new(Done {
+        message_id: answer.id.clone(),
+        conversation_id: job.conversation_id.clone(),
+        text: answer.content.clone(),
+        created_ms: answer.created_ms,
+        usage: Usage {
+            prompt_tokens: answer.prompt_tokens,
+            completion_tokens: answer.completion_tokens,
+        },
+        model: answer.model.clone(),
+        sources: Vec::new(),
+        timing,
+    }))
+}
