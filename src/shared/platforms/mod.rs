@@ -3,7 +3,7 @@
 //! how a webhook body turns into [`Event`]s with their dedupe and conversation keys, how an
 //! answer is sent, how the platform's errors are classified, and its message size limit.
 //! The ingress uses the inbound half (`src/webhooks/`); the delivery role
-//! (`confab_worker`'s `delivery.rs`) the outbound half. Adding a platform is one more file here.
+//! (`workers/src/delivery/`) the outbound half. Adding a platform is one more file here.
 
 pub mod telegram;
 pub mod whatsapp;
