@@ -3,12 +3,28 @@
 
 use tracing_subscriber::EnvFilter;
 
+/// lapin logs every message the broker returns, body included, as a warning. confab returns
+/// reply events on purpose (a mandatory publish to a caller who has gone is how a worker learns
+/// it) and handles them itself; their bodies are model output, which must never reach a log.
+const QUIET_RETURNS: &str = "lapin::returned_messages=error";
+
+/// The log filter: `RUST_LOG` (default `info`), never showing returned messages' bodies.
+fn log_filter(rust_log: Option<&str>) -> EnvFilter {
+    let base = rust_log
+        .and_then(|spec| EnvFilter::try_new(spec).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    match QUIET_RETURNS.parse() {
+        Ok(directive) => base.add_directive(directive),
+        Err(_) => base,
+    }
+}
+
 /// Structured logs to stderr, filtered by `RUST_LOG` (default `info`). Message text and secrets
-/// are never logged at info level; the request id is a field of every line of a turn.
+/// are never logged; the request id is a field of every line of a turn.
 pub fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let rust_log = std::env::var("RUST_LOG").ok();
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter(rust_log.as_deref()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
@@ -51,4 +67,58 @@ pub fn instance_id() -> String {
         std::process::id(),
         &uuid::Uuid::new_v4().simple().to_string()[..6]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged_with(rust_log: Option<&str>) -> String {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(log_filter(rust_log))
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "lapin::returned_messages", "returned body: the model's answer");
+            tracing::warn!(target: "lapin::channel", "connection trouble");
+        });
+        let bytes = captured.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[test]
+    fn returned_message_bodies_never_reach_the_log_whatever_rust_log_says() {
+        for rust_log in [None, Some("info"), Some("debug"), Some("lapin=trace")] {
+            let logged = logged_with(rust_log);
+            assert!(
+                !logged.contains("the model's answer"),
+                "{rust_log:?}: {logged}"
+            );
+            assert!(
+                logged.contains("connection trouble"),
+                "{rust_log:?}: {logged}"
+            );
+        }
+    }
 }

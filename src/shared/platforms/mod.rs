@@ -247,7 +247,9 @@ pub(crate) async fn post_json(
         .json(body)
         .send()
         .await
-        .map_err(|e| SendError::Transient(e.to_string()))?;
+        // Without the URL: a platform's URL may hold a credential (Telegram's bot token), and
+        // this message ends up in logs and in the message's `delivery_error`.
+        .map_err(|e| SendError::Transient(e.without_url().to_string()))?;
     let status = response.status();
     Ok((status, response.json().await.unwrap_or(Value::Null)))
 }
@@ -272,6 +274,18 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_send_never_repeats_the_credential_in_its_url() {
+        let http = http_client(Duration::from_secs(2)).expect("client");
+        // Port 1 on loopback refuses the connection at once.
+        let request = http.post("http://127.0.0.1:1/bot123456:SECRET-token/sendMessage");
+        let Err(SendError::Transient(message)) = post_json(request, &Value::Null).await else {
+            panic!("a refused connection is a transient failure");
+        };
+        assert!(!message.contains("SECRET"), "{message}");
+        assert!(!message.is_empty());
+    }
 
     #[test]
     fn split_text_keeps_short_text_whole() {
