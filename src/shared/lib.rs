@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod model_spec;
 pub mod platforms;
 pub mod process;
+pub mod text;
 pub mod tokens;
 
 pub use model_spec::ModelSpec;

@@ -237,6 +237,22 @@ pub fn split_text(text: &str, max_chars: usize) -> Vec<&str> {
     parts
 }
 
+/// A webhook body as JSON, made storable: without NULs (see [`crate::text`]). `None` if it is
+/// not JSON at all.
+pub(crate) fn payload(body: &[u8]) -> Option<Value> {
+    let mut payload = serde_json::from_slice(body).ok()?;
+    crate::text::strip_nul_from_json(&mut payload);
+    Some(payload)
+}
+
+/// When a message was sent, as far as we can believe the platform: never before the epoch and
+/// never after it reached us, so that a forged or broken timestamp (even a signed one) cannot
+/// overflow the age arithmetic downstream.
+pub(crate) fn plausible_sent_at(claimed: Option<i64>) -> i64 {
+    let now = confab_contract::now_ms() / 1000;
+    claimed.map_or(now, |at| at.clamp(0, now))
+}
+
 /// Send a platform request with a JSON body; its status and JSON answer (`null` if it sent
 /// none). Not reaching the platform at all is worth another try.
 pub(crate) async fn post_json(

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{
     Adapter, AuthError, Config, Content, Endpoints, Event, Handshake, Inbound, SendError, Sender,
-    missing_settings, post_json, setting,
+    missing_settings, payload, plausible_sent_at, post_json, setting,
 };
 
 pub struct Telegram;
@@ -44,7 +44,7 @@ impl Adapter for Telegram {
     }
 
     fn parse(&self, _config: &Config, body: &[u8]) -> Vec<Event> {
-        let Ok(update) = serde_json::from_slice::<Value>(body) else {
+        let Some(update) = payload(body) else {
             return Vec::new();
         };
         inbound(&update).map(Event::Message).into_iter().collect()
@@ -146,7 +146,7 @@ fn inbound(update: &Value) -> Option<Inbound> {
             name: Some(name).filter(|n| !n.is_empty()),
         },
         reply_address: message["chat"]["id"].as_i64()?.to_string(),
-        sent_at: message["date"].as_i64()?,
+        sent_at: plausible_sent_at(message["date"].as_i64()),
         content,
     })
 }
@@ -223,6 +223,23 @@ mod tests {
             senders.iter().all(|s| s.alternate_id.is_none()),
             "{senders:?}"
         );
+    }
+
+    #[test]
+    fn nul_characters_and_absurd_dates_still_parse_to_a_storable_message() {
+        for date in [i64::MAX, i64::MIN] {
+            let update = json!({"update_id": 12, "message": {"message_id": 5, "date": date,
+                "from": {"id": 42, "first_name": "A\u{0}na"},
+                "chat": {"id": 42, "type": "private"}, "text": "he\u{0}llo"}});
+            let events = Telegram.parse(&config(), update.to_string().as_bytes());
+            let [Event::Message(m)] = events.as_slice() else {
+                panic!("{events:?}")
+            };
+            assert_eq!(m.sender.name.as_deref(), Some("Ana"));
+            assert_eq!(m.content, Content::Text("hello".into()));
+            let now = confab_contract::now_ms() / 1000;
+            assert!((0..=now).contains(&m.sent_at), "{}", m.sent_at);
+        }
     }
 
     #[test]

@@ -12,7 +12,8 @@ use sha2::Sha256;
 
 use super::{
     Adapter, AuthError, Config, Content, DeliveryStatus, Endpoints, Event, Handshake, Inbound,
-    SendError, Sender, StatusUpdate, missing_settings, post_json, setting,
+    SendError, Sender, StatusUpdate, missing_settings, payload, plausible_sent_at, post_json,
+    setting,
 };
 
 pub struct WhatsApp;
@@ -68,7 +69,7 @@ impl Adapter for WhatsApp {
     }
 
     fn parse(&self, config: &Config, body: &[u8]) -> Vec<Event> {
-        let Ok(payload) = serde_json::from_slice::<Value>(body) else {
+        let Some(payload) = payload(body) else {
             return Vec::new();
         };
         let ours = setting(config, "phone_number_id");
@@ -207,10 +208,7 @@ fn inbound(message: &Value, contacts: &[Value]) -> Option<Inbound> {
                 .map(str::to_owned),
         },
         reply_address: key,
-        sent_at: message["timestamp"]
-            .as_str()
-            .and_then(|t| t.parse().ok())
-            .unwrap_or_else(|| confab_contract::now_ms() / 1000),
+        sent_at: plausible_sent_at(message["timestamp"].as_str().and_then(|t| t.parse().ok())),
         content,
     })
 }
@@ -364,6 +362,29 @@ mod tests {
                 error: None
             })
         );
+    }
+
+    #[test]
+    fn nul_characters_and_absurd_timestamps_still_parse_to_a_storable_message() {
+        for timestamp in [i64::MAX.to_string(), i64::MIN.to_string()] {
+            let body = json!({"entry": [{"changes": [{"field": "messages", "value": {
+                "metadata": {"phone_number_id": "PN1"},
+                "contacts": [{"profile": {"name": "A\u{0}na"}, "wa_id": "55\u{0}11"}],
+                "messages": [{"from": "55\u{0}11", "id": "wamid.\u{0}1", "timestamp": timestamp,
+                    "type": "text", "text": {"body": "hi\u{0} there"}}]}}]}]});
+            let events = WhatsApp.parse(&config(), body.to_string().as_bytes());
+            let [Event::Message(m)] = events.as_slice() else {
+                panic!("{events:?}")
+            };
+            assert_eq!(m.external_id, "wamid.1");
+            assert_eq!(m.sender.external_id, "5511");
+            assert_eq!(m.sender.name.as_deref(), Some("Ana"));
+            assert_eq!(m.content, Content::Text("hi there".into()));
+            let now = confab_contract::now_ms() / 1000;
+            assert!((0..=now).contains(&m.sent_at), "{}", m.sent_at);
+            // The age and milliseconds downstream cannot overflow.
+            assert!(m.sent_at.checked_mul(1000).is_some() && now.checked_sub(m.sent_at).is_some());
+        }
     }
 
     #[test]
