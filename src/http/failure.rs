@@ -526,6 +526,19 @@ mod tests {
         assert!(DatabaseError::from(timeout).unreachable);
     }
 
+    #[tokio::test]
+    async fn a_refused_connection_is_unreachable() {
+        // Port 1: nothing listens there, so the connection is refused at once.
+        let refused = tokio_postgres::connect(
+            "host=127.0.0.1 port=1 user=confab connect_timeout=2",
+            tokio_postgres::NoTls,
+        )
+        .await
+        .err()
+        .map(DatabaseError::from);
+        assert!(refused.is_some_and(|error| error.unreachable));
+    }
+
     #[test]
     fn the_response_carries_retry_after_only_when_there_is_one() {
         let response = error_response(StatusCode::SERVICE_UNAVAILABLE, Value::Null, Some(5));
