@@ -5,7 +5,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use confab_shared::ModelSpec;
 use serde_json::Value;
 use uuid::Uuid;
@@ -13,8 +13,7 @@ use uuid::Uuid;
 use super::fields::{self, Fields};
 use super::pagination::PageQuery;
 use super::{ApiError, Resource, found, object_body, query_params};
-use crate::http::auth;
-use crate::http::{ApiRouter, AppState, Operation};
+use crate::http::{ApiRouter, AppState, Authenticated, Operation};
 use crate::store::assistants::{self, Assistant, AssistantError, NewAssistant};
 
 const DOC: Resource = Resource {
@@ -124,7 +123,7 @@ fn assistant_error(error: AssistantError) -> ApiError {
             "conflict",
             "a channel is connected to this assistant; connect it to another assistant first",
         ),
-        AssistantError::Db(e) => ApiError::internal(e),
+        AssistantError::Db(e) => e.into(),
     }
 }
 
@@ -142,8 +141,7 @@ async fn check_folders(
             "SELECT count(*) FROM folders WHERE tenant_id = $1 AND id = ANY($2)",
             &[&tenant_id, &folder_ids],
         )
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .get(0);
     if found as usize != folder_ids.len() {
         return Err(ApiError::invalid(
@@ -156,10 +154,10 @@ async fn check_folders(
 
 async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Assistant>), ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let mut body = object_body(body)?;
     let name = fields::required_text(&mut body, "name", 200)?;
     let mut new = NewAssistant {
@@ -172,7 +170,7 @@ async fn create(
         folder_ids: Vec::new(),
     };
     apply(body, &mut new)?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     check_folders(&**db, tenant_id, &new.folder_ids).await?;
     let created = assistants::create(&**db, tenant_id, &new)
         .await
@@ -182,44 +180,41 @@ async fn create(
 
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let query = query_params(query)?;
     let page = query.page()?;
     let cursor = page.uuid_cursor()?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
-    let items = assistants::list(&**db, tenant_id, cursor, page.fetch())
-        .await
-        .map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
+    let items = assistants::list(&**db, tenant_id, cursor, page.fetch()).await?;
     Ok(Json(page.body(items, |a| a.id.to_string())))
 }
 
 async fn read(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
 ) -> Result<Json<Assistant>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "assistant")?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     found(assistants::by_id(&**db, tenant_id, id).await, "assistant")
 }
 
 async fn update(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Assistant>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "assistant")?;
     let body = object_body(body)?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     let current = assistants::by_id(&**db, tenant_id, id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or_else(|| ApiError::not_found("assistant"))?;
     let mut new = NewAssistant::from_existing(&current);
     apply(body, &mut new)?;
@@ -233,12 +228,12 @@ async fn update(
 
 async fn remove(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "assistant")?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     match assistants::delete(&**db, tenant_id, id).await {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
         Ok(false) => Err(ApiError::not_found("assistant")),

@@ -4,15 +4,14 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::fields;
 use super::pagination::PageQuery;
 use super::{ApiError, Resource, deleted, found, object_body, query_params};
-use crate::http::auth;
-use crate::http::{ApiRouter, AppState};
+use crate::http::{ApiRouter, AppState, Authenticated};
 use crate::store::assistants;
 use crate::store::channels::{self, Channel, KINDS, NewChannel};
 
@@ -64,10 +63,7 @@ async fn check_assistant(
     tenant_id: Uuid,
     assistant_id: Uuid,
 ) -> Result<(), ApiError> {
-    match assistants::by_id(client, tenant_id, assistant_id)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    match assistants::by_id(client, tenant_id, assistant_id).await? {
         Some(_) => Ok(()),
         None => Err(ApiError::invalid("assistant_id", "no such assistant")),
     }
@@ -75,10 +71,10 @@ async fn check_assistant(
 
 async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Channel>), ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let mut body = object_body(body)?;
     let name = fields::required_text(&mut body, "name", 200)?;
     let kind = fields::required_text(&mut body, "kind", 20)?;
@@ -92,7 +88,7 @@ async fn create(
         .ok_or_else(|| ApiError::invalid("assistant_id", "assistant_id is required"))?;
     let config = fields::optional_object(&mut body, "config")?.unwrap_or_default();
     fields::no_unknown(&body)?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     check_assistant(&**db, tenant_id, assistant_id).await?;
     let new = NewChannel {
         name,
@@ -100,53 +96,49 @@ async fn create(
         assistant_id,
         config,
     };
-    let channel = channels::create(&**db, tenant_id, &new)
-        .await
-        .map_err(ApiError::internal)?;
+    let channel = channels::create(&**db, tenant_id, &new).await?;
     Ok((StatusCode::CREATED, Json(channel)))
 }
 
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let query = query_params(query)?;
     let page = query.page()?;
     let cursor = page.uuid_cursor()?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
-    let items = channels::list(&**db, tenant_id, cursor, page.fetch())
-        .await
-        .map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
+    let items = channels::list(&**db, tenant_id, cursor, page.fetch()).await?;
     Ok(Json(page.body(items, |c| c.id.to_string())))
 }
 
 async fn read(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
 ) -> Result<Json<Channel>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "channel")?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     found(channels::by_id(&**db, tenant_id, id).await, "channel")
 }
 
 async fn update(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Channel>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "channel")?;
     let mut body = object_body(body)?;
     let name = fields::optional_text(&mut body, "name", 200)?;
     let assistant_id = fields::optional_uuid(&mut body, "assistant_id")?;
     let config = fields::optional_object(&mut body, "config")?;
     fields::no_unknown(&body)?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     if let Some(assistant_id) = assistant_id {
         check_assistant(&**db, tenant_id, assistant_id).await?;
     }
@@ -166,11 +158,11 @@ async fn update(
 
 async fn remove(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "channel")?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     deleted(channels::delete(&**db, tenant_id, id).await, "channel")
 }

@@ -4,16 +4,15 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::pagination::PageQuery;
 use super::{ApiError, Resource, deleted, query_params};
-use crate::http::auth;
 use crate::http::openapi::schema::{reference, uuid};
-use crate::http::{ApiRouter, AppState, Operation, Reply};
+use crate::http::{ApiRouter, AppState, Authenticated, Operation, Reply};
 use crate::store::conversations::{self, Conversation, Filter};
 
 const DOC: Resource = Resource {
@@ -28,7 +27,7 @@ pub fn router() -> ApiRouter {
         .path_param("id", DOC.id)
         .paged()
         .response(200, Reply::new("OK").json(reference("MessagePage")))
-        .errors("ApiError", &[400, 401, 404, 429, 500]);
+        .errors("ApiError", &[400, 401, 404, 429, 500, 503]);
     ApiRouter::new()
         .tag(DOC.tag, "Conversations and their stored turns")
         .get(
@@ -74,10 +73,10 @@ fn query_uuid(value: &Option<String>, field: &str) -> Result<Option<Uuid>, ApiEr
 
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let query = query_params(query)?;
     let page = query.page.page()?;
     let filter = Filter {
@@ -86,55 +85,50 @@ async fn list(
         channel_id: query_uuid(&query.channel_id, "channel_id")?,
     };
     let cursor = page.numeric_cursor()?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
-    let items = conversations::list(&**db, tenant_id, &filter, cursor, page.fetch())
-        .await
-        .map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
+    let items = conversations::list(&**db, tenant_id, &filter, cursor, page.fetch()).await?;
     Ok(Json(page.body(items, |c| c.pk.to_string())))
 }
 
 async fn find(state: &AppState, tenant_id: Uuid, id: &str) -> Result<Conversation, ApiError> {
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     conversations::by_id(&**db, tenant_id, id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or_else(|| ApiError::not_found("conversation"))
 }
 
 async fn read(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
 ) -> Result<Json<Conversation>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     find(&state, tenant_id, &id).await.map(Json)
 }
 
 async fn messages(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let query = query_params(query)?;
     let page = query.page()?;
     let cursor = page.numeric_cursor()?;
     let conversation = find(&state, tenant_id, &id).await?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
-    let items = conversations::messages(&**db, conversation.pk, cursor, page.fetch())
-        .await
-        .map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
+    let items = conversations::messages(&**db, conversation.pk, cursor, page.fetch()).await?;
     Ok(Json(page.body(items, |m| m.pk.to_string())))
 }
 
 async fn remove(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let tenant_id = caller.tenant_id;
+    let db = state.db.get().await?;
     deleted(
         conversations::delete(&**db, tenant_id, &id).await,
         "conversation",

@@ -6,17 +6,16 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::fields;
 use super::pagination::PageQuery;
 use super::{ApiError, Resource, deleted, found, object_body, query_params};
-use crate::http::auth;
 use crate::http::openapi::schema::{
     closed, date_time, described, enum_of, integer, nullable, page, record, reference, string, uuid,
 };
-use crate::http::{ApiRouter, AppState, Reply};
+use crate::http::{ApiRouter, AppState, Authenticated, Reply};
 use crate::store::documents::{self, Stored};
 use crate::store::folders;
 
@@ -34,7 +33,7 @@ pub fn router() -> ApiRouter {
         .op(
             "putDocument",
             "Add a document to a folder, or replace it",
-            &[400, 401, 404, 413, 429, 500],
+            &[400, 401, 404, 413, 429, 500, 503],
         )
         .path_param("id", "The folder's id")
         .body(reference("DocumentCreate"))
@@ -47,7 +46,7 @@ pub fn router() -> ApiRouter {
         .op(
             "listDocuments",
             "List a folder's documents, newest first",
-            &[400, 401, 404, 429, 500],
+            &[400, 401, 404, 429, 500, 503],
         )
         .path_param("id", "The folder's id")
         .paged()
@@ -119,11 +118,11 @@ fn schemas() -> Vec<(&'static str, Value)> {
 
 async fn put(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(folder_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let folder_id = fields::path_uuid(&folder_id, "folder")?;
     let mut body = object_body(body)?;
     let title = fields::required_text(&mut body, "title", 300)?;
@@ -143,16 +142,14 @@ async fn put(
         ));
     }
     fields::no_unknown(&body)?;
-    let mut db = state.db.get().await.map_err(ApiError::internal)?;
+    let mut db = state.db.get().await?;
     folders::by_id(&**db, tenant_id, folder_id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or_else(|| ApiError::not_found("folder"))?;
-    let tx = db.transaction().await.map_err(ApiError::internal)?;
-    let (document, stored) = documents::store(&tx, tenant_id, folder_id, &title, &format, &content)
-        .await
-        .map_err(ApiError::internal)?;
-    tx.commit().await.map_err(ApiError::internal)?;
+    let tx = db.transaction().await?;
+    let (document, stored) =
+        documents::store(&tx, tenant_id, folder_id, &title, &format, &content).await?;
+    tx.commit().await?;
     let status = if stored == Stored::Created {
         StatusCode::CREATED
     } else {
@@ -165,43 +162,40 @@ async fn put(
 
 async fn list_in_folder(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(folder_id): Path<String>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let folder_id = fields::path_uuid(&folder_id, "folder")?;
     let page = query_params(query)?.page()?;
     let cursor = page.uuid_cursor()?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     folders::by_id(&**db, tenant_id, folder_id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or_else(|| ApiError::not_found("folder"))?;
-    let items = documents::list(&**db, tenant_id, folder_id, cursor, page.fetch())
-        .await
-        .map_err(ApiError::internal)?;
+    let items = documents::list(&**db, tenant_id, folder_id, cursor, page.fetch()).await?;
     Ok(Json(page.body(items, |d| d.id.to_string())))
 }
 
 async fn read(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
 ) -> Result<Json<documents::Document>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "document")?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     found(documents::by_id(&**db, tenant_id, id).await, "document")
 }
 
 async fn remove(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "document")?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     deleted(documents::delete(&**db, tenant_id, id).await, "document")
 }

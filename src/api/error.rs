@@ -1,13 +1,14 @@
-//! The management API's one error shape: `{"error": {"code", "message", "details"}}`.
+//! The management API's one error shape: `{"error": {"code", "message", "details"}}`. The
+//! failures every API family meets are named from the edge's table (`crate::http::failure`),
+//! with its codes and `details.field` naming the field at fault; the API's own refusals (a
+//! conflict, a refused webhook) are made with [`ApiError::new`].
 
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tracing::warn;
 
-use crate::http::auth::AuthError;
-use crate::http::json_body;
+use crate::http::failure::{envelope_from, names_of};
+use crate::http::{EdgeFailure, Reason, error_response, json_body};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -17,6 +18,38 @@ pub struct ApiError {
     pub details: Value,
     /// Seconds for a `Retry-After` header.
     pub retry_after: Option<u64>,
+}
+
+/// The failures of the table that management routes (and channel webhooks) meet.
+const MEETS: &[Reason] = &[
+    Reason::BadRequest,
+    Reason::PayloadTooLarge,
+    Reason::MissingKey,
+    Reason::InvalidKey,
+    Reason::RateLimited,
+    Reason::NotFound,
+    Reason::Unavailable,
+    Reason::Internal,
+];
+
+/// Codes of the API's own refusals: a taken name or slug; a webhook's refused handshake or
+/// missing secret; a handshake the platform does not have.
+const OWN_CODES: &[&str] = &["conflict", "forbidden", "method_not_allowed"];
+
+/// The management code of a failure of the table: the table's own, but for an oversized body,
+/// which the API has always called an invalid request.
+fn code_of(reason: Reason) -> &'static str {
+    match reason {
+        Reason::PayloadTooLarge => Reason::BadRequest.row().code,
+        reason => reason.row().code,
+    }
+}
+
+/// Every `error.code` the API writes, for its schema.
+pub fn codes() -> Vec<&'static str> {
+    let mut codes = names_of(MEETS, code_of);
+    codes.extend(OWN_CODES);
+    codes
 }
 
 impl ApiError {
@@ -31,71 +64,41 @@ impl ApiError {
     }
 
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        let mut error = Self::new(StatusCode::BAD_REQUEST, "invalid_request", message);
-        error.details = json!({ "field": field });
-        error
+        EdgeFailure::bad_request(field, message).into()
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
+        EdgeFailure::not_found(format!("{what} not found")).into()
     }
 
     pub fn internal(error: impl std::fmt::Display) -> Self {
-        warn!(%error, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "An internal error occurred",
-        )
+        EdgeFailure::internal(error).into()
     }
 }
+
+impl From<EdgeFailure> for ApiError {
+    fn from(failure: EdgeFailure) -> Self {
+        Self {
+            status: failure.status(),
+            code: code_of(failure.reason),
+            details: match failure.field {
+                Some(field) => json!({ "field": field }),
+                None => json!({}),
+            },
+            message: failure.message,
+            retry_after: failure.retry_after,
+        }
+    }
+}
+
+envelope_from!(ApiError: AuthError, BodyError, DatabaseError, PoolError, PgError, TenantError);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({
             "error": {"code": self.code, "message": self.message, "details": self.details}
         });
-        let mut response = (self.status, Json(body)).into_response();
-        if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, seconds.into());
-        }
-        response
-    }
-}
-
-impl From<AuthError> for ApiError {
-    fn from(error: AuthError) -> Self {
-        match error {
-            AuthError::Missing | AuthError::Invalid => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Invalid or missing API key",
-            ),
-            AuthError::RateLimited { retry_after } => {
-                let mut error = Self::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "Rate limit exceeded",
-                );
-                error.retry_after = Some(retry_after);
-                error
-            }
-            AuthError::Unavailable(e) => Self::internal(e),
-        }
-    }
-}
-
-impl From<crate::http::BodyError> for ApiError {
-    fn from(error: crate::http::BodyError) -> Self {
-        let mut api = Self::invalid("body", error.message);
-        api.status = error.status;
-        api
+        error_response(self.status, body, self.retry_after)
     }
 }
 

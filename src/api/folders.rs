@@ -4,14 +4,13 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde_json::Value;
 
 use super::fields;
 use super::pagination::PageQuery;
 use super::{ApiError, Resource, found, object_body, query_params};
-use crate::http::auth;
-use crate::http::{ApiRouter, AppState};
+use crate::http::{ApiRouter, AppState, Authenticated};
 use crate::store::folders::{self, Folder, FolderError};
 
 const DOC: Resource = Resource {
@@ -39,16 +38,16 @@ pub fn router() -> ApiRouter {
 
 async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Folder>), ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let mut body = object_body(body)?;
     let name = fields::required_text(&mut body, "name", 200)?;
     let language =
         fields::optional_text(&mut body, "language", 63)?.unwrap_or_else(|| "english".into());
     fields::no_unknown(&body)?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     match folders::create(&**db, tenant_id, &name, &language).await {
         Ok(folder) => Ok((StatusCode::CREATED, Json(folder))),
         Err(FolderError::NameTaken(name)) => Err(ApiError::new(
@@ -60,33 +59,31 @@ async fn create(
             "language",
             format!("'{language}' is not a supported text search language"),
         )),
-        Err(FolderError::Db(e)) => Err(ApiError::internal(e)),
+        Err(FolderError::Db(e)) => Err(e.into()),
     }
 }
 
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let query = query_params(query)?;
     let page = query.page()?;
     let cursor = page.uuid_cursor()?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
-    let items = folders::list(&**db, tenant_id, cursor, page.fetch())
-        .await
-        .map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
+    let items = folders::list(&**db, tenant_id, cursor, page.fetch()).await?;
     Ok(Json(page.body(items, |f| f.id.to_string())))
 }
 
 async fn read(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
 ) -> Result<Json<Folder>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "folder")?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     found(folders::by_id(&**db, tenant_id, id).await, "folder")
 }

@@ -4,16 +4,15 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::fields;
 use super::pagination::PageQuery;
 use super::{ApiError, Resource, deleted, found, object_body, query_params};
-use crate::http::auth;
 use crate::http::openapi::schema::string;
-use crate::http::{ApiRouter, AppState, Operation};
+use crate::http::{ApiRouter, AppState, Authenticated, Operation};
 use crate::store::identities::{self, Identity, IdentityError};
 
 const DOC: Resource = Resource {
@@ -69,22 +68,22 @@ fn identity_error(error: IdentityError) -> ApiError {
             error.details = serde_json::json!({"field": "external_id"});
             error
         }
-        IdentityError::Db(e) => ApiError::internal(e),
+        IdentityError::Db(e) => e.into(),
     }
 }
 
 async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Identity>), ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let mut body = object_body(body)?;
     let name = fields::optional_text(&mut body, "name", 200)?;
     let external_id = fields::optional_text(&mut body, "external_id", 200)?;
     let profile = Value::Object(fields::optional_object(&mut body, "profile")?.unwrap_or_default());
     fields::no_unknown(&body)?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     let identity = identities::create(
         &**db,
         tenant_id,
@@ -106,14 +105,14 @@ struct ListQuery {
 
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let query = query_params(query)?;
     let page = query.page.page()?;
     let cursor = page.uuid_cursor()?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     let items = identities::list(
         &**db,
         tenant_id,
@@ -121,36 +120,35 @@ async fn list(
         cursor,
         page.fetch(),
     )
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     Ok(Json(page.body(items, |i| i.id.to_string())))
 }
 
 async fn read(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
 ) -> Result<Json<Identity>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "identity")?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     found(identities::by_id(&**db, tenant_id, id).await, "identity")
 }
 
 async fn update(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Identity>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "identity")?;
     let mut body = object_body(body)?;
     let name = fields::optional_text(&mut body, "name", 200)?;
     let external_id = fields::optional_text(&mut body, "external_id", 200)?;
     let profile = fields::optional_object(&mut body, "profile")?.map(Value::Object);
     fields::no_unknown(&body)?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     identities::update(
         &**db,
         tenant_id,
@@ -167,11 +165,11 @@ async fn update(
 
 async fn remove(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "identity")?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     deleted(identities::delete(&**db, tenant_id, id).await, "identity")
 }

@@ -5,15 +5,14 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::fields;
 use super::pagination::PageQuery;
 use super::{ApiError, Resource, deleted, found, object_body, query_params};
-use crate::http::auth;
 use crate::http::openapi::schema::reference;
-use crate::http::{ApiRouter, AppState, Operation, Reply};
+use crate::http::{ApiRouter, AppState, Authenticated, Operation, Reply};
 use crate::store::tenants::{self, KeyInfo};
 
 const DOC: Resource = Resource {
@@ -31,7 +30,7 @@ pub fn router() -> ApiRouter {
             201,
             Reply::new("Created; `api_key` is shown this once").json(reference("CreatedKey")),
         )
-        .errors("ApiError", &[400, 401, 413, 429, 500]);
+        .errors("ApiError", &[400, 401, 413, 429, 500, 503]);
     ApiRouter::new()
         .tag(
             DOC.tag,
@@ -62,21 +61,18 @@ pub fn router() -> ApiRouter {
 
 async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let mut body = object_body(body)?;
     let name = fields::optional_text(&mut body, "name", 200)?.unwrap_or_else(|| "api".into());
     let limit = fields::optional_positive_int(&mut body, "rate_limit_per_min")?;
     fields::no_unknown(&body)?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
-    let key = tenants::create_key(&**db, tenant_id, &name, limit)
-        .await
-        .map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
+    let key = tenants::create_key(&**db, tenant_id, &name, limit).await?;
     let info = tenants::key_by_id(&**db, tenant_id, key.id)
-        .await
-        .map_err(ApiError::internal)?
+        .await?
         .ok_or_else(|| ApiError::internal("the new key vanished"))?;
     let mut body = serde_json::to_value(info).map_err(ApiError::internal)?;
     body["api_key"] = json!(key.secret);
@@ -85,39 +81,37 @@ async fn create(
 
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let query = query_params(query)?;
     let page = query.page()?;
     let cursor = page.uuid_cursor()?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
-    let items = tenants::list_keys(&**db, tenant_id, cursor, page.fetch())
-        .await
-        .map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
+    let items = tenants::list_keys(&**db, tenant_id, cursor, page.fetch()).await?;
     Ok(Json(page.body(items, |k| k.id.to_string())))
 }
 
 async fn read(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
 ) -> Result<Json<KeyInfo>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "key")?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     found(tenants::key_by_id(&**db, tenant_id, id).await, "key")
 }
 
 /// `{"rate_limit_per_min": N}` sets the key's own limit; `null` returns it to the default.
 async fn update(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<KeyInfo>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "key")?;
     let mut body = object_body(body)?;
     if !body.contains_key("rate_limit_per_min") {
@@ -128,7 +122,7 @@ async fn update(
     }
     let limit = fields::optional_positive_int(&mut body, "rate_limit_per_min")?;
     fields::no_unknown(&body)?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     found(
         tenants::set_key_limit(&**db, tenant_id, id, limit).await,
         "key",
@@ -137,11 +131,11 @@ async fn update(
 
 async fn revoke(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "key")?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     deleted(tenants::revoke_key(&**db, tenant_id, id).await, "key")
 }

@@ -9,16 +9,15 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use serde_json::Value;
+use uuid::Uuid;
 
 use super::fields::{self, Fields};
 use super::{ApiError, Resource, found, object_body};
-use crate::http::auth;
 use crate::http::openapi::schema::{
     any_object, closed, described, nullable, record, reference, string,
 };
-use crate::http::{ApiRouter, AppState, Reply, json_body};
+use crate::http::{ApiRouter, AppState, Authenticated, Reply, json_body};
 use crate::store::identities::{self, Memory, MemoryUpdate, Section};
 
 const DOC: Resource = Resource {
@@ -30,7 +29,7 @@ const DOC: Resource = Resource {
 pub fn router() -> ApiRouter {
     let ok = || Reply::new("The identity's memory").json(reference("Memory"));
     let key = |id: &'static str, summary: &'static str| {
-        DOC.op(id, summary, &[400, 401, 404, 429, 500])
+        DOC.op(id, summary, &[400, 401, 404, 429, 500, 503])
             .path_param("id", DOC.id)
             .path_param("section", "`preferences`, `data` or `associations`")
             .path_param("key", "The key within the section")
@@ -121,26 +120,25 @@ fn parse_write(mut body: Fields) -> Result<MemoryUpdate, ApiError> {
 
 async fn read(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
 ) -> Result<Json<Memory>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "identity")?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     found(identities::memory(&**db, tenant_id, id).await, "identity")
 }
 
 async fn write(
     state: AppState,
-    headers: HeaderMap,
+    tenant_id: Uuid,
     id: String,
     body: Result<Bytes, BytesRejection>,
     replace: bool,
 ) -> Result<Json<Memory>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
     let id = fields::path_uuid(&id, "identity")?;
     let update = parse_write(object_body(body)?)?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     found(
         identities::write_memory(&**db, tenant_id, id, &update, replace).await,
         "identity",
@@ -149,20 +147,20 @@ async fn write(
 
 async fn replace(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Memory>, ApiError> {
-    write(state, headers, id, body, true).await
+    write(state, caller.tenant_id, id, body, true).await
 }
 
 async fn merge(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Memory>, ApiError> {
-    write(state, headers, id, body, false).await
+    write(state, caller.tenant_id, id, body, false).await
 }
 
 fn section(name: &str) -> Result<Section, ApiError> {
@@ -176,15 +174,15 @@ fn section(name: &str) -> Result<Section, ApiError> {
 
 async fn set_key(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path((id, section_name, key)): Path<(String, String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Memory>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "identity")?;
     let section = section(&section_name)?;
     let value = json_body(body)?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     found(
         identities::set_memory_key(&**db, tenant_id, id, section, &key, Some(&value)).await,
         "identity",
@@ -193,13 +191,13 @@ async fn set_key(
 
 async fn remove_key(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path((id, section_name, key)): Path<(String, String, String)>,
 ) -> Result<Json<Memory>, ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "identity")?;
     let section = section(&section_name)?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     found(
         identities::set_memory_key(&**db, tenant_id, id, section, &key, None).await,
         "identity",

@@ -43,32 +43,32 @@ impl Resource {
     }
 
     fn list(&self, id: &'static str, summary: &'static str) -> Operation {
-        self.op(id, summary, &[400, 401, 429, 500])
+        self.op(id, summary, &[400, 401, 429, 500, 503])
             .paged()
             .response(200, self.ok(&format!("{}Page", self.schema)))
     }
 
     fn create(&self, id: &'static str, summary: &'static str) -> Operation {
-        self.op(id, summary, &[400, 401, 413, 429, 500])
+        self.op(id, summary, &[400, 401, 413, 429, 500, 503])
             .body(reference(&format!("{}Create", self.schema)))
             .response(201, Reply::new("Created").json(reference(self.schema)))
     }
 
     fn read(&self, id: &'static str, summary: &'static str) -> Operation {
-        self.op(id, summary, &[401, 404, 429, 500])
+        self.op(id, summary, &[401, 404, 429, 500, 503])
             .path_param("id", self.id)
             .response(200, self.ok(self.schema))
     }
 
     fn update(&self, id: &'static str, summary: &'static str) -> Operation {
-        self.op(id, summary, &[400, 401, 404, 413, 429, 500])
+        self.op(id, summary, &[400, 401, 404, 413, 429, 500, 503])
             .path_param("id", self.id)
             .body(reference(&format!("{}Update", self.schema)))
             .response(200, self.ok(self.schema))
     }
 
     fn delete(&self, id: &'static str, summary: &'static str) -> Operation {
-        self.op(id, summary, &[401, 404, 429, 500])
+        self.op(id, summary, &[401, 404, 429, 500, 503])
             .path_param("id", self.id)
             .response(204, Reply::new("Deleted"))
     }
@@ -93,8 +93,7 @@ fn found<T>(
     row: Result<Option<T>, tokio_postgres::Error>,
     what: &str,
 ) -> Result<axum::Json<T>, ApiError> {
-    row.map_err(ApiError::internal)?
-        .map(axum::Json)
+    row?.map(axum::Json)
         .ok_or_else(|| ApiError::not_found(what))
 }
 
@@ -103,7 +102,7 @@ fn deleted(
     result: Result<bool, tokio_postgres::Error>,
     what: &str,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    match result.map_err(ApiError::internal)? {
+    match result? {
         true => Ok(axum::http::StatusCode::NO_CONTENT),
         false => Err(ApiError::not_found(what)),
     }

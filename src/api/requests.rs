@@ -5,13 +5,12 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::{ApiError, Resource, fields};
-use crate::http::auth;
 use crate::http::openapi::schema::{enum_of, record, uuid};
-use crate::http::{ApiRouter, AppState, Reply};
+use crate::http::{ApiRouter, AppState, Authenticated, Reply};
 use crate::store::pending_turns;
 
 const DOC: Resource = Resource {
@@ -33,7 +32,7 @@ pub fn router() -> ApiRouter {
             DOC.op(
                 "cancelRequest",
                 "Cancel a request still being answered",
-                &[401, 404, 429, 500],
+                &[401, 404, 429, 500, 503],
             )
             .path_param("id", DOC.id)
             .response(
@@ -46,17 +45,15 @@ pub fn router() -> ApiRouter {
 
 async fn cancel(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ApiError>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
+    let tenant_id = caller.tenant_id;
     let request_id = fields::path_uuid(&id, "request")?;
-    let db = state.db.get().await.map_err(ApiError::internal)?;
+    let db = state.db.get().await?;
     // Only the caller's own requests still being answered can be cancelled; the flag stops one
     // that no worker has taken yet, the broadcast one that is running.
-    let marked = pending_turns::flag_cancelled(&**db, tenant_id, request_id)
-        .await
-        .map_err(ApiError::internal)?;
+    let marked = pending_turns::flag_cancelled(&**db, tenant_id, request_id).await?;
     if !marked {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

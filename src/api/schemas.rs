@@ -9,20 +9,6 @@ use crate::http::openapi::schema::{
 };
 use crate::store::channels::KINDS;
 
-const ERROR_CODES: &[&str] = &[
-    "invalid_request",
-    "unauthorized",
-    "rate_limited",
-    "not_found",
-    "conflict",
-    "internal",
-    // Channel webhooks: a refused handshake or a channel without its secret, a handshake the
-    // platform does not have, a hand-off to retry later.
-    "forbidden",
-    "method_not_allowed",
-    "unavailable",
-];
-
 /// A string of at most `max` characters that is not blank (stored trimmed).
 fn text(max: u32) -> Value {
     described(string(), &format!("Not blank, at most {max} characters"))
@@ -325,7 +311,7 @@ pub fn components() -> Vec<(&'static str, Value)> {
         record([(
             "error",
             record([
-                ("code", enum_of(ERROR_CODES)),
+                ("code", enum_of(&super::error::codes())),
                 ("message", string()),
                 ("details", details),
             ]),

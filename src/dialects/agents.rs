@@ -4,23 +4,26 @@
 //! streamed replies are `data: {"chunk": ..}` lines ending with `data: [DONE]`, the conversation id
 //! in the `X-Conversation-Id` header. Errors are `{data: null, error: {name, message, details}}`.
 
+mod error;
 mod schemas;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use confab_contract::{AssistantRef, ErrorCode, Message, Role, now_ms};
+use confab_contract::{AssistantRef, Message, Role, now_ms};
 use serde_json::{Value, json};
-use tracing::warn;
 
-use crate::http::auth::{self, AuthError};
+pub use error::AgentsError;
+
 use crate::http::openapi::schema::reference;
-use crate::http::{ApiRouter, AppState, Operation, Reply, RequestId, json_body, sse_response};
-use crate::pipeline::{Failure, FailureKind, SubmitError, Turn, TurnEvent, TurnRequest};
+use crate::http::{
+    ApiRouter, AppState, Authenticated, Operation, Reply, RequestId, json_body, sse_response,
+};
+use crate::pipeline::{Turn, TurnEvent, TurnRequest};
 use crate::store::assistants;
 use crate::store::conversations;
 
@@ -53,120 +56,6 @@ pub fn router() -> ApiRouter {
                     &[400, 401, 404, 409, 413, 429, 500, 502, 503, 504],
                 ),
         )
-}
-
-/// The dialect's error envelope.
-#[derive(Debug)]
-pub struct AgentsError {
-    status: StatusCode,
-    name: &'static str,
-    message: String,
-    details: Value,
-    retry_after: Option<u64>,
-}
-
-impl AgentsError {
-    fn new(status: StatusCode, name: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            name,
-            message: message.into(),
-            details: json!({}),
-            retry_after: None,
-        }
-    }
-
-    fn validation(field: &str, message: impl Into<String>) -> Self {
-        let mut error = Self::new(StatusCode::BAD_REQUEST, "ValidationError", message);
-        error.details = json!({ "field": field });
-        error
-    }
-
-    fn internal(error: impl std::fmt::Display) -> Self {
-        warn!(%error, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalServerError",
-            "An internal error occurred while processing the request",
-        )
-    }
-
-    fn body(&self) -> Value {
-        json!({
-            "data": null,
-            "error": {"name": self.name, "message": self.message, "details": self.details},
-        })
-    }
-}
-
-impl IntoResponse for AgentsError {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, Json(self.body())).into_response();
-        if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
-    }
-}
-
-impl From<AuthError> for AgentsError {
-    fn from(error: AuthError) -> Self {
-        match error {
-            AuthError::Missing | AuthError::Invalid => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "UnauthorizedError",
-                "Invalid or missing API token",
-            ),
-            AuthError::RateLimited { retry_after } => {
-                let mut error = Self::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "RateLimitError",
-                    "Rate limit exceeded",
-                );
-                error.retry_after = Some(retry_after);
-                error
-            }
-            AuthError::Unavailable(e) => Self::internal(e),
-        }
-    }
-}
-
-impl From<SubmitError> for AgentsError {
-    fn from(error: SubmitError) -> Self {
-        let mut response = Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailableError",
-            match error {
-                SubmitError::Unavailable => "The service is temporarily unavailable; retry shortly",
-                SubmitError::QueueFull => "The service is overloaded; retry shortly",
-            },
-        );
-        response.retry_after = Some(match error {
-            SubmitError::Unavailable => 5,
-            SubmitError::QueueFull => 1,
-        });
-        response
-    }
-}
-
-impl From<Failure> for AgentsError {
-    fn from(failure: Failure) -> Self {
-        let (status, name) = match failure.kind {
-            FailureKind::Timeout | FailureKind::Worker(ErrorCode::DeadlineExceeded) => {
-                (StatusCode::GATEWAY_TIMEOUT, "TimeoutError")
-            }
-            FailureKind::Worker(ErrorCode::NotFound) => (StatusCode::NOT_FOUND, "NotFoundError"),
-            FailureKind::Worker(ErrorCode::ModelError | ErrorCode::ModelTimeout) => {
-                (StatusCode::BAD_GATEWAY, "ModelError")
-            }
-            FailureKind::BrokerLost => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableError"),
-            FailureKind::Worker(ErrorCode::Cancelled) => (StatusCode::CONFLICT, "CancelledError"),
-            FailureKind::Worker(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError"),
-        };
-        Self::new(status, name, failure.message)
-    }
 }
 
 /// A validated chat request.
@@ -236,42 +125,26 @@ impl ChatRequest {
 
 async fn chat(
     State(state): State<AppState>,
+    caller: Authenticated<AgentsError>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Path(slug): Path<String>,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AgentsError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
-    let request = json_body(body)
-        .map_err(|e| {
-            let mut error = AgentsError::validation("body", e.message);
-            error.status = e.status;
-            error
-        })
-        .and_then(ChatRequest::parse)?;
-    let db = state.db.get().await.map_err(AgentsError::internal)?;
+    let tenant_id = caller.tenant_id;
+    let request = ChatRequest::parse(json_body(body)?)?;
+    let db = state.db.get().await?;
     let assistant = assistants::by_slug(&**db, tenant_id, &slug)
-        .await
-        .map_err(AgentsError::internal)?
+        .await?
         .filter(|a| a.deployed)
-        .ok_or_else(|| {
-            AgentsError::new(
-                StatusCode::NOT_FOUND,
-                "NotFoundError",
-                format!("Agent with slug '{slug}' not found"),
-            )
-        })?;
+        .ok_or_else(|| AgentsError::not_found(format!("Agent with slug '{slug}' not found")))?;
     let conversation_id = match request.conversation_id {
         Some(id) => {
-            let known = conversations::exists_for_assistant(&**db, tenant_id, &id, assistant.id)
-                .await
-                .map_err(AgentsError::internal)?;
+            let known =
+                conversations::exists_for_assistant(&**db, tenant_id, &id, assistant.id).await?;
             if !known {
-                return Err(AgentsError::new(
-                    StatusCode::NOT_FOUND,
-                    "NotFoundError",
-                    format!("Conversation with id '{id}' not found"),
-                ));
+                return Err(AgentsError::not_found(format!(
+                    "Conversation with id '{id}' not found"
+                )));
             }
             id
         }
@@ -352,7 +225,7 @@ mod tests {
     use super::*;
 
     fn error_message(body: Value) -> String {
-        ChatRequest::parse(body).unwrap_err().message
+        ChatRequest::parse(body).unwrap_err().0.message
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //!
 //! The channel's connected assistant answers. An identity's conversation on a channel continues
 //! across calls; `new_conversation: true` (or `&new_conversation=true`) closes it and starts anew.
-//! Errors are `{message, data: null, error: {code}}` (see [`error`]) with 400, 401, 404, 413, 429,
-//! 500, 502, 503, 504.
+//! Errors are `{message, data: null, error: {code}}` (see [`error`]) with 400, 401, 404, 409, 413,
+//! 429, 500, 502, 503, 504.
 
 mod error;
 mod schemas;
@@ -21,7 +21,7 @@ mod schemas;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::response::sse::Event;
 use axum::{Extension, Json};
@@ -32,10 +32,10 @@ use uuid::Uuid;
 
 pub use error::ChannelChatError;
 
-use crate::http::auth::{self, AuthError, Caller};
 use crate::http::openapi::schema::{enum_of, reference, string};
 use crate::http::{
-    ApiRouter, AppState, Auth, Operation, Reply, RequestId, json_body, sse_response,
+    ApiRouter, AppState, Auth, Authenticated, AuthenticatedStream, Caller, Operation, Reply,
+    RequestId, json_body, sse_response,
 };
 use crate::pipeline::{Turn, TurnEvent, TurnRequest};
 use crate::store::assistants;
@@ -72,7 +72,7 @@ pub fn router() -> ApiRouter {
                 )
                 .errors(
                     "ChannelChatError",
-                    &[400, 401, 404, 413, 429, 500, 502, 503, 504],
+                    &[400, 401, 404, 409, 413, 429, 500, 502, 503, 504],
                 ),
         )
         .get(
@@ -113,7 +113,7 @@ pub fn router() -> ApiRouter {
                 201,
                 Reply::new("The token, valid for five minutes").json(reference("StreamToken")),
             )
-            .errors("ChannelChatError", &[401, 429, 500]),
+            .errors("ChannelChatError", &[401, 429, 500, 503]),
         )
 }
 
@@ -138,18 +138,15 @@ async fn resolve(
         Uuid::parse_str(identity_id).map_err(|_| ChannelChatError::not_found("Identity"))?;
     let channel_id =
         Uuid::parse_str(channel_id).map_err(|_| ChannelChatError::not_found("Channel"))?;
-    let mut db = state.db.get().await.map_err(ChannelChatError::internal)?;
+    let mut db = state.db.get().await?;
     identities::by_id(&**db, tenant_id, identity_id)
-        .await
-        .map_err(ChannelChatError::internal)?
+        .await?
         .ok_or_else(|| ChannelChatError::not_found("Identity"))?;
     let channel = channels::by_id(&**db, tenant_id, channel_id)
-        .await
-        .map_err(ChannelChatError::internal)?
+        .await?
         .ok_or_else(|| ChannelChatError::not_found("Channel"))?;
     assistants::by_id(&**db, tenant_id, channel.assistant_id)
-        .await
-        .map_err(ChannelChatError::internal)?
+        .await?
         .filter(|a| a.deployed)
         .ok_or_else(|| ChannelChatError::not_found("The channel's assistant"))?;
     let conversation_id = conversations::open_for_identity(
@@ -160,8 +157,7 @@ async fn resolve(
         channel.assistant_id,
         start_new,
     )
-    .await
-    .map_err(ChannelChatError::internal)?;
+    .await?;
     Ok(Resolved {
         identity_id,
         channel_id,
@@ -232,19 +228,12 @@ fn parse_chat_body(body: Value) -> Result<(String, Map<String, Value>, bool), Ch
 
 async fn chat(
     State(state): State<AppState>,
+    caller: Authenticated<ChannelChatError>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Path((identity_id, channel_id)): Path<(String, String)>,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ChannelChatError> {
-    let caller = auth::authorize(&state, &headers).await?;
-    let (text, metadata, start_new) = json_body(body)
-        .map_err(|e| {
-            let mut error = ChannelChatError::invalid(e.message);
-            error.status = e.status;
-            error
-        })
-        .and_then(parse_chat_body)?;
+    let (text, metadata, start_new) = parse_chat_body(json_body(body)?)?;
     let resolved = resolve(
         &state,
         caller.tenant_id,
@@ -253,7 +242,7 @@ async fn chat(
         start_new,
     )
     .await?;
-    let request = turn_request(request_id, caller, &resolved, text, metadata, false);
+    let request = turn_request(request_id, *caller, &resolved, text, metadata, false);
     let message_id = request.message.id.clone();
     let turn = state.pipeline.submit(request).await?;
     let done = turn.collect().await?;
@@ -278,27 +267,23 @@ async fn chat(
     })))
 }
 
+/// The query of the streaming route; its credential, `token=`, is read by
+/// [`AuthenticatedStream`].
 #[derive(Debug, Deserialize)]
 struct StreamingQuery {
     channel_id: Option<String>,
     message: Option<String>,
-    token: Option<String>,
     new_conversation: Option<String>,
 }
 
 async fn streaming(
     State(state): State<AppState>,
+    caller: AuthenticatedStream<ChannelChatError>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Path(identity_id): Path<String>,
-    headers: HeaderMap,
     query: Result<Query<StreamingQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ChannelChatError> {
     let Query(query) = query.map_err(|e| ChannelChatError::invalid(e.body_text()))?;
-    let caller = match (&query.token, auth::bearer(&headers)) {
-        (_, Some(_)) => auth::authorize(&state, &headers).await?,
-        (Some(token), None) => auth::authorize_stream_token(&state, token).await?,
-        (None, None) => return Err(AuthError::Missing.into()),
-    };
     let channel_id = query
         .channel_id
         .filter(|c| !c.is_empty())
@@ -329,7 +314,7 @@ async fn streaming(
         start_new,
     )
     .await?;
-    let request = turn_request(request_id, caller, &resolved, message, Map::new(), true);
+    let request = turn_request(request_id, *caller, &resolved, message, Map::new(), true);
     let turn = state.pipeline.submit(request).await?;
     Ok(stream_reply(turn))
 }
@@ -355,18 +340,16 @@ fn stream_reply(mut turn: Turn) -> Response {
 /// `POST /v1/stream-tokens`: a token for one browser's `EventSource`, valid for five minutes.
 async fn mint_stream_token(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<ChannelChatError>,
 ) -> Result<(StatusCode, Json<Value>), ChannelChatError> {
-    let caller = auth::authorize(&state, &headers).await?;
-    let db = state.db.get().await.map_err(ChannelChatError::internal)?;
+    let db = state.db.get().await?;
     let (token, expires_at) = tenants::create_stream_token(
         &**db,
         caller.tenant_id,
         caller.key_id,
         STREAM_TOKEN_TTL_SECS,
     )
-    .await
-    .map_err(ChannelChatError::internal)?;
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(

@@ -1,15 +1,27 @@
 //! Authentication and rate limiting of API calls: `Authorization: Bearer <key>` resolved to the
-//! calling tenant and key, and counted against the key's per-minute limit. Each dialect turns an
-//! [`AuthError`] into its own error shape.
+//! calling tenant and key, and counted against the key's per-minute limit.
+//!
+//! Handlers authenticate by taking an extractor, [`Authenticated<E>`] (or, on a route browsers
+//! open with `EventSource`, [`AuthenticatedStream<E>`]); a request it refuses never reaches the
+//! handler and is answered with the API family's own error `E`, made from the [`AuthError`].
 //!
 //! The limit holds across any number of ingress processes because the count lives in Postgres
 //! (`rate_windows`, fixed one-minute windows, bumped in the same round trip as the key lookup).
 
+use std::marker::PhantomData;
+use std::ops::Deref;
+
+use axum::extract::{FromRequestParts, Query};
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use serde::Deserialize;
 use uuid::Uuid;
 
+use super::failure::DatabaseError;
 use crate::http::AppState;
+use crate::store::tenants::{self, KeyUse};
 
 /// Who is calling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,11 +39,90 @@ pub enum AuthError {
     #[error("rate limit exceeded; retry in {retry_after} s")]
     RateLimited { retry_after: u64 },
     #[error("cannot check the API key: {0}")]
-    Unavailable(String),
+    Database(#[from] DatabaseError),
+}
+
+/// The caller of a route that takes an API key, authenticated before the handler runs. It
+/// dereferences to the [`Caller`]; a refused request is answered with `E`.
+pub struct Authenticated<E> {
+    caller: Caller,
+    // `fn() -> E`: the extractor holds no `E`, so it is `Send` whatever `E` is.
+    rejection: PhantomData<fn() -> E>,
+}
+
+/// The caller of a route that browsers open with `EventSource`, which cannot send headers: an
+/// API key in `Authorization`, else a short-lived stream token in the `token` query parameter
+/// (never the key itself, so the long-lived secret stays out of URLs). It dereferences to the
+/// [`Caller`]; a refused request is answered with `E`.
+pub struct AuthenticatedStream<E> {
+    caller: Caller,
+    rejection: PhantomData<fn() -> E>,
+}
+
+impl<E> Deref for Authenticated<E> {
+    type Target = Caller;
+
+    fn deref(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+impl<E> Deref for AuthenticatedStream<E> {
+    type Target = Caller;
+
+    fn deref(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+impl<E> FromRequestParts<AppState> for Authenticated<E>
+where
+    E: From<AuthError> + IntoResponse + Send,
+{
+    type Rejection = E;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, E> {
+        let key = bearer(&parts.headers).ok_or(AuthError::Missing)?;
+        Ok(Self {
+            caller: authorize_key(state, key).await?,
+            rejection: PhantomData,
+        })
+    }
+}
+
+/// The one query parameter [`AuthenticatedStream`] reads; the handler reads the rest.
+#[derive(Deserialize)]
+struct StreamTokenQuery {
+    token: Option<String>,
+}
+
+impl<E> FromRequestParts<AppState> for AuthenticatedStream<E>
+where
+    E: From<AuthError> + IntoResponse + Send,
+{
+    type Rejection = E;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, E> {
+        // A key, when sent, is what counts: a stale token beside it must not refuse the request.
+        let caller = match bearer(&parts.headers) {
+            Some(key) => authorize_key(state, key).await?,
+            None => {
+                let token = Query::<StreamTokenQuery>::try_from_uri(&parts.uri)
+                    .ok()
+                    .and_then(|Query(query)| query.token)
+                    .ok_or(AuthError::Missing)?;
+                authorize_stream_token(state, &token).await?
+            }
+        };
+        Ok(Self {
+            caller,
+            rejection: PhantomData,
+        })
+    }
 }
 
 /// The bearer token of a request, if it has one.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
@@ -40,39 +131,25 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The caller whose key authorises this request, if within its rate limit.
-pub async fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Caller, AuthError> {
-    let key = bearer(headers).ok_or(AuthError::Missing)?;
-    authorize_key(state, key).await
-}
-
 /// Authorise a presented API key.
-pub async fn authorize_key(state: &AppState, key: &str) -> Result<Caller, AuthError> {
-    let client = state
-        .db
-        .get()
+async fn authorize_key(state: &AppState, key: &str) -> Result<Caller, AuthError> {
+    let client = state.db.get().await.map_err(DatabaseError::from)?;
+    let usage = tenants::use_key(&**client, key, state.rate_limit_per_min)
         .await
-        .map_err(|e| AuthError::Unavailable(e.to_string()))?;
-    let usage = crate::store::tenants::use_key(&**client, key, state.rate_limit_per_min)
-        .await
-        .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        .map_err(DatabaseError::from)?;
     within_limit(usage)
 }
 
-/// Authorise a short-lived stream token (for browsers' `EventSource`, which cannot send headers).
-pub async fn authorize_stream_token(state: &AppState, token: &str) -> Result<Caller, AuthError> {
-    let client = state
-        .db
-        .get()
+/// Authorise a short-lived stream token.
+async fn authorize_stream_token(state: &AppState, token: &str) -> Result<Caller, AuthError> {
+    let client = state.db.get().await.map_err(DatabaseError::from)?;
+    let usage = tenants::use_stream_token(&**client, token, state.rate_limit_per_min)
         .await
-        .map_err(|e| AuthError::Unavailable(e.to_string()))?;
-    let usage = crate::store::tenants::use_stream_token(&**client, token, state.rate_limit_per_min)
-        .await
-        .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        .map_err(DatabaseError::from)?;
     within_limit(usage)
 }
 
-fn within_limit(usage: Option<crate::store::tenants::KeyUse>) -> Result<Caller, AuthError> {
+fn within_limit(usage: Option<KeyUse>) -> Result<Caller, AuthError> {
     let usage = usage.ok_or(AuthError::Invalid)?;
     if usage.count > usage.limit {
         return Err(AuthError::RateLimited {
@@ -83,4 +160,26 @@ fn within_limit(usage: Option<crate::store::tenants::KeyUse>) -> Result<Caller, 
         tenant_id: usage.tenant_id,
         key_id: usage.key_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn only_a_non_empty_bearer_token_is_a_key() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, HeaderValue::from_static(value));
+            bearer(&headers).map(str::to_owned)
+        };
+        assert_eq!(with("Bearer cfk_1").as_deref(), Some("cfk_1"));
+        assert_eq!(with("bearer  cfk_1 ").as_deref(), Some("cfk_1"));
+        assert_eq!(with("Bearer"), None);
+        assert_eq!(with("Bearer  "), None);
+        assert_eq!(with("Basic abc"), None);
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
 }

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::api::ApiError;
 use crate::http::openapi::schema::{described, integer, obj, record, reference, string};
-use crate::http::{ApiRouter, AppState, Auth, Operation, Reply};
+use crate::http::{ApiRouter, AppState, Auth, EdgeFailure, Operation, Reason, Reply};
 use crate::store::channels::WebhookChannel;
 
 const PATH: &str = "/webhooks/{kind}/{channel_id}";
@@ -82,7 +82,7 @@ pub fn router() -> ApiRouter {
                 200,
                 Reply::new("The challenge, verbatim").content("text/plain", string()),
             )
-            .errors("ApiError", &[403, 404, 405]),
+            .errors("ApiError", &[403, 404, 405, 503]),
         )
         .post(
             PATH,
@@ -200,14 +200,12 @@ fn refused(error: AuthError) -> ApiError {
     }
 }
 
-/// The platform should try again later: nothing of this request was kept.
+/// The platform should try again later: nothing of this request was kept. Whatever failed (the
+/// database, the broker, a full queue), the platform's retry is the remedy, so every failure to
+/// hand off is the table's `Unavailable`, a 503 with its `Retry-After`.
 fn unavailable(error: impl std::fmt::Display) -> ApiError {
     warn!(%error, "webhook not taken over");
-    let mut error = ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        "The service cannot take this webhook right now; retry later",
-    );
-    error.retry_after = Some(5);
-    error
+    EdgeFailure::new(Reason::Unavailable)
+        .with_message("The service cannot take this webhook right now; retry later")
+        .into()
 }

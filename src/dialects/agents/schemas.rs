@@ -8,19 +8,6 @@ use crate::http::openapi::schema::{
     sources, string,
 };
 
-/// Every `error.name` the dialect writes.
-const ERROR_NAMES: &[&str] = &[
-    "ValidationError",
-    "UnauthorizedError",
-    "RateLimitError",
-    "NotFoundError",
-    "TimeoutError",
-    "ModelError",
-    "ServiceUnavailableError",
-    "CancelledError",
-    "InternalServerError",
-];
-
 pub fn components() -> Vec<(&'static str, Value)> {
     vec![
         (
@@ -75,7 +62,7 @@ pub fn components() -> Vec<(&'static str, Value)> {
                 (
                     "error",
                     record([
-                        ("name", enum_of(ERROR_NAMES)),
+                        ("name", enum_of(&super::error::names())),
                         ("message", string()),
                         (
                             "details",

@@ -1,36 +1,49 @@
-//! The dialect's one error shape, `{success: false, error, ...}`: `error` is a fixed phrase per
-//! kind of failure; the extra fields are the seed's (`issues`, `retry_after`, `assistant_id`) and,
-//! where the pipeline gave a reason, `message`. Statuses with `retry_after` also carry the
-//! `Retry-After` header.
+//! The dialect's one error shape, `{success: false, error, ...}`: every failure of the edge's
+//! table (`crate::http::failure`) under a fixed `error` phrase, with the table's status and
+//! `Retry-After`. The extra fields are the seed's (`issues` for a 400, `retry_after` wherever
+//! there is a `Retry-After`, `assistant_id` for a 404), and `message`, the reason, on every other
+//! failure; the seed's three bodies carry exactly the seed's fields.
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use confab_contract::ErrorCode;
 use serde_json::{Map, Value, json};
-use tracing::warn;
 
 use super::request::Issue;
-use crate::http::BodyError;
-use crate::http::auth::AuthError;
-use crate::pipeline::{Failure, FailureKind, SubmitError};
+use crate::http::failure::{envelope_from, names_of};
+use crate::http::{EdgeFailure, Reason, error_response};
+use crate::pipeline::{Failure, FailureKind};
 
 #[derive(Debug)]
 pub struct AiHubError {
     status: StatusCode,
     error: &'static str,
     extra: Map<String, Value>,
+    retry_after: Option<u64>,
+}
+
+/// The `error` phrase of each failure.
+fn phrase(reason: Reason) -> &'static str {
+    match reason {
+        Reason::BadRequest | Reason::PayloadTooLarge => "Message parse problem from ask assistant",
+        Reason::MissingKey | Reason::InvalidKey => "Unauthorized",
+        Reason::RateLimited => "Rate limit exceeded",
+        Reason::NotFound => "Assistant not found or not deployed",
+        Reason::Timeout => "The assistant did not answer in time",
+        Reason::ModelFailed => "The model provider failed",
+        Reason::Unavailable => "Service unavailable",
+        Reason::Overloaded => "Too many requests are waiting for an assistant",
+        Reason::Interrupted => "The answer was interrupted; please retry",
+        Reason::Cancelled => "Request cancelled",
+        Reason::Internal => "Internal server error",
+    }
+}
+
+/// Every `error` phrase the dialect writes, for its schema.
+pub fn phrases() -> Vec<&'static str> {
+    names_of(&Reason::ALL, phrase)
 }
 
 impl AiHubError {
-    fn new(status: StatusCode, error: &'static str) -> Self {
-        Self {
-            status,
-            error,
-            extra: Map::new(),
-        }
-    }
-
     fn with(mut self, field: &str, value: impl Into<Value>) -> Self {
         self.extra.insert(field.to_owned(), value.into());
         self
@@ -38,66 +51,36 @@ impl AiHubError {
 
     /// 400 with every invalid field.
     pub fn invalid(issues: Vec<Issue>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "Message parse problem from ask assistant",
-        )
-        .with("issues", json!(issues))
-    }
-
-    /// A body that could not be read as JSON: the parse-problem shape, one issue on `body`.
-    pub fn unreadable(error: BodyError) -> Self {
-        let mut invalid = Self::invalid(vec![Issue {
-            field: "body".into(),
-            message: error.message,
-        }]);
-        invalid.status = error.status;
-        invalid
+        Self::named(&EdgeFailure::new(Reason::BadRequest)).with("issues", json!(issues))
     }
 
     /// 404 naming the `assistantId` exactly as the client sent it.
     pub fn assistant_not_found(assistant_id: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "Assistant not found or not deployed")
-            .with("assistant_id", assistant_id)
-    }
-
-    pub fn internal(error: impl std::fmt::Display) -> Self {
-        warn!(%error, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+        Self::named(&EdgeFailure::new(Reason::NotFound)).with("assistant_id", assistant_id)
     }
 
     /// A failed turn; a worker's "not found" means the assistant vanished after the lookup.
     pub fn from_failure(failure: Failure, assistant_id: &str) -> Self {
-        let error = match failure.kind {
-            FailureKind::Worker(ErrorCode::NotFound) => {
-                return Self::assistant_not_found(assistant_id);
+        match failure.kind {
+            FailureKind::Worker(confab_contract::ErrorCode::NotFound) => {
+                Self::assistant_not_found(assistant_id)
             }
-            FailureKind::Timeout | FailureKind::Worker(ErrorCode::DeadlineExceeded) => Self::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "The assistant did not answer in time",
-            ),
-            FailureKind::Worker(ErrorCode::ModelError | ErrorCode::ModelTimeout) => {
-                Self::new(StatusCode::BAD_GATEWAY, "The model provider failed")
-            }
-            FailureKind::BrokerLost => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
-                    .with("retry_after", 5)
-            }
-            // Only a stream sees this (the worker died after tokens were relayed); a new request
-            // is answered afresh.
-            FailureKind::Worker(ErrorCode::Interrupted) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The answer was interrupted; please retry",
-            )
-            .with("retry_after", 1),
-            FailureKind::Worker(ErrorCode::Cancelled) => {
-                Self::new(StatusCode::CONFLICT, "Request cancelled")
-            }
-            FailureKind::Worker(ErrorCode::BadJob | ErrorCode::Internal) => {
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
-            }
+            _ => EdgeFailure::from(failure).into(),
+        }
+    }
+
+    /// The phrase, the status and the retry of a failure, without its extra fields.
+    fn named(failure: &EdgeFailure) -> Self {
+        let plain = Self {
+            status: failure.status(),
+            error: phrase(failure.reason),
+            extra: Map::new(),
+            retry_after: failure.retry_after,
         };
-        error.with("message", failure.message)
+        match failure.retry_after {
+            Some(seconds) => plain.with("retry_after", seconds),
+            None => plain,
+        }
     }
 
     /// The JSON body (also the payload of an SSE `error` event).
@@ -110,54 +93,39 @@ impl AiHubError {
     }
 }
 
+impl From<EdgeFailure> for AiHubError {
+    fn from(failure: EdgeFailure) -> Self {
+        match failure.reason {
+            Reason::BadRequest | Reason::PayloadTooLarge => Self {
+                status: failure.status(),
+                ..Self::invalid(vec![Issue {
+                    field: failure.field.unwrap_or_else(|| "body".into()),
+                    message: failure.message,
+                }])
+            },
+            // The seed's rate-limit body has no message.
+            Reason::RateLimited => Self::named(&failure),
+            _ => Self::named(&failure).with("message", failure.message),
+        }
+    }
+}
+
+// Not `Failure`: a turn's failure needs the request's `assistantId` (see `from_failure`).
+envelope_from!(AiHubError: AuthError, BodyError, DatabaseError, PoolError, PgError, SubmitError);
+
 impl IntoResponse for AiHubError {
     fn into_response(self) -> Response {
-        let retry_after = self.extra.get("retry_after").and_then(Value::as_u64);
-        let mut response = (self.status, Json(self.body())).into_response();
-        if let Some(seconds) = retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
-    }
-}
-
-impl From<AuthError> for AiHubError {
-    fn from(error: AuthError) -> Self {
-        match error {
-            AuthError::Missing | AuthError::Invalid => {
-                Self::new(StatusCode::UNAUTHORIZED, "Unauthorized")
-                    .with("message", "Invalid or missing API key")
-            }
-            AuthError::RateLimited { retry_after } => {
-                Self::new(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded")
-                    .with("retry_after", retry_after)
-            }
-            AuthError::Unavailable(e) => Self::internal(e),
-        }
-    }
-}
-
-impl From<SubmitError> for AiHubError {
-    fn from(error: SubmitError) -> Self {
-        match error {
-            SubmitError::Unavailable => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
-                    .with("retry_after", 5)
-            }
-            SubmitError::QueueFull => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Too many requests are waiting for an assistant",
-            )
-            .with("retry_after", 1),
-        }
+        error_response(self.status, self.body(), self.retry_after)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::http::header::RETRY_AFTER;
+
     use super::*;
+    use crate::http::auth::AuthError;
+    use crate::pipeline::SubmitError;
 
     #[test]
     fn the_seed_error_bodies_have_exactly_the_seed_fields() {
@@ -184,12 +152,24 @@ mod tests {
     }
 
     #[test]
-    fn retryable_errors_carry_a_retry_after_header() {
-        let response = AiHubError::from(SubmitError::QueueFull).into_response();
+    fn retryable_errors_carry_a_retry_after_header_and_field() {
+        let error = AiHubError::from(SubmitError::QueueFull);
+        assert_eq!(error.body()["retry_after"], 1);
+        let response = error.into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
         let response = AiHubError::from(AuthError::RateLimited { retry_after: 7 }).into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+        assert_eq!(response.headers()[RETRY_AFTER], "7");
+    }
+
+    #[test]
+    fn a_turn_the_assistant_vanished_from_names_the_assistant() {
+        let failure = Failure {
+            kind: FailureKind::Worker(confab_contract::ErrorCode::NotFound),
+            message: "gone".into(),
+        };
+        let body = AiHubError::from_failure(failure, "a-1").body();
+        assert_eq!(body["assistant_id"], "a-1");
     }
 }

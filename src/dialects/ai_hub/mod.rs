@@ -55,7 +55,9 @@ pub use error::AiHubError;
 use request::{AskRequest, AssistantChoice, Parsed};
 
 use crate::http::openapi::schema::reference;
-use crate::http::{ApiRouter, AppState, Operation, Reply, RequestId, json_body, sse_response};
+use crate::http::{
+    ApiRouter, AppState, Authenticated, Operation, Reply, RequestId, json_body, sse_response,
+};
 use crate::pipeline::{Turn, TurnEvent, TurnRequest};
 use crate::store::assistants;
 
@@ -102,17 +104,16 @@ struct Asked {
 
 async fn ask(
     State(state): State<AppState>,
+    caller: Authenticated<AiHubError>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AiHubError> {
     let started = Instant::now();
-    let tenant_id = crate::http::auth::authorize(&state, &headers)
-        .await?
-        .tenant_id;
-    let body = json_body(body).map_err(AiHubError::unreadable)?;
+    let tenant_id = caller.tenant_id;
+    let body = json_body(body)?;
     let parsed = request::parse(&body);
-    let db = state.db.get().await.map_err(AiHubError::internal)?;
+    let db = state.db.get().await?;
     let request = validate(&**db, tenant_id, parsed).await?;
     let assistant = match request.assistant {
         AssistantChoice::Preview(preview) => AssistantRef::Preview(preview),
@@ -157,9 +158,7 @@ async fn validate(
     tenant_id: Uuid,
     parsed: Parsed,
 ) -> Result<AskRequest, AiHubError> {
-    let unknown = unknown_folders(db, tenant_id, &parsed.folders)
-        .await
-        .map_err(AiHubError::internal)?;
+    let unknown = unknown_folders(db, tenant_id, &parsed.folders).await?;
     parsed.finish(&unknown).map_err(AiHubError::invalid)
 }
 
@@ -196,8 +195,7 @@ async fn deployed_assistant(
     let not_found = || AiHubError::assistant_not_found(assistant_id);
     let id = Uuid::parse_str(assistant_id).map_err(|_| not_found())?;
     assistants::by_id(db, tenant_id, id)
-        .await
-        .map_err(AiHubError::internal)?
+        .await?
         .filter(|assistant| assistant.deployed)
         .map(|assistant| assistant.id)
         .ok_or_else(not_found)

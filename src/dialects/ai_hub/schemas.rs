@@ -8,21 +8,6 @@ use crate::http::openapi::schema::{
     one_of, record, reference, string, uuid,
 };
 
-/// Every `error` phrase the dialect writes (see `error.rs`).
-const ERRORS: &[&str] = &[
-    "Message parse problem from ask assistant",
-    "Unauthorized",
-    "Rate limit exceeded",
-    "Assistant not found or not deployed",
-    "The assistant did not answer in time",
-    "The model provider failed",
-    "Service unavailable",
-    "Too many requests are waiting for an assistant",
-    "The answer was interrupted; please retry",
-    "Request cancelled",
-    "Internal server error",
-];
-
 const ROLES: &[&str] = &["user", "assistant", "system"];
 
 fn request() -> Value {
@@ -136,7 +121,7 @@ const REPLY_REQUIRED: &[&str] = &["success", "message", "metadata"];
 fn error_fields() -> Vec<(&'static str, Value)> {
     vec![
         ("success", literal(Value::Bool(false))),
-        ("error", enum_of(ERRORS)),
+        ("error", enum_of(&super::error::phrases())),
         (
             "issues",
             described(

@@ -1,117 +1,66 @@
-//! The seed 000 dialect's one error shape, `{message, data: null, error: {code}}`; statuses with a
-//! retry hint also carry the `Retry-After` header.
+//! The seed 000 dialect's one error shape, `{message, data: null, error: {code}}`: every failure
+//! of the edge's table (`crate::http::failure`) under its `error.code`, with the table's status
+//! and `Retry-After`, and the seed's words where it has them: "401 - Authentication failed" (and
+//! "500 - Server error during processing", which is the table's own).
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use confab_contract::ErrorCode;
 use serde_json::json;
-use tracing::warn;
 
-use crate::http::auth::AuthError;
-use crate::pipeline::{Failure, FailureKind, SubmitError};
+use crate::http::failure::{envelope_from, names_of};
+use crate::http::{EdgeFailure, Reason, error_response};
 
+/// The dialect's error: a failure of the table, named at rendering.
 #[derive(Debug)]
-pub struct ChannelChatError {
-    pub(super) status: StatusCode,
-    code: &'static str,
-    message: String,
-    retry_after: Option<u64>,
+pub struct ChannelChatError(EdgeFailure);
+
+/// The `error.code` of each failure.
+fn code(reason: Reason) -> &'static str {
+    match reason {
+        Reason::BadRequest | Reason::PayloadTooLarge => "invalid_message",
+        Reason::Unavailable | Reason::Overloaded | Reason::Interrupted => "unavailable",
+        Reason::Internal => "server_error",
+        reason => reason.row().code,
+    }
+}
+
+/// Every `error.code` the dialect writes, for its schema.
+pub fn codes() -> Vec<&'static str> {
+    names_of(&Reason::ALL, code)
 }
 
 impl ChannelChatError {
-    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
     pub(super) fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_message", message)
+        EdgeFailure::new(Reason::BadRequest)
+            .with_message(message)
+            .into()
     }
 
     pub(super) fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
-    }
-
-    pub(super) fn internal(error: impl std::fmt::Display) -> Self {
-        warn!(%error, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "Server error during processing",
-        )
-    }
-
-    pub(super) fn retry_after(mut self, seconds: u64) -> Self {
-        self.retry_after = Some(seconds);
-        self
+        EdgeFailure::not_found(format!("{what} not found")).into()
     }
 }
+
+impl From<EdgeFailure> for ChannelChatError {
+    fn from(failure: EdgeFailure) -> Self {
+        Self(match failure.reason {
+            Reason::MissingKey | Reason::InvalidKey => {
+                failure.with_message("Authentication failed")
+            }
+            _ => failure,
+        })
+    }
+}
+
+envelope_from!(ChannelChatError);
 
 impl IntoResponse for ChannelChatError {
     fn into_response(self) -> Response {
-        let body = json!({"message": self.message, "data": null, "error": {"code": self.code}});
-        let mut response = (self.status, Json(body)).into_response();
-        if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
-    }
-}
-
-impl From<AuthError> for ChannelChatError {
-    fn from(error: AuthError) -> Self {
-        match error {
-            AuthError::Missing | AuthError::Invalid => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Authentication failed",
-            ),
-            AuthError::RateLimited { retry_after } => Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "Rate limit exceeded",
-            )
-            .retry_after(retry_after),
-            AuthError::Unavailable(e) => Self::internal(e),
-        }
-    }
-}
-
-impl From<SubmitError> for ChannelChatError {
-    fn from(error: SubmitError) -> Self {
-        let (message, retry) = match error {
-            SubmitError::Unavailable => ("The service is temporarily unavailable", 5),
-            SubmitError::QueueFull => ("The service is overloaded; retry shortly", 1),
-        };
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message).retry_after(retry)
-    }
-}
-
-impl From<Failure> for ChannelChatError {
-    fn from(failure: Failure) -> Self {
-        let (status, code) = match failure.kind {
-            FailureKind::Timeout | FailureKind::Worker(ErrorCode::DeadlineExceeded) => {
-                (StatusCode::GATEWAY_TIMEOUT, "timeout")
-            }
-            FailureKind::Worker(ErrorCode::NotFound) => (StatusCode::NOT_FOUND, "not_found"),
-            FailureKind::Worker(ErrorCode::ModelError | ErrorCode::ModelTimeout) => {
-                (StatusCode::BAD_GATEWAY, "model_error")
-            }
-            FailureKind::BrokerLost => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            FailureKind::Worker(ErrorCode::Cancelled) => (StatusCode::CONFLICT, "cancelled"),
-            FailureKind::Worker(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
-        };
-        Self::new(status, code, failure.message)
+        let failure = self.0;
+        let body = json!({
+            "message": failure.message,
+            "data": null,
+            "error": {"code": code(failure.reason)},
+        });
+        error_response(failure.status(), body, failure.retry_after)
     }
 }

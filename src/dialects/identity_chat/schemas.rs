@@ -8,19 +8,6 @@ use crate::http::openapi::schema::{
     sources, string, uuid,
 };
 
-/// Every `error.code` the dialect writes.
-const ERROR_CODES: &[&str] = &[
-    "invalid_message",
-    "unauthorized",
-    "rate_limited",
-    "not_found",
-    "timeout",
-    "model_error",
-    "unavailable",
-    "cancelled",
-    "server_error",
-];
-
 fn usage() -> Value {
     record([
         ("prompt_tokens", integer()),
@@ -91,7 +78,7 @@ pub fn components() -> Vec<(&'static str, Value)> {
             record([
                 ("message", string()),
                 ("data", null()),
-                ("error", record([("code", enum_of(ERROR_CODES))])),
+                ("error", record([("code", enum_of(&super::error::codes()))])),
             ]),
         ),
         (

@@ -1,17 +1,14 @@
-//! OpenAI's error envelope, `{"error": {"message", "type", "param", "code"}}`, with the status
-//! codes and `type`/`code` values OpenAI's SDKs branch on (they pick the exception class from the
-//! status, and show `message`).
+//! OpenAI's error envelope, `{"error": {"message", "type", "param", "code"}}`: every failure of
+//! the edge's table (`crate::http::failure`) with the table's status (OpenAI's SDKs pick their
+//! exception class from it, and show `message`) and `Retry-After`, under OpenAI's `type` and
+//! `code` values; `param` names the field at fault.
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use confab_contract::ErrorCode;
 use serde_json::{Value, json};
-use tracing::warn;
 
-use crate::http::BodyError;
-use crate::http::auth::AuthError;
-use crate::pipeline::{Failure, FailureKind, SubmitError};
+use crate::http::failure::{envelope_from, names_of};
+use crate::http::{EdgeFailure, Reason, error_response};
 
 const INVALID_REQUEST: &str = "invalid_request_error";
 const SERVER_ERROR: &str = "server_error";
@@ -28,65 +25,74 @@ pub struct OpenAiError {
     pub retry_after: Option<u64>,
 }
 
+/// OpenAI's `type` of each failure: the SDKs pick their exception from the status, the type says
+/// whose fault it was.
+fn kind(reason: Reason) -> &'static str {
+    match reason {
+        Reason::RateLimited => "requests",
+        Reason::Timeout
+        | Reason::ModelFailed
+        | Reason::Unavailable
+        | Reason::Overloaded
+        | Reason::Interrupted
+        | Reason::Internal => SERVER_ERROR,
+        Reason::BadRequest
+        | Reason::PayloadTooLarge
+        | Reason::MissingKey
+        | Reason::InvalidKey
+        | Reason::NotFound
+        | Reason::Cancelled => INVALID_REQUEST,
+    }
+}
+
+/// The `code` of each failure; a 404 says what was not found by the `param` it names.
+fn code(reason: Reason, param: Option<&str>) -> Option<&'static str> {
+    match reason {
+        Reason::BadRequest | Reason::PayloadTooLarge | Reason::Internal => None,
+        Reason::MissingKey | Reason::InvalidKey => Some("invalid_api_key"),
+        Reason::RateLimited => Some("rate_limit_exceeded"),
+        Reason::NotFound if param == Some(CONVERSATION_PARAM) => Some("conversation_not_found"),
+        // A model named in the request, or an assistant removed while its job waited.
+        Reason::NotFound => Some("model_not_found"),
+        Reason::Cancelled => Some("request_cancelled"),
+        Reason::Unavailable | Reason::Overloaded => Some("service_unavailable"),
+        reason => Some(reason.row().code),
+    }
+}
+
+const CONVERSATION_PARAM: &str = "conversation_id";
+
+/// Every `type` the dialect writes, for its schema.
+pub fn kinds() -> Vec<&'static str> {
+    names_of(&Reason::ALL, kind)
+}
+
+/// Every `code` the dialect writes, for its schema.
+pub fn codes() -> Vec<&'static str> {
+    let mut codes = names_of(&Reason::ALL, |reason| code(reason, None).unwrap_or(""));
+    codes.retain(|code| !code.is_empty());
+    codes.push("conversation_not_found");
+    codes
+}
+
 impl OpenAiError {
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            kind,
-            message: message.into(),
-            param: None,
-            code: None,
-            retry_after: None,
-        }
-    }
-
-    fn with_code(mut self, code: &'static str) -> Self {
-        self.code = Some(code);
-        self
-    }
-
-    fn retry_after(mut self, seconds: u64) -> Self {
-        self.retry_after = Some(seconds);
-        self
-    }
-
     /// A 400 about one request field (`param` names it, e.g. `messages[2].role`).
     pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
-        let mut error = Self::new(StatusCode::BAD_REQUEST, INVALID_REQUEST, message);
-        error.param = Some(param.into());
-        error
+        EdgeFailure::bad_request(param, message).into()
     }
 
     pub fn model_not_found(slug: &str) -> Self {
-        let mut error = Self::new(
-            StatusCode::NOT_FOUND,
-            INVALID_REQUEST,
-            format!("The model '{slug}' does not exist or you do not have access to it."),
-        )
-        .with_code("model_not_found");
-        error.param = Some("model".into());
-        error
+        EdgeFailure::not_found(format!(
+            "The model '{slug}' does not exist or you do not have access to it."
+        ))
+        .with_field("model")
+        .into()
     }
 
     pub fn conversation_not_found(id: &str, slug: &str) -> Self {
-        let mut error = Self::new(
-            StatusCode::NOT_FOUND,
-            INVALID_REQUEST,
-            format!("Conversation '{id}' not found for model '{slug}'."),
-        )
-        .with_code("conversation_not_found");
-        error.param = Some("conversation_id".into());
-        error
-    }
-
-    /// A 500 whose cause is logged, never shown.
-    pub fn internal(error: impl std::fmt::Display) -> Self {
-        warn!(%error, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            SERVER_ERROR,
-            "The server had an error while processing your request.",
-        )
+        EdgeFailure::not_found(format!("Conversation '{id}' not found for model '{slug}'."))
+            .with_field(CONVERSATION_PARAM)
+            .into()
     }
 
     /// The JSON body, also sent as an SSE `data:` line when a stream fails.
@@ -102,102 +108,53 @@ impl OpenAiError {
     }
 }
 
+/// OpenAI's own words for a refused key or a rate limit, which its SDKs' users know.
+fn openai_message(failure: &EdgeFailure) -> Option<String> {
+    match failure.reason {
+        Reason::MissingKey => Some(
+            "You didn't provide an API key. Send it in the Authorization header as \
+             'Bearer YOUR_KEY'."
+                .into(),
+        ),
+        Reason::InvalidKey => Some("Incorrect API key provided.".into()),
+        Reason::RateLimited => Some(format!(
+            "Rate limit reached for requests. Please try again in {}s.",
+            failure.retry_after.unwrap_or(1)
+        )),
+        _ => None,
+    }
+}
+
+impl From<EdgeFailure> for OpenAiError {
+    fn from(failure: EdgeFailure) -> Self {
+        let message = openai_message(&failure).unwrap_or_else(|| failure.message.clone());
+        Self {
+            status: failure.status(),
+            kind: kind(failure.reason),
+            code: code(failure.reason, failure.field.as_deref()),
+            message,
+            param: failure.field,
+            retry_after: failure.retry_after,
+        }
+    }
+}
+
+envelope_from!(OpenAiError);
+
 impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(self.body())).into_response();
-        if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
-    }
-}
-
-impl From<AuthError> for OpenAiError {
-    fn from(error: AuthError) -> Self {
-        match error {
-            AuthError::Missing => Self::new(
-                StatusCode::UNAUTHORIZED,
-                INVALID_REQUEST,
-                "You didn't provide an API key. Send it in the Authorization header as \
-                 'Bearer YOUR_KEY'.",
-            )
-            .with_code("invalid_api_key"),
-            AuthError::Invalid => Self::new(
-                StatusCode::UNAUTHORIZED,
-                INVALID_REQUEST,
-                "Incorrect API key provided.",
-            )
-            .with_code("invalid_api_key"),
-            AuthError::RateLimited { retry_after } => Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "requests",
-                format!("Rate limit reached for requests. Please try again in {retry_after}s."),
-            )
-            .with_code("rate_limit_exceeded")
-            .retry_after(retry_after),
-            AuthError::Unavailable(e) => Self::internal(e),
-        }
-    }
-}
-
-impl From<BodyError> for OpenAiError {
-    fn from(error: BodyError) -> Self {
-        Self::new(error.status, INVALID_REQUEST, error.message)
-    }
-}
-
-impl From<SubmitError> for OpenAiError {
-    fn from(error: SubmitError) -> Self {
-        let (message, seconds) = match error {
-            SubmitError::Unavailable => {
-                ("The service is temporarily unavailable; retry shortly.", 5)
-            }
-            SubmitError::QueueFull => ("The service is overloaded; retry shortly.", 1),
-        };
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, SERVER_ERROR, message)
-            .with_code("service_unavailable")
-            .retry_after(seconds)
-    }
-}
-
-impl From<Failure> for OpenAiError {
-    fn from(failure: Failure) -> Self {
-        let (status, kind, code) = match failure.kind {
-            FailureKind::Timeout | FailureKind::Worker(ErrorCode::DeadlineExceeded) => {
-                (StatusCode::GATEWAY_TIMEOUT, SERVER_ERROR, Some("timeout"))
-            }
-            // The assistant was removed while the job waited.
-            FailureKind::Worker(ErrorCode::NotFound) => (
-                StatusCode::NOT_FOUND,
-                INVALID_REQUEST,
-                Some("model_not_found"),
-            ),
-            FailureKind::Worker(ErrorCode::ModelError | ErrorCode::ModelTimeout) => {
-                (StatusCode::BAD_GATEWAY, SERVER_ERROR, Some("model_error"))
-            }
-            FailureKind::BrokerLost => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                SERVER_ERROR,
-                Some("service_unavailable"),
-            ),
-            FailureKind::Worker(ErrorCode::Cancelled) => (
-                StatusCode::CONFLICT,
-                INVALID_REQUEST,
-                Some("request_cancelled"),
-            ),
-            FailureKind::Worker(_) => (StatusCode::INTERNAL_SERVER_ERROR, SERVER_ERROR, None),
-        };
-        let mut error = Self::new(status, kind, failure.message);
-        error.code = code;
-        error
+        error_response(self.status, self.body(), self.retry_after)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::http::header::RETRY_AFTER;
+    use confab_contract::ErrorCode;
+
     use super::*;
+    use crate::http::auth::AuthError;
+    use crate::pipeline::{Failure, FailureKind};
 
     #[test]
     fn a_field_error_names_its_param_in_the_openai_envelope() {
@@ -220,7 +177,7 @@ mod tests {
         assert_eq!(error.kind, "requests");
         assert_eq!(error.code, Some("rate_limit_exceeded"));
         let response = error.into_response();
-        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+        assert_eq!(response.headers()[RETRY_AFTER], "7");
     }
 
     #[test]

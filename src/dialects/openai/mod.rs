@@ -35,9 +35,8 @@ use serde_json::{Value, json};
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use crate::http::auth;
 use crate::http::openapi::schema::{reference, string};
-use crate::http::{ApiRouter, AppState, Operation, Reply, RequestId, json_body};
+use crate::http::{ApiRouter, AppState, Authenticated, Operation, Reply, RequestId, json_body};
 use crate::pipeline::TurnRequest;
 use crate::store::assistants;
 use crate::store::conversations;
@@ -94,7 +93,7 @@ pub fn router() -> ApiRouter {
             models,
             op("listModels", "The tenant's deployed assistants, as models")
                 .response(200, Reply::new("The models").json(reference("ModelList")))
-                .errors("OpenAiError", &[401, 429, 500]),
+                .errors("OpenAiError", &[401, 429, 500, 503]),
         )
         .get(
             "/v1/models/{model}",
@@ -102,25 +101,23 @@ pub fn router() -> ApiRouter {
             op("retrieveModel", "A deployed assistant, as a model")
                 .path_param("model", "The assistant's slug")
                 .response(200, Reply::new("The model").json(reference("Model")))
-                .errors("OpenAiError", &[401, 404, 429, 500]),
+                .errors("OpenAiError", &[401, 404, 429, 500, 503]),
         )
 }
 
 async fn chat_completions(
     State(state): State<AppState>,
+    caller: Authenticated<OpenAiError>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OpenAiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
-    let request = json_body(body)
-        .map_err(OpenAiError::from)
-        .and_then(ChatRequest::parse)?;
+    let tenant_id = caller.tenant_id;
+    let request = ChatRequest::parse(json_body(body)?)?;
     let named = named_conversation(request.conversation_id.clone(), &headers)?;
-    let db = state.db.get().await.map_err(OpenAiError::internal)?;
+    let db = state.db.get().await?;
     let assistant = assistants::by_slug(&**db, tenant_id, &request.model)
-        .await
-        .map_err(OpenAiError::internal)?
+        .await?
         .filter(|a| a.deployed)
         .ok_or_else(|| OpenAiError::model_not_found(&request.model))?;
     let created_ms = now_ms();
@@ -192,16 +189,11 @@ async fn check_named_conversation(
     assistant_id: Uuid,
     slug: &str,
 ) -> Result<(), OpenAiError> {
-    if conversations::exists_for_assistant(client, tenant_id, id, assistant_id)
-        .await
-        .map_err(OpenAiError::internal)?
-    {
+    if conversations::exists_for_assistant(client, tenant_id, id, assistant_id).await? {
         return Ok(());
     }
     // Not this assistant's: new, or another assistant's (or one whose assistant was deleted).
-    let taken = conversations::exists(client, tenant_id, id)
-        .await
-        .map_err(OpenAiError::internal)?;
+    let taken = conversations::exists(client, tenant_id, id).await?;
     if taken {
         Err(OpenAiError::conversation_not_found(id, slug))
     } else {
@@ -212,13 +204,10 @@ async fn check_named_conversation(
 /// `GET /v1/models`: the tenant's deployed assistants, by slug.
 async fn models(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Authenticated<OpenAiError>,
 ) -> Result<Json<Value>, OpenAiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
-    let db = state.db.get().await.map_err(OpenAiError::internal)?;
-    let deployed = assistants::list_deployed(&**db, tenant_id)
-        .await
-        .map_err(OpenAiError::internal)?;
+    let db = state.db.get().await?;
+    let deployed = assistants::list_deployed(&**db, caller.tenant_id).await?;
     let data: Vec<Value> = deployed.into_iter().map(model_object).collect();
     Ok(Json(json!({"object": "list", "data": data})))
 }
@@ -226,14 +215,12 @@ async fn models(
 /// One deployed assistant as a model, as OpenAI's `GET /v1/models/{model}` answers.
 async fn model(
     State(state): State<AppState>,
+    caller: Authenticated<OpenAiError>,
     Path(slug): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, OpenAiError> {
-    let tenant_id = auth::authorize(&state, &headers).await?.tenant_id;
-    let db = state.db.get().await.map_err(OpenAiError::internal)?;
-    assistants::list_deployed(&**db, tenant_id)
-        .await
-        .map_err(OpenAiError::internal)?
+    let db = state.db.get().await?;
+    assistants::list_deployed(&**db, caller.tenant_id)
+        .await?
         .into_iter()
         .find(|a| a.slug == slug)
         .map(|a| Json(model_object(a)))

@@ -1,21 +1,18 @@
 //! The body of `POST /v1/chat/completions`, validated field by field so that every problem is a
 //! 400 naming its `param`. Standard parameters confab has no use for (temperature, max_tokens,
 //! top_p, user, tools, ...) are accepted and ignored: the assistant's stored settings decide how
-//! it answers, and SDKs and chat UIs send them unasked.
+//! it answers, and SDKs and chat UIs send them unasked. The `messages` array is read in
+//! `messages.rs`; this file reads the parameters around it and the conversation headers.
 
 use axum::http::HeaderMap;
 use confab_contract::{Message, Role};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::error::OpenAiError;
+use messages::{ChatMessage, messages};
 
-/// One message of the `messages` array, as confab stores it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChatMessage {
-    pub role: Role,
-    pub content: String,
-}
+mod messages;
 
 /// A validated chat completion request.
 #[derive(Debug, Clone, PartialEq)]
@@ -201,100 +198,6 @@ fn check_n(value: Option<Value>) -> Result<(), OpenAiError> {
     }
 }
 
-/// The earlier messages and the final user message's text.
-fn messages(value: Option<Value>) -> Result<(Vec<ChatMessage>, String), OpenAiError> {
-    let list = match value {
-        Some(Value::Array(list)) if !list.is_empty() => list,
-        _ => {
-            return Err(OpenAiError::invalid(
-                "messages",
-                "messages must be a non-empty array of {role, content} objects.",
-            ));
-        }
-    };
-    let mut parsed = list
-        .into_iter()
-        .enumerate()
-        .map(|(at, message)| chat_message(message, at))
-        .collect::<Result<Vec<_>, _>>()?;
-    let last = parsed.len() - 1;
-    match parsed.pop() {
-        Some(ChatMessage {
-            role: Role::User,
-            content,
-        }) if !content.trim().is_empty() => Ok((parsed, content)),
-        Some(ChatMessage {
-            role: Role::User, ..
-        }) => Err(OpenAiError::invalid(
-            format!("messages[{last}].content"),
-            "The last message must not be empty.",
-        )),
-        _ => Err(OpenAiError::invalid(
-            format!("messages[{last}].role"),
-            "The last message must have role 'user'.",
-        )),
-    }
-}
-
-fn chat_message(message: Value, at: usize) -> Result<ChatMessage, OpenAiError> {
-    let Value::Object(mut fields) = message else {
-        return Err(OpenAiError::invalid(
-            format!("messages[{at}]"),
-            "Each message must be an object with role and content.",
-        ));
-    };
-    let role = role(fields.remove("role"), at)?;
-    let content = content(&mut fields, role, at)?;
-    Ok(ChatMessage { role, content })
-}
-
-fn role(value: Option<Value>, at: usize) -> Result<Role, OpenAiError> {
-    let param = format!("messages[{at}].role");
-    match value.as_ref().and_then(Value::as_str) {
-        Some("user") => Ok(Role::User),
-        Some("assistant") => Ok(Role::Assistant),
-        // `developer` is OpenAI's newer name for system instructions.
-        Some("system" | "developer") => Ok(Role::System),
-        Some(role @ ("tool" | "function")) => Err(OpenAiError::invalid(
-            param,
-            format!("Messages with role '{role}' are not supported; confab does not call tools."),
-        )),
-        _ => Err(OpenAiError::invalid(
-            param,
-            "role must be one of 'system', 'developer', 'user' or 'assistant'.",
-        )),
-    }
-}
-
-/// A string, or text parts joined by newlines; `null` only where OpenAI allows it (assistant).
-fn content(fields: &mut Map<String, Value>, role: Role, at: usize) -> Result<String, OpenAiError> {
-    let param = format!("messages[{at}].content");
-    match fields.remove("content") {
-        Some(Value::String(text)) => Ok(text),
-        None | Some(Value::Null) if role == Role::Assistant => Ok(String::new()),
-        Some(Value::Array(parts)) => {
-            let texts = parts
-                .iter()
-                .map(
-                    |part| match (part["type"].as_str(), part["text"].as_str()) {
-                        (Some("text"), Some(text)) => Ok(text),
-                        _ => Err(OpenAiError::invalid(
-                            param.clone(),
-                            "Only text content parts ({\"type\": \"text\", \"text\": ...}) are \
-                         supported.",
-                        )),
-                    },
-                )
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(texts.join("\n"))
-        }
-        _ => Err(OpenAiError::invalid(
-            param,
-            "content must be a string or an array of text parts.",
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -353,12 +256,11 @@ mod tests {
     }
 
     #[test]
-    fn every_invalid_field_is_named_in_param() {
+    fn every_invalid_parameter_is_named_in_param() {
         let user = json!([{"role": "user", "content": "hi"}]);
         let cases = [
             (json!({"messages": user}), "model"),
             (json!({"model": "m"}), "messages"),
-            (json!({"model": "m", "messages": []}), "messages"),
             (json!({"model": "m", "messages": user, "n": 2}), "n"),
             (
                 json!({"model": "m", "messages": user, "stream": "yes"}),
@@ -371,22 +273,6 @@ mod tests {
             (
                 json!({"model": "m", "messages": user, "conversation_id": "has space"}),
                 "conversation_id",
-            ),
-            (
-                json!({"model": "m", "messages": [{"role": "assistant", "content": "x"}]}),
-                "messages[0].role",
-            ),
-            (
-                json!({"model": "m", "messages": [{"role": "robot", "content": "x"}, {"role": "user", "content": "y"}]}),
-                "messages[0].role",
-            ),
-            (
-                json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
-                "messages[0].content",
-            ),
-            (
-                json!({"model": "m", "messages": [{"role": "user", "content": " "}]}),
-                "messages[0].content",
             ),
         ];
         for (body, param) in cases {

@@ -9,19 +9,6 @@ use crate::http::openapi::schema::{
     record, reference, string,
 };
 
-const ERROR_TYPES: &[&str] = &["invalid_request_error", "server_error", "requests"];
-
-const ERROR_CODES: &[&str] = &[
-    "invalid_api_key",
-    "rate_limit_exceeded",
-    "model_not_found",
-    "conversation_not_found",
-    "service_unavailable",
-    "timeout",
-    "model_error",
-    "request_cancelled",
-];
-
 fn request() -> Value {
     let part = obj(
         [("type", enum_of(&["text"])), ("text", string())],
@@ -185,12 +172,12 @@ pub fn components() -> Vec<(&'static str, Value)> {
                 "error",
                 record([
                     ("message", string()),
-                    ("type", enum_of(ERROR_TYPES)),
+                    ("type", enum_of(&super::error::kinds())),
                     (
                         "param",
                         described(nullable(string()), "The request field at fault"),
                     ),
-                    ("code", nullable(enum_of(ERROR_CODES))),
+                    ("code", nullable(enum_of(&super::error::codes()))),
                 ]),
             )]),
         ),

@@ -1,0 +1,549 @@
+//! The edge's one failure table. Every way a request can fail at the HTTP edge (its key, its
+//! body, a lookup that finds nothing, the database, the broker refusing the job, the turn failing
+//! after it was accepted) is classified here once, into an [`EdgeFailure`]: a [`Reason`] whose
+//! row in [`Reason::row`] gives the HTTP status, a stable machine code, a default message and the
+//! `Retry-After` seconds.
+//!
+//! Each API family's error type only names the failure in its own envelope (its
+//! `From<EdgeFailure>`), gets `From` for every source of failure from [`envelope_from!`] so that
+//! handlers can use `?`, and renders through [`error_response`], the one place that sets
+//! `Retry-After`.
+//!
+//! The rule behind the table: a failure a client should simply retry (the broker or database
+//! unreachable, the work queue full, an answer cut off by a worker's crash) is a 503 with
+//! `Retry-After`; one that retrying cannot fix (a bug, a database that answers with an error) is
+//! a 500 whose cause is logged, never shown.
+
+use axum::Json;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use confab_contract::ErrorCode;
+use serde_json::Value;
+use tracing::warn;
+
+use super::BodyError;
+use super::auth::AuthError;
+use crate::pipeline::{Failure, FailureKind, SubmitError};
+use crate::store::tenants::TenantError;
+
+/// Seconds to wait after the broker or the database was unreachable: the broker session
+/// reconnects by itself within a few seconds.
+const UNAVAILABLE_RETRY_SECS: u64 = 5;
+/// Seconds to wait after the work queue was full: workers drain it continuously.
+const OVERLOADED_RETRY_SECS: u64 = 1;
+/// Seconds to wait after a worker died mid-answer: a new request is answered afresh at once.
+const INTERRUPTED_RETRY_SECS: u64 = 1;
+
+/// What went wrong, as the edge tells clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The body, a field, a path or a query parameter is invalid.
+    BadRequest,
+    /// The body is larger than the limit.
+    PayloadTooLarge,
+    /// No API key (or stream token) was presented.
+    MissingKey,
+    /// The key is unknown or revoked.
+    InvalidKey,
+    /// The key is over its per-minute limit.
+    RateLimited,
+    /// What the request names does not exist in the caller's tenant.
+    NotFound,
+    /// The request was cancelled while it was being answered.
+    Cancelled,
+    /// No answer before the request's deadline.
+    Timeout,
+    /// The model provider failed or timed out.
+    ModelFailed,
+    /// The message broker or the database cannot be reached.
+    Unavailable,
+    /// The work queue is full.
+    Overloaded,
+    /// The worker answering died after part of a streamed answer was relayed.
+    Interrupted,
+    /// A bug, or a dependency that answered with an error.
+    Internal,
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: &'static str,
+    pub retry_after: Option<u64>,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 13] = [
+        Reason::BadRequest,
+        Reason::PayloadTooLarge,
+        Reason::MissingKey,
+        Reason::InvalidKey,
+        Reason::RateLimited,
+        Reason::NotFound,
+        Reason::Cancelled,
+        Reason::Timeout,
+        Reason::ModelFailed,
+        Reason::Unavailable,
+        Reason::Overloaded,
+        Reason::Interrupted,
+        Reason::Internal,
+    ];
+
+    /// The table. A rate limit's `Retry-After` is the key's window, so it is set per failure.
+    pub const fn row(self) -> Row {
+        let (status, code, message, retry_after) = match self {
+            Reason::BadRequest => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The request is invalid",
+                None,
+            ),
+            Reason::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "The request body is too large",
+                None,
+            ),
+            Reason::MissingKey => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Invalid or missing API key",
+                None,
+            ),
+            Reason::InvalidKey => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Invalid or missing API key",
+                None,
+            ),
+            Reason::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Rate limit exceeded",
+                None,
+            ),
+            Reason::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found", None),
+            Reason::Cancelled => (
+                StatusCode::CONFLICT,
+                "cancelled",
+                "The request was cancelled",
+                None,
+            ),
+            Reason::Timeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                "No answer before the request's deadline",
+                None,
+            ),
+            Reason::ModelFailed => (
+                StatusCode::BAD_GATEWAY,
+                "model_error",
+                "The model provider failed",
+                None,
+            ),
+            Reason::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The service is temporarily unavailable; retry shortly",
+                Some(UNAVAILABLE_RETRY_SECS),
+            ),
+            Reason::Overloaded => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "The service is overloaded; retry shortly",
+                Some(OVERLOADED_RETRY_SECS),
+            ),
+            Reason::Interrupted => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "interrupted",
+                "The answer was interrupted; please retry",
+                Some(INTERRUPTED_RETRY_SECS),
+            ),
+            Reason::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                // Seed 000's words for a 500.
+                "Server error during processing",
+                None,
+            ),
+        };
+        Row {
+            status,
+            code,
+            message,
+            retry_after,
+        }
+    }
+}
+
+/// A failure at the edge, classified: its reason, what the client is told, the field at fault
+/// (a bad request's, or what a lookup went by) and when to retry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeFailure {
+    pub reason: Reason,
+    pub message: String,
+    pub field: Option<String>,
+    pub retry_after: Option<u64>,
+}
+
+impl EdgeFailure {
+    /// The failure with its row's message and `Retry-After`.
+    pub fn new(reason: Reason) -> Self {
+        let row = reason.row();
+        Self {
+            reason,
+            message: row.message.to_owned(),
+            field: None,
+            retry_after: row.retry_after,
+        }
+    }
+
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// A 400 naming the field at fault.
+    pub fn bad_request(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(Reason::BadRequest)
+            .with_message(message)
+            .with_field(field)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(Reason::NotFound).with_message(message)
+    }
+
+    /// A 500 whose cause is logged, never shown.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        warn!(%error, "internal error");
+        Self::new(Reason::Internal)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.reason.row().status
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.reason.row().code
+    }
+}
+
+impl From<AuthError> for EdgeFailure {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Missing => Self::new(Reason::MissingKey),
+            AuthError::Invalid => Self::new(Reason::InvalidKey),
+            AuthError::RateLimited { retry_after } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(Reason::RateLimited)
+            },
+            AuthError::Database(error) => Self::from(error),
+        }
+    }
+}
+
+impl From<BodyError> for EdgeFailure {
+    fn from(error: BodyError) -> Self {
+        let reason = match error.status {
+            StatusCode::PAYLOAD_TOO_LARGE => Reason::PayloadTooLarge,
+            _ => Reason::BadRequest,
+        };
+        Self::new(reason)
+            .with_message(error.message)
+            .with_field("body")
+    }
+}
+
+impl From<SubmitError> for EdgeFailure {
+    fn from(error: SubmitError) -> Self {
+        Self::new(match error {
+            SubmitError::Unavailable => Reason::Unavailable,
+            SubmitError::QueueFull => Reason::Overloaded,
+        })
+    }
+}
+
+/// A turn that failed after it was accepted; the client sees the pipeline's or worker's reason.
+impl From<Failure> for EdgeFailure {
+    fn from(failure: Failure) -> Self {
+        let reason = match failure.kind {
+            FailureKind::Timeout | FailureKind::Worker(ErrorCode::DeadlineExceeded) => {
+                Reason::Timeout
+            }
+            FailureKind::BrokerLost => Reason::Unavailable,
+            FailureKind::Worker(ErrorCode::NotFound) => Reason::NotFound,
+            FailureKind::Worker(ErrorCode::ModelError | ErrorCode::ModelTimeout) => {
+                Reason::ModelFailed
+            }
+            FailureKind::Worker(ErrorCode::Interrupted) => Reason::Interrupted,
+            FailureKind::Worker(ErrorCode::Cancelled) => Reason::Cancelled,
+            FailureKind::Worker(ErrorCode::BadJob | ErrorCode::Internal) => Reason::Internal,
+        };
+        Self::new(reason).with_message(failure.message)
+    }
+}
+
+/// A database error, classified once: either the database could not be reached (worth a retry)
+/// or it answered with an error (a bug, or a broken deployment such as a dropped database,
+/// which no retry fixes).
+#[derive(Debug, thiserror::Error)]
+#[error("{detail}")]
+pub struct DatabaseError {
+    pub unreachable: bool,
+    detail: String,
+}
+
+impl From<tokio_postgres::Error> for DatabaseError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self {
+            unreachable: is_unreachable(&error),
+            detail: error.to_string(),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for DatabaseError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        use deadpool_postgres::PoolError;
+        let unreachable = match &error {
+            PoolError::Timeout(_) | PoolError::Closed => true,
+            PoolError::Backend(error) => is_unreachable(error),
+            PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => false,
+        };
+        Self {
+            unreachable,
+            detail: error.to_string(),
+        }
+    }
+}
+
+/// Whether the server could not be reached or is going away, rather than refusing the query.
+fn is_unreachable(error: &tokio_postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    if let Some(db) = error.as_db_error() {
+        // Class 08: connection exceptions; 53300: too many connections; 57P01-57P03: the server
+        // is shutting down, crashed or is starting up.
+        let code = db.code().code();
+        return code.starts_with("08") || ["53300", "57P01", "57P02", "57P03"].contains(&code);
+    }
+    // Connecting and talking to the server fail with the socket's own error.
+    std::error::Error::source(error).is_some_and(|cause| cause.is::<std::io::Error>())
+}
+
+impl From<DatabaseError> for EdgeFailure {
+    fn from(error: DatabaseError) -> Self {
+        if error.unreachable {
+            warn!(%error, "database unavailable");
+            Self::new(Reason::Unavailable)
+        } else {
+            Self::internal(error)
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for EdgeFailure {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::from(DatabaseError::from(error))
+    }
+}
+
+/// Keys and stream tokens: minting one needs the database and the system's randomness.
+impl From<TenantError> for EdgeFailure {
+    fn from(error: TenantError) -> Self {
+        match error {
+            TenantError::Db(error) => Self::from(error),
+            TenantError::Random(error) => Self::internal(error),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for EdgeFailure {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        Self::from(DatabaseError::from(error))
+    }
+}
+
+/// An error response of any API family: the status, the family's JSON body, and `Retry-After`
+/// when the failure says when to retry.
+pub fn error_response(status: StatusCode, body: Value, retry_after: Option<u64>) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// The distinct names a family gives these failures (its `error.name`s, codes or phrases), in
+/// the table's order: what its schema lists, so the document cannot drift from the naming.
+pub fn names_of(reasons: &[Reason], name: impl Fn(Reason) -> &'static str) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for reason in reasons {
+        let named = name(*reason);
+        if !names.contains(&named) {
+            names.push(named);
+        }
+    }
+    names
+}
+
+/// `From` for each listed source of failure on an error envelope that implements
+/// `From<EdgeFailure>`, each through the table: `envelope_from!(MyError)` covers all of them
+/// (auth, body, database, keys, submit, turn), `envelope_from!(MyError: AuthError, ...)` the ones
+/// named, by their names in `crate::http::failure::sources`.
+macro_rules! envelope_from {
+    ($envelope:ty) => {
+        $crate::http::failure::envelope_from!(
+            $envelope: AuthError, BodyError, DatabaseError, PoolError, PgError, TenantError,
+            SubmitError, Failure
+        );
+    };
+    ($envelope:ty: $($source:ident),+ $(,)?) => {
+        $(
+            impl From<$crate::http::failure::sources::$source> for $envelope {
+                fn from(error: $crate::http::failure::sources::$source) -> Self {
+                    Self::from($crate::http::failure::EdgeFailure::from(error))
+                }
+            }
+        )+
+    };
+}
+pub(crate) use envelope_from;
+
+/// The sources of failure [`envelope_from!`] converts, under short names.
+pub mod sources {
+    pub use crate::http::BodyError;
+    pub use crate::http::auth::AuthError;
+    pub use crate::http::failure::DatabaseError;
+    pub use crate::pipeline::{Failure, SubmitError};
+    pub use crate::store::tenants::TenantError;
+    pub use deadpool_postgres::PoolError;
+    pub use tokio_postgres::Error as PgError;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn_failure(kind: FailureKind) -> EdgeFailure {
+        EdgeFailure::from(Failure {
+            kind,
+            message: "why".into(),
+        })
+    }
+
+    #[test]
+    fn every_failure_worth_retrying_is_a_503_with_retry_after() {
+        for reason in Reason::ALL {
+            let row = reason.row();
+            let retry = row.status == StatusCode::SERVICE_UNAVAILABLE;
+            assert_eq!(row.retry_after.is_some(), retry, "{reason:?}");
+        }
+        let broker_down = EdgeFailure::from(SubmitError::Unavailable);
+        assert_eq!(broker_down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(broker_down.retry_after, Some(5));
+        assert_eq!(
+            EdgeFailure::from(SubmitError::QueueFull).retry_after,
+            Some(1)
+        );
+        for kind in [
+            FailureKind::BrokerLost,
+            FailureKind::Worker(ErrorCode::Interrupted),
+        ] {
+            let failure = turn_failure(kind.clone());
+            assert_eq!(
+                failure.status(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{kind:?}"
+            );
+            assert!(failure.retry_after.is_some(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn turn_failures_keep_their_message_and_map_to_gateway_statuses() {
+        let status_of = |kind| turn_failure(kind).status();
+        assert_eq!(status_of(FailureKind::Timeout), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            status_of(FailureKind::Worker(ErrorCode::DeadlineExceeded)),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            status_of(FailureKind::Worker(ErrorCode::ModelTimeout)),
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            status_of(FailureKind::Worker(ErrorCode::Cancelled)),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            status_of(FailureKind::Worker(ErrorCode::BadJob)),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(turn_failure(FailureKind::Timeout).message, "why");
+    }
+
+    #[test]
+    fn a_rate_limit_retries_after_its_window_and_a_body_error_names_the_body() {
+        let limited = EdgeFailure::from(AuthError::RateLimited { retry_after: 42 });
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.retry_after, Some(42));
+        let too_large = EdgeFailure::from(BodyError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: "big".into(),
+        });
+        assert_eq!(too_large.reason, Reason::PayloadTooLarge);
+        assert_eq!(too_large.field.as_deref(), Some("body"));
+    }
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_and_an_answering_one_internal() {
+        let down = DatabaseError {
+            unreachable: true,
+            detail: "connection refused".into(),
+        };
+        assert_eq!(EdgeFailure::from(down).reason, Reason::Unavailable);
+        let broken = DatabaseError {
+            unreachable: false,
+            detail: "database \"x\" does not exist".into(),
+        };
+        let failure = EdgeFailure::from(broken);
+        assert_eq!(failure.reason, Reason::Internal);
+        assert!(!failure.message.contains("does not exist"), "never shown");
+        let timeout = deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait);
+        assert!(DatabaseError::from(timeout).unreachable);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_unreachable() {
+        // Port 1: nothing listens there, so the connection is refused at once.
+        let refused = tokio_postgres::connect(
+            "host=127.0.0.1 port=1 user=confab connect_timeout=2",
+            tokio_postgres::NoTls,
+        )
+        .await
+        .err()
+        .map(DatabaseError::from);
+        assert!(refused.is_some_and(|error| error.unreachable));
+    }
+
+    #[test]
+    fn the_response_carries_retry_after_only_when_there_is_one() {
+        let response = error_response(StatusCode::SERVICE_UNAVAILABLE, Value::Null, Some(5));
+        assert_eq!(response.headers()[RETRY_AFTER], "5");
+        let response = error_response(StatusCode::NOT_FOUND, Value::Null, None);
+        assert!(response.headers().get(RETRY_AFTER).is_none());
+    }
+}
