@@ -3,7 +3,7 @@
 use confab::ReplyMode;
 use serde_json::{Value, json};
 
-use crate::stack::{Options, Stack, sse_data};
+use crate::support::stack::{Options, Stack, sse_data};
 
 async fn json_reply_has_the_seed_shape(mode: ReplyMode) {
     let stack = Stack::start(Options::mode(mode)).await;

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::stack::{Options, Stack, sse_data};
+use crate::support::stack::{Options, Stack, sse_data};
 
 /// An identity and a web channel connected to the support agent; returns their ids.
 async fn identity_and_channel(stack: &Stack) -> (String, String) {

@@ -5,10 +5,7 @@
 // A test that cannot go on should stop with a panic; helpers are part of the tests.
 #![allow(clippy::unwrap_used)]
 
-mod fake_platform;
-mod openai_server;
-mod private_rabbitmq;
-mod stack;
+mod support;
 
 mod agents_dialect;
 mod agents_errors;

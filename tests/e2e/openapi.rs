@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::stack::{Options, Stack};
+use crate::support::stack::{Options, Stack};
 use checker::{Checker, Req};
 
 /// A well-formed id that names nothing.

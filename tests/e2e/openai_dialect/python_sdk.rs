@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::stack::{Options, Stack};
+use crate::support::stack::{Options, Stack};
 
 const INSTALL: &str = "python3 -m pip install openai";
 
