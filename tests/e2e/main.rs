@@ -7,19 +7,15 @@
 
 mod support;
 
-mod agents_dialect;
-mod agents_errors;
-mod ai_hub_dialect;
 mod bad_input;
 mod broker_restart;
 mod broker_semantics;
 mod cancellation;
-mod channel_chat_dialect;
+mod dialects;
 mod faults;
 mod isolation;
 mod knowledge;
 mod management;
-mod openai_dialect;
 mod openapi;
 mod operations;
 mod ordering;

@@ -2,7 +2,7 @@
 
 Usage: openai_client.py BASE_URL API_KEY MODEL  (or OPENAI_BASE_URL / OPENAI_API_KEY / CONFAB_MODEL)
 
-Run by tests/e2e/openai_dialect/python_sdk.rs, which asserts on the JSON this prints: what the
+Run by tests/e2e/dialects/openai/python_sdk.rs, which asserts on the JSON this prints: what the
 SDK parsed from each kind of reply (models, JSON, stream with usage, named conversation, errors).
 Exit code 3 means the package is not installed.
 """

@@ -1,4 +1,7 @@
-//! Seed 001: agents by slug, JSON and SSE, with conversation continuity, in both reply modes.
+//! Seed 001: agents by slug, JSON and SSE, with conversation continuity, in both reply modes;
+//! its error envelopes are in `errors.rs`.
+
+mod errors;
 
 use confab::ReplyMode;
 use serde_json::{Value, json};
