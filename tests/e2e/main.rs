@@ -8,18 +8,12 @@
 mod support;
 
 mod bad_input;
-mod broker_restart;
-mod broker_semantics;
-mod cancellation;
+mod channels;
 mod dialects;
-mod faults;
 mod isolation;
 mod knowledge;
 mod management;
 mod openapi;
 mod operations;
-mod ordering;
 mod provider_openai;
-mod redelivery;
-mod telegram;
-mod whatsapp;
+mod reliability;
