@@ -13,7 +13,7 @@
 //! turns per second in both reply modes), `turns::coalescing` (reply events per turn),
 //! `streams` (ingress memory per idle SSE stream), `scaling` (1, 2 and 4 workers).
 
-#[path = "../../tests/e2e/stack.rs"]
+#[path = "../../tests/e2e/support/stack.rs"]
 #[allow(dead_code)]
 mod stack;
 

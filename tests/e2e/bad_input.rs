@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::stack::{Options, Stack};
+use crate::support::stack::{Options, Stack};
 
 const MISSING: &str = "0190f0f0-0000-7000-8000-000000000000";
 

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::stack::{Options, Stack};
+use crate::support::stack::{Options, Stack};
 
 /// Every resource kind of tenant A, created through the API.
 struct Owned {

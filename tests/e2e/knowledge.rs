@@ -7,8 +7,8 @@ use std::time::Duration;
 use confab_shared::tokens::estimate_tokens;
 use serde_json::{Value, json};
 
-use crate::openai_server::{FakeOpenAi, Script};
-use crate::stack::{Options, Stack};
+use crate::support::openai_server::{FakeOpenAi, Script};
+use crate::support::stack::{Options, Stack};
 
 #[path = "../knowledge/corpus.rs"]
 mod corpus;
@@ -303,7 +303,7 @@ async fn a_long_conversation_stays_within_budget_and_older_turns_become_a_summar
         summaries >= 1,
         "the summary is written by the assistant's model"
     );
-    let turns: Vec<&crate::openai_server::Recorded> = requests
+    let turns: Vec<&crate::support::openai_server::Recorded> = requests
         .iter()
         .filter(|r| {
             !r.body["messages"][0]["content"]

@@ -5,28 +5,15 @@
 // A test that cannot go on should stop with a panic; helpers are part of the tests.
 #![allow(clippy::unwrap_used)]
 
-mod fake_platform;
-mod openai_server;
-mod private_rabbitmq;
-mod stack;
+mod support;
 
-mod agents_dialect;
-mod agents_errors;
-mod ai_hub_dialect;
 mod bad_input;
-mod broker_restart;
-mod broker_semantics;
-mod cancellation;
-mod channel_chat_dialect;
-mod faults;
+mod channels;
+mod dialects;
 mod isolation;
 mod knowledge;
 mod management;
-mod openai_dialect;
 mod openapi;
 mod operations;
-mod ordering;
 mod provider_openai;
-mod redelivery;
-mod telegram;
-mod whatsapp;
+mod reliability;

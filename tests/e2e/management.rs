@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::stack::{Options, Stack};
+use crate::support::stack::{Options, Stack};
 
 async fn post(stack: &Stack, key: &str, body: Value) -> (u16, Value) {
     let response = stack

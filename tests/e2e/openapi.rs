@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::stack::{Options, Stack};
+use crate::support::stack::{Options, Stack};
 use checker::{Checker, Req};
 
 /// A well-formed id that names nothing.
@@ -59,7 +59,7 @@ async fn every_documented_operation_answers_as_documented() {
     }
     let world = management(&mut api).await;
     dialects::agents(&mut api, &world).await;
-    dialects::channel_chat(&mut api, &world).await;
+    dialects::identity_chat(&mut api, &world).await;
     dialects::ai_hub(&mut api, &world).await;
     dialects::openai(&mut api, &world).await;
     knowledge_and_memory(&mut api, &world).await;

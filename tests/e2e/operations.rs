@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::stack::{Options, Stack, admin_database_url};
+use crate::support::stack::{Options, Stack, admin_database_url};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_metrics_report_the_stack() {
@@ -62,7 +62,7 @@ async fn readiness_fails_when_the_database_is_gone() {
         ..Options::default()
     })
     .await;
-    crate::stack::drop_database(&stack.database).await;
+    crate::support::stack::drop_database(&stack.database).await;
     let ready = stack.http.get(stack.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     let body: Value = ready.json().await.unwrap();
@@ -132,7 +132,7 @@ impl Drop for DropDatabase {
                 .enable_all()
                 .build()
                 .unwrap();
-            runtime.block_on(crate::stack::drop_database(&database));
+            runtime.block_on(crate::support::stack::drop_database(&database));
         })
         .join();
     }

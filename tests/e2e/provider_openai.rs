@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::openai_server::{FakeOpenAi, Script};
-use crate::stack::{Options, Stack};
+use crate::support::openai_server::{FakeOpenAi, Script};
+use crate::support::stack::{Options, Stack};
 
 async fn stack_with(server: &FakeOpenAi, model_timeout: Duration) -> Stack {
     let options = Options {
@@ -110,7 +110,7 @@ async fn a_silent_vendor_times_out_into_a_model_error() {
         .await;
     assert_eq!(response.status(), 200);
     let body = response.text().await.unwrap();
-    let data = crate::stack::sse_data(&body);
+    let data = crate::support::stack::sse_data(&body);
     let error: Value = serde_json::from_str(&data[0]).unwrap();
     assert_eq!(error["error"]["name"], "ModelError", "{body}");
     assert!(

@@ -2,9 +2,10 @@
 
 Usage: openai_client.py BASE_URL API_KEY MODEL  (or OPENAI_BASE_URL / OPENAI_API_KEY / CONFAB_MODEL)
 
-Run by tests/e2e/openai_dialect/python_sdk.rs, which asserts on the JSON this prints: what the
+Run by tests/e2e/dialects/openai/python_sdk.rs, which asserts on the JSON this prints: what the
 SDK parsed from each kind of reply (models, JSON, stream with usage, named conversation, errors).
-Exit code 3 means the package is not installed.
+That test runs it in a virtualenv holding requirements.txt beside this file (see
+tests/e2e/support/python.rs). Exit code 3 means the package is not installed.
 """
 
 import json
@@ -14,7 +15,10 @@ import sys
 try:
     import openai
 except ImportError:
-    print("the openai package is missing: python3 -m pip install openai", file=sys.stderr)
+    print(
+        "the openai package is missing: pip install -r tests/python/requirements.txt",
+        file=sys.stderr,
+    )
     sys.exit(3)
 
 

@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::validate::validate;
-use crate::stack::{Stack, sse_data};
+use crate::support::stack::{Stack, sse_data};
 
 /// One request to send.
 pub struct Req {

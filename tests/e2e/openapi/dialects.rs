@@ -62,7 +62,7 @@ pub async fn agents(api: &mut Checker<'_>, _world: &World) {
     api.expect(Req::post(chat, unknown), 404).await;
 }
 
-pub async fn channel_chat(api: &mut Checker<'_>, world: &World) {
+pub async fn identity_chat(api: &mut Checker<'_>, world: &World) {
     let chat = format!("/conversation/{}/chat/{}", world.identity, world.channel);
     let hello = json!({"text": "Hello, I need help with my order", "metadata": {"source": "web"}});
     api.expect(Req::post(&chat, hello), 200).await;

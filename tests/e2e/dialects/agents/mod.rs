@@ -1,9 +1,12 @@
-//! Seed 001: agents by slug, JSON and SSE, with conversation continuity, in both reply modes.
+//! Seed 001: agents by slug, JSON and SSE, with conversation continuity, in both reply modes;
+//! its error envelopes are in `errors.rs`.
+
+mod errors;
 
 use confab::ReplyMode;
 use serde_json::{Value, json};
 
-use crate::stack::{Options, Stack, sse_data};
+use crate::support::stack::{Options, Stack, sse_data};
 
 async fn json_reply_has_the_seed_shape(mode: ReplyMode) {
     let stack = Stack::start(Options::mode(mode)).await;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::fake_platform::FakePlatform;
-use crate::stack::{Options, Stack};
+use crate::support::fake_platform::FakePlatform;
+use crate::support::stack::{Options, Stack};
 
 async fn telegram_channel() -> (Stack, FakePlatform, String) {
     let platform = FakePlatform::start().await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::stack::{Options, Stack};
+use crate::support::stack::{Options, Stack};
 
 async fn error_of(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
@@ -122,7 +122,7 @@ async fn unknown_slugs_and_conversations_get_404_not_found_error() {
 async fn a_broken_database_gets_500_internal_server_error() {
     let stack = Stack::start(Options::default()).await;
     stack.support_agent().await;
-    crate::stack::drop_database(&stack.database).await;
+    crate::support::stack::drop_database(&stack.database).await;
     let (status, error) =
         error_of(stack.chat("support-agent", json!({"message": "hi"})).await).await;
     assert_eq!(status, 500);

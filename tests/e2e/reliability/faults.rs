@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::stack::{Options, Stack};
+use crate::support::stack::{Options, Stack};
 
 /// The server binaries of the newest PostgreSQL installed the Debian way.
 fn pg_bin() -> PathBuf {
@@ -308,7 +308,7 @@ async fn sigterm_lets_a_worker_finish_its_turn_and_an_ingress_finish_its_stream(
     terminate(&worker);
     terminate(&ingress);
     let body = response.text().await.unwrap();
-    let text: String = crate::stack::sse_data(&body)
+    let text: String = crate::support::stack::sse_data(&body)
         .iter()
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())
         .filter_map(|e| e["chunk"].as_str().map(str::to_owned))

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{completions, user};
-use crate::stack::{Options, Stack, sse_data};
+use crate::support::stack::{Options, Stack, sse_data};
 
 /// Status and `error` object of an error response, checked to have all four fields.
 async fn error_of(response: reqwest::Response) -> (u16, Value) {

@@ -7,9 +7,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::fake_platform::{FakePlatform, graph_error};
-use crate::openai_server::{FakeOpenAi, Script};
-use crate::stack::{Options, Stack};
+use crate::support::fake_platform::{FakePlatform, graph_error};
+use crate::support::openai_server::{FakeOpenAi, Script};
+use crate::support::stack::{Options, Stack};
 
 const SECRET: &str = "app-secret-1";
 const NUMBER_ID: &str = "109876543210";

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::json;
 
-use crate::stack::{Options, Stack};
+use crate::support::stack::{Options, Stack};
 
 const LONG_ANSWER_INSTRUCTIONS: &str = "Our opening hours are long and varied because the shop \
     serves customers in many time zones, so the hours run from seven in the morning until eleven \

@@ -8,7 +8,7 @@ mod python_sdk;
 use confab::ReplyMode;
 use serde_json::{Value, json};
 
-use crate::stack::{Options, Stack, sse_data};
+use crate::support::stack::{Options, Stack, sse_data};
 
 const HOURS: &str = "Our business hours are 9:00 to 17:00, Monday to Friday.";
 

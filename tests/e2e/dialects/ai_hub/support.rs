@@ -5,7 +5,7 @@ use reqwest::header::ACCEPT;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::stack::{Options, Stack, sse_data};
+use crate::support::stack::{Options, Stack, sse_data};
 
 pub const SEED_ASSISTANT: &str = "550e8400-e29b-41d4-a716-446655440001";
 pub const SEED_FOLDERS: [&str; 2] = [

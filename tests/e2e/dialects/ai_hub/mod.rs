@@ -9,7 +9,7 @@ mod support;
 
 use serde_json::{Value, json};
 
-use crate::stack::{Options, Stack};
+use crate::support::stack::{Options, Stack};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

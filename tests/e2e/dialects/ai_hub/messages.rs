@@ -5,8 +5,8 @@
 use serde_json::{Value, json};
 
 use super::support::{SEED_ASSISTANT, ask_json, assert_answer, assert_success, seed_stack, stored};
-use crate::openai_server::{FakeOpenAi, Script};
-use crate::stack::{Options, Stack};
+use crate::support::openai_server::{FakeOpenAi, Script};
+use crate::support::stack::{Options, Stack};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_is_stored_with_its_top_level_keys_lowercased() {

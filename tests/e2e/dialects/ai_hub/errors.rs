@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::support::{
     SEED_ASSISTANT, SEED_FOLDERS, ask, ask_json, insert_assistant, insert_folder, seed_stack,
 };
-use crate::stack::{Options, Stack, sse_data};
+use crate::support::stack::{Options, Stack, sse_data};
 
 fn question(assistant_id: &str) -> Value {
     json!({
@@ -280,7 +280,7 @@ async fn an_answer_past_the_deadline_gets_504_or_a_final_error_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_database_gets_500_in_the_dialect_shape() {
     let stack = seed_stack(Options::default()).await;
-    crate::stack::drop_database(&stack.database).await;
+    crate::support::stack::drop_database(&stack.database).await;
     let (status, body) = ask_json(&stack, &question(SEED_ASSISTANT)).await;
     assert_eq!(status, 500);
     assert_eq!(body["success"], false);

@@ -1,21 +1,22 @@
 //! The official `openai` Python package as the client (`tests/python/openai_client.py`): if its
-//! parser accepts confab's replies, so will applications built on it. The interpreter is
-//! `CONFAB_TEST_PYTHON` (default `python3`); a missing package fails the test, never skips it.
+//! parser accepts confab's replies, so will applications built on it. The package, pinned in
+//! `tests/python/requirements.txt`, comes from the tests' own virtualenv (`support::python`),
+//! which the first run installs; nothing needs installing by hand, and nothing skips.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::stack::{Options, Stack};
-
-const INSTALL: &str = "python3 -m pip install openai";
+use crate::support::python;
+use crate::support::stack::{Options, Stack};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_python_sdk_reads_models_json_streams_conversations_and_errors() {
+    // Blocks while it installs, before the stack has anything running.
+    let python = python::venv_python();
     let stack = Stack::start(Options::default()).await;
     stack.support_agent().await;
-    let python = std::env::var("CONFAB_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let base_url = format!("http://{}/v1", stack.addr);
     let child = tokio::process::Command::new(&python)
         .arg("tests/python/openai_client.py")
@@ -27,7 +28,7 @@ async fn openai_python_sdk_reads_models_json_streams_conversations_and_errors() 
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python} ({e}); install Python 3 and {INSTALL}"));
+        .unwrap_or_else(|e| panic!("cannot run {} ({e})", python.display()));
     let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
         .await
         .expect("the Python client finished within 2 minutes")
@@ -36,7 +37,9 @@ async fn openai_python_sdk_reads_models_json_streams_conversations_and_errors() 
     assert_ne!(
         output.status.code(),
         Some(3),
-        "the openai package is not installed for {python}; run `{INSTALL}`\n{stderr}"
+        "the openai package is missing from {}'s venv, which should hold {}\n{stderr}",
+        python.display(),
+        python::REQUIREMENTS
     );
     assert!(
         output.status.success(),

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use confab::ReplyMode;
 
-use crate::private_rabbitmq::PrivateRabbitMq;
-use crate::stack::{Options, Stack};
+use crate::support::private_rabbitmq::PrivateRabbitMq;
+use crate::support::stack::{Options, Stack};
 
 const HOURS: &str = "Our business hours are 9:00 to 17:00, Monday to Friday.";
 

@@ -8,7 +8,7 @@ use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use serde_json::{Value, json};
 
-use crate::stack::{Options, Stack, amqp_url};
+use crate::support::stack::{Options, Stack, amqp_url};
 
 async fn channel() -> (lapin::Connection, lapin::Channel) {
     let connection = lapin::Connection::connect(&amqp_url(), Default::default())

@@ -1,0 +1,5 @@
+//! The messaging channels end to end: webhooks into the real ingress, answered by real workers,
+//! sent by the delivery role to a local fake platform API (`support::fake_platform`).
+
+mod telegram;
+mod whatsapp;
