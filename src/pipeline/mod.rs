@@ -95,7 +95,7 @@ pub enum TurnEvent {
 pub struct Pipeline {
     broker: Arc<Broker>,
     /// Records each turn as pending before its job is published, so that workers answer the
-    /// turns of one conversation in arrival order (see `migrations/0004_turn_order.sql`).
+    /// turns of one conversation in the order they were recorded (`migrations/0006_turn_places.sql`).
     db: Pool,
     deadline: Duration,
 }

@@ -32,6 +32,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0005_channel_messages",
         include_str!("../../migrations/0005_channel_messages.sql"),
     ),
+    (
+        6,
+        "0006_turn_places",
+        include_str!("../../migrations/0006_turn_places.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming confab's migration lock in `pg_advisory_lock`.

@@ -1,13 +1,15 @@
 //! `pending_turns`: the turns the ingress has accepted and no worker has settled yet. The
 //! ingress records a turn here before its job is published, so that workers answer the turns of
-//! one conversation in arrival order (`migrations/0004_turn_order.sql`); a cancel flags it, so a
+//! one conversation in the order they were recorded (`migrations/0006_turn_places.sql`); a cancel flags it, so a
 //! turn no worker has taken never starts. The worker's side (the order check, settling) is
 //! `workers/src/order.rs`.
 
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-/// Record a turn as pending. Must be committed before its job is published.
+/// Record a turn as pending, at the next place of its conversation. Must be committed before
+/// its job is published. One statement: the counter's row lock is held until the pending row is
+/// committed, so places follow the order in which turns are recorded (`0006_turn_places.sql`).
 pub async fn record(
     client: &impl GenericClient,
     tenant_id: Uuid,
@@ -17,8 +19,15 @@ pub async fn record(
 ) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
-            "INSERT INTO pending_turns (tenant_id, conversation_id, request_id, deadline) \
-             VALUES ($1, $2, $3, to_timestamp($4::float8 / 1000)) ON CONFLICT DO NOTHING",
+            "WITH place AS ( \
+               INSERT INTO turn_places (tenant_id, conversation_id, last_place) VALUES ($1, $2, 1) \
+               ON CONFLICT (tenant_id, conversation_id) DO UPDATE \
+                 SET last_place = turn_places.last_place + 1, recorded_at = now() \
+               RETURNING last_place \
+             ) \
+             INSERT INTO pending_turns (tenant_id, conversation_id, request_id, deadline, place) \
+             SELECT $1, $2, $3, to_timestamp($4::float8 / 1000), last_place FROM place \
+             ON CONFLICT DO NOTHING",
             &[
                 &tenant_id,
                 &conversation_id,
@@ -63,6 +72,10 @@ pub async fn flag_cancelled(
     Ok(marked > 0)
 }
 
-/// SQL that forgets turns a minute past their deadline (housekeeping).
-pub const FORGET_EXPIRED: &str =
-    "DELETE FROM pending_turns WHERE deadline < now() - interval '1 minute'";
+/// SQL that forgets turns a minute past their deadline, and the places of conversations with no
+/// turn left (housekeeping). A counter recorded in the last minute is kept: its turn's row may
+/// not be visible yet, and a fresh `recorded_at` is re-checked under the row's lock.
+pub const FORGET_EXPIRED: &str = "DELETE FROM pending_turns WHERE deadline < now() - interval '1 minute'; \
+     DELETE FROM turn_places c WHERE recorded_at < now() - interval '1 minute' \
+       AND NOT EXISTS (SELECT 1 FROM pending_turns p \
+                       WHERE p.tenant_id = c.tenant_id AND p.conversation_id = c.conversation_id)";

@@ -1,5 +1,6 @@
 //! Turns of one conversation are answered in arrival order, so a second message sees the first
-//! answer. The ingress records each turn in `pending_turns` before publishing its job; this
+//! answer. The ingress records each turn in `pending_turns`, at the next place of its
+//! conversation, before publishing its job (`migrations/0006_turn_places.sql`); this
 //! module is the worker's whole side of that table: the check whether earlier turns are still
 //! pending (or this one was cancelled), the wait for them, and the removal of a turn's row once
 //! it is settled. It depends on no other worker module, so the store can take the check inside
@@ -70,8 +71,10 @@ pub enum Place {
 pub async fn check(client: &impl GenericClient, job: &Job) -> Result<Place, DbError> {
     let row = client
         .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pending_turns WHERE tenant_id = $1 \
-               AND conversation_id = $2 AND request_id < $3 AND deadline > now()), \
+            "SELECT EXISTS (SELECT 1 FROM pending_turns earlier, pending_turns me \
+               WHERE me.tenant_id = $1 AND me.conversation_id = $2 AND me.request_id = $3 \
+                 AND earlier.tenant_id = $1 AND earlier.conversation_id = $2 \
+                 AND earlier.place < me.place AND earlier.deadline > now()), \
              EXISTS (SELECT 1 FROM pending_turns WHERE tenant_id = $1 \
                AND conversation_id = $2 AND request_id = $3 AND cancelled)",
             &[&job.tenant_id, &job.conversation_id, &job.request_id],
