@@ -23,7 +23,7 @@ pub fn routes() -> ApiRouter {
     ApiRouter::new()
         .merge(counted("agents", crate::dialects::agents::router()))
         .merge(counted(
-            "channel_chat",
+            "identity_chat",
             crate::dialects::identity_chat::router(),
         ))
         .merge(counted("ai_hub", crate::dialects::ai_hub::router()))

@@ -48,14 +48,14 @@ use crate::store::tenants;
 const STREAM_TOKEN_TTL_SECS: i32 = 300;
 
 fn op(id: &'static str, summary: &'static str) -> Operation {
-    Operation::new(id, summary).tag("channel-chat")
+    Operation::new(id, summary).tag("identity-chat")
 }
 
 pub fn router() -> ApiRouter {
     let identity = "The identity (UUID) who speaks";
     ApiRouter::new()
         .tag(
-            "channel-chat",
+            "identity-chat",
             "Seed 000: identities talk to assistants through channels",
         )
         .components(schemas::components())

@@ -77,7 +77,7 @@ async fn every_documented_operation_answers_as_documented() {
     let dialect = [400, 401, 404, 413, 429, 502];
     for (tag, statuses) in [
         ("agents", &dialect[..]),
-        ("channel-chat", &dialect[..]),
+        ("identity-chat", &dialect[..]),
         ("ai-hub", &dialect[..]),
         ("openai", &dialect[..]),
         ("assistants", &[400, 401, 404, 409, 413][..]),
