@@ -121,10 +121,21 @@ impl Pipeline {
         let expires_ms = reply_expiry_ms(self.deadline);
         // Independent round trips (broker and database), so they overlap; both must be done
         // before the job is published.
-        let (subscription, marked) = tokio::join!(
+        // Bounded by the deadline like every broker wait of a request: a session that stops
+        // answering without closing must not hold the caller forever.
+        let subscribing = tokio::time::timeout(
+            self.deadline,
             session.relay.subscribe(request_id, expires_ms),
+        );
+        let (subscription, marked) = tokio::join!(
+            async {
+                subscribing
+                    .await
+                    .map_err(|_| "no answer from the broker".to_owned())
+            },
             self.mark_pending(&request, deadline_ms)
         );
+        let subscription = subscription.and_then(|s| s.map_err(|e| e.to_string()));
         let subscription = match (subscription, marked) {
             (Ok(subscription), Ok(())) => subscription,
             (subscription, marked) => {
@@ -188,7 +199,13 @@ impl Pipeline {
     }
 
     async fn publish(&self, session: &Session, job: &Job) -> Result<(), SubmitError> {
-        let published = self.broker.publish_job(session, job).await;
+        let published = tokio::time::timeout(self.deadline, self.broker.publish_job(session, job))
+            .await
+            .unwrap_or_else(|_| {
+                Err(PublishError::Unavailable(
+                    "no confirm before the deadline".into(),
+                ))
+            });
         if let Err(e) = published {
             if let Ok(client) = self.db.get().await {
                 pending_turns::forget(

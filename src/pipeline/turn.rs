@@ -211,10 +211,12 @@ impl Turn {
             let until_deadline = self
                 .deadline
                 .saturating_duration_since(tokio::time::Instant::now());
-            match session
+            let subscribing = session
                 .relay
-                .subscribe(self.request_id, reply_expiry_ms(until_deadline))
+                .subscribe(self.request_id, reply_expiry_ms(until_deadline));
+            match tokio::time::timeout_at(self.deadline, subscribing)
                 .await
+                .map_err(|_| timeout())?
             {
                 Ok(subscription) => break (session, subscription),
                 Err(e) => {

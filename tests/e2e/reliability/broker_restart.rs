@@ -31,8 +31,11 @@ fn ask_body(assistant_id: &str, conversation: &str, message_id: &str) -> Value {
 
 /// Jobs ready in the stack's work queue, as the broker counts them.
 async fn jobs_waiting(node: &PrivateRabbitMq, stack: &Stack) -> u32 {
-    let connection = lapin::Connection::connect(&node.amqp_url(), Default::default())
+    let url = node.amqp_url();
+    let connecting = lapin::Connection::connect(&url, Default::default());
+    let connection = tokio::time::timeout(Duration::from_secs(10), connecting)
         .await
+        .expect("the node answers within 10 s")
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
     let queue = channel
@@ -212,7 +215,10 @@ async fn a_broker_restart(reply_mode: ReplyMode) {
     node.up().await;
     stack.start_worker_process();
     // The caller kept waiting through the restart and gets its answer.
-    let (status, body) = waiting.await.unwrap();
+    let (status, body) = tokio::time::timeout(Duration::from_secs(90), waiting)
+        .await
+        .expect("answered within 90 s of the restart")
+        .unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["success"], true, "{body}");
     assert_eq!(body["message"]["content"], HOURS, "{body}");

@@ -108,8 +108,11 @@ impl PrivateRabbitMq {
         assert!(status.success(), "rabbitmq-server -detached failed");
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(60) {
-            let connected = lapin::Connection::connect(&self.amqp_url(), Default::default()).await;
-            if let Ok(connection) = connected {
+            // A booting node may take the TCP connection and not answer the handshake yet.
+            let url = self.amqp_url();
+            let connecting = lapin::Connection::connect(&url, Default::default());
+            let connected = tokio::time::timeout(Duration::from_secs(5), connecting).await;
+            if let Ok(Ok(connection)) = connected {
                 let _ = connection.close(200, "ready".into()).await;
                 return;
             }
