@@ -4,6 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
+use confab_shared::text::json_contains_nul;
 
 /// Why a body could not be read as JSON: a status and a message for the client.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,23 +35,34 @@ pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<serde_json::Valu
     })?;
     // Postgres text cannot hold NUL; refused here, such a message would fail in the worker on
     // every delivery instead.
-    if contains_nul(&value) {
+    if json_contains_nul(&value) {
         return Err(BodyError {
             status: StatusCode::BAD_REQUEST,
             message: "Request body must not contain NUL (\\u0000) characters".into(),
         });
     }
+    // What is stored must read back: serde_json refuses documents nested deeper than 128 when
+    // Postgres hands them back, and stored JSON sits a few levels below the body (memory
+    // sections, metadata), so the body gets a limit well inside that.
+    if depth(&value) > MAX_NESTING {
+        return Err(BodyError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("Request body is nested deeper than {MAX_NESTING} levels"),
+        });
+    }
     Ok(value)
 }
 
-fn contains_nul(value: &serde_json::Value) -> bool {
+/// How deep a body's arrays and objects may nest.
+pub const MAX_NESTING: usize = 32;
+
+/// Nesting depth of arrays and objects (a scalar is 0). Bounded by serde_json's own recursion
+/// limit of 128, so this recursion cannot run away.
+fn depth(value: &serde_json::Value) -> usize {
     match value {
-        serde_json::Value::String(s) => s.contains('\0'),
-        serde_json::Value::Array(items) => items.iter().any(contains_nul),
-        serde_json::Value::Object(fields) => fields
-            .iter()
-            .any(|(key, value)| key.contains('\0') || contains_nul(value)),
-        _ => false,
+        serde_json::Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        serde_json::Value::Object(fields) => 1 + fields.values().map(depth).max().unwrap_or(0),
+        _ => 0,
     }
 }
 
@@ -71,5 +83,17 @@ mod tests {
             assert_eq!(error.status, StatusCode::BAD_REQUEST);
             assert!(error.message.contains("NUL"), "{bad}");
         }
+    }
+
+    #[test]
+    fn bodies_nested_deeper_than_the_limit_are_refused() {
+        let nested = |levels: usize| {
+            let text = format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+            json_body(Ok(axum::body::Bytes::from(text)))
+        };
+        assert!(nested(MAX_NESTING).is_ok());
+        let error = nested(MAX_NESTING + 1).unwrap_err();
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert!(error.message.contains("nested deeper"), "{}", error.message);
     }
 }

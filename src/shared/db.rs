@@ -44,8 +44,10 @@ impl From<tokio_postgres::Error> for DbError {
     fn from(error: tokio_postgres::Error) -> Self {
         // Connection loss has no SQLSTATE; class 08 is a connection exception, 57P0x an
         // administrator shutdown or a server still starting, 40xxx a lost race to retry.
+        // A value that will not convert (a column that does not read back, a parameter that
+        // does not encode) has no SQLSTATE either, but retrying it fails the same way.
         let transient = match error.code() {
-            None => true,
+            None => !is_conversion(&error),
             Some(code) => {
                 let code = code.code();
                 code.starts_with("08") || code.starts_with("57P") || code.starts_with("40")
@@ -57,6 +59,13 @@ impl From<tokio_postgres::Error> for DbError {
             DbError::Query(error)
         }
     }
+}
+
+/// tokio-postgres tells its conversion errors only by their message ("error serializing
+/// parameter N", "error deserializing column N").
+fn is_conversion(error: &tokio_postgres::Error) -> bool {
+    let message = error.to_string();
+    message.starts_with("error serializing") || message.starts_with("error deserializing")
 }
 
 impl From<deadpool_postgres::PoolError> for DbError {

@@ -157,14 +157,18 @@ pub async fn for_webhook(
             &[&id],
         )
         .await?;
-    Ok(row.map(|row| WebhookChannel {
-        id,
-        tenant_id: row.get(0),
-        kind: row.get(1),
-        assistant_id: row.get(2),
-        config: match row.get::<_, serde_json::Value>(3) {
-            serde_json::Value::Object(config) => config,
-            _ => serde_json::Map::new(),
-        },
-    }))
+    // Fallible reads: `config` is JSON a client wrote.
+    row.map(|row| {
+        Ok(WebhookChannel {
+            id,
+            tenant_id: row.try_get(0)?,
+            kind: row.try_get(1)?,
+            assistant_id: row.try_get(2)?,
+            config: match row.try_get::<_, serde_json::Value>(3)? {
+                serde_json::Value::Object(config) => config,
+                _ => serde_json::Map::new(),
+            },
+        })
+    })
+    .transpose()
 }

@@ -184,24 +184,26 @@ pub async fn messages(
             &[&conversation_pk, &cursor, &limit],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|row| StoredMessage {
-            pk: row.get(0),
-            id: row.get(1),
-            role: row.get(2),
-            content: row.get(3),
-            status: row.get(4),
-            answers: row.get(5),
-            model: row.get(6),
-            prompt_tokens: row.get(7),
-            completion_tokens: row.get(8),
-            metadata: row.get(9),
-            delivery_status: row.get(10),
-            delivery_error: row.get(11),
-            created_at: row.get(12),
+    // Fallible reads: `metadata` is JSON a client wrote.
+    rows.iter()
+        .map(|row| {
+            Ok(StoredMessage {
+                pk: row.try_get(0)?,
+                id: row.try_get(1)?,
+                role: row.try_get(2)?,
+                content: row.try_get(3)?,
+                status: row.try_get(4)?,
+                answers: row.try_get(5)?,
+                model: row.try_get(6)?,
+                prompt_tokens: row.try_get(7)?,
+                completion_tokens: row.try_get(8)?,
+                metadata: row.try_get(9)?,
+                delivery_status: row.try_get(10)?,
+                delivery_error: row.try_get(11)?,
+                created_at: row.try_get(12)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Delete a conversation and its turns; false if the tenant has no such conversation.

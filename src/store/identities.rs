@@ -31,15 +31,17 @@ fn columns() -> String {
     )
 }
 
-fn from_row(row: &tokio_postgres::Row) -> Identity {
-    Identity {
-        id: row.get(0),
-        name: row.get(1),
-        external_id: row.get(2),
-        profile: row.get(3),
-        created_at: row.get(4),
-        updated_at: row.get(5),
-    }
+/// Fallible reads: `profile` is JSON a client wrote, and one that cannot be read back must be an
+/// error of this request, never a panic that closes the socket.
+fn from_row(row: &tokio_postgres::Row) -> Result<Identity, tokio_postgres::Error> {
+    Ok(Identity {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        external_id: row.try_get(2)?,
+        profile: row.try_get(3)?,
+        created_at: row.try_get(4)?,
+        updated_at: row.try_get(5)?,
+    })
 }
 
 fn unique_violation(error: tokio_postgres::Error, external_id: Option<&str>) -> IdentityError {
@@ -67,7 +69,7 @@ pub async fn create(
             &[&Uuid::now_v7(), &tenant_id, &name, &external_id, profile],
         )
         .await
-        .map(|row| from_row(&row))
+        .and_then(|row| from_row(&row))
         .map_err(|e| unique_violation(e, external_id))
 }
 
@@ -77,7 +79,7 @@ pub async fn by_id(
     id: Uuid,
 ) -> Result<Option<Identity>, tokio_postgres::Error> {
     let row = crate::store::tenant_row(client, "identities", &columns(), tenant_id, id).await?;
-    Ok(row.map(|row| from_row(&row)))
+    row.map(|row| from_row(&row)).transpose()
 }
 
 /// A page of identities, newest first, optionally only the one with `external_id`.
@@ -100,7 +102,7 @@ pub async fn list(
             &[&tenant_id, &external_id, &cursor, &limit],
         )
         .await?;
-    Ok(rows.iter().map(from_row).collect())
+    rows.iter().map(from_row).collect()
 }
 
 /// Apply a partial update; `profile` keys are merged (a `null` removes one).
@@ -125,7 +127,7 @@ pub async fn update(
             &[&tenant_id, &id, &name, &external_id, &profile],
         )
         .await
-        .map(|row| row.map(|row| from_row(&row)))
+        .and_then(|row| row.map(|row| from_row(&row)).transpose())
         .map_err(|e| unique_violation(e, external_id))
 }
 
@@ -182,13 +184,14 @@ impl Section {
 
 const MEMORY_COLUMNS: &str = "preferences, data, stage, associations";
 
-fn memory_from_row(row: &tokio_postgres::Row) -> Memory {
-    Memory {
-        preferences: row.get(0),
-        data: row.get(1),
-        stage: row.get(2),
-        associations: row.get(3),
-    }
+/// Fallible for the same reason as [`from_row`]: every section is JSON a client wrote.
+fn memory_from_row(row: &tokio_postgres::Row) -> Result<Memory, tokio_postgres::Error> {
+    Ok(Memory {
+        preferences: row.try_get(0)?,
+        data: row.try_get(1)?,
+        stage: row.try_get(2)?,
+        associations: row.try_get(3)?,
+    })
 }
 
 pub async fn memory(
@@ -202,7 +205,7 @@ pub async fn memory(
             &[&tenant_id, &id],
         )
         .await?;
-    Ok(row.map(|row| memory_from_row(&row)))
+    row.map(|row| memory_from_row(&row)).transpose()
 }
 
 /// Replace the whole memory (`replace`), or merge into it: objects key by key (a `null` value
@@ -247,7 +250,7 @@ pub async fn write_memory(
     } else {
         client.query_opt(&sql, &params).await?
     };
-    Ok(row.map(|row| memory_from_row(&row)))
+    row.map(|row| memory_from_row(&row)).transpose()
 }
 
 /// A write to memory; `None` leaves a part as it is.
@@ -294,7 +297,7 @@ pub async fn set_memory_key(
                 .await?
         }
     };
-    Ok(row.map(|row| memory_from_row(&row)))
+    row.map(|row| memory_from_row(&row)).transpose()
 }
 
 /// A channel platform's user (a WhatsApp number, a Telegram user) as the tenant's identity:

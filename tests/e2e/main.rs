@@ -10,6 +10,7 @@ mod support;
 mod bad_input;
 mod channels;
 mod dialects;
+mod hardening;
 mod isolation;
 mod knowledge;
 mod management;

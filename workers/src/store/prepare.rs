@@ -264,13 +264,17 @@ async fn identity_memory(
             &[&tenant_id, &identity_id],
         )
         .await?;
-    Ok(row.map(|row| IdentityMemory {
-        name: row.get(0),
-        stage: row.get(1),
-        preferences: row.get(2),
-        data: row.get(3),
-        associations: row.get(4),
-    }))
+    // Fallible reads: every memory section is JSON a client wrote.
+    let memory = row.map(|row| {
+        Ok::<_, tokio_postgres::Error>(IdentityMemory {
+            name: row.try_get(0)?,
+            stage: row.try_get(1)?,
+            preferences: row.try_get(2)?,
+            data: row.try_get(3)?,
+            associations: row.try_get(4)?,
+        })
+    });
+    Ok(memory.transpose()?)
 }
 
 /// The newest complete turns after the summary and before the new message that could fit the
