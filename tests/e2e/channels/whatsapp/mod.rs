@@ -7,6 +7,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+mod hostile_payloads;
+
 use crate::support::fake_platform::{FakePlatform, graph_error};
 use crate::support::openai_server::{FakeOpenAi, Script};
 use crate::support::stack::{Options, Stack};
