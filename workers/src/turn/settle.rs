@@ -120,7 +120,10 @@ pub(super) async fn answered(
     } = generated;
     let summarise_before = oldest_turn_pk.unwrap_or(prepared.message_pk);
     let interrupted = !matches!(ending, Generation::Complete);
-    if interrupted && text.is_empty() {
+    // A turn cut before its first word (the caller left, the deadline passed) still gets its
+    // interrupted record, so the history tells why it has no answer; a model that failed
+    // before saying anything has nothing to record.
+    if matches!(ending, Generation::Failed(_)) && text.is_empty() {
         return without_answer(replies, ending).await;
     }
     let new_answer = NewAnswer {

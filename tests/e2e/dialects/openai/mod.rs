@@ -3,6 +3,7 @@
 //! `errors.rs`, and the official Python SDK as a client in `python_sdk.rs`.
 
 mod errors;
+mod interrupted;
 mod python_sdk;
 
 use confab::ReplyMode;
