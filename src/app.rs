@@ -129,7 +129,11 @@ impl Application {
             metrics: metrics::recorder(),
             rate_limit_per_min: config.rate_limit_per_min,
             webhook_max_age: config.webhook_max_age,
+            secrets: config.secrets.clone(),
         };
+        if !state.secrets.is_enabled() {
+            tracing::warn!("CONFAB_SECRET_KEYS is not set: channel secrets are stored unencrypted");
+        }
         tokio::spawn(housekeeping(state.db.clone()));
         let listener =
             TcpListener::bind(config.listen)

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use confab_contract::settings::{ConfigError, SharedSettings, parsed_var, var_or};
+use confab_shared::secrets::SecretBox;
 
 /// How reply events travel back to the ingress (see `relay`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,8 @@ pub struct IngressConfig {
     /// outage when the platform replays its backlog, are stored but not answered.
     /// `CONFAB_WEBHOOK_MAX_AGE_SECS`, default 900.
     pub webhook_max_age: Duration,
+    /// The keys channel secrets are sealed with. `CONFAB_SECRET_KEYS`, default none.
+    pub secrets: SecretBox,
 }
 
 impl IngressConfig {
@@ -77,6 +80,7 @@ impl IngressConfig {
             database_pool_size: parsed_var("CONFAB_DATABASE_POOL_SIZE", 16)?,
             shutdown_grace: Duration::from_secs(parsed_var("CONFAB_SHUTDOWN_GRACE_SECS", 30)?),
             webhook_max_age: Duration::from_secs(parsed_var("CONFAB_WEBHOOK_MAX_AGE_SECS", 900)?),
+            secrets: SecretBox::from_env()?,
         })
     }
 }

@@ -5,6 +5,7 @@
 //! confab ingress                          serve the HTTP API
 //! confab worker [--concurrency N]         run one assistant worker (same as confab-worker)
 //! confab admin create-tenant --name NAME  create a tenant and its first API key (JSON)
+//! confab admin reseal-secrets             seal channel secrets under the first CONFAB_SECRET_KEYS key
 //! confab kb import PATH --folder NAME     load text/Markdown files into a knowledge folder
 //! confab dev [--workers N]                the whole stack locally, with a demo assistant
 //! ```
@@ -16,7 +17,7 @@ use confab_shared::process::{init_logging, shutdown_signal};
 use confab_worker::WorkerConfig;
 
 const USAGE: &str = "usage: confab <migrate | ingress | worker [--concurrency N] [--roles chat,delivery] | \
-                     admin create-tenant --name NAME | kb import PATH --folder NAME | \
+                     admin create-tenant --name NAME | admin reseal-secrets | kb import PATH --folder NAME | \
                      dev [--workers N]>";
 
 #[tokio::main]
@@ -29,6 +30,7 @@ async fn main() -> ExitCode {
         ["ingress"] => ingress().await,
         ["worker", rest @ ..] => worker(rest).await,
         ["admin", "create-tenant", "--name", name] => create_tenant(name).await,
+        ["admin", "reseal-secrets"] => reseal_secrets().await,
         ["kb", "import", path, "--folder", folder] => {
             confab::cli::kb::import(std::path::Path::new(path), folder)
                 .await
@@ -114,6 +116,18 @@ async fn create_tenant(name: &str) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     println!("{created}");
+    Ok(())
+}
+
+async fn reseal_secrets() -> Result<(), String> {
+    let config = ingress_config()?;
+    let mut client = confab::cli::admin::connect(&config.shared.database_url)
+        .await
+        .map_err(|e| e.to_string())?;
+    let changed = confab::cli::admin::reseal_secrets(&mut client, &config.secrets)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{}", serde_json::json!({ "channels_resealed": changed }));
     Ok(())
 }
 

@@ -96,7 +96,7 @@ async fn create(
         assistant_id,
         config,
     };
-    let channel = channels::create(&**db, tenant_id, &new).await?;
+    let channel = channels::create(&**db, tenant_id, &new, &state.secrets).await?;
     Ok((StatusCode::CREATED, Json(channel)))
 }
 
@@ -150,6 +150,7 @@ async fn update(
             name.as_deref(),
             assistant_id,
             config.as_ref(),
+            &state.secrets,
         )
         .await,
         "channel",

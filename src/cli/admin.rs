@@ -1,7 +1,9 @@
 //! Bootstrapping commands that would otherwise mean editing tables by hand.
 
+use confab_shared::secrets::{SecretBox, SecretsError};
 use serde_json::json;
 use tokio_postgres::NoTls;
+use uuid::Uuid;
 
 use crate::store::tenants::{self, TenantError};
 
@@ -13,6 +15,10 @@ pub enum AdminError {
     Tenant(#[from] TenantError),
     #[error(transparent)]
     Migrate(#[from] crate::store::migrate::MigrateError),
+    #[error("channel {channel}: {error}")]
+    Secrets { channel: Uuid, error: SecretsError },
+    #[error("CONFAB_SECRET_KEYS is not set: there is no key to seal with")]
+    NoSecretKeys,
 }
 
 /// A single connection for one-off commands, its driver running in the background.
@@ -41,4 +47,32 @@ pub async fn create_tenant(
         "api_key": key.secret,
         "api_key_id": key.id,
     }))
+}
+
+/// Seal every channel's credentials under the first of `secrets`' keys: those stored in plain
+/// (before encryption was turned on) and those sealed with an older key. One transaction, so a
+/// secret that does not open (its key already dropped) changes nothing. How many channels
+/// changed.
+pub async fn reseal_secrets(
+    client: &mut tokio_postgres::Client,
+    secrets: &SecretBox,
+) -> Result<u64, AdminError> {
+    if !secrets.is_enabled() {
+        return Err(AdminError::NoSecretKeys);
+    }
+    let tx = client.transaction().await?;
+    let mut changed = 0;
+    for (id, mut config) in crate::store::channels::all_configs_for_update(&tx).await? {
+        if !secrets.needs_reseal(&config) {
+            continue;
+        }
+        secrets
+            .open_config(id, &mut config)
+            .map_err(|error| AdminError::Secrets { channel: id, error })?;
+        secrets.seal_config(id, &mut config);
+        crate::store::channels::set_stored_config(&tx, id, &config).await?;
+        changed += 1;
+    }
+    tx.commit().await?;
+    Ok(changed)
 }

@@ -18,6 +18,8 @@ pub struct AppState {
     pub rate_limit_per_min: i32,
     /// Channel messages older than this are stored but not answered.
     pub webhook_max_age: std::time::Duration,
+    /// Seals channel secrets on the way in, opens them for webhooks.
+    pub secrets: confab_shared::secrets::SecretBox,
 }
 
 impl AppState {

@@ -1,7 +1,9 @@
 //! Channels: how identities reach an assistant (web, WhatsApp, Telegram, custom). Each channel is
 //! connected to one assistant, which answers there. Its `config` holds channel credentials and is
-//! write-only: only the names of its keys are ever shown.
+//! write-only: only the names of its keys are ever shown, and its credentials are sealed before
+//! they are stored (`confab_shared::secrets`).
 
+use confab_shared::secrets::SecretBox;
 use serde::Serialize;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
@@ -54,8 +56,12 @@ pub async fn create(
     client: &impl GenericClient,
     tenant_id: Uuid,
     new: &NewChannel,
+    secrets: &SecretBox,
 ) -> Result<Channel, tokio_postgres::Error> {
-    let config = serde_json::Value::Object(new.config.clone());
+    let id = Uuid::now_v7();
+    let mut config = new.config.clone();
+    secrets.seal_config(id, &mut config);
+    let config = serde_json::Value::Object(config);
     let row = client
         .query_one(
             &format!(
@@ -64,7 +70,7 @@ pub async fn create(
                 columns()
             ),
             &[
-                &Uuid::now_v7(),
+                &id,
                 &tenant_id,
                 &new.name,
                 &new.kind,
@@ -104,8 +110,13 @@ pub async fn update(
     name: Option<&str>,
     assistant_id: Option<Uuid>,
     config: Option<&serde_json::Map<String, serde_json::Value>>,
+    secrets: &SecretBox,
 ) -> Result<Option<Channel>, tokio_postgres::Error> {
-    let config = config.map(|c| serde_json::Value::Object(c.clone()));
+    let config = config.map(|c| {
+        let mut c = c.clone();
+        secrets.seal_config(id, &mut c);
+        serde_json::Value::Object(c)
+    });
     let row = client
         .query_opt(
             &format!(
@@ -171,4 +182,41 @@ pub async fn for_webhook(
         })
     })
     .transpose()
+}
+
+/// Every channel's id and stored config, locked until the transaction ends: for resealing
+/// secrets under a new key.
+pub async fn all_configs_for_update(
+    tx: &tokio_postgres::Transaction<'_>,
+) -> Result<Vec<(Uuid, serde_json::Map<String, serde_json::Value>)>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            "SELECT id, config FROM channels ORDER BY id FOR UPDATE",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let config = match row.try_get::<_, serde_json::Value>(1)? {
+                serde_json::Value::Object(config) => config,
+                _ => serde_json::Map::new(),
+            };
+            Ok((row.try_get(0)?, config))
+        })
+        .collect()
+}
+
+/// Replace a channel's stored config as it is (already sealed).
+pub async fn set_stored_config(
+    tx: &tokio_postgres::Transaction<'_>,
+    id: Uuid,
+    config: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), tokio_postgres::Error> {
+    let config = serde_json::Value::Object(config.clone());
+    tx.execute(
+        "UPDATE channels SET config = $2 WHERE id = $1",
+        &[&id, &config],
+    )
+    .await?;
+    Ok(())
 }

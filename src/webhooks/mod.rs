@@ -117,11 +117,17 @@ async fn channel_for(
     let id = Uuid::parse_str(channel_id).map_err(|_| not_found())?;
     let adapter = platforms::adapter(kind).ok_or_else(not_found)?;
     let client = state.db.get().await.map_err(unavailable)?;
-    let channel = crate::store::channels::for_webhook(&**client, id)
+    let mut channel = crate::store::channels::for_webhook(&**client, id)
         .await
         .map_err(unavailable)?
         .filter(|channel| channel.kind == kind)
         .ok_or_else(not_found)?;
+    // A secret that does not open (its key was dropped too early) is the operator's to fix;
+    // meanwhile the platform is asked to retry rather than told the payload is bad.
+    state
+        .secrets
+        .open_config(channel.id, &mut channel.config)
+        .map_err(unavailable)?;
     Ok((channel, adapter))
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 use confab_contract::settings::{ConfigError, SharedSettings, parsed_var, var_or};
 
 use confab_shared::platforms::Endpoints;
+use confab_shared::secrets::SecretBox;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -94,6 +95,8 @@ pub struct DeliveryConfig {
     pub retry_base: Duration,
     /// Longest wait for a platform's answer. `CONFAB_DELIVERY_HTTP_TIMEOUT_SECS`, default 15.
     pub http_timeout: Duration,
+    /// Opens the channel credentials the sends need. `CONFAB_SECRET_KEYS`, default none.
+    pub secrets: SecretBox,
 }
 
 impl DeliveryConfig {
@@ -111,6 +114,7 @@ impl DeliveryConfig {
             max_attempts: parsed_var("CONFAB_DELIVERY_MAX_ATTEMPTS", 5u32)?.max(1),
             retry_base: Duration::from_millis(parsed_var("CONFAB_DELIVERY_RETRY_BASE_MS", 1000)?),
             http_timeout: Duration::from_secs(parsed_var("CONFAB_DELIVERY_HTTP_TIMEOUT_SECS", 15)?),
+            secrets: SecretBox::from_env()?,
         })
     }
 }

@@ -10,6 +10,7 @@ use confab::{Application, IngressConfig, ReplyMode};
 use confab_contract::settings::SharedSettings;
 use confab_contract::{Names, QueueLimits};
 use confab_shared::platforms::Endpoints;
+use confab_shared::secrets::SecretBox;
 use confab_worker::WorkerConfig;
 use confab_worker::config::{DeliveryConfig, Roles};
 use serde_json::{Value, json};
@@ -73,6 +74,8 @@ pub struct Options {
     pub channel_endpoints: Endpoints,
     /// First pause between send retries of the delivery role.
     pub delivery_retry_base: Duration,
+    /// `CONFAB_SECRET_KEYS` of every process: a fresh key per test unless a test picks its own.
+    pub secret_keys: String,
 }
 
 impl Default for Options {
@@ -98,6 +101,7 @@ impl Default for Options {
                 telegram_api_url: "http://127.0.0.1:9".into(),
             },
             delivery_retry_base: Duration::from_millis(20),
+            secret_keys: SecretBox::generate_key("test"),
         }
     }
 }
@@ -163,6 +167,11 @@ impl Stack {
         stack
     }
 
+    /// The stack's `CONFAB_SECRET_KEYS`, as every process of it reads them.
+    pub fn secrets(&self) -> SecretBox {
+        SecretBox::parse(&self.options.secret_keys).expect("the test's secret keys")
+    }
+
     fn shared(&self) -> SharedSettings {
         SharedSettings {
             database_url: self.database_url.clone(),
@@ -183,6 +192,7 @@ impl Stack {
             database_pool_size: 4,
             shutdown_grace: Duration::from_secs(2),
             webhook_max_age: self.options.webhook_max_age,
+            secrets: self.secrets(),
         }
     }
 
@@ -209,6 +219,7 @@ impl Stack {
                 max_attempts: 5,
                 retry_base: self.options.delivery_retry_base,
                 http_timeout: Duration::from_secs(5),
+                secrets: self.secrets(),
             },
             metrics_listen: None,
         }
@@ -308,6 +319,7 @@ impl Stack {
                 "CONFAB_WEBHOOK_MAX_AGE_SECS",
                 self.options.webhook_max_age.as_secs().to_string(),
             )
+            .env("CONFAB_SECRET_KEYS", &self.options.secret_keys)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .kill_on_drop(true);

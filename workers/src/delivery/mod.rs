@@ -34,6 +34,9 @@ pub async fn run(
     worker_id: &str,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
+    if !config.delivery.secrets.is_enabled() {
+        tracing::warn!("CONFAB_SECRET_KEYS is not set: channel secrets are read unencrypted");
+    }
     let http = platforms::http_client(config.delivery.http_timeout)
         .map_err(|e| SessionError::Setup(e.to_string()))?;
     let deliverer = Arc::new(Deliverer {

@@ -71,7 +71,7 @@ impl Deliverer {
             // Progress events of the turn: only its answer is sent.
             _ => return Ok(()),
         };
-        let Some(target) = self.wait_for_target(request_id).await? else {
+        let Some(mut target) = self.wait_for_target(request_id).await? else {
             warn!(%request_id, "no channel message for this answer (channel deleted?); dropping it");
             return Ok(());
         };
@@ -93,6 +93,15 @@ impl Deliverer {
                 .record_failure(message_pk, &json!({"code": "unsupported_channel"}))
                 .await;
         };
+        if let Err(e) = self
+            .settings
+            .secrets
+            .open_config(target.channel_id, &mut target.config)
+        {
+            warn!(%request_id, error = %e, "channel credentials do not open; not sending");
+            let details = json!({"code": "channel_secrets", "message": e.to_string()});
+            return self.record_failure(message_pk, &details).await;
+        }
         self.send(adapter, &target, message_pk, &text).await
     }
 

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 mod hostile_payloads;
+mod secrets_at_rest;
 
 use crate::support::fake_platform::{FakePlatform, graph_error};
 use crate::support::openai_server::{FakeOpenAi, Script};
