@@ -78,8 +78,8 @@ async fn no_method(
     )
 }
 
-/// Forget expired rate-limit windows and stream tokens, once a minute. Several ingress processes
-/// may do this at once; the deletes are idempotent.
+/// Forget the rate state of keys with their full burst again, and expired stream tokens, once a
+/// minute. Several ingress processes may do this at once; the deletes are idempotent.
 async fn housekeeping(db: Pool) {
     let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {

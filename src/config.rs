@@ -65,6 +65,15 @@ impl IngressConfig {
                 problem: "must be at least 1".into(),
             });
         }
+        // The limiter divides a minute by the limit: zero would fail every request, and a
+        // negative limit would admit every one.
+        let rate_limit_per_min = parsed_var("CONFAB_RATE_LIMIT_PER_MIN", 600)?;
+        if rate_limit_per_min < 1 {
+            return Err(ConfigError {
+                var: "CONFAB_RATE_LIMIT_PER_MIN",
+                problem: "must be at least 1".into(),
+            });
+        }
         Ok(Self {
             shared: SharedSettings::from_env()?,
             listen: parsed_var("CONFAB_LISTEN", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
@@ -76,7 +85,7 @@ impl IngressConfig {
                 })?,
             job_deadline,
             max_body_bytes: parsed_var("CONFAB_MAX_BODY_BYTES", 1024 * 1024)?,
-            rate_limit_per_min: parsed_var("CONFAB_RATE_LIMIT_PER_MIN", 600)?,
+            rate_limit_per_min,
             database_pool_size: parsed_var("CONFAB_DATABASE_POOL_SIZE", 16)?,
             shutdown_grace: Duration::from_secs(parsed_var("CONFAB_SHUTDOWN_GRACE_SECS", 30)?),
             webhook_max_age: Duration::from_secs(parsed_var("CONFAB_WEBHOOK_MAX_AGE_SECS", 900)?),

@@ -5,8 +5,10 @@
 //! open with `EventSource`, [`AuthenticatedStream<E>`]); a request it refuses never reaches the
 //! handler and is answered with the API family's own error `E`, made from the [`AuthError`].
 //!
-//! The limit holds across any number of ingress processes because the count lives in Postgres
-//! (`rate_windows`, fixed one-minute windows, bumped in the same round trip as the key lookup).
+//! The limit is GCRA: a key may burst its whole per-minute limit, then gets one request per
+//! emission interval (a minute divided by the limit). It holds across any number of ingress
+//! processes because its state lives in Postgres (`rate_gcra`, one theoretical arrival time per
+//! key, updated in the same statement as the key lookup; see `store::tenants::use_key`).
 
 use std::marker::PhantomData;
 use std::ops::Deref;
@@ -151,9 +153,11 @@ async fn authorize_stream_token(state: &AppState, token: &str) -> Result<Caller,
 
 fn within_limit(usage: Option<KeyUse>) -> Result<Caller, AuthError> {
     let usage = usage.ok_or(AuthError::Invalid)?;
-    if usage.count > usage.limit {
+    if !usage.allowed {
+        // `Retry-After` is whole seconds; a wait rounded down to 0 would invite a retry that is
+        // refused again.
         return Err(AuthError::RateLimited {
-            retry_after: usage.window_left_secs.max(1) as u64,
+            retry_after: usage.wait_secs.max(1).unsigned_abs(),
         });
     }
     Ok(Caller {
@@ -181,5 +185,34 @@ mod tests {
         assert_eq!(with("Bearer  "), None);
         assert_eq!(with("Basic abc"), None);
         assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+
+    fn key_use(allowed: bool, wait_secs: i64) -> Option<KeyUse> {
+        Some(KeyUse {
+            tenant_id: Uuid::nil(),
+            key_id: Uuid::nil(),
+            limit: 60,
+            allowed,
+            wait_secs,
+        })
+    }
+
+    #[test]
+    fn a_refused_request_retries_after_its_wait_and_at_least_one_second() {
+        assert!(matches!(
+            within_limit(key_use(false, 7)),
+            Err(AuthError::RateLimited { retry_after: 7 })
+        ));
+        assert!(matches!(
+            within_limit(key_use(false, 0)),
+            Err(AuthError::RateLimited { retry_after: 1 })
+        ));
+    }
+
+    #[test]
+    fn an_admitted_request_is_the_caller_whatever_its_wait() {
+        // The last request of a burst is admitted with the wait of the next one.
+        assert!(within_limit(key_use(true, 7)).is_ok());
+        assert!(matches!(within_limit(None), Err(AuthError::Invalid)));
     }
 }

@@ -92,7 +92,8 @@ impl Reason {
         Reason::Internal,
     ];
 
-    /// The table. A rate limit's `Retry-After` is the key's window, so it is set per failure.
+    /// The table. A rate limit's `Retry-After` is when the key's next request would be admitted,
+    /// so it is set per failure.
     pub const fn row(self) -> Row {
         let (status, code, message, retry_after) = match self {
             Reason::BadRequest => (

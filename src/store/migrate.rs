@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0006_turn_places",
         include_str!("../../migrations/0006_turn_places.sql"),
     ),
+    (
+        7,
+        "0007_rate_gcra",
+        include_str!("../../migrations/0007_rate_gcra.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming confab's migration lock in `pg_advisory_lock`.

@@ -104,6 +104,51 @@ pub async fn create_stream_token(
     Ok((token, row.get(0)))
 }
 
+/// The statement of [`use_key`] and [`use_stream_token`] around the query `$key` that finds the
+/// presented credential's key (`id, tenant_id, digest, lim`; `$1` the digest, `$2` the default
+/// limit): the lookup and the rate limit in one round trip, one statement.
+///
+/// The limit is GCRA (`migrations/0007_rate_gcra.sql`): with emission interval `step` = a
+/// minute / `lim` (in whole microseconds, rounded down so that `lim` steps never exceed the
+/// minute and a fresh key's whole burst is admitted; a limit above 60 million a minute is no
+/// limit), a request is admitted when
+/// `greatest(tat, now()) + step` is at most a minute ahead, and that becomes the new `tat`. The
+/// upsert's `WHERE` decides on the row's latest version under its row lock, so concurrent
+/// requests through any number of ingress processes are admitted one after another; a refused
+/// request updates nothing (no `g` row), so retrying early does not push the next admission
+/// back.
+///
+/// The wait of a refused request is read from the row it was refused on: the statement's
+/// snapshot may predate a concurrent admission that moved `tat`, and `FOR NO KEY UPDATE` (the
+/// lock the upsert already holds, so it waits for nothing) reads the latest version instead. Only
+/// a row inserted after the snapshot is not found; its key then spent a whole burst since, so the
+/// wait is one step. `coalesce` reads that row only when the request was refused.
+macro_rules! gcra_use {
+    ($key:literal) => {
+        concat!(
+            "WITH k AS (",
+            $key,
+            "), p AS ( \
+               SELECT k.*, (60000000 / k.lim) * interval '1 microsecond' AS step FROM k \
+             ), g AS ( \
+               INSERT INTO rate_gcra AS r (key_id, tat) SELECT id, now() + step FROM p \
+               ON CONFLICT (key_id) DO UPDATE \
+                 SET tat = greatest(r.tat, now()) + (SELECT step FROM p) \
+                 WHERE greatest(r.tat, now()) + (SELECT step FROM p) \
+                       <= now() + interval '1 minute' \
+               RETURNING tat \
+             ) \
+             SELECT p.tenant_id, p.id, p.digest, p.lim, g.tat IS NOT NULL, \
+                    greatest(0, ceil(extract(epoch FROM coalesce( \
+                      g.tat, \
+                      (SELECT tat FROM rate_gcra WHERE key_id = p.id FOR NO KEY UPDATE), \
+                      now() + interval '1 minute' \
+                    ) + p.step - interval '1 minute' - now())))::int8 \
+             FROM p LEFT JOIN g ON true"
+        )
+    };
+}
+
 /// Like [`use_key`], for an unexpired stream token of a key that is not revoked; the request
 /// counts against that key's limit.
 pub async fn use_stream_token(
@@ -117,19 +162,11 @@ pub async fn use_stream_token(
     let presented = digest(token);
     let row = client
         .query_opt(
-            "WITH k AS ( \
-               SELECT k.id, k.tenant_id, t.digest, coalesce(k.rate_limit_per_min, $2) AS lim \
-               FROM stream_tokens t JOIN api_keys k ON k.id = t.key_id \
-               WHERE t.digest = $1 AND t.expires_at > now() AND k.revoked_at IS NULL \
-             ), w AS ( \
-               INSERT INTO rate_windows (key_id, window_start, count) \
-               SELECT id, date_trunc('minute', now()), 1 FROM k \
-               ON CONFLICT (key_id, window_start) DO UPDATE SET count = rate_windows.count + 1 \
-               RETURNING count, window_start \
-             ) \
-             SELECT k.tenant_id, k.id, k.digest, k.lim, w.count, \
-                    ceil(extract(epoch FROM w.window_start + interval '1 minute' - now()))::int8 \
-             FROM k, w",
+            gcra_use!(
+                "SELECT k.id, k.tenant_id, t.digest, coalesce(k.rate_limit_per_min, $2) AS lim \
+                 FROM stream_tokens t JOIN api_keys k ON k.id = t.key_id \
+                 WHERE t.digest = $1 AND t.expires_at > now() AND k.revoked_at IS NULL"
+            ),
             &[&presented, &default_limit],
         )
         .await?;
@@ -142,8 +179,8 @@ fn key_use(row: &tokio_postgres::Row, presented: &[u8]) -> Option<KeyUse> {
         tenant_id: row.get(0),
         key_id: row.get(1),
         limit: row.get(3),
-        count: row.get(4),
-        window_left_secs: row.get(5),
+        allowed: row.get(4),
+        wait_secs: row.get(5),
     })
 }
 
@@ -234,21 +271,23 @@ pub async fn revoke_key(
     Ok(n > 0)
 }
 
-/// A presented key that exists and is not revoked, with its use in the current minute.
+/// A presented key that exists and is not revoked, and whether its rate limit admits this
+/// request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyUse {
     pub tenant_id: Uuid,
     pub key_id: Uuid,
     /// Requests allowed per minute (the key's own limit, or `default_limit`).
     pub limit: i32,
-    /// Requests made in the current minute, this one included.
-    pub count: i32,
-    /// Seconds until the current minute's window ends.
-    pub window_left_secs: i64,
+    /// Whether the limit admits this request; a refused one is not counted.
+    pub allowed: bool,
+    /// Whole seconds, rounded up, until the key's next request would be admitted: 0 while the
+    /// key has burst left, else at most one emission interval (a minute divided by the limit).
+    pub wait_secs: i64,
 }
 
-/// Look up a presented key and count this request against its per-minute window, in one round
-/// trip. The window lives in an unlogged table: shared by every ingress process, cheap to bump.
+/// Look up a presented key and count this request against its rate limit, in one round trip.
+/// The limit's state lives in an unlogged table: shared by every ingress process, cheap to bump.
 pub async fn use_key(
     client: &impl GenericClient,
     secret: &str,
@@ -260,26 +299,19 @@ pub async fn use_key(
     let presented = digest(secret);
     let row = client
         .query_opt(
-            "WITH k AS ( \
-               SELECT id, tenant_id, digest, coalesce(rate_limit_per_min, $2) AS lim \
-               FROM api_keys WHERE digest = $1 AND revoked_at IS NULL \
-             ), w AS ( \
-               INSERT INTO rate_windows (key_id, window_start, count) \
-               SELECT id, date_trunc('minute', now()), 1 FROM k \
-               ON CONFLICT (key_id, window_start) DO UPDATE SET count = rate_windows.count + 1 \
-               RETURNING count, window_start \
-             ) \
-             SELECT k.tenant_id, k.id, k.digest, k.lim, w.count, \
-                    ceil(extract(epoch FROM w.window_start + interval '1 minute' - now()))::int8 \
-             FROM k, w",
+            gcra_use!(
+                "SELECT id, tenant_id, digest, coalesce(rate_limit_per_min, $2) AS lim \
+                 FROM api_keys WHERE digest = $1 AND revoked_at IS NULL"
+            ),
             &[&presented, &default_limit],
         )
         .await?;
     Ok(row.and_then(|row| key_use(&row, &presented)))
 }
 
-/// SQL that forgets rate-limit windows and stream tokens no request can use any more.
-pub const FORGET_EXPIRED: &str = "DELETE FROM rate_windows WHERE window_start < now() - interval '2 minutes'; \
+/// SQL that forgets stream tokens no request can use any more, and the rate state of keys whose
+/// `tat` has passed (such a key has its full burst again, exactly as if it had no row).
+pub const FORGET_EXPIRED: &str = "DELETE FROM rate_gcra WHERE tat < now(); \
      DELETE FROM stream_tokens WHERE expires_at < now()";
 
 #[cfg(test)]

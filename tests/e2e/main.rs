@@ -17,4 +17,5 @@ mod management;
 mod openapi;
 mod operations;
 mod provider_openai;
+mod rate_limits;
 mod reliability;

@@ -405,7 +405,7 @@ async fn keys_are_shown_once_listed_without_secrets_and_revocable() {
     assert_eq!(listed["data"].as_array().unwrap().len(), 2);
     assert!(!listed.to_string().contains(&secret));
 
-    // The key's own limit applies to it: two requests a minute.
+    // The key's own limit applies to it: a burst of two, then one request per 30 s.
     let (status, _) = stack.api_as(&secret, "GET", "/v1/keys", None).await;
     assert_eq!(status, 200);
     let (status, _) = stack.api_as(&secret, "GET", "/v1/keys", None).await;

@@ -104,7 +104,8 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
             "0003_memory_knowledge",
             "0004_turn_order",
             "0005_channel_messages",
-            "0006_turn_places"
+            "0006_turn_places",
+            "0007_rate_gcra"
         ]
     );
     let recorded: i64 = a

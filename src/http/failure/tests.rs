@@ -61,7 +61,7 @@ fn turn_failures_keep_their_message_and_map_to_gateway_statuses() {
 }
 
 #[test]
-fn a_rate_limit_retries_after_its_window_and_a_body_error_names_the_body() {
+fn a_rate_limit_retries_after_its_wait_and_a_body_error_names_the_body() {
     let limited = EdgeFailure::from(AuthError::RateLimited { retry_after: 42 });
     assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limited.retry_after, Some(42));

@@ -226,10 +226,21 @@ impl Stack {
     }
 
     async fn start_ingress(&mut self) {
+        self.addr = self.spawn_ingress().await;
+    }
+
+    /// One more ingress of this stack as a task of this process, on a port of its own (the
+    /// same database and queue prefix, as another replica of a deployment); returns its base
+    /// URL. It stops with the stack.
+    pub async fn another_ingress(&mut self) -> String {
+        format!("http://{}", self.spawn_ingress().await)
+    }
+
+    async fn spawn_ingress(&mut self) -> SocketAddr {
         let app = Application::build(&self.ingress_config())
             .await
             .expect("build the ingress");
-        self.addr = app.local_addr();
+        let addr = app.local_addr();
         let (stop, stopped) = oneshot::channel();
         self.stops.push(stop);
         self.tasks.push(tokio::spawn(async move {
@@ -239,6 +250,7 @@ impl Stack {
                 })
                 .await;
         }));
+        addr
     }
 
     /// Start one more worker as a task of this process.
