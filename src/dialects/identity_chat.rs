@@ -7,12 +7,15 @@
 //!   exactly as the seed shows: `{"type":"token","content":..}` per piece, then
 //!   `{"type":"complete","content":<full reply>}`, or `{"type":"error","content":<message>}`. The
 //!   conversation id is in the `X-Conversation-Id` header. Browsers' `EventSource` cannot send an
-//!   `Authorization` header, so this route also takes `token=` in the query: a short-lived stream
-//!   token minted by `POST /v1/stream-tokens` (never the long-lived key; the query is never logged).
+//!   `Authorization` header, so this route also takes `token=` in the query: a stream token minted
+//!   by `POST /v1/stream-tokens` for one identity and channel (never the long-lived key; the query
+//!   is never logged). A token starts one stream within a minute: for another identity or channel
+//!   it is a 403, used again a 409 (which also stops a browser's automatic reconnect from asking
+//!   the question again).
 //!
 //! The channel's connected assistant answers. An identity's conversation on a channel continues
 //! across calls; `new_conversation: true` (or `&new_conversation=true`) closes it and starts anew.
-//! Errors are `{message, data: null, error: {code}}` (see [`error`]) with 400, 401, 404, 409, 413,
+//! Errors are `{message, data: null, error: {code}}` (see [`error`]) with 400, 401, 403, 404, 409, 413,
 //! 429, 500, 502, 503, 504.
 
 mod error;
@@ -34,18 +37,19 @@ pub use error::ChannelChatError;
 
 use crate::http::openapi::schema::{enum_of, reference, string};
 use crate::http::{
-    ApiRouter, AppState, Auth, Authenticated, AuthenticatedStream, Caller, Operation, Reply,
-    RequestId, json_body, sse_response,
+    ApiRouter, AppState, Auth, Authenticated, AuthenticatedStream, Caller, EdgeFailure, Operation,
+    Reason, Reply, RequestId, json_body, sse_response,
 };
 use crate::pipeline::{Turn, TurnEvent, TurnRequest};
 use crate::store::assistants;
 use crate::store::channels;
 use crate::store::conversations;
 use crate::store::identities;
-use crate::store::tenants;
+use crate::store::tenants::{self, StreamGrant};
 
-/// How long a stream token lives.
-const STREAM_TOKEN_TTL_SECS: i32 = 300;
+/// How long a stream token may wait for its one stream: long enough for a page to open its
+/// `EventSource`, short enough that a URL copied from a proxy log is already dead.
+const STREAM_TOKEN_TTL_SECS: i32 = 60;
 
 fn op(id: &'static str, summary: &'static str) -> Operation {
     Operation::new(id, summary).tag("identity-chat")
@@ -100,20 +104,28 @@ pub fn router() -> ApiRouter {
                         .sse(reference("ChannelChatStreamEvent"), None)
                         .conversation_header(true, "The conversation id"),
                 )
-                .errors("ChannelChatError", &[400, 401, 404, 429, 500, 503]),
+                .errors(
+                    "ChannelChatError",
+                    &[400, 401, 403, 404, 409, 429, 500, 503],
+                ),
         )
         .post(
             "/v1/stream-tokens",
             mint_stream_token,
             op(
                 "createStreamToken",
-                "Mint a stream token for a browser's EventSource",
+                "Mint a stream token for one stream of an identity on a channel",
             )
+            .body(reference("StreamTokenRequest"))
             .response(
                 201,
-                Reply::new("The token, valid for five minutes").json(reference("StreamToken")),
+                Reply::new(
+                    "The token: it starts one stream of that identity on that channel, within \
+                     a minute",
+                )
+                .json(reference("StreamToken")),
             )
-            .errors("ChannelChatError", &[401, 429, 500, 503]),
+            .errors("ChannelChatError", &[400, 401, 404, 413, 429, 500, 503]),
         )
 }
 
@@ -194,6 +206,24 @@ fn turn_request(
         folder_ids: Vec::new(),
         stream,
     }
+}
+
+/// `{identity_id, channel_id}`, both UUIDs.
+fn parse_stream_token_body(body: Value) -> Result<(Uuid, Uuid), ChannelChatError> {
+    let Value::Object(fields) = body else {
+        return Err(ChannelChatError::invalid(
+            "Request body must be a JSON object with identity_id and channel_id",
+        ));
+    };
+    let uuid = |name: &str| match fields.get(name) {
+        Some(Value::String(id)) => Uuid::parse_str(id)
+            .map_err(|_| ChannelChatError::invalid(format!("{name} must be a UUID"))),
+        None | Some(Value::Null) => Err(ChannelChatError::invalid(format!("{name} is required"))),
+        Some(_) => Err(ChannelChatError::invalid(format!(
+            "{name} must be a UUID string"
+        ))),
+    };
+    Ok((uuid("identity_id")?, uuid("channel_id")?))
 }
 
 /// `{text, metadata?, new_conversation?}`.
@@ -306,17 +336,67 @@ async fn streaming(
             ));
         }
     };
-    let resolved = resolve(
-        &state,
-        caller.tenant_id,
-        &identity_id,
-        &channel_id,
-        start_new,
-    )
-    .await?;
-    let request = turn_request(request_id, *caller, &resolved, message, Map::new(), true);
-    let turn = state.pipeline.submit(request).await?;
-    Ok(stream_reply(turn))
+    let grant = caller.grant();
+    if let Some(grant) = grant {
+        spend_stream_token(&state, grant, request_id, &identity_id, &channel_id).await?;
+    }
+    let started = async {
+        let resolved = resolve(
+            &state,
+            caller.tenant_id,
+            &identity_id,
+            &channel_id,
+            start_new,
+        )
+        .await?;
+        let request = turn_request(request_id, *caller, &resolved, message, Map::new(), true);
+        Ok::<_, ChannelChatError>(state.pipeline.submit(request).await?)
+    };
+    match started.await {
+        Ok(turn) => Ok(stream_reply(turn)),
+        Err(error) => {
+            if let Some(grant) = grant {
+                give_back_stream_token(&state, grant, request_id).await;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Spend the request's stream token, if it is one for this identity and channel and has not
+/// started a stream yet.
+async fn spend_stream_token(
+    state: &AppState,
+    grant: &StreamGrant,
+    request_id: Uuid,
+    identity_id: &str,
+    channel_id: &str,
+) -> Result<(), ChannelChatError> {
+    let names = |id: &str, granted: Uuid| Uuid::parse_str(id).is_ok_and(|id| id == granted);
+    if !names(identity_id, grant.identity_id) || !names(channel_id, grant.channel_id) {
+        return Err(EdgeFailure::new(Reason::Forbidden)
+            .with_message("This stream token was minted for another identity or channel")
+            .into());
+    }
+    let db = state.db.get().await?;
+    if !tenants::claim_stream_token(&**db, grant, request_id).await? {
+        return Err(EdgeFailure::new(Reason::TokenSpent).into());
+    }
+    Ok(())
+}
+
+/// A stream that never started (its conversation or the broker refused it) leaves its token
+/// unspent, so that the page's retry works.
+async fn give_back_stream_token(state: &AppState, grant: &StreamGrant, request_id: Uuid) {
+    let given_back = match state.db.get().await {
+        Ok(db) => tenants::unclaim_stream_token(&**db, grant, request_id)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(error) = given_back {
+        tracing::warn!(%error, "could not give back a stream token");
+    }
 }
 
 fn stream_reply(mut turn: Turn) -> Response {
@@ -337,19 +417,29 @@ fn stream_reply(mut turn: Turn) -> Response {
     sse_response(events, &headers)
 }
 
-/// `POST /v1/stream-tokens`: a token for one browser's `EventSource`, valid for five minutes.
+/// `POST /v1/stream-tokens` with `{identity_id, channel_id}`: a token for one browser's
+/// `EventSource`, good for one stream of that identity on that channel, started within
+/// [`STREAM_TOKEN_TTL_SECS`].
 async fn mint_stream_token(
     State(state): State<AppState>,
     caller: Authenticated<ChannelChatError>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ChannelChatError> {
+    let (identity_id, channel_id) = parse_stream_token_body(json_body(body)?)?;
     let db = state.db.get().await?;
-    let (token, expires_at) = tenants::create_stream_token(
-        &**db,
-        caller.tenant_id,
-        caller.key_id,
-        STREAM_TOKEN_TTL_SECS,
-    )
-    .await?;
+    identities::by_id(&**db, caller.tenant_id, identity_id)
+        .await?
+        .ok_or_else(|| ChannelChatError::not_found("Identity"))?;
+    channels::by_id(&**db, caller.tenant_id, channel_id)
+        .await?
+        .ok_or_else(|| ChannelChatError::not_found("Channel"))?;
+    let owner = tenants::StreamTokenOwner {
+        tenant_id: caller.tenant_id,
+        key_id: caller.key_id,
+    };
+    let (token, expires_at) =
+        tenants::create_stream_token(&**db, owner, identity_id, channel_id, STREAM_TOKEN_TTL_SECS)
+            .await?;
     Ok((
         StatusCode::CREATED,
         Json(

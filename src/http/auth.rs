@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::failure::DatabaseError;
 use crate::http::AppState;
-use crate::store::tenants::{self, KeyUse};
+use crate::store::tenants::{self, KeyUse, StreamGrant};
 
 /// Who is calling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,10 +55,19 @@ pub struct Authenticated<E> {
 /// The caller of a route that browsers open with `EventSource`, which cannot send headers: an
 /// API key in `Authorization`, else a short-lived stream token in the `token` query parameter
 /// (never the key itself, so the long-lived secret stays out of URLs). It dereferences to the
-/// [`Caller`]; a refused request is answered with `E`.
+/// [`Caller`]; a refused request is answered with `E`. A token grants less than its key: the
+/// route checks [`AuthenticatedStream::grant`] and spends the token before it streams.
 pub struct AuthenticatedStream<E> {
     caller: Caller,
+    grant: Option<StreamGrant>,
     rejection: PhantomData<fn() -> E>,
+}
+
+impl<E> AuthenticatedStream<E> {
+    /// What the stream token allows, when the caller came with one rather than a key.
+    pub fn grant(&self) -> Option<&StreamGrant> {
+        self.grant.as_ref()
+    }
 }
 
 impl<E> Deref for Authenticated<E> {
@@ -106,18 +115,20 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, E> {
         // A key, when sent, is what counts: a stale token beside it must not refuse the request.
-        let caller = match bearer(&parts.headers) {
-            Some(key) => authorize_key(state, key).await?,
+        let (caller, grant) = match bearer(&parts.headers) {
+            Some(key) => (authorize_key(state, key).await?, None),
             None => {
                 let token = Query::<StreamTokenQuery>::try_from_uri(&parts.uri)
                     .ok()
                     .and_then(|Query(query)| query.token)
                     .ok_or(AuthError::Missing)?;
-                authorize_stream_token(state, &token).await?
+                let (caller, grant) = authorize_stream_token(state, &token).await?;
+                (caller, Some(grant))
             }
         };
         Ok(Self {
             caller,
+            grant,
             rejection: PhantomData,
         })
     }
@@ -143,12 +154,16 @@ async fn authorize_key(state: &AppState, key: &str) -> Result<Caller, AuthError>
 }
 
 /// Authorise a short-lived stream token.
-async fn authorize_stream_token(state: &AppState, token: &str) -> Result<Caller, AuthError> {
+async fn authorize_stream_token(
+    state: &AppState,
+    token: &str,
+) -> Result<(Caller, StreamGrant), AuthError> {
     let client = state.db.get().await.map_err(DatabaseError::from)?;
-    let usage = tenants::use_stream_token(&**client, token, state.rate_limit_per_min)
+    let found = tenants::use_stream_token(&**client, token, state.rate_limit_per_min)
         .await
         .map_err(DatabaseError::from)?;
-    within_limit(usage)
+    let (usage, grant) = found.ok_or(AuthError::Invalid)?;
+    Ok((within_limit(Some(usage))?, grant))
 }
 
 fn within_limit(usage: Option<KeyUse>) -> Result<Caller, AuthError> {

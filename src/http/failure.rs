@@ -48,6 +48,11 @@ pub enum Reason {
     InvalidKey,
     /// The key is over its per-minute limit.
     RateLimited,
+    /// The credential is valid but does not cover what the request names (a stream token minted
+    /// for another identity or channel).
+    Forbidden,
+    /// The stream token already started its stream; each token starts one.
+    TokenSpent,
     /// What the request names does not exist in the caller's tenant.
     NotFound,
     /// The request was cancelled while it was being answered.
@@ -76,12 +81,14 @@ pub struct Row {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 15] = [
         Reason::BadRequest,
         Reason::PayloadTooLarge,
         Reason::MissingKey,
         Reason::InvalidKey,
         Reason::RateLimited,
+        Reason::Forbidden,
+        Reason::TokenSpent,
         Reason::NotFound,
         Reason::Cancelled,
         Reason::Timeout,
@@ -124,6 +131,18 @@ impl Reason {
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 "Rate limit exceeded",
+                None,
+            ),
+            Reason::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "This credential does not allow this request",
+                None,
+            ),
+            Reason::TokenSpent => (
+                StatusCode::CONFLICT,
+                "stream_token_used",
+                "This stream token already started its stream; mint a new one",
                 None,
             ),
             Reason::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found", None),

@@ -42,6 +42,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0007_rate_gcra",
         include_str!("../../migrations/0007_rate_gcra.sql"),
     ),
+    (
+        9,
+        "0008_stream_token_scope",
+        include_str!("../../migrations/0008_stream_token_scope.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming confab's migration lock in `pg_advisory_lock`.

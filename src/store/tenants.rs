@@ -82,26 +82,68 @@ pub async fn create_key(
     Ok(NewKey { id, secret })
 }
 
-/// Mint a stream token for the caller's key, valid for `ttl_secs`. Returns the token and its
-/// expiry (RFC 3339).
+/// Mint a stream token for the caller's key, good for starting one stream of `identity_id` on
+/// `channel_id` within `ttl_secs`. Returns the token and its expiry (RFC 3339).
 pub async fn create_stream_token(
     client: &impl GenericClient,
-    tenant_id: Uuid,
-    key_id: Uuid,
+    caller: StreamTokenOwner,
+    identity_id: Uuid,
+    channel_id: Uuid,
     ttl_secs: i32,
 ) -> Result<(String, String), TenantError> {
     let token = random_token(STREAM_TOKEN_PREFIX)?;
     let row = client
         .query_one(
             &format!(
-                "INSERT INTO stream_tokens (digest, tenant_id, key_id, expires_at) \
-                 VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING {}",
+                "INSERT INTO stream_tokens \
+                   (digest, tenant_id, key_id, identity_id, channel_id, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) RETURNING {}",
                 crate::store::rfc3339("expires_at")
             ),
-            &[&digest(&token), &tenant_id, &key_id, &f64::from(ttl_secs)],
+            &[
+                &digest(&token),
+                &caller.tenant_id,
+                &caller.key_id,
+                &identity_id,
+                &channel_id,
+                &f64::from(ttl_secs),
+            ],
         )
         .await?;
-    Ok((token, row.get(0)))
+    Ok((token, row.try_get(0)?))
+}
+
+/// The key a stream token is minted with: its uses count against that key's limit, and revoking
+/// the key revokes its tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamTokenOwner {
+    pub tenant_id: Uuid,
+    pub key_id: Uuid,
+}
+
+/// What a stream token allows: starting one stream of one identity on one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamGrant {
+    digest: Vec<u8>,
+    pub identity_id: Uuid,
+    pub channel_id: Uuid,
+}
+
+/// Spend a stream token on the stream of `request_id`. False when it was already spent (by an
+/// earlier stream, or a concurrent request that claimed it first): a token starts one stream.
+pub async fn claim_stream_token(
+    client: &impl GenericClient,
+    grant: &StreamGrant,
+    request_id: Uuid,
+) -> Result<bool, tokio_postgres::Error> {
+    let claimed = client
+        .execute(
+            "UPDATE stream_tokens SET used_at = now(), request_id = $2 \
+             WHERE digest = $1 AND used_at IS NULL",
+            &[&grant.digest, &request_id],
+        )
+        .await?;
+    Ok(claimed == 1)
 }
 
 /// The statement of [`use_key`] and [`use_stream_token`] around the query `$key` that finds the
@@ -125,6 +167,9 @@ pub async fn create_stream_token(
 /// wait is one step. `coalesce` reads that row only when the request was refused.
 macro_rules! gcra_use {
     ($key:literal) => {
+        gcra_use!($key, "")
+    };
+    ($key:literal, $extra_columns:literal) => {
         concat!(
             "WITH k AS (",
             $key,
@@ -143,19 +188,37 @@ macro_rules! gcra_use {
                       g.tat, \
                       (SELECT tat FROM rate_gcra WHERE key_id = p.id FOR NO KEY UPDATE), \
                       now() + interval '1 minute' \
-                    ) + p.step - interval '1 minute' - now())))::int8 \
-             FROM p LEFT JOIN g ON true"
+                    ) + p.step - interval '1 minute' - now())))::int8",
+            $extra_columns,
+            " FROM p LEFT JOIN g ON true"
         )
     };
 }
 
+/// Undo [`claim_stream_token`] for a stream that never started.
+pub async fn unclaim_stream_token(
+    client: &impl GenericClient,
+    grant: &StreamGrant,
+    request_id: Uuid,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE stream_tokens SET used_at = NULL, request_id = NULL \
+             WHERE digest = $1 AND request_id = $2",
+            &[&grant.digest, &request_id],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Like [`use_key`], for an unexpired stream token of a key that is not revoked; the request
-/// counts against that key's limit.
+/// counts against that key's limit. A token is found whether or not it was spent: what it grants
+/// is checked, and it is claimed, by the route it opens ([`claim_stream_token`]).
 pub async fn use_stream_token(
     client: &impl GenericClient,
     token: &str,
     default_limit: i32,
-) -> Result<Option<KeyUse>, tokio_postgres::Error> {
+) -> Result<Option<(KeyUse, StreamGrant)>, tokio_postgres::Error> {
     if !token.starts_with(STREAM_TOKEN_PREFIX) {
         return Ok(None);
     }
@@ -163,14 +226,25 @@ pub async fn use_stream_token(
     let row = client
         .query_opt(
             gcra_use!(
-                "SELECT k.id, k.tenant_id, t.digest, coalesce(k.rate_limit_per_min, $2) AS lim \
+                "SELECT k.id, k.tenant_id, t.digest, coalesce(k.rate_limit_per_min, $2) AS lim, \
+                        t.identity_id, t.channel_id \
                  FROM stream_tokens t JOIN api_keys k ON k.id = t.key_id \
-                 WHERE t.digest = $1 AND t.expires_at > now() AND k.revoked_at IS NULL"
+                 WHERE t.digest = $1 AND t.expires_at > now() AND k.revoked_at IS NULL",
+                ", p.identity_id, p.channel_id"
             ),
             &[&presented, &default_limit],
         )
         .await?;
-    Ok(row.and_then(|row| key_use(&row, &presented)))
+    let Some(row) = row else { return Ok(None) };
+    let Some(usage) = key_use(&row, &presented) else {
+        return Ok(None);
+    };
+    let grant = StreamGrant {
+        digest: presented,
+        identity_id: row.try_get(6)?,
+        channel_id: row.try_get(7)?,
+    };
+    Ok(Some((usage, grant)))
 }
 
 fn key_use(row: &tokio_postgres::Row, presented: &[u8]) -> Option<KeyUse> {

@@ -105,7 +105,8 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
             "0004_turn_order",
             "0005_channel_messages",
             "0006_turn_places",
-            "0007_rate_gcra"
+            "0007_rate_gcra",
+            "0008_stream_token_scope"
         ]
     );
     let recorded: i64 = a

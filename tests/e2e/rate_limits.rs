@@ -195,6 +195,32 @@ async fn tenant_id(db: &tokio_postgres::Client) -> Uuid {
         .get(0)
 }
 
+/// An identity and a web channel of the tenant, written directly: the stack's key is the one
+/// being rate limited.
+async fn identity_and_channel(db: &tokio_postgres::Client, tenant: Uuid) -> (Uuid, Uuid) {
+    let (assistant, identity, channel) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    db.execute(
+        "INSERT INTO assistants (id, tenant_id, name, slug) VALUES ($1, $2, 'a', 'a')",
+        &[&assistant, &tenant],
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "INSERT INTO identities (id, tenant_id) VALUES ($1, $2)",
+        &[&identity, &tenant],
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "INSERT INTO channels (id, tenant_id, name, kind, assistant_id) \
+         VALUES ($1, $2, 'web', 'web', $3)",
+        &[&channel, &tenant, &assistant],
+    )
+    .await
+    .unwrap();
+    (identity, channel)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_request_is_not_counted_and_does_not_push_the_next_admission_back() {
     let stack = Stack::start(limited_stack()).await;
@@ -231,13 +257,19 @@ async fn a_refused_request_is_not_counted_and_does_not_push_the_next_admission_b
         assert!((1..=6).contains(&refused.wait_secs), "{refused:?}");
     }
     // A stream token spends its key's limit.
-    let (token, _) = tenants::create_stream_token(&db, tenant, key.id, 60)
+    let (identity, channel) = identity_and_channel(&db, tenant).await;
+    let owner = tenants::StreamTokenOwner {
+        tenant_id: tenant,
+        key_id: key.id,
+    };
+    let (token, _) = tenants::create_stream_token(&db, owner, identity, channel, 60)
         .await
         .unwrap();
-    let streamed = tenants::use_stream_token(&db, &token, 600)
+    let (streamed, grant) = tenants::use_stream_token(&db, &token, 600)
         .await
         .unwrap()
         .unwrap();
+    assert_eq!((grant.identity_id, grant.channel_id), (identity, channel));
     assert!(!streamed.allowed);
     assert_eq!(streamed.key_id, key.id);
     assert_eq!(

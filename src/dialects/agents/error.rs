@@ -23,6 +23,8 @@ fn name(reason: Reason) -> &'static str {
         Reason::BadRequest | Reason::PayloadTooLarge => "ValidationError",
         Reason::MissingKey | Reason::InvalidKey => "UnauthorizedError",
         Reason::RateLimited => "RateLimitError",
+        Reason::Forbidden => "ForbiddenError",
+        Reason::TokenSpent => "ConflictError",
         Reason::NotFound => "NotFoundError",
         Reason::Cancelled => "CancelledError",
         Reason::Timeout => "TimeoutError",

@@ -27,6 +27,8 @@ fn phrase(reason: Reason) -> &'static str {
         Reason::BadRequest | Reason::PayloadTooLarge => "Message parse problem from ask assistant",
         Reason::MissingKey | Reason::InvalidKey => "Unauthorized",
         Reason::RateLimited => "Rate limit exceeded",
+        Reason::Forbidden => "Forbidden",
+        Reason::TokenSpent => "Stream token already used",
         Reason::NotFound => "Assistant not found or not deployed",
         Reason::Timeout => "The assistant did not answer in time",
         Reason::ModelFailed => "The model provider failed",

@@ -82,6 +82,16 @@ pub fn components() -> Vec<(&'static str, Value)> {
             ]),
         ),
         (
+            "StreamTokenRequest",
+            record([
+                (
+                    "identity_id",
+                    described(uuid(), "The identity whose stream the token starts"),
+                ),
+                ("channel_id", described(uuid(), "The channel it streams on")),
+            ]),
+        ),
+        (
             "StreamToken",
             record([
                 (

@@ -40,6 +40,8 @@ fn kind(reason: Reason) -> &'static str {
         | Reason::PayloadTooLarge
         | Reason::MissingKey
         | Reason::InvalidKey
+        | Reason::Forbidden
+        | Reason::TokenSpent
         | Reason::NotFound
         | Reason::Cancelled => INVALID_REQUEST,
     }

@@ -106,14 +106,23 @@ pub async fn identity_chat(api: &mut Checker<'_>, world: &World) {
     api.expect(Req::get(&stream(MISSING, "&message=hi")), 404)
         .await;
 
+    let scope = json!({"identity_id": world.identity, "channel_id": world.channel});
     let minted = api
-        .expect(Req::post_empty("/v1/stream-tokens"), 201)
+        .expect(Req::post("/v1/stream-tokens", scope.clone()), 201)
         .await
         .body;
     let token = minted["token"].as_str().unwrap();
+    let other_channel = stream(&world.broken_channel, &format!("&message=hi&token={token}"));
+    api.expect(Req::get(&other_channel).key(""), 403).await;
     let with_token = stream(&world.channel, &format!("&message=hi&token={token}"));
     api.expect(Req::get(&with_token).key(""), 200).await;
-    api.expect(Req::post_empty("/v1/stream-tokens").key(""), 401)
+    api.expect(Req::get(&with_token).key(""), 409).await;
+    api.expect(Req::post("/v1/stream-tokens", scope).key(""), 401)
+        .await;
+    api.expect(Req::post("/v1/stream-tokens", json!({})), 400)
+        .await;
+    let nobody = json!({"identity_id": MISSING, "channel_id": world.channel});
+    api.expect(Req::post("/v1/stream-tokens", nobody), 404)
         .await;
 }
 

@@ -2,6 +2,7 @@
 //! errors are in `errors.rs`.
 
 mod errors;
+mod stream_tokens;
 
 use serde_json::{Value, json};
 
@@ -190,9 +191,15 @@ async fn the_seed_s_streaming_curl_gets_token_and_complete_events() {
 async fn a_browser_streams_with_a_short_lived_token_in_the_query() {
     let stack = Stack::start(Options::default()).await;
     let (identity, channel) = identity_and_channel(&stack).await;
-    let (status, minted) = stack.api("POST", "/v1/stream-tokens", None).await;
+    let (status, minted) = stack
+        .api(
+            "POST",
+            "/v1/stream-tokens",
+            Some(json!({"identity_id": identity, "channel_id": channel})),
+        )
+        .await;
     assert_eq!(status, 201, "{minted}");
-    assert_eq!(minted["expires_in"], 300);
+    assert_eq!(minted["expires_in"], 60);
     let token = minted["token"].as_str().unwrap();
     let message = "Tell me about your products";
     let url = stack.url(&format!(
