@@ -213,19 +213,25 @@ async fn a_worker_process_serves_its_own_metrics() {
         .await;
     assert_eq!(reply.status(), 200);
 
-    let metrics = stack
-        .http
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(metrics.status(), 200);
-    let text = metrics.text().await.unwrap();
-    // Recorded by the worker process, not by this test's ingress.
-    assert!(
-        text.contains("confab_worker_turn_seconds_count 1"),
-        "{text}"
-    );
+    // The client's reply is published before the worker settles the turn and records its
+    // duration, so the count is read until it shows up rather than once.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let metrics = stack
+            .http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(metrics.status(), 200);
+        let text = metrics.text().await.unwrap();
+        // Recorded by the worker process, not by this test's ingress.
+        if text.contains("confab_worker_turn_seconds_count 1") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let other = stack
         .http
         .get(format!("http://127.0.0.1:{port}/"))
