@@ -10,6 +10,7 @@ use axum::serve::ListenerExt;
 use axum::{Extension, Router};
 use deadpool_postgres::Pool;
 use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::broker::{Broker, BrokerSettings};
 use crate::config::IngressConfig;
@@ -17,24 +18,45 @@ use crate::http::{ApiRouter, AppState, OpenApiJson, metrics, request_id};
 use crate::pipeline::Pipeline;
 use crate::relay::SharedRoutes;
 
-/// Every route of the ingress with the operations that document them; each API family's
-/// requests are counted under its own name in the metrics.
+mod family;
+mod guard;
+
+pub use family::Family;
+pub use guard::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES};
+
+/// Every route of the ingress with the operations that document them, each API family behind
+/// its own guard and panic answer, and counted under its own name in the metrics.
 pub fn routes() -> ApiRouter {
     ApiRouter::new()
-        .merge(counted("agents", crate::dialects::agents::router()))
-        .merge(counted(
-            "identity_chat",
+        .merge(family(Family::Agents, crate::dialects::agents::router()))
+        .merge(family(
+            Family::IdentityChat,
             crate::dialects::identity_chat::router(),
         ))
-        .merge(counted("ai_hub", crate::dialects::ai_hub::router()))
-        .merge(counted("openai", crate::dialects::openai::router()))
-        .merge(counted("management", crate::api::router()))
-        .merge(counted("webhooks", crate::webhooks::router()))
-        .merge(crate::api::ops::router())
+        .merge(family(Family::AiHub, crate::dialects::ai_hub::router()))
+        .merge(family(Family::OpenAi, crate::dialects::openai::router()))
+        .merge(family(Family::Management, crate::api::router()))
+        .merge(family(Family::Webhooks, crate::webhooks::router()))
+        .merge(family(Family::Ops, crate::api::ops::router()))
 }
 
-fn counted(family: &'static str, routes: ApiRouter) -> ApiRouter {
-    routes.map_router(|router| router.layer(from_fn_with_state(family, metrics::count_requests)))
+/// The family's routes behind, from the outside in: the request count (which sees every answer,
+/// a panic's included), the panic answer, and the guard. The operations endpoints get only the
+/// panic answer: probes and scrapers are machines that send no bodies and have no error shape
+/// to expect.
+fn family<S: Clone + Send + Sync + 'static>(family: Family, routes: ApiRouter<S>) -> ApiRouter<S> {
+    let catch_panic = CatchPanicLayer::custom(move |panic| guard::answer_panic(family, panic));
+    if family == Family::Ops {
+        return routes.map_router(|router| router.layer(catch_panic));
+    }
+    routes
+        .with_edge_errors(family.takes_json_bodies())
+        .map_router(|router| {
+            router
+                .layer(from_fn_with_state(family, guard::refuse_malformed))
+                .layer(catch_panic)
+                .layer(from_fn_with_state(family.name(), metrics::count_requests))
+        })
 }
 
 /// The OpenAPI document of every route, as `GET /openapi.json` serves it.
@@ -188,3 +210,6 @@ impl Application {
 
 #[cfg(test)]
 mod openapi_tests;
+
+#[cfg(test)]
+mod panic_tests;

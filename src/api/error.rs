@@ -24,6 +24,9 @@ pub struct ApiError {
 const MEETS: &[Reason] = &[
     Reason::BadRequest,
     Reason::PayloadTooLarge,
+    Reason::UnsupportedMediaType,
+    Reason::UriTooLong,
+    Reason::HeadersTooLarge,
     Reason::MissingKey,
     Reason::InvalidKey,
     Reason::RateLimited,

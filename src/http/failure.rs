@@ -42,6 +42,12 @@ pub enum Reason {
     BadRequest,
     /// The body is larger than the limit.
     PayloadTooLarge,
+    /// The body is not declared as JSON, or is declared compressed.
+    UnsupportedMediaType,
+    /// The request's path and query are longer than the limit.
+    UriTooLong,
+    /// The request's headers are larger, or more, than the limit.
+    HeadersTooLarge,
     /// No API key (or stream token) was presented.
     MissingKey,
     /// The key is unknown or revoked.
@@ -81,9 +87,12 @@ pub struct Row {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 18] = [
         Reason::BadRequest,
         Reason::PayloadTooLarge,
+        Reason::UnsupportedMediaType,
+        Reason::UriTooLong,
+        Reason::HeadersTooLarge,
         Reason::MissingKey,
         Reason::InvalidKey,
         Reason::RateLimited,
@@ -113,6 +122,24 @@ impl Reason {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "The request body is too large",
+                None,
+            ),
+            Reason::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "The request body must be sent as Content-Type: application/json, uncompressed",
+                None,
+            ),
+            Reason::UriTooLong => (
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                "The request's path and query are too long",
+                None,
+            ),
+            Reason::HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                "The request's headers are too large or too many",
                 None,
             ),
             Reason::MissingKey => (

@@ -150,6 +150,14 @@ impl<S: Clone + Send + Sync + 'static> ApiRouter<S> {
         self
     }
 
+    /// Document on every operation added so far the refusals of the edge's guard.
+    pub(crate) fn with_edge_errors(mut self, json_bodies: bool) -> Self {
+        for operation in &mut self.doc.operations {
+            operation.add_edge_errors(json_bodies);
+        }
+        self
+    }
+
     /// The router and its document. Only `crate::app` splits them, to serve the one and render
     /// the other.
     pub(crate) fn into_parts(self) -> (Router<S>, ApiDoc) {
@@ -214,8 +222,8 @@ impl ApiDoc {
                         "type": "apiKey",
                         "in": "query",
                         "name": "token",
-                        "description": "A five-minute stream token from `POST /v1/stream-tokens` \
-                            (never the API key itself), for browsers' EventSource",
+                        "description": "A one-minute, single-use stream token from `POST /v1/stream-tokens` \
+                            for one identity and channel (never the API key itself), for browsers' EventSource",
                     },
                 },
                 "headers": {

@@ -6,6 +6,8 @@ use serde_json::{Value, json};
 
 use crate::support::stack::{Options, Stack};
 
+mod edge;
+
 const MISSING: &str = "0190f0f0-0000-7000-8000-000000000000";
 
 /// Fill a path template's parameters: slugs with a real one, ids with one that names nothing

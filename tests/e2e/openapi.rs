@@ -7,7 +7,7 @@
 
 mod checker;
 mod dialects;
-mod validate;
+pub mod validate;
 
 use std::time::Duration;
 

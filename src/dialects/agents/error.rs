@@ -20,7 +20,11 @@ pub struct AgentsError(pub(super) EdgeFailure);
 /// The `error.name` of each failure.
 fn name(reason: Reason) -> &'static str {
     match reason {
-        Reason::BadRequest | Reason::PayloadTooLarge => "ValidationError",
+        Reason::BadRequest
+        | Reason::PayloadTooLarge
+        | Reason::UnsupportedMediaType
+        | Reason::UriTooLong
+        | Reason::HeadersTooLarge => "ValidationError",
         Reason::MissingKey | Reason::InvalidKey => "UnauthorizedError",
         Reason::RateLimited => "RateLimitError",
         Reason::Forbidden => "ForbiddenError",

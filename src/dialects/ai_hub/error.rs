@@ -26,6 +26,9 @@ fn phrase(reason: Reason) -> &'static str {
     match reason {
         Reason::BadRequest | Reason::PayloadTooLarge => "Message parse problem from ask assistant",
         Reason::MissingKey | Reason::InvalidKey => "Unauthorized",
+        Reason::UnsupportedMediaType => "Unsupported media type",
+        Reason::UriTooLong => "Request URI too long",
+        Reason::HeadersTooLarge => "Request headers too large",
         Reason::RateLimited => "Rate limit exceeded",
         Reason::Forbidden => "Forbidden",
         Reason::TokenSpent => "Stream token already used",

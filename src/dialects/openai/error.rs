@@ -38,6 +38,9 @@ fn kind(reason: Reason) -> &'static str {
         | Reason::Internal => SERVER_ERROR,
         Reason::BadRequest
         | Reason::PayloadTooLarge
+        | Reason::UnsupportedMediaType
+        | Reason::UriTooLong
+        | Reason::HeadersTooLarge
         | Reason::MissingKey
         | Reason::InvalidKey
         | Reason::Forbidden

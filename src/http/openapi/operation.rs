@@ -138,6 +138,9 @@ fn error_description(status: u16) -> &'static str {
         404 => "Not found (another tenant's resources are not found either)",
         409 => "Conflicts with an existing resource",
         413 => "The request body is larger than the configured limit",
+        414 => "The path and query are longer than the limit",
+        415 => "The body is not sent as `Content-Type: application/json`, or is compressed",
+        431 => "The request's headers are too large or too many",
         429 => "The key's rate limit is used up; retry after `Retry-After` seconds",
         500 => "Internal error; the cause is logged, not shown",
         502 => "The model provider failed",
@@ -161,6 +164,8 @@ pub struct Operation {
     parameters: Vec<Value>,
     request_body: Option<Value>,
     responses: Vec<(u16, Reply)>,
+    /// The schema of the operation's error bodies, once [`Operation::errors`] named it.
+    error_schema: Option<String>,
 }
 
 impl Operation {
@@ -177,6 +182,7 @@ impl Operation {
             parameters: Vec::new(),
             request_body: None,
             responses: Vec::new(),
+            error_schema: None,
         }
     }
 
@@ -253,6 +259,11 @@ impl Operation {
     /// Error statuses whose bodies are all `schema` (the family's error envelope). A 429 always
     /// carries `Retry-After`; a 503 does when the broker or the queue refused the job.
     pub fn errors(mut self, schema: &str, statuses: &[u16]) -> Self {
+        self.push_errors(schema, statuses);
+        self
+    }
+
+    fn push_errors(&mut self, schema: &str, statuses: &[u16]) {
         for &status in statuses {
             let mut reply = Reply::new(error_description(status)).json(schema::reference(schema));
             match status {
@@ -262,7 +273,22 @@ impl Operation {
             }
             self.responses.push((status, reply));
         }
-        self
+        self.error_schema = Some(schema.to_owned());
+    }
+
+    /// Document the refusals of the edge's guard (`crate::app`), which every route of a family
+    /// meets before its handler: 400 (a path or query with NUL or invalid UTF-8), 414 and 431,
+    /// and 415 where the family takes only JSON bodies.
+    pub(crate) fn add_edge_errors(&mut self, json_bodies: bool) {
+        let Some(schema) = self.error_schema.clone() else {
+            return;
+        };
+        let mut statuses = vec![400, 414, 431];
+        if json_bodies && self.request_body.is_some() {
+            statuses.push(415);
+        }
+        statuses.retain(|status| !self.responses.iter().any(|(s, _)| s == status));
+        self.push_errors(&schema, &statuses);
     }
 
     pub fn method(&self) -> Method {
