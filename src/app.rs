@@ -6,20 +6,22 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::middleware::from_fn_with_state;
-use axum::serve::ListenerExt;
 use axum::{Extension, Router};
 use deadpool_postgres::Pool;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::broker::{Broker, BrokerSettings};
-use crate::config::IngressConfig;
+use crate::config::{ConnectionLimits, IngressConfig};
 use crate::http::{ApiRouter, AppState, OpenApiJson, metrics, request_id};
 use crate::pipeline::Pipeline;
 use crate::relay::SharedRoutes;
 
 mod family;
 mod guard;
+mod server;
+mod stall;
 
 pub use family::Family;
 pub use guard::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES};
@@ -64,15 +66,24 @@ pub fn openapi_document() -> serde_json::Value {
     routes().into_parts().1.to_json()
 }
 
+/// How a request's body is read: at most `max_bytes`, and never waiting longer than
+/// `idle_timeout` for its next piece (a client that stalls mid-body is answered 400).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    pub idle_timeout: std::time::Duration,
+}
+
 /// The ingress's router, ready to serve.
-pub fn app(state: AppState, max_body_bytes: usize) -> Router {
+pub fn app(state: AppState, body: BodyLimits) -> Router {
     let (router, doc) = routes().into_parts();
     router
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(Extension(OpenApiJson::new(&doc)))
         .layer(axum::middleware::from_fn(request_id::assign))
-        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::extract::DefaultBodyLimit::max(body.max_bytes))
+        .layer(RequestBodyTimeoutLayer::new(body.idle_timeout))
         .with_state(state)
 }
 
@@ -119,6 +130,7 @@ async fn housekeeping(db: Pool) {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    limits: ConnectionLimits,
     grace: std::time::Duration,
 }
 
@@ -146,7 +158,7 @@ impl Application {
         };
         let broker = Broker::start(settings, SharedRoutes::default()).await;
         let state = AppState {
-            pipeline: Pipeline::new(broker, db.clone(), config.job_deadline),
+            pipeline: Pipeline::new(broker, db.clone(), config.job_deadline, config.stream_stall),
             db,
             metrics: metrics::recorder(),
             rate_limit_per_min: config.rate_limit_per_min,
@@ -164,9 +176,14 @@ impl Application {
                     addr: config.listen,
                     source,
                 })?;
+        let body = BodyLimits {
+            max_bytes: config.max_body_bytes,
+            idle_timeout: config.body_read_timeout,
+        };
         Ok(Application {
             listener,
-            router: app(state, config.max_body_bytes),
+            router: app(state, body),
+            limits: config.connection_limits,
             grace: config.shutdown_grace,
         })
     }
@@ -183,28 +200,15 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let grace = self.grace;
-        // SSE events are small writes: without TCP_NODELAY, Nagle's algorithm holds each one back
-        // until the previous is acknowledged, which delayed ACKs stretch to ~40 ms.
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let serve = axum::serve(listener, self.router).with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
-        let mut stop_rx = stop_rx;
-        tokio::select! {
-            result = serve => result,
-            _ = async {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-                tokio::time::sleep(grace).await;
-            } => {
-                tracing::warn!("grace period over; closing the remaining connections");
-                Ok(())
-            }
-        }
+        server::serve(
+            self.listener,
+            self.router,
+            self.limits,
+            shutdown,
+            self.grace,
+        )
+        .await;
+        Ok(())
     }
 }
 

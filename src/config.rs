@@ -48,6 +48,15 @@ pub struct IngressConfig {
     /// How long a stopping ingress lets open streams finish. `CONFAB_SHUTDOWN_GRACE_SECS`,
     /// default 30.
     pub shutdown_grace: Duration,
+    /// Deadlines and caps of every connection: `CONFAB_HEADER_READ_TIMEOUT_SECS` (default 10),
+    /// `CONFAB_WRITE_STALL_SECS` (default 60), `CONFAB_MAX_CONNECTIONS` (default 4096).
+    pub connection_limits: ConnectionLimits,
+    /// Longest wait for the next piece of a request body. `CONFAB_BODY_READ_TIMEOUT_SECS`,
+    /// default 30.
+    pub body_read_timeout: Duration,
+    /// How long a stream waits for its client to read before it stops relaying (the answer
+    /// is still finished and stored). `CONFAB_STREAM_STALL_SECS`, default 30.
+    pub stream_stall: Duration,
     /// Channel messages (WhatsApp, Telegram) older than this when they arrive, as after an
     /// outage when the platform replays its backlog, are stored but not answered.
     /// `CONFAB_WEBHOOK_MAX_AGE_SECS`, default 900.
@@ -56,15 +65,21 @@ pub struct IngressConfig {
     pub secrets: SecretBox,
 }
 
+/// What the server holds every connection to.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// From a connection's first byte (or the end of its previous response) to the end of its
+    /// request headers.
+    pub header_read_timeout: Duration,
+    /// How long a response's writes may make no progress before the connection is closed.
+    pub write_stall: Duration,
+    /// Open connections at most; more are answered 503 and closed.
+    pub max_connections: usize,
+}
+
 impl IngressConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let job_deadline = Duration::from_secs(parsed_var("CONFAB_JOB_DEADLINE_SECS", 120u64)?);
-        if job_deadline.is_zero() {
-            return Err(ConfigError {
-                var: "CONFAB_JOB_DEADLINE_SECS",
-                problem: "must be at least 1".into(),
-            });
-        }
+        let job_deadline = positive_secs("CONFAB_JOB_DEADLINE_SECS", 120)?;
         // The limiter divides a minute by the limit: zero would fail every request, and a
         // negative limit would admit every one.
         let rate_limit_per_min = parsed_var("CONFAB_RATE_LIMIT_PER_MIN", 600)?;
@@ -88,8 +103,34 @@ impl IngressConfig {
             rate_limit_per_min,
             database_pool_size: parsed_var("CONFAB_DATABASE_POOL_SIZE", 16)?,
             shutdown_grace: Duration::from_secs(parsed_var("CONFAB_SHUTDOWN_GRACE_SECS", 30)?),
+            connection_limits: ConnectionLimits {
+                header_read_timeout: positive_secs("CONFAB_HEADER_READ_TIMEOUT_SECS", 10)?,
+                write_stall: positive_secs("CONFAB_WRITE_STALL_SECS", 60)?,
+                max_connections: at_least_one("CONFAB_MAX_CONNECTIONS", 4096)?,
+            },
+            body_read_timeout: positive_secs("CONFAB_BODY_READ_TIMEOUT_SECS", 30)?,
+            stream_stall: positive_secs("CONFAB_STREAM_STALL_SECS", 30)?,
             webhook_max_age: Duration::from_secs(parsed_var("CONFAB_WEBHOOK_MAX_AGE_SECS", 900)?),
             secrets: SecretBox::from_env()?,
         })
     }
+}
+
+/// A count from `var` that must be at least 1.
+fn at_least_one(var: &'static str, default: usize) -> Result<usize, ConfigError> {
+    let value = parsed_var(var, default)?;
+    if value == 0 {
+        return Err(ConfigError {
+            var,
+            problem: "must be at least 1".into(),
+        });
+    }
+    Ok(value)
+}
+
+/// Whole seconds from `var`; zero would make every deadline expire at once.
+fn positive_secs(var: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_secs(
+        at_least_one(var, default as usize)? as u64
+    ))
 }

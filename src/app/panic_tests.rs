@@ -17,9 +17,10 @@ async fn fine() -> &'static str {
 /// Serve the two routes behind `family`'s layers; the base URL.
 async fn serve(kind: Family) -> String {
     let op = |id| Operation::new(id, "test").errors("Error", &[500]);
-    let routes = ApiRouter::<()>::new()
-        .get("/boom", boom, op("boom"))
-        .get("/fine", fine, op("fine"));
+    let routes =
+        ApiRouter::<()>::new()
+            .get("/boom", boom, op("boom"))
+            .get("/fine", fine, op("fine"));
     let (router, _) = family(kind, routes).into_parts();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

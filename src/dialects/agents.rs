@@ -202,6 +202,7 @@ fn stream_reply(mut turn: Turn) -> Response {
         HeaderName::from_static("x-conversation-id"),
         HeaderValue::from_str(&turn.conversation_id).unwrap_or(HeaderValue::from_static("")),
     )];
+    let stall = turn.stream_stall;
     let events = async_stream::stream! {
         while let Some(event) = turn.next().await {
             match event {
@@ -217,7 +218,7 @@ fn stream_reply(mut turn: Turn) -> Response {
             }
         }
     };
-    sse_response(events, &headers)
+    sse_response(events, &headers, stall)
 }
 
 #[cfg(test)]

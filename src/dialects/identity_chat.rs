@@ -404,6 +404,7 @@ fn stream_reply(mut turn: Turn) -> Response {
         HeaderName::from_static("x-conversation-id"),
         HeaderValue::from_str(&turn.conversation_id).unwrap_or(HeaderValue::from_static("")),
     )];
+    let stall = turn.stream_stall;
     let events = async_stream::stream! {
         while let Some(event) = turn.next().await {
             let data = match event {
@@ -414,7 +415,7 @@ fn stream_reply(mut turn: Turn) -> Response {
             yield Ok(Event::default().data(data.to_string()));
         }
     };
-    sse_response(events, &headers)
+    sse_response(events, &headers, stall)
 }
 
 /// `POST /v1/stream-tokens` with `{identity_id, channel_id}`: a token for one browser's

@@ -98,14 +98,17 @@ pub struct Pipeline {
     /// turns of one conversation in the order they were recorded (`migrations/0006_turn_places.sql`).
     db: Pool,
     deadline: Duration,
+    /// How long a streamed turn waits for its caller to read (see [`Turn::stream_stall`]).
+    stream_stall: Duration,
 }
 
 impl Pipeline {
-    pub fn new(broker: Arc<Broker>, db: Pool, deadline: Duration) -> Self {
+    pub fn new(broker: Arc<Broker>, db: Pool, deadline: Duration, stream_stall: Duration) -> Self {
         Self {
             broker,
             db,
             deadline,
+            stream_stall,
         }
     }
 
@@ -160,14 +163,16 @@ impl Pipeline {
         self.publish(&session, &job).await?;
         info!(%request_id, conversation_id = %job.conversation_id, stream = job.stream, "job queued");
         metrics::gauge!("confab_jobs_in_flight").increment(1.0);
-        Ok(Turn::accepted(
+        let mut turn = Turn::accepted(
             job,
             subscription,
             session.lost(),
             self.deadline,
             submitted,
             self.broker.clone(),
-        ))
+        );
+        turn.stream_stall = self.stream_stall;
+        Ok(turn)
     }
 }
 

@@ -19,6 +19,9 @@ use crate::relay::Subscription;
 pub struct Turn {
     pub request_id: Uuid,
     pub conversation_id: String,
+    /// How long a stream of this turn may wait for its client to read before it stops relaying
+    /// and only finishes the turn (`crate::http::sse`).
+    pub stream_stall: Duration,
     stream: bool,
     subscription: Subscription,
     lost: watch::Receiver<bool>,
@@ -46,6 +49,7 @@ impl Turn {
         Turn {
             request_id: job.request_id,
             conversation_id: job.conversation_id,
+            stream_stall: Duration::from_secs(30),
             stream: job.stream,
             subscription,
             lost,

@@ -19,3 +19,4 @@ mod operations;
 mod provider_openai;
 mod rate_limits;
 mod reliability;
+mod slow_clients;

@@ -265,6 +265,7 @@ fn typed(kind: &str, mut body: Value) -> String {
 }
 
 fn stream_reply(mut turn: Turn, asked: Asked) -> Response {
+    let stall = turn.stream_stall;
     let events = async_stream::stream! {
         while let Some(event) = turn.next().await {
             let data = match event {
@@ -278,7 +279,7 @@ fn stream_reply(mut turn: Turn, asked: Asked) -> Response {
             yield Ok(Event::default().data(data));
         }
     };
-    sse_response(events, &[])
+    sse_response(events, &[], stall)
 }
 
 #[cfg(test)]

@@ -120,6 +120,7 @@ fn data(value: Value) -> Result<Event, Infallible> {
 /// delta, the finish reason, the usage if asked for, then `[DONE]`.
 pub fn stream_reply(mut turn: Turn, completion: Completion, include_usage: bool) -> Response {
     let headers = conversation_header(&turn.conversation_id);
+    let stall = turn.stream_stall;
     let events = async_stream::stream! {
         let role = json!({"role": "assistant", "content": ""});
         yield data(completion.chunk(role, None, include_usage));
@@ -144,7 +145,7 @@ pub fn stream_reply(mut turn: Turn, completion: Completion, include_usage: bool)
             }
         }
     };
-    sse_response(events, &headers)
+    sse_response(events, &headers, stall)
 }
 
 #[cfg(test)]

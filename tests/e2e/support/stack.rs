@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
+use confab::config::ConnectionLimits;
 use confab::{Application, IngressConfig, ReplyMode};
 use confab_contract::settings::SharedSettings;
 use confab_contract::{Names, QueueLimits};
@@ -76,6 +77,10 @@ pub struct Options {
     pub delivery_retry_base: Duration,
     /// `CONFAB_SECRET_KEYS` of every process: a fresh key per test unless a test picks its own.
     pub secret_keys: String,
+    /// The ingress's connection deadlines and cap.
+    pub connection_limits: ConnectionLimits,
+    pub body_read_timeout: Duration,
+    pub stream_stall: Duration,
 }
 
 impl Default for Options {
@@ -102,6 +107,13 @@ impl Default for Options {
             },
             delivery_retry_base: Duration::from_millis(20),
             secret_keys: SecretBox::generate_key("test"),
+            connection_limits: ConnectionLimits {
+                header_read_timeout: Duration::from_secs(10),
+                write_stall: Duration::from_secs(60),
+                max_connections: 4096,
+            },
+            body_read_timeout: Duration::from_secs(30),
+            stream_stall: Duration::from_secs(30),
         }
     }
 }
@@ -191,6 +203,9 @@ impl Stack {
             rate_limit_per_min: self.options.rate_limit_per_min,
             database_pool_size: 4,
             shutdown_grace: Duration::from_secs(2),
+            connection_limits: self.options.connection_limits,
+            body_read_timeout: self.options.body_read_timeout,
+            stream_stall: self.options.stream_stall,
             webhook_max_age: self.options.webhook_max_age,
             secrets: self.secrets(),
         }
