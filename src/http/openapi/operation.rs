@@ -138,10 +138,14 @@ fn error_description(status: u16) -> &'static str {
         404 => "Not found (another tenant's resources are not found either)",
         409 => "Conflicts with an existing resource",
         413 => "The request body is larger than the configured limit",
+        422 => "Refused by a documented limit, which the body names",
         429 => "The key's rate limit is used up; retry after `Retry-After` seconds",
         500 => "Internal error; the cause is logged, not shown",
         502 => "The model provider failed",
-        503 => "The broker is unreachable or the work queue is full; retry later",
+        503 => {
+            "The broker or the database is unreachable or busy, or the work queue is full; retry \
+             after `Retry-After` seconds"
+        }
         504 => "No answer before the request's deadline",
         _ => "Error",
     }
