@@ -102,7 +102,13 @@ fn schemas() -> Vec<(&'static str, Value)> {
                             "Not blank, at most 300 characters; names the document in its folder and in answers' sources",
                         ),
                     ),
-                    ("content", described(string(), "The text; at most 2 MiB")),
+                    (
+                        "content",
+                        described(
+                            string(),
+                            "The text; at most 2 MiB, split into at most the configured passages per document (422 `too_many_passages`), and within the folder's byte budget (422 `folder_full`)",
+                        ),
+                    ),
                     (
                         "format",
                         described(

@@ -10,7 +10,8 @@
 //! `Retry-After`.
 //!
 //! The rule behind the table: a failure a client should simply retry (the broker or database
-//! unreachable, the work queue full, an answer cut off by a worker's crash) is a 503 with
+//! unreachable, the work queue full, the database busy: no pool connection within the wait, a
+//! statement past its timeout, an answer cut off by a worker's crash) is a 503 with
 //! `Retry-After`; one that retrying cannot fix (a bug, a database that answers with an error) is
 //! a 500 whose cause is logged, never shown.
 
