@@ -561,3 +561,86 @@ async fn a_pool_wait_that_times_out_is_a_503_with_retry_after_in_every_api_s_sha
     let held = answered(holder).await.unwrap().unwrap();
     assert_eq!(held.status(), 200, "the waiting request is answered");
 }
+
+/// The number of the ingress's management answers with `status` so far.
+async fn management_answers(stack: &Stack, status: u16) -> u64 {
+    let text = stack
+        .http
+        .get(stack.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series =
+        format!("confab_http_requests_total{{dialect=\"management\",status=\"{status}\"}}");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kb_import_waits_out_a_503_for_its_retry_after_instead_of_failing_the_file() {
+    let stack = Stack::start(Options {
+        workers: 0,
+        heavy_writes: HeavyWrites {
+            permits: 1,
+            wait: Duration::from_millis(200),
+        },
+        ..Options::default()
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("confab-kb-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("hours.md"), "# Hours\nNine to five.\n").unwrap();
+    // Another upload takes the only permit and waits on the test's lock of its folder.
+    let held = new_folder(&stack, "held").await;
+    let held_id: uuid::Uuid = held.parse().unwrap();
+    let mut db = stack.db().await;
+    let hold = db.transaction().await.unwrap();
+    hold.execute(
+        "SELECT 1 FROM folders WHERE id = $1 FOR UPDATE",
+        &[&held_id],
+    )
+    .await
+    .unwrap();
+    let first = spawn_upload(&stack, &held, "first", "Some text.");
+    until_waiting_on_locks(&stack.db().await, 1).await;
+
+    let import = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(["kb", "import"])
+        .arg(&dir)
+        .args(["--folder", "help"])
+        .env("CONFAB_URL", stack.url(""))
+        .env("CONFAB_API_KEY", &stack.api_key)
+        .kill_on_drop(true)
+        .output();
+    let import = tokio::spawn(import);
+    // Once the import's upload was refused, free the permit; its retry then goes through.
+    for _ in 0..1_000 {
+        if management_answers(&stack, 503).await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        management_answers(&stack, 503).await > 0,
+        "the import's upload was refused"
+    );
+    hold.commit().await.unwrap();
+    assert_eq!(answered(first).await.unwrap().0, 201);
+    let output = answered(import).await.unwrap().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let summary = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{summary} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        summary.contains("1 created, 0 updated, 0 unchanged, 0 failed"),
+        "{summary}"
+    );
+}
