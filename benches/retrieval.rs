@@ -57,8 +57,11 @@ async fn measure(url: &str) -> (usize, usize, usize, Vec<String>) {
         .await
         .expect("folder");
     let tx = client.transaction().await.expect("transaction");
+    let limits = confab::store::documents::KnowledgeLimits::DEFAULT;
     for (title, content) in corpus::documents() {
-        confab::store::documents::store(&tx, tenant_id, folder.id, &title, "markdown", &content)
+        let draft = confab::store::documents::Draft::new(&title, "markdown", &content, &limits)
+            .expect("a corpus document within the limits");
+        confab::store::documents::store(&tx, tenant_id, folder.id, &draft, &limits)
             .await
             .expect("store a document");
     }

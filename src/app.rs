@@ -14,7 +14,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::broker::{Broker, BrokerSettings};
 use crate::config::{ConnectionLimits, IngressConfig};
-use crate::http::{ApiRouter, AppState, OpenApiJson, metrics, request_id};
+use crate::http::{ApiRouter, AppState, HeavyWriteGate, OpenApiJson, metrics, request_id};
 use crate::pipeline::Pipeline;
 use crate::relay::SharedRoutes;
 
@@ -148,7 +148,7 @@ pub enum StartError {
 impl Application {
     /// Connect, bind `config.listen` (port 0 picks a free port) and prepare the router.
     pub async fn build(config: &IngressConfig) -> Result<Application, StartError> {
-        let db = confab_shared::db::pool(&config.shared.database_url, config.database_pool_size)?;
+        let db = confab_shared::db::pool(&config.shared.database_url, config.database)?;
         let settings = BrokerSettings {
             amqp_url: config.shared.amqp_url.clone(),
             names: config.shared.names.clone(),
@@ -164,6 +164,8 @@ impl Application {
             rate_limit_per_min: config.rate_limit_per_min,
             webhook_max_age: config.webhook_max_age,
             secrets: config.secrets.clone(),
+            heavy_writes: HeavyWriteGate::new(config.heavy_writes),
+            knowledge: config.knowledge,
         };
         if !state.secrets.is_enabled() {
             tracing::warn!("CONFAB_SECRET_KEYS is not set: channel secrets are stored unencrypted");

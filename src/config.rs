@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use confab_contract::settings::{ConfigError, SharedSettings, parsed_var, var_or};
+use confab_shared::db::PoolSettings;
 use confab_shared::secrets::SecretBox;
+
+pub use crate::store::documents::KnowledgeLimits;
 
 /// How reply events travel back to the ingress (see `relay`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +46,13 @@ pub struct IngressConfig {
     /// Requests per minute per API key unless the key has its own limit.
     /// `CONFAB_RATE_LIMIT_PER_MIN`, default 600.
     pub rate_limit_per_min: i32,
-    /// `CONFAB_DATABASE_POOL_SIZE`, default 16.
-    pub database_pool_size: usize,
+    /// The pool (`CONFAB_DATABASE_POOL_SIZE`, default 16), the wait for a connection and the
+    /// statement timeout.
+    pub database: PoolSettings,
+    /// The share of the pool that document uploads may hold at once.
+    pub heavy_writes: HeavyWrites,
+    /// What one document and one folder may hold.
+    pub knowledge: KnowledgeLimits,
     /// How long a stopping ingress lets open streams finish. `CONFAB_SHUTDOWN_GRACE_SECS`,
     /// default 30.
     pub shutdown_grace: Duration,
@@ -89,6 +97,7 @@ impl IngressConfig {
                 problem: "must be at least 1".into(),
             });
         }
+        let database = PoolSettings::from_env(16)?;
         Ok(Self {
             shared: SharedSettings::from_env()?,
             listen: parsed_var("CONFAB_LISTEN", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
@@ -101,12 +110,14 @@ impl IngressConfig {
             job_deadline,
             max_body_bytes: parsed_var("CONFAB_MAX_BODY_BYTES", 1024 * 1024)?,
             rate_limit_per_min,
-            database_pool_size: parsed_var("CONFAB_DATABASE_POOL_SIZE", 16)?,
+            database,
+            heavy_writes: HeavyWrites::from_env(database.size)?,
+            knowledge: knowledge_limits()?,
             shutdown_grace: Duration::from_secs(parsed_var("CONFAB_SHUTDOWN_GRACE_SECS", 30)?),
             connection_limits: ConnectionLimits {
                 header_read_timeout: positive_secs("CONFAB_HEADER_READ_TIMEOUT_SECS", 10)?,
                 write_stall: positive_secs("CONFAB_WRITE_STALL_SECS", 60)?,
-                max_connections: at_least_one("CONFAB_MAX_CONNECTIONS", 4096)?,
+                max_connections: max_connections()?,
             },
             body_read_timeout: positive_secs("CONFAB_BODY_READ_TIMEOUT_SECS", 30)?,
             stream_stall: positive_secs("CONFAB_STREAM_STALL_SECS", 30)?,
@@ -116,21 +127,67 @@ impl IngressConfig {
     }
 }
 
-/// A count from `var` that must be at least 1.
-fn at_least_one(var: &'static str, default: usize) -> Result<usize, ConfigError> {
-    let value = parsed_var(var, default)?;
+/// Heavy writes (document uploads, so `confab kb import` too) may hold at most `permits` pool
+/// connections at once, so that a burst of them leaves the rest of the pool to chat and
+/// management; one that finds no permit within `wait` is refused with a 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeavyWrites {
+    /// `CONFAB_HEAVY_WRITE_PERMITS`, default a quarter of the pool, at least 1.
+    pub permits: usize,
+    /// `CONFAB_HEAVY_WRITE_WAIT_MS`, default 2000.
+    pub wait: Duration,
+}
+
+impl HeavyWrites {
+    fn from_env(pool_size: usize) -> Result<Self, ConfigError> {
+        let permits = parsed_var("CONFAB_HEAVY_WRITE_PERMITS", (pool_size / 4).max(1))?;
+        at_least_one("CONFAB_HEAVY_WRITE_PERMITS", permits as u64)?;
+        let wait = parsed_var("CONFAB_HEAVY_WRITE_WAIT_MS", 2_000)?;
+        Ok(Self {
+            permits,
+            wait: Duration::from_millis(wait),
+        })
+    }
+}
+
+fn max_connections() -> Result<usize, ConfigError> {
+    let max = parsed_var("CONFAB_MAX_CONNECTIONS", 4096)?;
+    at_least_one("CONFAB_MAX_CONNECTIONS", max as u64)?;
+    Ok(max)
+}
+
+fn knowledge_limits() -> Result<KnowledgeLimits, ConfigError> {
+    let limits = KnowledgeLimits {
+        max_passages: parsed_var(
+            "CONFAB_MAX_PASSAGES_PER_DOCUMENT",
+            KnowledgeLimits::DEFAULT.max_passages,
+        )?,
+        max_folder_bytes: parsed_var(
+            "CONFAB_MAX_FOLDER_BYTES",
+            KnowledgeLimits::DEFAULT.max_folder_bytes,
+        )?,
+    };
+    at_least_one(
+        "CONFAB_MAX_PASSAGES_PER_DOCUMENT",
+        limits.max_passages as u64,
+    )?;
+    at_least_one("CONFAB_MAX_FOLDER_BYTES", limits.max_folder_bytes)?;
+    Ok(limits)
+}
+
+fn at_least_one(var: &'static str, value: u64) -> Result<(), ConfigError> {
     if value == 0 {
         return Err(ConfigError {
             var,
             problem: "must be at least 1".into(),
         });
     }
-    Ok(value)
+    Ok(())
 }
 
 /// Whole seconds from `var`; zero would make every deadline expire at once.
 fn positive_secs(var: &'static str, default: u64) -> Result<Duration, ConfigError> {
-    Ok(Duration::from_secs(
-        at_least_one(var, default as usize)? as u64
-    ))
+    let secs = parsed_var(var, default)?;
+    at_least_one(var, secs)?;
+    Ok(Duration::from_secs(secs))
 }

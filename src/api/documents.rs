@@ -9,14 +9,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use super::error::{FOLDER_FULL, TOO_MANY_PASSAGES};
 use super::fields;
 use super::pagination::PageQuery;
 use super::{ApiError, Resource, deleted, found, object_body, query_params};
 use crate::http::openapi::schema::{
     closed, date_time, described, enum_of, integer, nullable, page, record, reference, string, uuid,
 };
-use crate::http::{ApiRouter, AppState, Authenticated, Reply};
-use crate::store::documents::{self, Stored};
+use crate::http::{ApiRouter, AppState, Authenticated, EdgeFailure, Reply};
+use crate::store::documents::{self, Draft, StoreError, Stored};
 use crate::store::folders;
 
 const DOC: Resource = Resource {
@@ -33,7 +34,7 @@ pub fn router() -> ApiRouter {
         .op(
             "putDocument",
             "Add a document to a folder, or replace it",
-            &[400, 401, 404, 413, 429, 500, 503],
+            &[400, 401, 404, 413, 422, 429, 500, 503],
         )
         .path_param("id", "The folder's id")
         .body(reference("DocumentCreate"))
@@ -101,7 +102,13 @@ fn schemas() -> Vec<(&'static str, Value)> {
                             "Not blank, at most 300 characters; names the document in its folder and in answers' sources",
                         ),
                     ),
-                    ("content", described(string(), "The text; at most 2 MiB")),
+                    (
+                        "content",
+                        described(
+                            string(),
+                            "The text; at most 2 MiB, split into at most the configured passages per document (422 `too_many_passages`), and within the folder's byte budget (422 `folder_full`)",
+                        ),
+                    ),
                     (
                         "format",
                         described(
@@ -124,31 +131,26 @@ async fn put(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant_id = caller.tenant_id;
     let folder_id = fields::path_uuid(&folder_id, "folder")?;
-    let mut body = object_body(body)?;
-    let title = fields::required_text(&mut body, "title", 300)?;
-    let content = fields::optional_string(&mut body, "content")?
-        .ok_or_else(|| ApiError::invalid("content", "content is required"))?;
-    if content.len() > MAX_CONTENT {
-        return Err(ApiError::invalid(
-            "content",
-            "content must be at most 2 MiB",
-        ));
-    }
-    let format = fields::optional_string(&mut body, "format")?.unwrap_or_else(|| "markdown".into());
-    if format != "markdown" && format != "text" {
-        return Err(ApiError::invalid(
-            "format",
-            "format must be \"markdown\" or \"text\"",
-        ));
-    }
-    fields::no_unknown(&body)?;
+    let upload = Upload::read(object_body(body)?)?;
+    // Split and count before any database work, so a refused document costs none.
+    let draft = Draft::new(
+        &upload.title,
+        &upload.format,
+        &upload.content,
+        &state.knowledge,
+    )
+    .map_err(refusal)?;
+    // Held until the response: the upload's connection counts against the heavy writes' share.
+    let _permit = state
+        .heavy_writes
+        .enter()
+        .await
+        .map_err(EdgeFailure::from)?;
     let mut db = state.db.get().await?;
-    folders::by_id(&**db, tenant_id, folder_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("folder"))?;
     let tx = db.transaction().await?;
-    let (document, stored) =
-        documents::store(&tx, tenant_id, folder_id, &title, &format, &content).await?;
+    let (document, stored) = documents::store(&tx, tenant_id, folder_id, &draft, &state.knowledge)
+        .await
+        .map_err(refusal)?;
     tx.commit().await?;
     let status = if stored == Stored::Created {
         StatusCode::CREATED
@@ -158,6 +160,64 @@ async fn put(
     let mut body = serde_json::to_value(document).map_err(ApiError::internal)?;
     body["stored"] = json!(stored);
     Ok((status, Json(body)))
+}
+
+/// A document upload's fields.
+struct Upload {
+    title: String,
+    content: String,
+    format: String,
+}
+
+impl Upload {
+    fn read(mut body: serde_json::Map<String, Value>) -> Result<Self, ApiError> {
+        let title = fields::required_text(&mut body, "title", 300)?;
+        let content = fields::optional_string(&mut body, "content")?
+            .ok_or_else(|| ApiError::invalid("content", "content is required"))?;
+        if content.len() > MAX_CONTENT {
+            return Err(ApiError::invalid(
+                "content",
+                "content must be at most 2 MiB",
+            ));
+        }
+        let format =
+            fields::optional_string(&mut body, "format")?.unwrap_or_else(|| "markdown".into());
+        if format != "markdown" && format != "text" {
+            return Err(ApiError::invalid(
+                "format",
+                "format must be \"markdown\" or \"text\"",
+            ));
+        }
+        fields::no_unknown(&body)?;
+        Ok(Self {
+            title,
+            content,
+            format,
+        })
+    }
+}
+
+/// A document the limits refuse is a 422 naming the limit, its value and what the document
+/// would have taken; the folder's budget is refused the same way, since the request itself is
+/// within the body limit (413 stays the body limit's).
+fn refusal(error: StoreError) -> ApiError {
+    let message = error.to_string();
+    let (code, limit, max, actual) = match error {
+        StoreError::TooManyPassages { passages, limit } => (
+            TOO_MANY_PASSAGES,
+            "max_passages_per_document",
+            limit as u64,
+            passages as u64,
+        ),
+        StoreError::FolderFull { would_hold, limit } => {
+            (FOLDER_FULL, "max_folder_bytes", limit, would_hold)
+        }
+        StoreError::FolderNotFound => return ApiError::not_found("folder"),
+        StoreError::Db(error) => return error.into(),
+    };
+    let mut refused = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message);
+    refused.details = json!({"field": "content", "limit": limit, "max": max, "actual": actual});
+    refused
 }
 
 async fn list_in_folder(

@@ -32,12 +32,24 @@ const MEETS: &[Reason] = &[
     Reason::RateLimited,
     Reason::NotFound,
     Reason::Unavailable,
+    Reason::Overloaded,
     Reason::Internal,
 ];
 
 /// Codes of the API's own refusals: a taken name or slug; a webhook's refused handshake or
-/// missing secret; a handshake the platform does not have.
-const OWN_CODES: &[&str] = &["conflict", "forbidden", "method_not_allowed"];
+/// missing secret; a handshake the platform does not have; a document over the knowledge
+/// limits.
+const OWN_CODES: &[&str] = &[
+    "conflict",
+    "forbidden",
+    "method_not_allowed",
+    TOO_MANY_PASSAGES,
+    FOLDER_FULL,
+];
+
+/// The `error.code`s of a document the knowledge limits refuse (422).
+pub const TOO_MANY_PASSAGES: &str = "too_many_passages";
+pub const FOLDER_FULL: &str = "folder_full";
 
 /// The management code of a failure of the table: the table's own, but for an oversized body,
 /// which the API has always called an invalid request.

@@ -1,10 +1,12 @@
 //! `confab kb import PATH --folder NAME`: load a directory of text and Markdown files into a
 //! knowledge folder through the HTTP API (`CONFAB_URL`, `CONFAB_API_KEY`), creating the folder if
 //! needed. Each file becomes a document titled by its path under PATH without extension; an
-//! unchanged file is recognised by the server and left alone, so importing again is cheap.
+//! unchanged file is recognised by the server and left alone, so importing again is cheap. A 503
+//! (the server's uploads at their share of the pool, a busy database) is waited out.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -24,6 +26,33 @@ pub enum ImportError {
     Api { status: u16, body: String },
 }
 
+/// Tries of one call that the API answers 503 with `Retry-After`.
+const MAX_ATTEMPTS: u32 = 5;
+/// The longest `Retry-After` honoured, so a wrong header cannot stall an import.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// A call that did not succeed: worth repeating after a pause, or not.
+enum Refused {
+    Busy {
+        retry_after: Duration,
+        error: ImportError,
+    },
+    Other(ImportError),
+}
+
+/// The response's `Retry-After` in seconds, at most [`MAX_RETRY_AFTER`].
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let seconds: u64 = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
 struct Client {
     http: reqwest::Client,
     base: String,
@@ -31,29 +60,59 @@ struct Client {
 }
 
 impl Client {
+    /// One call, repeated while the API answers 503 (uploads beyond the server's share, a busy
+    /// database), each time after its `Retry-After`, so an import shares the server instead of
+    /// failing files.
     async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
     ) -> Result<(u16, Value), ImportError> {
+        let mut attempt = 1;
+        loop {
+            match self.call_once(method.clone(), path, body.as_ref()).await {
+                Err(Refused::Busy { retry_after, error }) => {
+                    if attempt == MAX_ATTEMPTS {
+                        return Err(error);
+                    }
+                    attempt += 1;
+                    tokio::time::sleep(retry_after).await;
+                }
+                Err(Refused::Other(error)) => return Err(error),
+                Ok(answer) => return Ok(answer),
+            }
+        }
+    }
+
+    async fn call_once(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), Refused> {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.key);
         if let Some(body) = body {
-            request = request.json(&body);
+            request = request.json(body);
         }
-        let response = request.send().await?;
+        let response = request.send().await.map_err(|e| Refused::Other(e.into()))?;
         let status = response.status().as_u16();
+        let retry_after = retry_after(&response);
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        if status >= 400 {
-            return Err(ImportError::Api {
-                status,
-                body: body.to_string(),
-            });
+        if status < 400 {
+            return Ok((status, body));
         }
-        Ok((status, body))
+        let error = ImportError::Api {
+            status,
+            body: body.to_string(),
+        };
+        Err(match retry_after {
+            Some(retry_after) if status == 503 => Refused::Busy { retry_after, error },
+            _ => Refused::Other(error),
+        })
     }
 
     /// The id of the folder named `name`, created if there is none.

@@ -10,7 +10,8 @@
 //! `Retry-After`.
 //!
 //! The rule behind the table: a failure a client should simply retry (the broker or database
-//! unreachable, the work queue full, an answer cut off by a worker's crash) is a 503 with
+//! unreachable, the work queue full, the database busy: no pool connection within the wait, a
+//! statement past its timeout, an answer cut off by a worker's crash) is a 503 with
 //! `Retry-After`; one that retrying cannot fix (a bug, a database that answers with an error) is
 //! a 500 whose cause is logged, never shown.
 
@@ -24,13 +25,15 @@ use tracing::warn;
 
 use super::BodyError;
 use super::auth::AuthError;
+use super::state::HeavyWritesBusy;
 use crate::pipeline::{Failure, FailureKind, SubmitError};
 use crate::store::tenants::TenantError;
 
 /// Seconds to wait after the broker or the database was unreachable: the broker session
 /// reconnects by itself within a few seconds.
 const UNAVAILABLE_RETRY_SECS: u64 = 5;
-/// Seconds to wait after the work queue was full: workers drain it continuously.
+/// Seconds to wait after the work queue or the database was full: workers drain the queue
+/// continuously, and connections come free as requests finish.
 const OVERLOADED_RETRY_SECS: u64 = 1;
 /// Seconds to wait after a worker died mid-answer: a new request is answered afresh at once.
 const INTERRUPTED_RETRY_SECS: u64 = 1;
@@ -69,7 +72,8 @@ pub enum Reason {
     ModelFailed,
     /// The message broker or the database cannot be reached.
     Unavailable,
-    /// The work queue is full.
+    /// The work queue is full, the database's connections are all in use or a statement ran
+    /// past its timeout.
     Overloaded,
     /// The worker answering died after part of a streamed answer was relayed.
     Interrupted,
@@ -339,20 +343,31 @@ impl From<Failure> for EdgeFailure {
     }
 }
 
-/// A database error, classified once: either the database could not be reached (worth a retry)
-/// or it answered with an error (a bug, or a broken deployment such as a dropped database,
-/// which no retry fixes).
+/// A database error, classified once: the database could not be reached, or it was too busy
+/// (no pool connection came free within the wait, a statement ran past its timeout), both worth
+/// a retry; or it answered with an error (a bug, or a broken deployment such as a dropped
+/// database, which no retry fixes).
 #[derive(Debug, thiserror::Error)]
 #[error("{detail}")]
 pub struct DatabaseError {
-    pub unreachable: bool,
+    pub kind: DatabaseFailure,
     detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseFailure {
+    /// Unreachable, restarting or refusing connections.
+    Unreachable,
+    /// Every connection is in use, or a statement hit `statement_timeout`.
+    Busy,
+    /// The server answered the query with an error.
+    Refused,
 }
 
 impl From<tokio_postgres::Error> for DatabaseError {
     fn from(error: tokio_postgres::Error) -> Self {
         Self {
-            unreachable: is_unreachable(&error),
+            kind: classify(&error),
             detail: error.to_string(),
         }
     }
@@ -360,16 +375,33 @@ impl From<tokio_postgres::Error> for DatabaseError {
 
 impl From<deadpool_postgres::PoolError> for DatabaseError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
-        use deadpool_postgres::PoolError;
-        let unreachable = match &error {
-            PoolError::Timeout(_) | PoolError::Closed => true,
-            PoolError::Backend(error) => is_unreachable(error),
-            PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => false,
+        use deadpool_postgres::{PoolError, TimeoutType};
+        let kind = match &error {
+            // Waiting for a free connection timed out: the pool is in use, not the server gone.
+            PoolError::Timeout(TimeoutType::Wait) => DatabaseFailure::Busy,
+            PoolError::Timeout(_) | PoolError::Closed => DatabaseFailure::Unreachable,
+            PoolError::Backend(error) => classify(error),
+            PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
+                DatabaseFailure::Refused
+            }
         };
         Self {
-            unreachable,
+            kind,
             detail: error.to_string(),
         }
+    }
+}
+
+fn classify(error: &tokio_postgres::Error) -> DatabaseFailure {
+    let canceled = error
+        .as_db_error()
+        .is_some_and(|db| db.code().code() == confab_shared::db::QUERY_CANCELED);
+    if canceled {
+        DatabaseFailure::Busy
+    } else if is_unreachable(error) {
+        DatabaseFailure::Unreachable
+    } else {
+        DatabaseFailure::Refused
     }
 }
 
@@ -390,12 +422,25 @@ fn is_unreachable(error: &tokio_postgres::Error) -> bool {
 
 impl From<DatabaseError> for EdgeFailure {
     fn from(error: DatabaseError) -> Self {
-        if error.unreachable {
-            warn!(%error, "database unavailable");
-            Self::new(Reason::Unavailable)
-        } else {
-            Self::internal(error)
+        match error.kind {
+            DatabaseFailure::Unreachable => {
+                warn!(%error, "database unavailable");
+                Self::new(Reason::Unavailable)
+            }
+            DatabaseFailure::Busy => {
+                warn!(%error, "database busy");
+                Self::new(Reason::Overloaded)
+            }
+            DatabaseFailure::Refused => Self::internal(error),
         }
+    }
+}
+
+/// Every heavy-write permit stayed in use for the whole wait.
+impl From<HeavyWritesBusy> for EdgeFailure {
+    fn from(_: HeavyWritesBusy) -> Self {
+        Self::new(Reason::Overloaded)
+            .with_message("Too many document uploads at once; retry shortly")
     }
 }
 

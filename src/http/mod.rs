@@ -19,4 +19,4 @@ pub use failure::{EdgeFailure, Reason, error_response};
 pub use openapi::{ApiRouter, Auth, OpenApiJson, Operation, Reply};
 pub use request_id::RequestId;
 pub use sse::sse_response;
-pub use state::AppState;
+pub use state::{AppState, HeavyWriteGate, HeavyWritesBusy};

@@ -8,6 +8,7 @@
 mod support;
 
 mod bad_input;
+mod bounded_work;
 mod channels;
 mod dialects;
 mod hardening;

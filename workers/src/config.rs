@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use confab_contract::settings::{ConfigError, SharedSettings, parsed_var, var_or};
 
+use confab_shared::db::PoolSettings;
 use confab_shared::platforms::Endpoints;
 use confab_shared::secrets::SecretBox;
 
@@ -31,8 +32,9 @@ pub struct WorkerConfig {
     /// Context window (tokens) assumed for models confab does not know, and for the built-in
     /// one. `CONFAB_DEFAULT_CONTEXT_TOKENS`, default 8192.
     pub default_context_window: u32,
-    /// Database connections of this process. `CONFAB_DATABASE_POOL_SIZE`, default 8.
-    pub database_pool_size: usize,
+    /// Database connections of this process (`CONFAB_DATABASE_POOL_SIZE`, default 8), the wait
+    /// for one and the statement timeout.
+    pub database: PoolSettings,
     /// How long a stopping worker waits for its jobs before returning them to the queue.
     /// `CONFAB_SHUTDOWN_GRACE_SECS`, default 30.
     pub shutdown_grace: Duration,
@@ -141,7 +143,7 @@ impl WorkerConfig {
                 0,
             )?),
             default_context_window: parsed_var("CONFAB_DEFAULT_CONTEXT_TOKENS", 8_192)?,
-            database_pool_size: parsed_var("CONFAB_DATABASE_POOL_SIZE", 8)?,
+            database: PoolSettings::from_env(8)?,
             shutdown_grace: Duration::from_secs(parsed_var("CONFAB_SHUTDOWN_GRACE_SECS", 30)?),
             roles: Roles::parse(
                 &var_or("CONFAB_WORKER_ROLES", "chat,delivery"),

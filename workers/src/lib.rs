@@ -49,7 +49,7 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkerError> {
-    let pool = confab_shared::db::pool(&config.shared.database_url, config.database_pool_size)?;
+    let pool = confab_shared::db::pool(&config.shared.database_url, config.database)?;
     let models = Models::new(
         Builtin::new(config.builtin_latency, config.builtin_token_delay),
         OpenAi::new(

@@ -76,19 +76,34 @@ fn a_rate_limit_retries_after_its_wait_and_a_body_error_names_the_body() {
 #[test]
 fn an_unreachable_database_is_unavailable_and_an_answering_one_internal() {
     let down = DatabaseError {
-        unreachable: true,
+        kind: DatabaseFailure::Unreachable,
         detail: "connection refused".into(),
     };
     assert_eq!(EdgeFailure::from(down).reason, Reason::Unavailable);
     let broken = DatabaseError {
-        unreachable: false,
+        kind: DatabaseFailure::Refused,
         detail: "database \"x\" does not exist".into(),
     };
     let failure = EdgeFailure::from(broken);
     assert_eq!(failure.reason, Reason::Internal);
     assert!(!failure.message.contains("does not exist"), "never shown");
+    let cannot_connect =
+        deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Create);
+    assert_eq!(
+        DatabaseError::from(cannot_connect).kind,
+        DatabaseFailure::Unreachable
+    );
+}
+
+#[test]
+fn a_pool_wait_that_times_out_is_a_503_with_retry_after_not_a_500() {
     let timeout = deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait);
-    assert!(DatabaseError::from(timeout).unreachable);
+    let failure = EdgeFailure::from(timeout);
+    assert_eq!(failure.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(failure.retry_after.is_some());
+    let busy = EdgeFailure::from(HeavyWritesBusy);
+    assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(busy.retry_after.is_some());
 }
 
 #[tokio::test]
@@ -101,7 +116,7 @@ async fn a_refused_connection_is_unreachable() {
     .await
     .err()
     .map(DatabaseError::from);
-    assert!(refused.is_some_and(|error| error.unreachable));
+    assert!(refused.is_some_and(|error| error.kind == DatabaseFailure::Unreachable));
 }
 
 #[test]

@@ -140,11 +140,15 @@ fn error_description(status: u16) -> &'static str {
         413 => "The request body is larger than the configured limit",
         414 => "The path and query are longer than the limit",
         415 => "The body is not sent as `Content-Type: application/json`, or is compressed",
-        431 => "The request's headers are too large or too many",
+        422 => "Refused by a documented limit, which the body names",
         429 => "The key's rate limit is used up; retry after `Retry-After` seconds",
+        431 => "The request's headers are too large or too many",
         500 => "Internal error; the cause is logged, not shown",
         502 => "The model provider failed",
-        503 => "The broker is unreachable or the work queue is full; retry later",
+        503 => {
+            "The broker or the database is unreachable or busy, or the work queue is full; retry \
+             after `Retry-After` seconds"
+        }
         504 => "No answer before the request's deadline",
         _ => "Error",
     }

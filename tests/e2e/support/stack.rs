@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use confab::config::ConnectionLimits;
+use confab::config::{ConnectionLimits, HeavyWrites, KnowledgeLimits};
 use confab::{Application, IngressConfig, ReplyMode};
 use confab_contract::settings::SharedSettings;
 use confab_contract::{Names, QueueLimits};
+use confab_shared::db::PoolSettings;
 use confab_shared::platforms::Endpoints;
 use confab_shared::secrets::SecretBox;
 use confab_worker::WorkerConfig;
@@ -81,6 +82,12 @@ pub struct Options {
     pub connection_limits: ConnectionLimits,
     pub body_read_timeout: Duration,
     pub stream_stall: Duration,
+    /// Each process's pool: its size, the wait for a connection, the statement timeout.
+    pub database: PoolSettings,
+    /// The ingress's share of the pool for document uploads.
+    pub heavy_writes: HeavyWrites,
+    /// What one document and one folder may hold.
+    pub knowledge: KnowledgeLimits,
 }
 
 impl Default for Options {
@@ -114,6 +121,16 @@ impl Default for Options {
             },
             body_read_timeout: Duration::from_secs(30),
             stream_stall: Duration::from_secs(30),
+            database: PoolSettings {
+                size: 4,
+                wait: Duration::from_secs(10),
+                statement_timeout: Duration::from_secs(30),
+            },
+            heavy_writes: HeavyWrites {
+                permits: 1,
+                wait: Duration::from_secs(10),
+            },
+            knowledge: KnowledgeLimits::DEFAULT,
         }
     }
 }
@@ -201,7 +218,9 @@ impl Stack {
             job_deadline: self.options.deadline,
             max_body_bytes: 64 * 1024,
             rate_limit_per_min: self.options.rate_limit_per_min,
-            database_pool_size: 4,
+            database: self.options.database,
+            heavy_writes: self.options.heavy_writes,
+            knowledge: self.options.knowledge,
             shutdown_grace: Duration::from_secs(2),
             connection_limits: self.options.connection_limits,
             body_read_timeout: self.options.body_read_timeout,
@@ -222,7 +241,7 @@ impl Stack {
             builtin_latency: self.options.builtin_latency,
             builtin_token_delay: self.options.builtin_token_delay,
             default_context_window: self.options.default_context_window,
-            database_pool_size: 4,
+            database: self.options.database,
             shutdown_grace: Duration::from_secs(2),
             roles: Roles {
                 chat: true,
@@ -347,6 +366,18 @@ impl Stack {
                 self.options.webhook_max_age.as_secs().to_string(),
             )
             .env("CONFAB_SECRET_KEYS", &self.options.secret_keys)
+            .env(
+                "CONFAB_DATABASE_POOL_WAIT_MS",
+                self.options.database.wait.as_millis().to_string(),
+            )
+            .env(
+                "CONFAB_STATEMENT_TIMEOUT_MS",
+                self.options
+                    .database
+                    .statement_timeout
+                    .as_millis()
+                    .to_string(),
+            )
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .kill_on_drop(true);
