@@ -32,6 +32,10 @@ pub struct Job {
     pub folder_ids: Vec<Uuid>,
     /// Whether the caller relays tokens as they come (SSE) or waits for the whole answer.
     pub stream: bool,
+    /// Answer without keeping anything: the turn's context is assembled as always, but nothing
+    /// of it (conversation, messages, answer) is stored (OpenAI's `store: false`).
+    #[serde(default)]
+    pub ephemeral: bool,
     /// When the ingress stops waiting (ms since epoch); a worker drops a job past it.
     pub deadline_ms: i64,
     /// When the ingress published the job (ms since epoch), for queue-time figures.

@@ -170,6 +170,7 @@ async fn chat(
             metadata: Default::default(),
             folder_ids: Vec::new(),
             stream: request.stream,
+            ephemeral: false,
         })
         .await?;
     if request.stream {

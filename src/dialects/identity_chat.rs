@@ -205,6 +205,7 @@ fn turn_request(
         metadata,
         folder_ids: Vec::new(),
         stream,
+        ephemeral: false,
     }
 }
 

@@ -35,6 +35,8 @@ pub struct TurnRequest {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     pub folder_ids: Vec<Uuid>,
     pub stream: bool,
+    /// See `Job::ephemeral`.
+    pub ephemeral: bool,
 }
 
 impl TurnRequest {
@@ -52,6 +54,7 @@ impl TurnRequest {
             metadata: self.metadata,
             folder_ids: self.folder_ids,
             stream: self.stream,
+            ephemeral: self.ephemeral,
             deadline_ms,
             published_ms: now_ms(),
             reply_to,

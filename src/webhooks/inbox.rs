@@ -201,6 +201,7 @@ impl Turn<'_> {
             },
             folder_ids: Vec::new(),
             stream: false,
+            ephemeral: false,
         };
         let deliveries = state.broker().names().deliveries();
         state.pipeline.detached_job(request, deliveries)

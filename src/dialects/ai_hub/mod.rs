@@ -143,6 +143,7 @@ async fn ask(
             metadata: request.metadata,
             folder_ids: request.folder_ids,
             stream,
+            ephemeral: false,
         })
         .await?;
     if stream {

@@ -17,7 +17,9 @@
 //!   have no call to create one first; a name already used with another assistant is a 404.
 //!
 //! Both modes return the conversation id in the `X-Conversation-Id` response header, so a
-//! stateless exchange can be continued server-side.
+//! stateless exchange can be continued server-side. A stateless request with OpenAI's
+//! `store: false` keeps nothing: the worker reads its context as always, in a transaction it
+//! rolls back, and stores no answer (`Job::ephemeral`); it gets no `X-Conversation-Id`.
 
 mod error;
 mod reply;
@@ -81,7 +83,11 @@ pub fn router() -> ApiRouter {
                     )
                     .json(reference("ChatCompletion"))
                     .sse(reference("ChatCompletionStreamEvent"), Some("[DONE]"))
-                    .conversation_header(true, "The conversation id, to continue it server-side"),
+                    .conversation_header(
+                        false,
+                        "The conversation id, to continue it server-side; absent with \
+                         `store: false`, which keeps nothing",
+                    ),
                 )
                 .errors(
                     "OpenAiError",
@@ -115,6 +121,13 @@ async fn chat_completions(
     let tenant_id = caller.tenant_id;
     let request = ChatRequest::parse(json_body(body)?)?;
     let named = named_conversation(request.conversation_id.clone(), &headers)?;
+    if named.is_some() && !request.store {
+        return Err(OpenAiError::invalid(
+            "store",
+            "store: false keeps nothing, so it cannot continue a named conversation; leave out \
+             conversation_id and X-Conversation-Id, or store.",
+        ));
+    }
     let db = state.db.get().await?;
     let assistant = assistants::by_slug(&**db, tenant_id, &request.model)
         .await?
@@ -140,16 +153,14 @@ async fn chat_completions(
     let turn = state
         .pipeline
         .submit(turn_request(
-            request_id,
-            tenant_id,
-            assistant.id,
+            (request_id, tenant_id, assistant.id),
             conversation_id,
             message,
             history,
-            request.stream,
+            &request,
         ))
         .await?;
-    let completion = Completion::new(request_id, request.model);
+    let completion = Completion::new(request_id, request.model, request.store);
     if request.stream {
         Ok(reply::stream_reply(turn, completion, request.include_usage))
     } else {
@@ -157,14 +168,13 @@ async fn chat_completions(
     }
 }
 
+/// The turn of `request`, for (request, tenant, assistant).
 fn turn_request(
-    request_id: Uuid,
-    tenant_id: Uuid,
-    assistant_id: Uuid,
+    (request_id, tenant_id, assistant_id): (Uuid, Uuid, Uuid),
     conversation_id: String,
     message: Message,
     history: Vec<Message>,
-    stream: bool,
+    request: &ChatRequest,
 ) -> TurnRequest {
     TurnRequest {
         request_id,
@@ -177,7 +187,8 @@ fn turn_request(
         history,
         metadata: Default::default(),
         folder_ids: Vec::new(),
-        stream,
+        stream: request.stream,
+        ephemeral: !request.store,
     }
 }
 

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use axum::Json;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::sse::Event;
-use axum::response::{IntoResponse, Response};
+use axum::response::{AppendHeaders, IntoResponse, Response};
 use confab_contract::Usage;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -21,11 +21,13 @@ pub struct Completion {
     id: String,
     created: u64,
     model: String,
+    /// Whether the exchange is stored (`store`), so that its conversation can be named.
+    stored: bool,
 }
 
 impl Completion {
     /// The completion id is derived from the request id, so logs and replies correlate.
-    pub fn new(request_id: Uuid, model: String) -> Self {
+    pub fn new(request_id: Uuid, model: String, stored: bool) -> Self {
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|elapsed| elapsed.as_secs())
@@ -34,6 +36,7 @@ impl Completion {
             id: format!("chatcmpl-{}", request_id.simple()),
             created,
             model,
+            stored,
         }
     }
 
@@ -98,8 +101,15 @@ fn usage_json(usage: Usage) -> Value {
 }
 
 /// The `X-Conversation-Id` header; conversation ids are validated visible ASCII.
-fn conversation_header(conversation_id: &str) -> [(HeaderName, HeaderValue); 1] {
-    [(
+/// `X-Conversation-Id`, to continue the exchange server-side; none when nothing was kept.
+fn conversation_header(
+    completion: &Completion,
+    conversation_id: &str,
+) -> Vec<(HeaderName, HeaderValue)> {
+    if !completion.stored {
+        return Vec::new();
+    }
+    vec![(
         HeaderName::from_static("x-conversation-id"),
         HeaderValue::from_str(conversation_id).unwrap_or(HeaderValue::from_static("")),
     )]
@@ -107,9 +117,10 @@ fn conversation_header(conversation_id: &str) -> [(HeaderName, HeaderValue); 1] 
 
 /// Wait for the whole answer and send it as one `chat.completion`.
 pub async fn json_reply(turn: Turn, completion: Completion) -> Result<Response, OpenAiError> {
-    let headers = conversation_header(&turn.conversation_id);
+    let headers = conversation_header(&completion, &turn.conversation_id);
     let done = turn.collect().await?;
-    Ok((headers, Json(completion.completion(&done.text, done.usage))).into_response())
+    let body = Json(completion.completion(&done.text, done.usage));
+    Ok((AppendHeaders(headers), body).into_response())
 }
 
 fn data(value: Value) -> Result<Event, Infallible> {
@@ -119,7 +130,7 @@ fn data(value: Value) -> Result<Event, Infallible> {
 /// Relay the answer as chunks: the role first (at once, before the model speaks), a chunk per
 /// delta, the finish reason, the usage if asked for, then `[DONE]`.
 pub fn stream_reply(mut turn: Turn, completion: Completion, include_usage: bool) -> Response {
-    let headers = conversation_header(&turn.conversation_id);
+    let headers = conversation_header(&completion, &turn.conversation_id);
     let stall = turn.stream_stall;
     let events = async_stream::stream! {
         let role = json!({"role": "assistant", "content": ""});
@@ -154,7 +165,7 @@ mod tests {
 
     #[test]
     fn a_completion_has_openais_fields_and_total_tokens() {
-        let completion = Completion::new(Uuid::nil(), "support-agent".into());
+        let completion = Completion::new(Uuid::nil(), "support-agent".into(), true);
         let usage = Usage {
             prompt_tokens: 10,
             completion_tokens: 4,
@@ -170,7 +181,7 @@ mod tests {
 
     #[test]
     fn chunks_carry_usage_null_only_when_usage_was_asked_for() {
-        let completion = Completion::new(Uuid::nil(), "m".into());
+        let completion = Completion::new(Uuid::nil(), "m".into(), true);
         let plain = completion.chunk(json!({"content": "a"}), None, false);
         assert!(plain.get("usage").is_none());
         let with_usage = completion.chunk(json!({}), Some("stop"), true);

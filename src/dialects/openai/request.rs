@@ -27,6 +27,8 @@ pub struct ChatRequest {
     pub include_usage: bool,
     /// The `conversation_id` body field (SDKs send it through `extra_body`).
     pub conversation_id: Option<String>,
+    /// OpenAI's `store`: `false` keeps nothing of a stateless exchange.
+    pub store: bool,
 }
 
 impl ChatRequest {
@@ -55,6 +57,7 @@ impl ChatRequest {
         check_n(fields.remove("n"))?;
         let (earlier, question) = messages(fields.remove("messages"))?;
         let stream = optional_bool(fields.remove("stream"), "stream")?.unwrap_or(false);
+        let store = optional_bool(fields.remove("store"), "store")?.unwrap_or(true);
         let include_usage = match fields.remove("stream_options") {
             None | Some(Value::Null) => false,
             Some(Value::Object(mut options)) => optional_bool(
@@ -81,6 +84,7 @@ impl ChatRequest {
             stream,
             include_usage,
             conversation_id,
+            store,
         })
     }
 

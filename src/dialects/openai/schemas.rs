@@ -46,6 +46,14 @@ fn request() -> Value {
             ),
             ("stream", nullable(boolean())),
             (
+                "store",
+                described(
+                    nullable(boolean()),
+                    "`false` answers without storing anything of the exchange (no conversation, \
+                     no messages); default `true`. Not with a named conversation.",
+                ),
+            ),
+            (
                 "stream_options",
                 nullable(obj([("include_usage", nullable(boolean()))], &[])),
             ),

@@ -27,6 +27,18 @@ pub struct NewAnswer<'a> {
 
 /// Store the assistant's answer to a turn. If an answer to that turn is already stored (a
 /// concurrent redelivery won the race), that one is returned instead: a turn has one answer.
+/// The answer as [`store_answer`] would return it, for an ephemeral turn that keeps nothing.
+pub fn unstored_answer(answer: &NewAnswer<'_>) -> StoredAnswer {
+    StoredAnswer {
+        id: format!("msg_{}", Uuid::now_v7().simple()),
+        content: answer.content.to_owned(),
+        created_ms: confab_contract::now_ms(),
+        model: answer.model.to_owned(),
+        prompt_tokens: answer.prompt_tokens,
+        completion_tokens: answer.completion_tokens,
+    }
+}
+
 pub async fn store_answer(pool: &Pool, answer: &NewAnswer<'_>) -> Result<StoredAnswer, DbError> {
     let client = pool.get().await?;
     let id = format!("msg_{}", Uuid::now_v7().simple());

@@ -136,7 +136,13 @@ pub async fn prepare_turn(
         Some(context) if existing_answer.is_none() => context,
         _ => (Parts::default(), None),
     };
-    tx.commit().await?;
+    // An ephemeral turn's messages were written only so that its context reads like any
+    // other's; rolling back leaves nothing of them.
+    if job.ephemeral {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
     Ok(Prepared::Ready(Box::new(PreparedTurn {
         conversation_pk: conversation.pk,
         assistant,

@@ -20,7 +20,7 @@ use super::retry;
 use crate::model::ModelError;
 use crate::reply::{Delivered, Replies, ReplyError};
 use crate::store::StoredAnswer;
-use crate::store::answer::{NewAnswer, store_answer};
+use crate::store::answer::{NewAnswer, store_answer, unstored_answer};
 use crate::store::prepare::PreparedTurn;
 use crate::{order, summary};
 
@@ -139,9 +139,13 @@ pub(super) async fn answered(
         request_id: job.request_id,
         sources: &sources,
     };
-    let stored = retry::until_deadline(job.deadline_ms, || store_answer(&env.pool, &new_answer))
-        .await
-        .map_err(TurnError::Store)?;
+    let stored = if job.ephemeral {
+        unstored_answer(&new_answer)
+    } else {
+        retry::until_deadline(job.deadline_ms, || store_answer(&env.pool, &new_answer))
+            .await
+            .map_err(TurnError::Store)?
+    };
     if interrupted {
         info!(chars = text.len(), "partial answer stored as interrupted");
         return without_answer(replies, ending).await;
@@ -157,9 +161,10 @@ pub(super) async fn answered(
     }
     let delivered = replies.finish(&done).await?;
     // Turns that no longer fit are folded into the summary, off the reply's path.
-    if prepared
-        .unsummarised_from_pk
-        .is_some_and(|first| first < summarise_before)
+    if !job.ephemeral
+        && prepared
+            .unsummarised_from_pk
+            .is_some_and(|first| first < summarise_before)
     {
         tokio::spawn(summary::refresh(
             env.pool.clone(),

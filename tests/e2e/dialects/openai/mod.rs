@@ -210,6 +210,81 @@ async fn openai_stateless_requests_remember_only_the_history_they_carry() {
     assert!(!answer.contains("teal"), "{answer}");
 }
 
+/// Conversations and messages stored in the stack's database.
+async fn stored_rows(stack: &Stack) -> (i64, i64) {
+    let db = stack.db().await;
+    let count = |table: &'static str| {
+        let db = &db;
+        async move {
+            let row = db
+                .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                .await
+                .unwrap();
+            row.get::<_, i64>(0)
+        }
+    };
+    (count("conversations").await, count("messages").await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_store_false_answers_from_the_history_it_carries_and_keeps_nothing() {
+    let stack = Stack::start(Options::default()).await;
+    stack.support_agent().await;
+    let messages = json!([
+        user("My favourite colour is teal."),
+        {"role": "assistant", "content": "Noted."},
+        user("Which colour is my favourite?"),
+    ]);
+    let json_reply = completions(
+        &stack,
+        json!({"model": "support-agent", "store": false, "messages": messages}),
+    )
+    .await;
+    assert!(json_reply.headers().get("x-conversation-id").is_none());
+    assert_eq!(
+        answer_of(json_reply).await,
+        "You told me earlier: \"My favourite colour is teal.\""
+    );
+    let streamed = completions(
+        &stack,
+        json!({"model": "support-agent", "store": false, "stream": true, "messages": messages}),
+    )
+    .await;
+    assert_eq!(streamed.status(), 200);
+    assert!(streamed.headers().get("x-conversation-id").is_none());
+    let text: String = chunks_of(streamed)
+        .await
+        .iter()
+        .filter_map(|chunk| {
+            chunk["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(text.contains("teal"), "{text}");
+    assert_eq!(stored_rows(&stack).await, (0, 0));
+
+    // Without it, the same exchange is stored: the count above could see it.
+    let stored = completions(
+        &stack,
+        json!({"model": "support-agent", "messages": messages}),
+    )
+    .await;
+    assert!(stored.headers().get("x-conversation-id").is_some());
+    answer_of(stored).await;
+    assert_eq!(stored_rows(&stack).await, (1, 4));
+
+    let named = completions(
+        &stack,
+        json!({"model": "support-agent", "store": false, "conversation_id": "mine",
+               "messages": [user("Hello")]}),
+    )
+    .await;
+    assert_eq!(named.status(), 400);
+    let error: Value = named.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "store");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_named_conversation_remembers_across_requests_of_one_message_each() {
     let stack = Stack::start(Options::default()).await;
