@@ -1,6 +1,7 @@
 //! A corpus of malformed requests sent to every route the OpenAPI document lists: broken JSON,
-//! wrong types, invalid UTF-8, oversized bodies and query strings, missing and forged
-//! credentials. Each gets a 4xx with a JSON body, never a 5xx, and the service keeps serving.
+//! wrong types, invalid UTF-8, numbers past every limit, NUL in fields, oversized bodies and
+//! query strings, missing and forged credentials (`edge.rs` adds paths, queries, headers and
+//! media types). Each gets a 4xx with a JSON body, never a 5xx, and the service keeps serving.
 
 use serde_json::{Value, json};
 
@@ -64,6 +65,8 @@ fn probes(doc: &Value, key: &str) -> Vec<Probe> {
         ("JSON null", b"null".to_vec()),
         ("wrong field types", br#"{"message": 5, "text": [], "name": {}, "title": 1, "model": false, "messages": "x", "assistantId": 3}"#.to_vec()),
         ("invalid UTF-8", b"{\"message\": \"\xff\xfe\"}".to_vec()),
+        ("numbers past every limit", br#"{"message": 1e400, "text": -1.7976931348623155e+308, "limit": 99999999999999999999999, "rate_limit_per_min": -9223372036854775809, "data": {"k": -1.7976931348623155e+308}, "preferences": {"k": 1e-400}}"#.to_vec()),
+        ("NUL in every field", br#"{"message": "a\u0000b", "text": "\u0000", "name": "n\u0000", "title": "\u0000", "content": "\u0000", "model": "\u0000", "assistantId": "\u0000", "slug": "a\u0000"}"#.to_vec()),
         ("an oversized body", json!({"message": "a".repeat(70_000)}).to_string().into_bytes()),
         ("an empty body", Vec::new()),
     ];
