@@ -127,6 +127,26 @@ async fn housekeeping(db: Pool) {
     }
 }
 
+/// How often the work queue's counts are read for the metrics.
+const QUEUE_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keep `confab_work_queue_messages` (jobs waiting) and `confab_work_queue_consumers` (worker
+/// slots connected) current: what an operator scales workers on. Every ingress process
+/// reports the same queue; dashboards take the max.
+async fn sample_work_queue(broker: std::sync::Arc<Broker>) {
+    let mut every = tokio::time::interval(QUEUE_SAMPLE_INTERVAL);
+    loop {
+        every.tick().await;
+        match broker.work_queue().await {
+            Ok(counts) => {
+                ::metrics::gauge!("confab_work_queue_messages").set(f64::from(counts.messages));
+                ::metrics::gauge!("confab_work_queue_consumers").set(f64::from(counts.consumers));
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot read the work queue's counts"),
+        }
+    }
+}
+
 pub struct Application {
     listener: TcpListener,
     router: Router,
@@ -171,6 +191,7 @@ impl Application {
             tracing::warn!("CONFAB_SECRET_KEYS is not set: channel secrets are stored unencrypted");
         }
         tokio::spawn(housekeeping(state.db.clone()));
+        tokio::spawn(sample_work_queue(state.broker().clone()));
         let listener =
             TcpListener::bind(config.listen)
                 .await

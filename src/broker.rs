@@ -59,6 +59,13 @@ impl From<lapin::Error> for PublishError {
     }
 }
 
+/// A queue's counts, as the broker reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub messages: u32,
+    pub consumers: u32,
+}
+
 pub struct Broker {
     current: watch::Sender<Option<Arc<Session>>>,
     names: Names,
@@ -108,6 +115,34 @@ impl Broker {
             // The sender lives in `self`, so this only returns after a change.
             let _ = current.changed().await;
         }
+    }
+
+    /// Jobs waiting in the work queue and the workers consuming it, as the broker counts them.
+    /// On a channel of its own: a passive declare that fails closes its channel.
+    pub async fn work_queue(&self) -> Result<QueueCounts, lapin::Error> {
+        let Some(session) = self.session() else {
+            return Err(lapin::Error::from(
+                lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed),
+            ));
+        };
+        let channel = session.connection.create_channel().await?;
+        let passive = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let queue = channel
+            .queue_declare(
+                self.names.jobs().as_str().into(),
+                passive,
+                FieldTable::default(),
+            )
+            .await;
+        let _ = channel.close(200, "done".into()).await;
+        let queue = queue?;
+        Ok(QueueCounts {
+            messages: queue.message_count(),
+            consumers: queue.consumer_count(),
+        })
     }
 
     fn set(&self, session: Option<Arc<Session>>) {

@@ -202,10 +202,11 @@ pub(super) async fn without_answer(
         Generation::DeadlineExceeded => deadline_error(),
         Generation::Failed(error) => {
             warn!(%error, "model call failed");
-            let code = match error {
-                ModelError::Timeout(_) => ErrorCode::ModelTimeout,
-                _ => ErrorCode::ModelError,
+            let (code, kind) = match error {
+                ModelError::Timeout(_) => (ErrorCode::ModelTimeout, "timeout"),
+                _ => (ErrorCode::ModelError, "error"),
             };
+            metrics::counter!("confab_model_errors_total", "kind" => kind).increment(1);
             ReplyEvent::Error {
                 code,
                 message: error.to_string(),
