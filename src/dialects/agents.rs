@@ -203,7 +203,7 @@ fn stream_reply(mut turn: Turn) -> Response {
         HeaderName::from_static("x-conversation-id"),
         HeaderValue::from_str(&turn.conversation_id).unwrap_or(HeaderValue::from_static("")),
     )];
-    let stall = turn.stream_stall;
+    let (stall, request_id) = (turn.stream_stall, turn.request_id);
     let events = async_stream::stream! {
         while let Some(event) = turn.next().await {
             match event {
@@ -219,7 +219,7 @@ fn stream_reply(mut turn: Turn) -> Response {
             }
         }
     };
-    sse_response(events, &headers, stall)
+    sse_response(events, request_id, &headers, stall)
 }
 
 #[cfg(test)]

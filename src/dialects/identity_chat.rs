@@ -25,8 +25,8 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::response::Response;
 use axum::response::sse::Event;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use confab_contract::{AssistantRef, Message, Role, now_ms};
 use serde::Deserialize;
@@ -98,11 +98,32 @@ pub fn router() -> ApiRouter {
                     "Start a new conversation on this channel",
                     enum_of(&["true", "false", "1", "0"]),
                 )
+                .header(
+                    "Last-Event-ID",
+                    "Sent by a reconnecting EventSource: the `id` of the last event it got",
+                    string(),
+                )
+                .query(
+                    "last_event_id",
+                    false,
+                    "The same, for clients that cannot set the header",
+                    string(),
+                )
                 .response(
                     200,
-                    Reply::new("SSE `token` events, then one `complete` or `error` event")
-                        .sse(reference("ChannelChatStreamEvent"), None)
-                        .conversation_header(true, "The conversation id"),
+                    Reply::new(
+                        "SSE `token` events, then one `complete` or `error` event; each with \
+                         an `id` (request id:position), the first with `retry`",
+                    )
+                    .sse(reference("ChannelChatStreamEvent"), None)
+                    .conversation_header(true, "The conversation id"),
+                )
+                .response(
+                    204,
+                    Reply::new(
+                        "A reconnect (`Last-Event-ID`) of a stream that has ended: stop \
+                         reconnecting; no new turn is started",
+                    ),
                 )
                 .errors(
                     "ChannelChatError",
@@ -305,6 +326,8 @@ struct StreamingQuery {
     channel_id: Option<String>,
     message: Option<String>,
     new_conversation: Option<String>,
+    /// For clients that cannot set the `Last-Event-ID` header.
+    last_event_id: Option<String>,
 }
 
 async fn streaming(
@@ -312,9 +335,17 @@ async fn streaming(
     caller: AuthenticatedStream<ChannelChatError>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Path(identity_id): Path<String>,
+    headers: axum::http::HeaderMap,
     query: Result<Query<StreamingQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ChannelChatError> {
     let Query(query) = query.map_err(|e| ChannelChatError::invalid(e.body_text()))?;
+    let last_event_id = headers
+        .get("last-event-id")
+        .map(|id| id.to_str().unwrap_or("?").to_owned())
+        .or(query.last_event_id);
+    if let Some(last_event_id) = last_event_id {
+        return reconnected(&state, &caller, &last_event_id).await;
+    }
     let channel_id = query
         .channel_id
         .filter(|c| !c.is_empty())
@@ -364,6 +395,32 @@ async fn streaming(
     }
 }
 
+/// A browser's `EventSource` reconnects by itself, with the same URL and the `Last-Event-ID` of
+/// the last event it got. That is never a new turn: a stream that ended (or was cut, which ends
+/// its turn) is answered `204 No Content`, which tells the browser to stop reconnecting. Only
+/// the caller's own streams are recognised: with a stream token, the one it started; with a
+/// key, any request of the tenant.
+async fn reconnected(
+    state: &AppState,
+    caller: &AuthenticatedStream<ChannelChatError>,
+    last_event_id: &str,
+) -> Result<Response, ChannelChatError> {
+    let Some((request_id, _)) = crate::http::parse_event_id(last_event_id) else {
+        return Err(ChannelChatError::invalid(
+            "Last-Event-ID must be an event id of an earlier stream (request id:position)",
+        ));
+    };
+    let db = state.db.get().await?;
+    let ours = match caller.grant() {
+        Some(grant) => tenants::stream_of_token(&**db, grant).await? == Some(request_id),
+        None => conversations::has_request(&**db, caller.tenant_id, request_id).await?,
+    };
+    if !ours {
+        return Err(ChannelChatError::not_found("Stream"));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// Spend the request's stream token, if it is one for this identity and channel and has not
 /// started a stream yet.
 async fn spend_stream_token(
@@ -405,7 +462,7 @@ fn stream_reply(mut turn: Turn) -> Response {
         HeaderName::from_static("x-conversation-id"),
         HeaderValue::from_str(&turn.conversation_id).unwrap_or(HeaderValue::from_static("")),
     )];
-    let stall = turn.stream_stall;
+    let (stall, request_id) = (turn.stream_stall, turn.request_id);
     let events = async_stream::stream! {
         while let Some(event) = turn.next().await {
             let data = match event {
@@ -416,7 +473,7 @@ fn stream_reply(mut turn: Turn) -> Response {
             yield Ok(Event::default().data(data.to_string()));
         }
     };
-    sse_response(events, &headers, stall)
+    sse_response(events, request_id, &headers, stall)
 }
 
 /// `POST /v1/stream-tokens` with `{identity_id, channel_id}`: a token for one browser's

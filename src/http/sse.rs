@@ -16,6 +16,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc::{self, error::SendTimeoutError};
+use uuid::Uuid;
 
 /// How often an idle stream gets a `:` comment line, short enough for common proxy timeouts.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -23,14 +24,42 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Events a stream holds for a client that is slower than its answer.
 pub const BUFFERED_EVENTS: usize = 256;
 
+/// How long a browser waits before it reconnects a dropped stream (`retry:`).
+pub const RECONNECT_AFTER: Duration = Duration::from_secs(3);
+
+/// The `id:` of a stream's `position`-th event (from 1): the request and the position, so that a
+/// reconnecting client's `Last-Event-ID` names both.
+pub fn event_id(request_id: Uuid, position: u64) -> String {
+    format!("{request_id}:{position}")
+}
+
+/// The request a `Last-Event-ID` names, and the position of the last event its client got.
+pub fn parse_event_id(id: &str) -> Option<(Uuid, u64)> {
+    let (request, position) = id.trim().rsplit_once(':')?;
+    Some((Uuid::parse_str(request).ok()?, position.parse().ok()?))
+}
+
+/// The SSE response of request `request_id`'s `events`: each gets its [`event_id`], the first
+/// the `retry:` hint too.
 pub fn sse_response<S>(
     events: S,
+    request_id: Uuid,
     extra_headers: &[(HeaderName, HeaderValue)],
     stall: Duration,
 ) -> Response
 where
     S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
 {
+    let mut position = 0;
+    let events = events.map(move |event| {
+        position += 1;
+        let event = event.map(|event| event.id(event_id(request_id, position)));
+        if position == 1 {
+            event.map(|event| event.retry(RECONNECT_AFTER))
+        } else {
+            event
+        }
+    });
     let (tx, rx) = mpsc::channel(BUFFERED_EVENTS);
     tokio::spawn(pump(Box::pin(events), tx, stall));
     let relayed = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -74,5 +103,19 @@ where
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_id_names_its_request_and_position_and_reads_back() {
+        let request = Uuid::now_v7();
+        assert_eq!(parse_event_id(&event_id(request, 7)), Some((request, 7)));
+        assert_eq!(parse_event_id("not-an-id:3"), None);
+        assert_eq!(parse_event_id(&request.to_string()), None);
+        assert_eq!(parse_event_id(&format!("{request}:x")), None);
     }
 }

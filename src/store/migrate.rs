@@ -47,6 +47,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0008_stream_token_scope",
         include_str!("../../migrations/0008_stream_token_scope.sql"),
     ),
+    (
+        10,
+        "0009_messages_by_request",
+        include_str!("../../migrations/0009_messages_by_request.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming confab's migration lock in `pg_advisory_lock`.

@@ -146,6 +146,20 @@ pub async fn claim_stream_token(
     Ok(claimed == 1)
 }
 
+/// The request whose stream the token started, once it has.
+pub async fn stream_of_token(
+    client: &impl GenericClient,
+    grant: &StreamGrant,
+) -> Result<Option<Uuid>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT request_id FROM stream_tokens WHERE digest = $1",
+            &[&grant.digest],
+        )
+        .await?;
+    Ok(row.and_then(|row| row.get(0)))
+}
+
 /// The statement of [`use_key`] and [`use_stream_token`] around the query `$key` that finds the
 /// presented credential's key (`id, tenant_id, digest, lim`; `$1` the digest, `$2` the default
 /// limit): the lookup and the rate limit in one round trip, one statement.

@@ -106,7 +106,8 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
             "0005_channel_messages",
             "0006_turn_places",
             "0007_rate_gcra",
-            "0008_stream_token_scope"
+            "0008_stream_token_scope",
+            "0009_messages_by_request"
         ]
     );
     let recorded: i64 = a

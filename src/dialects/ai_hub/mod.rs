@@ -266,7 +266,7 @@ fn typed(kind: &str, mut body: Value) -> String {
 }
 
 fn stream_reply(mut turn: Turn, asked: Asked) -> Response {
-    let stall = turn.stream_stall;
+    let (stall, request_id) = (turn.stream_stall, turn.request_id);
     let events = async_stream::stream! {
         while let Some(event) = turn.next().await {
             let data = match event {
@@ -280,7 +280,7 @@ fn stream_reply(mut turn: Turn, asked: Asked) -> Response {
             yield Ok(Event::default().data(data));
         }
     };
-    sse_response(events, &[], stall)
+    sse_response(events, request_id, &[], stall)
 }
 
 #[cfg(test)]

@@ -131,7 +131,7 @@ fn data(value: Value) -> Result<Event, Infallible> {
 /// delta, the finish reason, the usage if asked for, then `[DONE]`.
 pub fn stream_reply(mut turn: Turn, completion: Completion, include_usage: bool) -> Response {
     let headers = conversation_header(&completion, &turn.conversation_id);
-    let stall = turn.stream_stall;
+    let (stall, request_id) = (turn.stream_stall, turn.request_id);
     let events = async_stream::stream! {
         let role = json!({"role": "assistant", "content": ""});
         yield data(completion.chunk(role, None, include_usage));
@@ -156,7 +156,7 @@ pub fn stream_reply(mut turn: Turn, completion: Completion, include_usage: bool)
             }
         }
     };
-    sse_response(events, &headers, stall)
+    sse_response(events, request_id, &headers, stall)
 }
 
 #[cfg(test)]

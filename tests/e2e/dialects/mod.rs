@@ -4,5 +4,6 @@
 
 mod agents;
 mod ai_hub;
+mod event_ids;
 mod identity_chat;
 mod openai;

@@ -5,7 +5,7 @@
 
 mod errors;
 mod messages;
-mod support;
+pub mod support;
 
 use serde_json::{Value, json};
 

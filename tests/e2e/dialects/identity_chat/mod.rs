@@ -2,6 +2,7 @@
 //! errors are in `errors.rs`.
 
 mod errors;
+mod reconnects;
 mod stream_tokens;
 
 use serde_json::{Value, json};
