@@ -134,6 +134,7 @@ async fn chat_completions(
         .filter(|a| a.deployed)
         .ok_or_else(|| OpenAiError::model_not_found(&request.model))?;
     let created_ms = now_ms();
+    let idempotent = named.is_some() && headers.contains_key("idempotency-key");
     let (conversation_id, history, message) = match named {
         Some(id) => {
             check_named_conversation(&**db, tenant_id, &id, assistant.id, &request.model).await?;
@@ -150,6 +151,10 @@ async fn chat_completions(
         }
     };
     drop(db);
+    let mut completion = Completion::new(request_id, request.model.clone(), request.store);
+    if idempotent {
+        completion = completion.for_turn(&conversation_id, &message.id);
+    }
     let turn = state
         .pipeline
         .submit(turn_request(
@@ -160,7 +165,6 @@ async fn chat_completions(
             &request,
         ))
         .await?;
-    let completion = Completion::new(request_id, request.model, request.store);
     if request.stream {
         Ok(reply::stream_reply(turn, completion, request.include_usage))
     } else {

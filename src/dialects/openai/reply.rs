@@ -9,6 +9,7 @@ use axum::response::sse::Event;
 use axum::response::{AppendHeaders, IntoResponse, Response};
 use confab_contract::Usage;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::error::OpenAiError;
@@ -38,6 +39,15 @@ impl Completion {
             model,
             stored,
         }
+    }
+
+    /// The completion id of a turn a client may send again (an `Idempotency-Key`), derived from
+    /// the turn rather than the request, so that the retry's answer has the first one's id.
+    pub fn for_turn(mut self, conversation_id: &str, message_id: &str) -> Self {
+        let digest = Sha256::digest(format!("{conversation_id}\n{message_id}").as_bytes());
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        self.id = format!("chatcmpl-{hex}");
+        self
     }
 
     fn object(&self, object: &str, choices: Value) -> Value {

@@ -250,6 +250,26 @@ async fn conversations_continue_by_id_and_different_ids_are_isolated() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_again_under_its_id_is_one_turn_with_the_same_response() {
+    let stack = seed_stack(Options::default()).await;
+    let ask = json!({
+        "message": {"id": "client-msg-1", "role": "user", "content": "How do I reset my password?"},
+        "id": "thread-retry",
+        "assistantId": SEED_ASSISTANT,
+    });
+    let (status, first) = ask_json(&stack, &ask).await;
+    assert_eq!(status, 200, "{first}");
+    // A client that lost the answer sends the same message again, here asking for a stream.
+    let (_, events) = ask_streamed(&stack, &ask).await;
+    let mut replayed = events.last().expect("a done event").clone();
+    assert_eq!(replayed["type"], "done");
+    replayed.as_object_mut().unwrap().remove("type");
+    assert_eq!(replayed["message"]["id"], first["message"]["id"]);
+    assert_eq!(replayed["message"]["content"], first["message"]["content"]);
+    assert_eq!(stored(&stack, "thread-retry").await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_stream_accept_header_streams_tokens_then_the_success_body() {
     let stack = seed_stack(Options::default()).await;
     let (content_type, events) = ask_streamed(

@@ -404,19 +404,29 @@ async fn openai_retry_with_the_same_idempotency_key_is_answered_once() {
             )
             .send()
     };
-    let first = answer_of(
-        send("key-1", "What are your business hours?", false)
-            .await
-            .unwrap(),
-    )
-    .await;
+    let first: Value = send("key-1", "What are your business hours?", false)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    let first = first["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // The SDK retries the same request (its answer was lost on the way), here as a stream.
     let retry = send("key-1", "What are your business hours?", true)
         .await
         .unwrap();
     assert_eq!(retry.status(), 200);
-    let replayed: String = chunks_of(retry)
-        .await
+    let chunks = chunks_of(retry).await;
+    // The same response, under the same id.
+    assert!(
+        chunks.iter().all(|c| c["id"] == first_id.as_str()),
+        "{chunks:?}"
+    );
+    let replayed: String = chunks
         .iter()
         .filter_map(|c| {
             c["choices"][0]["delta"]["content"]
@@ -425,8 +435,14 @@ async fn openai_retry_with_the_same_idempotency_key_is_answered_once() {
         })
         .collect();
     assert_eq!(replayed, first);
-    // Another key is another turn.
-    answer_of(send("key-2", "Thanks!", false).await.unwrap()).await;
+    // Another key is another turn, with an id of its own.
+    let other: Value = send("key-2", "Thanks!", false)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(other["id"], first_id.as_str());
 
     let (_, messages) = stack
         .api("GET", "/v1/conversations/retry-1/messages", None)
