@@ -12,10 +12,40 @@ use serde_json::{Value, json};
 
 const EXTENSIONS: &[&str] = &["md", "markdown", "txt"];
 
+/// Where `confab kb import` reads from, where it writes to, and how it reports.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImportArgs {
+    /// A file, or a directory whose .md, .markdown and .txt files are imported; each becomes a
+    /// document titled by its path under PATH without extension
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// The knowledge folder to load into, created if the tenant has none of that name
+    #[arg(long, value_name = "NAME")]
+    pub folder: String,
+    /// Base URL of the confab HTTP API
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CONFAB_URL",
+        default_value = DEFAULT_URL
+    )]
+    pub url: String,
+    /// An API key of the tenant (`confab admin create-tenant` prints one)
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "CONFAB_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+}
+
+const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error(
-        "CONFAB_API_KEY is not set; create a key with `confab admin create-tenant` or POST /v1/keys"
+        "no API key: set CONFAB_API_KEY (or --api-key); create a key with `confab admin create-tenant` or POST /v1/keys"
     )]
     NoKey,
     #[error("{0}")]
@@ -217,13 +247,18 @@ fn progress(done: usize, total: usize, label: &str) {
     }
 }
 
-/// Import `root` into the folder `folder`; prints a progress bar and a summary.
-pub async fn import(root: &Path, folder: &str) -> Result<(), ImportError> {
-    let key = std::env::var("CONFAB_API_KEY")
-        .ok()
+/// Import `args.path` into the folder `args.folder`; prints a progress bar and a summary.
+pub async fn import(args: ImportArgs) -> Result<(), ImportError> {
+    let key = args
+        .api_key
         .filter(|k| !k.is_empty())
         .ok_or(ImportError::NoKey)?;
-    let base = confab_contract::settings::var_or("CONFAB_URL", "http://127.0.0.1:8080");
+    // An empty variable means the default, as for every CONFAB_* variable.
+    let base = match args.url.trim() {
+        "" => DEFAULT_URL,
+        url => url,
+    };
+    let (root, folder) = (args.path.as_path(), args.folder.as_str());
     let client = Client {
         http: reqwest::Client::new(),
         base: base.trim_end_matches('/').to_owned(),
