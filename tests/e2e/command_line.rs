@@ -59,6 +59,7 @@ fn every_subcommands_help_lists_its_flags_and_their_variables() {
                 "--folder <NAME>",
                 "[env: CONFAB_URL=]",
                 "[env: CONFAB_API_KEY]",
+                "--json",
             ],
         ),
         (
