@@ -369,6 +369,185 @@ async fn kb_import_loads_a_directory_and_a_second_run_changes_nothing() {
     );
 }
 
+/// A fresh directory of the test's own under the system's temporary directory.
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("confab-{name}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `confab kb import DIR --folder help [extra]` against `stack`, with at most a minute to finish.
+async fn kb_import(stack: &Stack, dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+        .args(["kb", "import"])
+        .arg(dir)
+        .args(["--folder", "help"])
+        .args(extra)
+        .env("CONFAB_URL", stack.url(""))
+        .env("CONFAB_API_KEY", &stack.api_key)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the import finishes")
+        .unwrap()
+}
+
+/// The titles of the documents of the tenant's folder named `help`.
+async fn titles_in_help(stack: &Stack) -> Vec<String> {
+    let (_, folders) = stack.api("GET", "/v1/folders", None).await;
+    let folder = folders["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "help")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, documents) = stack
+        .api(
+            "GET",
+            &format!("/v1/folders/{folder}/documents?limit=100"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{documents}");
+    let mut titles: Vec<String> = documents["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["title"].as_str().unwrap().to_owned())
+        .collect();
+    titles.sort();
+    titles
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kb_import_of_a_directory_with_a_symlink_to_its_parent_imports_each_real_file_once() {
+    let stack = Stack::start(Options {
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
+    let dir = scratch_dir("kb-loop");
+    std::fs::write(dir.join("hours.md"), "# Hours\nNine to five.\n").unwrap();
+    std::fs::create_dir(dir.join("billing")).unwrap();
+    std::fs::write(dir.join("billing/refunds.txt"), "Refunds take five days.\n").unwrap();
+    // A link from inside the tree back up to its root, and one to a file already imported.
+    std::os::unix::fs::symlink("..", dir.join("billing/up")).unwrap();
+    std::os::unix::fs::symlink("hours.md", dir.join("again.md")).unwrap();
+
+    let output = kb_import(&stack, &dir, &[]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout
+            .contains("2 files into folder \"help\": 2 created, 0 updated, 0 unchanged, 0 failed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "skipped symlink (not followed): {} -> ..",
+            dir.join("billing/up").display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("again.md -> hours.md"), "{stdout}");
+    // stderr is not a terminal here, so no progress bar is drawn on it.
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(titles_in_help(&stack).await, ["billing/refunds", "hours"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kb_import_json_counts_created_updated_unchanged_and_failed_with_reasons_on_a_second_run() {
+    let stack = Stack::start(Options {
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
+    let dir = scratch_dir("kb-json");
+    std::fs::write(dir.join("hours.md"), "# Hours\nNine to five.\n").unwrap();
+    std::fs::write(dir.join("refunds.md"), "# Refunds\nFive days.\n").unwrap();
+    // Not UTF-8: read locally, it fails with its reason and the rest goes on.
+    std::fs::write(dir.join("broken.txt"), [0xff, 0xfe, 0x00, 0x41]).unwrap();
+    std::fs::write(dir.join("ignored.pdf"), "not a text file").unwrap();
+
+    let results = |output: &std::process::Output| -> Value {
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{e}: stdout is one JSON document: {}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
+    };
+    let first = kb_import(&stack, &dir, &["--json"]).await;
+    assert_eq!(first.status.code(), Some(1), "a file failed");
+    let first = results(&first);
+    assert_eq!(
+        (
+            &first["files"],
+            &first["created"],
+            &first["updated"],
+            &first["unchanged"],
+            &first["failed"]
+        ),
+        (&json!(3), &json!(2), &json!(0), &json!(0), &json!(1)),
+        "{first}"
+    );
+
+    std::fs::write(dir.join("refunds.md"), "# Refunds\nThree days now.\n").unwrap();
+    std::fs::write(dir.join("contact.md"), "# Contact\nWrite to us.\n").unwrap();
+    let output = kb_import(&stack, &dir, &["--json"]).await;
+    assert_eq!(output.status.code(), Some(1), "the broken file still fails");
+    // With --json nothing but the exit's one line goes to stderr: no bar, no failure lines.
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim(),
+        "confab: 1 file failed"
+    );
+    let second = results(&output);
+    assert_eq!(
+        (
+            &second["files"],
+            &second["created"],
+            &second["updated"],
+            &second["unchanged"],
+            &second["failed"]
+        ),
+        (&json!(4), &json!(1), &json!(1), &json!(1), &json!(1)),
+        "{second}"
+    );
+    let by_title: std::collections::BTreeMap<&str, &Value> = second["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["title"].as_str().unwrap(), r))
+        .collect();
+    assert_eq!(by_title["contact"]["stored"], "created");
+    assert_eq!(by_title["refunds"]["stored"], "updated");
+    assert_eq!(by_title["hours"]["stored"], "unchanged");
+    assert_eq!(by_title["broken"]["stored"], "failed");
+    let reason = by_title["broken"]["error"].as_str().unwrap();
+    assert!(reason.contains("UTF-8"), "{reason}");
+    assert!(!by_title.contains_key("ignored"), "only text and Markdown");
+    assert!(by_title["hours"]["passages"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        second["passages"].as_u64().unwrap(),
+        by_title
+            .values()
+            .map(|r| r["passages"].as_u64().unwrap())
+            .sum::<u64>()
+    );
+    assert_eq!(
+        titles_in_help(&stack).await,
+        ["contact", "hours", "refunds"]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn most_shipped_questions_find_their_page_among_the_sources() {
     let stack = Stack::start(Options::default()).await;

@@ -10,6 +10,7 @@ mod support;
 mod bad_input;
 mod bounded_work;
 mod channels;
+mod command_line;
 mod dashboard;
 mod dialects;
 mod hardening;

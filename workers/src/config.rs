@@ -12,7 +12,7 @@ use confab_shared::secrets::SecretBox;
 pub struct WorkerConfig {
     pub shared: SharedSettings,
     /// Jobs this process works on at once (the consumer prefetch). `--concurrency` or
-    /// `CONFAB_WORKER_CONCURRENCY`, default 16.
+    /// `CONFAB_WORKER_CONCURRENCY`, default 16 ([`WorkerArgs`]).
     pub concurrency: u16,
     /// `CONFAB_OPENAI_BASE_URL`, default `http://127.0.0.1:11434/v1` (a local Ollama).
     pub openai_base_url: String,
@@ -38,7 +38,8 @@ pub struct WorkerConfig {
     /// How long a stopping worker waits for its jobs before returning them to the queue.
     /// `CONFAB_SHUTDOWN_GRACE_SECS`, default 30.
     pub shutdown_grace: Duration,
-    /// What this process does. `--roles` or `CONFAB_WORKER_ROLES`, default `chat,delivery`.
+    /// What this process does. `--roles` or `CONFAB_WORKER_ROLES`, default `chat,delivery`
+    /// ([`WorkerArgs`]).
     pub roles: Roles,
     pub delivery: DeliveryConfig,
     /// Where this process serves `GET /metrics` (Prometheus text), if anywhere.
@@ -56,7 +57,7 @@ pub struct Roles {
 }
 
 impl Roles {
-    fn parse(list: &str, var: &'static str) -> Result<Roles, ConfigError> {
+    fn parse(list: &str) -> Result<Roles, String> {
         let mut roles = Roles {
             chat: false,
             delivery: false,
@@ -65,19 +66,11 @@ impl Roles {
             match role {
                 "chat" => roles.chat = true,
                 "delivery" => roles.delivery = true,
-                other => {
-                    return Err(ConfigError {
-                        var,
-                        problem: format!("unknown role {other:?} (known: chat, delivery)"),
-                    });
-                }
+                other => return Err(format!("unknown role {other:?} (known: chat, delivery)")),
             }
         }
         if !roles.chat && !roles.delivery {
-            return Err(ConfigError {
-                var,
-                problem: "names no role (known: chat, delivery)".into(),
-            });
+            return Err("names no role (known: chat, delivery)".into());
         }
         Ok(roles)
     }
@@ -121,18 +114,62 @@ impl DeliveryConfig {
     }
 }
 
+/// The worker's settings that a flag may set, each flag and its `CONFAB_*` variable one argument
+/// (the flag wins): `confab-worker` and `confab worker` take these. Their defaults and checks
+/// live here; every other setting is read from the environment by [`WorkerConfig::from_env`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// Jobs this process works on at once (the consumer prefetch), at least 1
+    #[arg(
+        long,
+        value_name = "N",
+        env = "CONFAB_WORKER_CONCURRENCY",
+        default_value_t = DEFAULT_CONCURRENCY,
+        value_parser = concurrency
+    )]
+    pub concurrency: u16,
+    /// What this process does, comma-separated: `chat` answers chat jobs, `delivery` sends
+    /// channel answers to WhatsApp and Telegram
+    #[arg(
+        long,
+        value_name = "ROLES",
+        env = "CONFAB_WORKER_ROLES",
+        default_value = DEFAULT_ROLES,
+        value_parser = roles
+    )]
+    pub roles: Roles,
+}
+
+const DEFAULT_CONCURRENCY: u16 = 16;
+const DEFAULT_ROLES: &str = "chat,delivery";
+
+/// An empty value means the default, as for every `CONFAB_*` variable (clap takes a variable
+/// that is set but empty as a value).
+fn concurrency(value: &str) -> Result<u16, String> {
+    match value.trim() {
+        "" => Ok(DEFAULT_CONCURRENCY),
+        value => value
+            .parse::<u16>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{value:?} is not a whole number from 1 to {}", u16::MAX)),
+    }
+}
+
+fn roles(value: &str) -> Result<Roles, String> {
+    match value.trim() {
+        "" => Roles::parse(DEFAULT_ROLES),
+        value => Roles::parse(value),
+    }
+}
+
 impl WorkerConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let concurrency = parsed_var("CONFAB_WORKER_CONCURRENCY", 16u16)?;
-        if concurrency == 0 {
-            return Err(ConfigError {
-                var: "CONFAB_WORKER_CONCURRENCY",
-                problem: "must be at least 1".into(),
-            });
-        }
+    /// The settings of a worker process: `args` (flags or their variables, see [`WorkerArgs`])
+    /// and every other setting from its `CONFAB_*` variable.
+    pub fn from_env(args: WorkerArgs) -> Result<Self, ConfigError> {
         Ok(Self {
             shared: SharedSettings::from_env()?,
-            concurrency,
+            concurrency: args.concurrency,
             openai_base_url: var_or("CONFAB_OPENAI_BASE_URL", "http://127.0.0.1:11434/v1"),
             openai_api_key: var_or("CONFAB_OPENAI_API_KEY", ""),
             model_timeout: Duration::from_secs(parsed_var("CONFAB_MODEL_TIMEOUT_SECS", 60)?),
@@ -145,10 +182,7 @@ impl WorkerConfig {
             default_context_window: parsed_var("CONFAB_DEFAULT_CONTEXT_TOKENS", 8_192)?,
             database: PoolSettings::from_env(8)?,
             shutdown_grace: Duration::from_secs(parsed_var("CONFAB_SHUTDOWN_GRACE_SECS", 30)?),
-            roles: Roles::parse(
-                &var_or("CONFAB_WORKER_ROLES", "chat,delivery"),
-                "CONFAB_WORKER_ROLES",
-            )?,
+            roles: args.roles,
             delivery: DeliveryConfig::from_env()?,
             metrics_listen: match var_or("CONFAB_WORKER_METRICS_LISTEN", "").as_str() {
                 "" => None,
@@ -161,74 +195,81 @@ impl WorkerConfig {
     }
 }
 
-/// Apply command-line flags (`--concurrency N`, `--roles chat,delivery`) over the
-/// environment's settings.
-pub fn apply_args(config: &mut WorkerConfig, args: &[String]) -> Result<(), ConfigError> {
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) => (flag, Some(value.to_owned())),
-            None => (arg.as_str(), None),
-        };
-        let mut value = || inline.clone().or_else(|| args.next().cloned());
-        match flag {
-            "--concurrency" => {
-                config.concurrency = value()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|n: &u16| *n > 0)
-                    .ok_or(ConfigError {
-                        var: "--concurrency",
-                        problem: "needs a whole number of at least 1".into(),
-                    })?;
-            }
-            "--roles" => {
-                config.roles = Roles::parse(&value().unwrap_or_default(), "--roles")?;
-            }
-            _ => {
-                return Err(ConfigError {
-                    var: "arguments",
-                    problem: format!("unknown argument {arg:?}"),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use clap::{CommandFactory, Parser};
+
     use super::*;
+
+    /// The worker's command line as `confab-worker` has it.
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: WorkerArgs,
+    }
 
     #[test]
     fn roles_are_read_from_a_comma_separated_list() {
-        let both = Roles::parse("chat, delivery", "v").unwrap();
+        let both = Roles::parse("chat, delivery").unwrap();
         assert!(both.chat && both.delivery);
-        let delivery = Roles::parse("delivery", "v").unwrap();
+        let delivery = Roles::parse("delivery").unwrap();
         assert!(!delivery.chat && delivery.delivery);
-        assert!(Roles::parse("chat,mail", "v").is_err());
-        assert!(Roles::parse(" , ", "v").is_err());
+        assert!(Roles::parse("chat,mail").is_err());
+        assert!(Roles::parse(" , ").is_err());
     }
 
     #[test]
     fn the_roles_flag_limits_a_process_to_some_roles() {
-        let mut config = WorkerConfig::from_env().unwrap();
-        apply_args(
-            &mut config,
-            &[
-                "--roles=delivery".into(),
-                "--concurrency".into(),
-                "2".into(),
-            ],
-        )
-        .unwrap();
+        let cli = Cli::try_parse_from(["confab-worker", "--roles=delivery", "--concurrency", "2"])
+            .unwrap();
         assert_eq!(
-            config.roles,
+            cli.args.roles,
             Roles {
                 chat: false,
                 delivery: true
             }
         );
-        assert_eq!(config.concurrency, 2);
-        assert!(apply_args(&mut config, &["--roles".into(), "cook".into()]).is_err());
+        assert_eq!(cli.args.concurrency, 2);
+        let refused = Cli::try_parse_from(["confab-worker", "--roles", "cook"]).unwrap_err();
+        assert_eq!(refused.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(refused.to_string().contains("cook"), "{refused}");
+    }
+
+    #[test]
+    fn a_concurrency_of_zero_or_not_a_number_is_refused_naming_the_flag() {
+        for bad in ["0", "many", "70000"] {
+            let refused = Cli::try_parse_from(["confab-worker", "--concurrency", bad]).unwrap_err();
+            assert_eq!(refused.kind(), clap::error::ErrorKind::ValueValidation);
+            assert!(refused.to_string().contains("--concurrency"), "{refused}");
+        }
+        let cli = Cli::try_parse_from(["confab-worker", "--concurrency=3"]).unwrap();
+        assert_eq!(cli.args.concurrency, 3);
+    }
+
+    #[test]
+    fn worker_help_lists_each_flag_with_its_variable_and_default() {
+        let help = Cli::command().render_long_help().to_string();
+        for expected in [
+            "--concurrency <N>",
+            "CONFAB_WORKER_CONCURRENCY",
+            "default: 16",
+            "--roles <ROLES>",
+            "CONFAB_WORKER_ROLES",
+            "default: chat,delivery",
+        ] {
+            assert!(help.contains(expected), "{expected} missing from\n{help}");
+        }
+    }
+
+    #[test]
+    fn an_empty_value_means_the_default_as_for_every_variable() {
+        assert_eq!(concurrency(""), Ok(16));
+        assert_eq!(
+            roles(" "),
+            Ok(Roles {
+                chat: true,
+                delivery: true
+            })
+        );
     }
 }

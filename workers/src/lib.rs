@@ -19,7 +19,7 @@ mod turn;
 use std::future::Future;
 use std::sync::Arc;
 
-pub use config::WorkerConfig;
+pub use config::{WorkerArgs, WorkerConfig};
 use tokio::sync::watch;
 use tracing::{info, warn};
 

@@ -1,27 +1,34 @@
-//! `confab-worker`: one assistant worker process. `--concurrency N` overrides
-//! `CONFAB_WORKER_CONCURRENCY`; every other setting comes from `CONFAB_*` variables.
+//! `confab-worker`: one assistant worker process. `--concurrency` and `--roles` (or their
+//! `CONFAB_*` variables) are its flags; every other setting comes from `CONFAB_*` variables.
+//! `confab-worker --help` lists them.
 
 use std::process::ExitCode;
 
-use confab_worker::WorkerConfig;
+use clap::Parser;
+use confab_worker::{WorkerArgs, WorkerConfig};
+
+/// One confab worker: answers chat jobs from RabbitMQ and sends channel answers.
+///
+/// Every other setting is read from CONFAB_* environment variables (the README's
+/// "Configuration" lists them); scale out by starting more processes.
+#[derive(Debug, Parser)]
+#[command(name = "confab-worker", version)]
+struct Cli {
+    #[command(flatten)]
+    args: WorkerArgs,
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
     confab_shared::process::init_logging();
-    let mut config = match WorkerConfig::from_env() {
+    let config = match WorkerConfig::from_env(cli.args) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("confab-worker: {e}");
             return ExitCode::from(2);
         }
     };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Err(e) = confab_worker::config::apply_args(&mut config, &args) {
-        eprintln!(
-            "confab-worker: {e}\nusage: confab-worker [--concurrency N] [--roles chat,delivery]"
-        );
-        return ExitCode::from(2);
-    }
     match confab_worker::run(config, confab_shared::process::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
