@@ -178,7 +178,13 @@ impl Application {
         };
         let broker = Broker::start(settings, SharedRoutes::default()).await;
         let state = AppState {
-            pipeline: Pipeline::new(broker, db.clone(), config.job_deadline, config.stream_stall),
+            pipeline: Pipeline::new(broker, db.clone(), config.job_deadline, config.stream_stall)
+                .with_resume(
+                    config.shared.resume_grace,
+                    std::time::Duration::from_secs(
+                        config.shared.queue_limits.resume_retention_secs.into(),
+                    ),
+                ),
             db,
             metrics: metrics::recorder(),
             rate_limit_per_min: config.rate_limit_per_min,

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_contract::{
-    Cancel, HEADER_VERSION, Job, Names, QueueLimits, ReplyEvent, VERSION, declare_work_topology,
+    Cancel, CancelKind, HEADER_VERSION, Job, Names, QueueLimits, ReplyEvent, VERSION,
+    declare_work_topology,
 };
 use futures_util::StreamExt;
 use lapin::{
@@ -39,6 +40,15 @@ impl Session {
 
     pub fn is_alive(&self) -> bool {
         self.connection.status().connected()
+    }
+
+    /// `request_id`'s reply events read again from the reply log.
+    pub async fn replay(
+        &self,
+        names: &Names,
+        request_id: Uuid,
+    ) -> Result<crate::relay::Subscription, crate::relay::RelayError> {
+        crate::relay::Subscription::replay(&self.connection, names, request_id).await
     }
 }
 
@@ -165,15 +175,21 @@ impl Broker {
         publish_confirmed(session, &self.names.jobs(), &body, properties).await
     }
 
-    /// Tell every worker that the caller of `request_id` is gone. Best effort: a worker also
-    /// notices through its unroutable reply publishes.
+    /// Tell every worker that `request_id` must stop. Best effort: a worker also notices a
+    /// caller that is gone through its unroutable reply publishes.
     pub async fn broadcast_cancel(&self, request_id: Uuid) {
+        self.broadcast(request_id, CancelKind::Stop).await;
+    }
+
+    /// Tell every worker what became of `request_id`'s caller (see [`CancelKind`]).
+    pub async fn broadcast(&self, request_id: Uuid, kind: CancelKind) {
         let Some(session) = self.session() else {
             return;
         };
         let cancel = Cancel {
             v: VERSION,
             request_id,
+            kind,
         };
         let Ok(body) = confab_contract::encode(&cancel) else {
             return;
@@ -268,6 +284,12 @@ async fn open(settings: &BrokerSettings, routes: &SharedRoutes) -> Result<Sessio
     declare_work_topology(&publish, &settings.names, settings.queue_limits)
         .await
         .map_err(|e| e.to_string())?;
+    if let Err(e) =
+        confab_contract::declare_reply_log(&connection, &settings.names, settings.queue_limits)
+            .await
+    {
+        warn!(error = %e, "the reply log is unavailable; streams cannot be resumed for now");
+    }
     let replies = connection
         .create_channel()
         .await

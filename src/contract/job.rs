@@ -103,11 +103,27 @@ impl Role {
     }
 }
 
-/// Broadcast on the cancel exchange when a request's caller is gone (or asked to stop).
+/// Broadcast on the cancel exchange about a request's caller: it asked to stop, it went away
+/// (the worker keeps answering for the resume grace, then stops unless someone listens), or a
+/// reconnected client listens again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cancel {
     pub v: u16,
     pub request_id: Uuid,
+    #[serde(default)]
+    pub kind: CancelKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelKind {
+    /// Stop at once (an explicit cancel, a deadline).
+    #[default]
+    Stop,
+    /// The caller's connection went away; it may come back.
+    Left,
+    /// A client reads the request's events again (sent while it does).
+    Listening,
 }
 
 impl Versioned for Cancel {

@@ -11,12 +11,13 @@ mod reply;
 pub mod settings;
 mod topology;
 
-pub use job::{AssistantRef, Cancel, Job, Message, PreviewAssistant, Role};
+pub use job::{AssistantRef, Cancel, CancelKind, Job, Message, PreviewAssistant, Role};
 pub use names::Names;
 pub use reply::{Done, ErrorCode, ReplyEvent, Source, Timing, Usage};
 pub use settings::{ConfigError, SharedSettings};
 pub use topology::{
-    QueueLimits, TopologyError, declare_cancel_queue, declare_reply_queue, declare_work_topology,
+    QueueLimits, TopologyError, declare_cancel_queue, declare_reply_log, declare_reply_queue,
+    declare_work_topology,
 };
 
 /// Wire version of every message body in this crate. Carried in the [`HEADER_VERSION`] header and

@@ -41,6 +41,13 @@ impl Names {
         format!("{}.deliveries", self.prefix)
     }
 
+    /// Stream queue (an append-only log, kept for a retention time) of every streamed turn's
+    /// reply events, as workers publish them: where a reconnecting client's stream is read
+    /// from again, on any ingress. Events carry their request id as correlation id.
+    pub fn reply_log(&self) -> String {
+        format!("{}.reply-log", self.prefix)
+    }
+
     /// Fanout exchange on which the ingress announces requests whose caller went away.
     pub fn cancel_exchange(&self) -> String {
         format!("{}.cancel", self.prefix)

@@ -16,8 +16,11 @@ pub struct SharedSettings {
     pub amqp_url: String,
     /// `CONFAB_QUEUE_PREFIX`, default [`DEFAULT_QUEUE_PREFIX`].
     pub names: Names,
-    /// `CONFAB_WORK_QUEUE_MAX_LENGTH` and `CONFAB_JOB_DELIVERY_LIMIT`.
+    /// `CONFAB_WORK_QUEUE_MAX_LENGTH`, `CONFAB_JOB_DELIVERY_LIMIT`, `CONFAB_RESUME_RETENTION_SECS`.
     pub queue_limits: QueueLimits,
+    /// How long a streamed answer keeps being generated after its client went away, for it to
+    /// reconnect. `CONFAB_RESUME_GRACE_SECS`, default 10; 0 stops at once.
+    pub resume_grace: std::time::Duration,
 }
 
 impl SharedSettings {
@@ -30,7 +33,15 @@ impl SharedSettings {
             queue_limits: QueueLimits {
                 max_length: parsed_var("CONFAB_WORK_QUEUE_MAX_LENGTH", defaults.max_length)?,
                 delivery_limit: parsed_var("CONFAB_JOB_DELIVERY_LIMIT", defaults.delivery_limit)?,
+                resume_retention_secs: parsed_var(
+                    "CONFAB_RESUME_RETENTION_SECS",
+                    defaults.resume_retention_secs,
+                )?,
             },
+            resume_grace: std::time::Duration::from_secs(parsed_var(
+                "CONFAB_RESUME_GRACE_SECS",
+                10,
+            )?),
         })
     }
 }

@@ -21,6 +21,10 @@ pub struct QueueLimits {
     /// Deliveries of one job that may fail (worker crash, requeue) before it is dead-lettered.
     /// `CONFAB_JOB_DELIVERY_LIMIT`, default 3.
     pub delivery_limit: u32,
+    /// How long the reply log keeps streamed turns' events for reconnecting clients.
+    /// `CONFAB_RESUME_RETENTION_SECS`, default 600; it is the stream's `x-max-age`, fixed when
+    /// the stream is first declared (changing it means deleting the stream).
+    pub resume_retention_secs: u32,
 }
 
 impl Default for QueueLimits {
@@ -28,6 +32,7 @@ impl Default for QueueLimits {
         Self {
             max_length: 10_000,
             delivery_limit: 3,
+            resume_retention_secs: 600,
         }
     }
 }
@@ -172,6 +177,34 @@ pub async fn declare_work_topology(
         .await
         .map_err(|e| declare_error(&cancel, e))?;
     Ok(())
+}
+
+/// Declare the reply log, on a channel of its own: a stream can be unavailable for a while
+/// after a broker restart (its replicas recover after the queues), and a declare that fails
+/// closes its channel. Without it streams still work; they only cannot be resumed.
+pub async fn declare_reply_log(
+    connection: &lapin::Connection,
+    names: &Names,
+    limits: QueueLimits,
+) -> Result<(), TopologyError> {
+    let log = names.reply_log();
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| declare_error(&log, e))?;
+    let log_args = args(&[
+        ("x-queue-type", text("stream")),
+        (
+            "x-max-age",
+            text(&format!("{}s", limits.resume_retention_secs)),
+        ),
+    ]);
+    let declared = channel
+        .queue_declare(log.as_str().into(), DURABLE, log_args)
+        .await
+        .map_err(|e| declare_error(&log, e));
+    let _ = channel.close(200, "declared".into()).await;
+    declared.map(|_| ())
 }
 
 /// Declare a reply queue (one request's, or one ingress process's). Exclusive: it disappears with

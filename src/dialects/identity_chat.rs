@@ -38,7 +38,7 @@ pub use error::ChannelChatError;
 use crate::http::openapi::schema::{enum_of, reference, string};
 use crate::http::{
     ApiRouter, AppState, Auth, Authenticated, AuthenticatedStream, Caller, EdgeFailure, Operation,
-    Reason, Reply, RequestId, json_body, sse_response,
+    Reason, Reply, RequestId, json_body, resumed_sse_response, sse_response,
 };
 use crate::pipeline::{Turn, TurnEvent, TurnRequest};
 use crate::store::assistants;
@@ -396,16 +396,18 @@ async fn streaming(
 }
 
 /// A browser's `EventSource` reconnects by itself, with the same URL and the `Last-Event-ID` of
-/// the last event it got. That is never a new turn: a stream that ended (or was cut, which ends
-/// its turn) is answered `204 No Content`, which tells the browser to stop reconnecting. Only
-/// the caller's own streams are recognised: with a stream token, the one it started; with a
-/// key, any request of the tenant.
+/// the last event it got. That is never a new turn: the stream goes on from where the client
+/// was, read again from the reply log on whichever ingress the reconnect reaches (its answer
+/// was still generated meanwhile, for the resume grace); a client that already has the whole
+/// stream gets `204 No Content`, which tells the browser to stop reconnecting. Only the caller's
+/// own streams are recognised: with a stream token, the one it started; with a key, any request
+/// of the tenant.
 async fn reconnected(
     state: &AppState,
     caller: &AuthenticatedStream<ChannelChatError>,
     last_event_id: &str,
 ) -> Result<Response, ChannelChatError> {
-    let Some((request_id, _)) = crate::http::parse_event_id(last_event_id) else {
+    let Some((request_id, after)) = crate::http::parse_event_id(last_event_id) else {
         return Err(ChannelChatError::invalid(
             "Last-Event-ID must be an event id of an earlier stream (request id:position)",
         ));
@@ -413,12 +415,28 @@ async fn reconnected(
     let db = state.db.get().await?;
     let ours = match caller.grant() {
         Some(grant) => tenants::stream_of_token(&**db, grant).await? == Some(request_id),
-        None => conversations::has_request(&**db, caller.tenant_id, request_id).await?,
+        None => true,
     };
-    if !ours {
+    let conversation = match ours {
+        true => conversations::of_request(&**db, caller.tenant_id, request_id).await?,
+        false => None,
+    };
+    drop(db);
+    let Some(conversation_id) = conversation else {
         return Err(ChannelChatError::not_found("Stream"));
+    };
+    if state.pipeline.replay_expired(request_id) {
+        return Err(EdgeFailure::not_found(
+            "This stream ended longer ago than its events are kept \
+             (CONFAB_RESUME_RETENTION_SECS); read its answer from the conversation",
+        )
+        .into());
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let turn = state.pipeline.resume(request_id, conversation_id).await?;
+    match resumed_stream_reply(turn, after).await {
+        Some(stream) => Ok(stream),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
 }
 
 /// Spend the request's stream token, if it is one for this identity and channel and has not
@@ -457,13 +475,32 @@ async fn give_back_stream_token(state: &AppState, grant: &StreamGrant, request_i
     }
 }
 
-fn stream_reply(mut turn: Turn) -> Response {
-    let headers = [(
+fn stream_reply(turn: Turn) -> Response {
+    let headers = conversation_header(&turn);
+    let (stall, request_id) = (turn.stream_stall, turn.request_id);
+    sse_response(seed_events(turn), request_id, &headers, stall)
+}
+
+/// A reconnect's stream: what its client missed after event `after`, then the live rest; `None`
+/// when it missed nothing.
+async fn resumed_stream_reply(turn: Turn, after: u64) -> Option<Response> {
+    let headers = conversation_header(&turn);
+    let (stall, request_id) = (turn.stream_stall, turn.request_id);
+    resumed_sse_response(seed_events(turn), request_id, after, &headers, stall).await
+}
+
+fn conversation_header(turn: &Turn) -> [(HeaderName, HeaderValue); 1] {
+    [(
         HeaderName::from_static("x-conversation-id"),
         HeaderValue::from_str(&turn.conversation_id).unwrap_or(HeaderValue::from_static("")),
-    )];
-    let (stall, request_id) = (turn.stream_stall, turn.request_id);
-    let events = async_stream::stream! {
+    )]
+}
+
+/// The seed's events of a turn: `token`s, then `complete` or `error`.
+fn seed_events(
+    mut turn: Turn,
+) -> impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>> {
+    async_stream::stream! {
         while let Some(event) = turn.next().await {
             let data = match event {
                 TurnEvent::Delta(piece) => json!({"type": "token", "content": piece}),
@@ -472,8 +509,7 @@ fn stream_reply(mut turn: Turn) -> Response {
             };
             yield Ok(Event::default().data(data.to_string()));
         }
-    };
-    sse_response(events, request_id, &headers, stall)
+    }
 }
 
 /// `POST /v1/stream-tokens` with `{identity_id, channel_id}`: a token for one browser's

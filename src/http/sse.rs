@@ -50,21 +50,70 @@ pub fn sse_response<S>(
 where
     S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
 {
+    let relayed = received(numbered(events, request_id, 0, stall));
+    respond(relayed, extra_headers)
+}
+
+/// A stream read again for a reconnecting client: the same `events` as the first time, of which
+/// only those after position `after` (its `Last-Event-ID`) are sent. `None` when there are none:
+/// the client already has the whole stream.
+pub async fn resumed_sse_response<S>(
+    events: S,
+    request_id: Uuid,
+    after: u64,
+    extra_headers: &[(HeaderName, HeaderValue)],
+    stall: Duration,
+) -> Option<Response>
+where
+    S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
+    let mut rx = numbered(events, request_id, after, stall);
+    let first = rx.recv().await?;
+    let relayed = futures_util::stream::once(std::future::ready(first)).chain(received(rx));
+    Some(respond(relayed, extra_headers))
+}
+
+/// Number the events from 1, keep those after `after` (the first of them with the `retry:`
+/// hint), and produce them in the pump's task into a bounded channel.
+fn numbered<S>(
+    events: S,
+    request_id: Uuid,
+    after: u64,
+    stall: Duration,
+) -> mpsc::Receiver<Result<Event, Infallible>>
+where
+    S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
     let mut position = 0;
-    let events = events.map(move |event| {
+    let events = events.filter_map(move |event| {
         position += 1;
-        let event = event.map(|event| event.id(event_id(request_id, position)));
-        if position == 1 {
-            event.map(|event| event.retry(RECONNECT_AFTER))
-        } else {
-            event
-        }
+        let event = (position > after).then(|| {
+            let event = event.map(|event| event.id(event_id(request_id, position)));
+            if position == after + 1 {
+                event.map(|event| event.retry(RECONNECT_AFTER))
+            } else {
+                event
+            }
+        });
+        std::future::ready(event)
     });
     let (tx, rx) = mpsc::channel(BUFFERED_EVENTS);
     tokio::spawn(pump(Box::pin(events), tx, stall));
-    let relayed = futures_util::stream::unfold(rx, |mut rx| async move {
+    rx
+}
+
+fn received(
+    rx: mpsc::Receiver<Result<Event, Infallible>>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|event| (event, rx))
-    });
+    })
+}
+
+fn respond<S>(relayed: S, extra_headers: &[(HeaderName, HeaderValue)]) -> Response
+where
+    S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
     let mut response = Sse::new(relayed)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text(""))
         .into_response();

@@ -103,6 +103,11 @@ pub struct Pipeline {
     deadline: Duration,
     /// How long a streamed turn waits for its caller to read (see [`Turn::stream_stall`]).
     stream_stall: Duration,
+    /// How long a worker keeps answering a stream whose client left; a resumed stream says it
+    /// listens well within it.
+    resume_grace: Duration,
+    /// How long the reply log keeps events.
+    resume_retention: Duration,
 }
 
 impl Pipeline {
@@ -112,7 +117,63 @@ impl Pipeline {
             db,
             deadline,
             stream_stall,
+            resume_grace: Duration::from_secs(10),
+            resume_retention: Duration::from_secs(600),
         }
+    }
+
+    /// The resume grace the workers apply (`CONFAB_RESUME_GRACE_SECS`) and how long the reply
+    /// log keeps events (`CONFAB_RESUME_RETENTION_SECS`).
+    pub fn with_resume(mut self, grace: Duration, retention: Duration) -> Self {
+        self.resume_grace = grace;
+        self.resume_retention = retention;
+        self
+    }
+
+    /// Whether `request_id` started longer ago than the reply log keeps events.
+    pub fn replay_expired(&self, request_id: Uuid) -> bool {
+        let started_ms = request_id
+            .get_timestamp()
+            .map(|ts| {
+                let (secs, nanos) = ts.to_unix();
+                secs * 1000 + u64::from(nanos / 1_000_000)
+            })
+            .unwrap_or(0);
+        let age_ms = (now_ms().max(0) as u64).saturating_sub(started_ms);
+        age_ms > self.resume_retention.as_millis() as u64
+    }
+
+    /// The stream of an earlier request, read again from the reply log: every event from its
+    /// start, then the live rest (or its end, if it has ended). Its caller relays what its client
+    /// has not seen yet.
+    pub async fn resume(
+        &self,
+        request_id: Uuid,
+        conversation_id: String,
+    ) -> Result<Turn, SubmitError> {
+        let session = self.broker.session().ok_or(SubmitError::Unavailable)?;
+        let subscription = tokio::time::timeout(
+            self.deadline,
+            session.replay(self.broker.names(), request_id),
+        )
+        .await
+        .map_err(|_| SubmitError::Unavailable)?
+        .map_err(|e| {
+            warn!(%request_id, error = %e, "cannot read the reply log");
+            SubmitError::Unavailable
+        })?;
+        metrics::gauge!("confab_jobs_in_flight").increment(1.0);
+        let mut turn = Turn::resumed(
+            request_id,
+            conversation_id,
+            subscription,
+            session.lost(),
+            self.deadline,
+            self.broker.clone(),
+        );
+        turn.stream_stall = self.stream_stall;
+        turn.listen(self.resume_grace);
+        Ok(turn)
     }
 
     pub fn broker(&self) -> &Arc<Broker> {

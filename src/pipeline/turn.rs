@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confab_contract::{Done, ErrorCode, Job, ReplyEvent};
+use confab_contract::{CancelKind, Done, ErrorCode, Job, ReplyEvent};
 use tokio::sync::watch;
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -34,6 +34,11 @@ pub struct Turn {
     held_done: Option<Box<Done>>,
     finished: bool,
     broker: Arc<Broker>,
+    /// Says "a client listens" to the workers while a resumed turn is read; stopped on drop.
+    listening: Option<tokio::task::AbortHandle>,
+    /// Read again from the reply log: its events are the original stream's, so it is turned
+    /// into the same events, but it has no reply path to reopen and is not measured again.
+    resumed: bool,
 }
 
 impl Turn {
@@ -61,7 +66,54 @@ impl Turn {
             held_done: None,
             finished: false,
             broker,
+            listening: None,
+            resumed: false,
         }
+    }
+
+    /// An earlier request's stream, read again from the reply log (see `Pipeline::resume`). It
+    /// can never be spliced onto another reply path: if the broker goes, the stream ends.
+    pub(super) fn resumed(
+        request_id: Uuid,
+        conversation_id: String,
+        subscription: Subscription,
+        lost: watch::Receiver<bool>,
+        until_deadline: Duration,
+        broker: Arc<Broker>,
+    ) -> Turn {
+        Turn {
+            request_id,
+            conversation_id,
+            stream_stall: Duration::from_secs(30),
+            stream: true,
+            subscription,
+            lost,
+            deadline: tokio::time::Instant::now() + until_deadline,
+            submitted: Instant::now(),
+            first_event: None,
+            attempt: 0,
+            relayed: false,
+            held_done: None,
+            finished: false,
+            broker,
+            listening: None,
+            resumed: true,
+        }
+    }
+
+    /// Tell the workers, now and then well within `grace`, that a client listens to this
+    /// turn again, so that its answer is not stopped for the client that left.
+    pub(super) fn listen(&mut self, grace: Duration) {
+        let every = (grace / 3).max(Duration::from_millis(100));
+        let (broker, request_id) = (self.broker.clone(), self.request_id);
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            loop {
+                ticks.tick().await;
+                broker.broadcast(request_id, CancelKind::Listening).await;
+            }
+        });
+        self.listening = Some(task.abort_handle());
     }
 
     /// The next event for the caller; `None` after the final one.
@@ -124,7 +176,7 @@ impl Turn {
     }
 
     fn mark_first_event(&mut self) {
-        if self.first_event.is_none() {
+        if self.first_event.is_none() && !self.resumed {
             let now = Instant::now();
             self.first_event = Some(now);
             metrics::histogram!("confab_time_to_first_token_seconds")
@@ -134,6 +186,9 @@ impl Turn {
 
     fn finish(&mut self, completed: bool) {
         self.finished = true;
+        if self.resumed {
+            return;
+        }
         let outcome = if completed { "done" } else { "failed" };
         metrics::histogram!("confab_turn_duration_seconds", "outcome" => outcome)
             .record(self.submitted.elapsed().as_secs_f64());
@@ -157,7 +212,7 @@ impl Turn {
             let Some(event) = event else {
                 // A streamed answer already relayed in part cannot be resumed without risking a
                 // splice; anything else waits for the broker, where its job is still queued.
-                if self.stream && self.relayed {
+                if self.resumed || (self.stream && self.relayed) {
                     return failed(
                         FailureKind::BrokerLost,
                         "lost the connection to the message broker",
@@ -251,9 +306,16 @@ fn failed(kind: FailureKind, message: &str) -> TurnEvent {
 impl Drop for Turn {
     fn drop(&mut self) {
         metrics::gauge!("confab_jobs_in_flight").decrement(1.0);
+        if let Some(listening) = &self.listening {
+            listening.abort();
+        }
         if !self.finished {
-            info!(request_id = %self.request_id, "caller went away; cancelling the job");
-            self.cancel_upstream();
+            // Not a cancel: a stream's client may reconnect within the resume grace, and the
+            // worker decides (it stops at once when there is none, or the turn is JSON).
+            info!(request_id = %self.request_id, "caller went away");
+            let broker = self.broker.clone();
+            let request_id = self.request_id;
+            tokio::spawn(async move { broker.broadcast(request_id, CancelKind::Left).await });
         }
     }
 }

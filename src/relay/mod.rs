@@ -11,6 +11,7 @@
 //! ingress sends when a request ends early, and mandatory publishes that come back unroutable
 //! when the reply queue is gone (per-request queue deleted, or the ingress process died).
 
+pub mod log;
 mod per_request;
 mod shared;
 
@@ -54,6 +55,11 @@ pub enum Events {
         request_id: Uuid,
     },
     Routed(mpsc::UnboundedReceiver<ReplyEvent>),
+    /// The reply log, read again from the request's start (a resumed stream).
+    Log {
+        consumer: lapin::Consumer,
+        request_id: Uuid,
+    },
 }
 
 impl Events {
@@ -72,6 +78,21 @@ impl Events {
                     return Some(event);
                 }
             },
+            Events::Log {
+                consumer,
+                request_id,
+            } => loop {
+                let delivery = consumer.next().await?.ok()?;
+                // Acknowledged as read, which only moves the reader's window on.
+                let _ = delivery
+                    .ack(lapin::options::BasicAckOptions::default())
+                    .await;
+                if let Some((id, event)) = decode_for(&delivery)
+                    && id == *request_id
+                {
+                    return Some(event);
+                }
+            },
         }
     }
 }
@@ -81,6 +102,26 @@ impl Events {
 enum Teardown {
     Queue(per_request::QueueTeardown),
     Route(shared::RouteTeardown),
+    Log(log::LogTeardown),
+}
+
+impl Subscription {
+    /// `request_id`'s events read again from the reply log, from its start to its end.
+    pub async fn replay(
+        connection: &lapin::Connection,
+        names: &Names,
+        request_id: Uuid,
+    ) -> Result<Subscription, RelayError> {
+        let (_channel, consumer, teardown) = log::open(connection, names, request_id).await?;
+        Ok(Subscription {
+            reply_to: String::new(),
+            events: Events::Log {
+                consumer,
+                request_id,
+            },
+            _teardown: Teardown::Log(teardown),
+        })
+    }
 }
 
 impl Relay {

@@ -15,21 +15,23 @@ pub fn new_message_id() -> String {
 }
 
 /// Whether the tenant has a conversation `id` at all (whichever assistant it is with).
-/// Whether `request_id` is a turn of the tenant's (answered, or still pending).
-pub async fn has_request(
+/// The conversation of the tenant's turn `request_id` (answered, or still pending).
+pub async fn of_request(
     client: &impl GenericClient,
     tenant_id: Uuid,
     request_id: Uuid,
-) -> Result<bool, tokio_postgres::Error> {
+) -> Result<Option<String>, tokio_postgres::Error> {
     let row = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM messages m JOIN conversations c ON c.pk = m.conversation_pk \
-                            WHERE m.request_id = $2 AND c.tenant_id = $1) \
-                 OR EXISTS (SELECT 1 FROM pending_turns WHERE request_id = $2 AND tenant_id = $1)",
+        .query_opt(
+            "SELECT c.id FROM messages m JOIN conversations c ON c.pk = m.conversation_pk \
+              WHERE m.request_id = $2 AND c.tenant_id = $1 \
+             UNION ALL \
+             SELECT conversation_id FROM pending_turns WHERE request_id = $2 AND tenant_id = $1 \
+             LIMIT 1",
             &[&tenant_id, &request_id],
         )
         .await?;
-    Ok(row.get(0))
+    Ok(row.map(|row| row.get(0)))
 }
 
 pub async fn exists(

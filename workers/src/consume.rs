@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_contract::{
-    Cancel, HEADER_DELIVERY_COUNT, Job, declare_cancel_queue, declare_work_topology,
+    Cancel, CancelKind, HEADER_DELIVERY_COUNT, Job, declare_cancel_queue, declare_work_topology,
 };
 use futures_util::StreamExt;
 use lapin::{
@@ -99,6 +99,11 @@ async fn session(
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
     declare_work_topology(&consume, names, config.shared.queue_limits).await?;
+    if let Err(e) =
+        confab_contract::declare_reply_log(&connection, names, config.shared.queue_limits).await
+    {
+        warn!(error = %e, "the reply log is unavailable; streams cannot be resumed for now");
+    }
 
     // Prefetch bounds the jobs this process holds unacked, and so its concurrency: the broker
     // keeps the rest for other workers. Per consumer (global = false), as quorum queues require.
@@ -142,8 +147,14 @@ async fn session(
                 None => break Err(SessionError::ConsumerClosed),
             },
             Some(Ok(cancel)) = cancels.next() => {
-                if let Ok(cancel) = confab_contract::decode::<Cancel>(&cancel.data) {
-                    env.inflight.cancel(cancel.request_id);
+                if let Ok(cancel) = confab_contract::decode::<Cancel>(&cancel.data)
+                    && let Some(signals) = env.inflight.get(cancel.request_id)
+                {
+                    match cancel.kind {
+                        CancelKind::Stop => signals.stop(),
+                        CancelKind::Left => signals.left(),
+                        CancelKind::Listening => signals.listening(),
+                    }
                 }
             }
             Some(_) = turns.join_next() => {}

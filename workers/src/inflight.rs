@@ -1,64 +1,166 @@
-//! The jobs this worker process is working on, each with a "caller gone" signal that the cancel
-//! broadcast and unroutable reply publishes both raise.
+//! The jobs this worker process is working on, each with a "caller gone" signal.
+//!
+//! An explicit cancel raises it at once. A caller whose connection went away (the ingress's
+//! `left` broadcast, or a reply publish that comes back unroutable) raises it only after the
+//! resume grace, and not while a reconnected client listens to the request's events again
+//! (its `listening` broadcasts): a dropped connection is not a cancel.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use uuid::Uuid;
 
 #[derive(Clone, Default)]
 pub struct InFlight {
-    jobs: Arc<Mutex<HashMap<Uuid, watch::Sender<bool>>>>,
+    jobs: Arc<Mutex<HashMap<Uuid, Signals>>>,
+}
+
+/// One job's "caller gone" signal and what decides it.
+#[derive(Clone)]
+pub struct Signals {
+    pub gone: watch::Sender<bool>,
+    grace: Duration,
+    presence: Arc<Mutex<Presence>>,
+}
+
+#[derive(Default)]
+struct Presence {
+    /// A grace watch runs.
+    leaving: bool,
+    /// When a reconnected client last said it listens.
+    heard: Option<Instant>,
+}
+
+impl Signals {
+    /// Stop at once.
+    pub fn stop(&self) {
+        self.gone.send_replace(true);
+    }
+
+    /// The caller's connection went away: stop after the grace unless a client listens by then.
+    pub fn left(&self) {
+        if self.grace.is_zero() {
+            return self.stop();
+        }
+        {
+            let mut presence = self.presence.lock().unwrap_or_else(PoisonError::into_inner);
+            if presence.leaving || *self.gone.borrow() {
+                return;
+            }
+            presence.leaving = true;
+        }
+        let signals = self.clone();
+        tokio::spawn(async move { signals.watch_grace().await });
+    }
+
+    /// A reconnected client reads the events again.
+    pub fn listening(&self) {
+        let mut presence = self.presence.lock().unwrap_or_else(PoisonError::into_inner);
+        presence.heard = Some(Instant::now());
+    }
+
+    async fn watch_grace(self) {
+        let mut wait = self.grace;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                // The job ended (or was stopped) meanwhile.
+                () = self.gone.closed() => return,
+            }
+            let heard = self
+                .presence
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .heard;
+            match heard.map(|at| at.elapsed()) {
+                Some(since) if since < self.grace => wait = self.grace - since,
+                _ => return self.stop(),
+            }
+        }
+    }
 }
 
 /// Registration of one job; removes it when dropped.
 pub struct Registration {
     inflight: InFlight,
     request_id: Uuid,
-    pub gone: watch::Sender<bool>,
+    pub signals: Signals,
 }
 
 impl InFlight {
-    pub fn register(&self, request_id: Uuid) -> Registration {
+    /// Register a job; `grace` is how long it outlives a caller that left (zero for callers
+    /// that cannot reconnect).
+    pub fn register(&self, request_id: Uuid, grace: Duration) -> Registration {
         let (gone, _) = watch::channel(false);
-        self.jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(request_id, gone.clone());
+        let signals = Signals {
+            gone,
+            grace,
+            presence: Arc::default(),
+        };
+        self.lock().insert(request_id, signals.clone());
         Registration {
             inflight: self.clone(),
             request_id,
-            gone,
+            signals,
         }
     }
 
-    /// Signal that the caller of `request_id` is gone; false if no such job runs here.
-    pub fn cancel(&self, request_id: Uuid) -> bool {
-        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        match jobs.get(&request_id) {
-            Some(gone) => {
-                gone.send_replace(true);
-                true
-            }
-            None => false,
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Signals>> {
+        self.jobs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The signals of `request_id`, if it runs here.
+    pub fn get(&self, request_id: Uuid) -> Option<Signals> {
+        self.lock().get(&request_id).cloned()
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut jobs = self
-            .inflight
-            .jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut jobs = self.inflight.lock();
         // A redelivery of the same request may have registered since; leave that one alone.
         if jobs
             .get(&self.request_id)
-            .is_some_and(|g| g.same_channel(&self.gone))
+            .is_some_and(|s| s.gone.same_channel(&self.signals.gone))
         {
             jobs.remove(&self.request_id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_caller_that_left_is_gone_after_the_grace_unless_someone_listens() {
+        let inflight = InFlight::default();
+        let grace = Duration::from_millis(300);
+        let left = inflight.register(Uuid::now_v7(), grace);
+        let mut gone = left.signals.gone.subscribe();
+        left.signals.left();
+        assert!(!*gone.borrow());
+        tokio::time::timeout(Duration::from_secs(5), gone.wait_for(|g| *g))
+            .await
+            .expect("gone after the grace")
+            .expect("the job is registered");
+
+        let listened = inflight.register(Uuid::now_v7(), grace);
+        let gone = listened.signals.gone.subscribe();
+        listened.signals.left();
+        for _ in 0..6 {
+            listened.signals.listening();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!*gone.borrow(), "a listened-to job was stopped");
+
+        let stopped = inflight.register(Uuid::now_v7(), grace);
+        stopped.signals.stop();
+        assert!(*stopped.signals.gone.borrow());
+        let no_grace = inflight.register(Uuid::now_v7(), Duration::ZERO);
+        no_grace.signals.left();
+        assert!(*no_grace.signals.gone.borrow());
     }
 }

@@ -91,6 +91,8 @@ pub async fn run(
             coalesce: config.coalesce,
             default_context_window: config.default_context_window,
             final_attempt: config.shared.queue_limits.delivery_limit + 1,
+            resume_grace: config.shared.resume_grace,
+            reply_log: config.shared.names.reply_log(),
         });
         consume::run_sessions(&config, env, stopped).await?;
     }

@@ -1,9 +1,11 @@
-//! Publishing a job's reply events to its reply destination.
+//! Publishing a job's reply events to its reply destination, and a streamed turn's also to the
+//! reply log, from which a reconnecting client reads them again on any ingress.
 //!
 //! Every event is published `mandatory` on a confirm-mode channel: if the destination no longer
 //! exists (the requester disconnected, the ingress died) the broker returns the message, and that
-//! raises the job's "caller gone" signal, the same signal the cancel broadcast raises. Deltas are
-//! not waited for; the final event is, since the job is acked only after it is confirmed.
+//! tells the job its caller left (see `inflight`: a stream's turn goes on for the resume grace).
+//! Deltas are not waited for; the final event is, since the job is acked only after it is
+//! confirmed, and so is its copy in the log, so that a resumed stream always finds its end.
 
 use std::time::{Duration, Instant};
 
@@ -13,8 +15,9 @@ use lapin::{
     options::BasicPublishOptions,
     types::{AMQPValue, FieldTable, ShortString},
 };
-use tokio::sync::watch;
 use uuid::Uuid;
+
+use crate::inflight::Signals;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplyError {
@@ -27,8 +30,10 @@ pub enum ReplyError {
 pub struct Replies {
     channel: Channel,
     routing_key: ShortString,
+    /// The reply log's queue, for a streamed turn.
+    log: Option<ShortString>,
     properties: BasicProperties,
-    gone: watch::Sender<bool>,
+    signals: Signals,
     last_publish: Instant,
 }
 
@@ -51,8 +56,9 @@ impl Replies {
     pub fn new(
         channel: Channel,
         reply_to: &str,
+        log: Option<&str>,
         request_id: Uuid,
-        gone: watch::Sender<bool>,
+        signals: Signals,
     ) -> Self {
         let mut headers = FieldTable::default();
         headers.insert(HEADER_VERSION.into(), AMQPValue::ShortUInt(VERSION));
@@ -63,8 +69,9 @@ impl Replies {
         Self {
             channel,
             routing_key: reply_to.into(),
+            log: log.map(ShortString::from),
             properties,
-            gone,
+            signals,
             last_publish: Instant::now(),
         }
     }
@@ -76,13 +83,13 @@ impl Replies {
 
     /// Publish a non-final event without waiting for the broker's confirmation.
     pub async fn send(&mut self, event: &ReplyEvent) -> Result<(), ReplyError> {
-        let confirm = self.publish(event).await?;
-        let gone = self.gone.clone();
+        let (confirm, _logged) = self.publish(event).await?;
+        let signals = self.signals.clone();
         tokio::spawn(async move {
             if let Ok(confirmation) = confirm.await
                 && confirmation.take_message().is_some()
             {
-                gone.send_replace(true);
+                signals.left();
             }
         });
         Ok(())
@@ -99,13 +106,13 @@ impl Replies {
     ) -> Result<Delivered, ReplyError> {
         let started = Instant::now();
         loop {
-            let confirmation = self.publish(event).await?.await?;
+            let confirmation = self.publish(event).await?.0.await?;
             if confirmation.take_message().is_none() {
                 return Ok(Delivered::Yes);
             }
             // A cancel broadcast needs no more patience.
-            if started.elapsed() >= patience || *self.gone.borrow() {
-                self.gone.send_replace(true);
+            if started.elapsed() >= patience || *self.signals.gone.borrow() {
+                self.signals.left();
                 return Ok(Delivered::CallerGone);
             }
             tokio::time::sleep(ANNOUNCE_RETRY).await;
@@ -114,18 +121,40 @@ impl Replies {
 
     /// Publish the final event and wait until the broker has it.
     pub async fn finish(&mut self, event: &ReplyEvent) -> Result<Delivered, ReplyError> {
-        let confirmation = self.publish(event).await?.await?;
-        if confirmation.take_message().is_some() {
-            self.gone.send_replace(true);
+        let (confirm, logged) = self.publish(event).await?;
+        if let Some(logged) = logged {
+            logged.await?;
+        }
+        if confirm.await?.take_message().is_some() {
+            self.signals.left();
             return Ok(Delivered::CallerGone);
         }
         Ok(Delivered::Yes)
     }
 
-    async fn publish(&mut self, event: &ReplyEvent) -> Result<lapin::PublisherConfirm, ReplyError> {
+    /// Publish to the reply destination and, for a stream, to the log; their confirmations.
+    async fn publish(
+        &mut self,
+        event: &ReplyEvent,
+    ) -> Result<(lapin::PublisherConfirm, Option<lapin::PublisherConfirm>), ReplyError> {
         let body = event.encode()?;
         self.last_publish = Instant::now();
-        Ok(self
+        let logged = match &self.log {
+            // Keepalives only keep the caller's connection alive; a log reader needs none.
+            Some(log) if !matches!(event, ReplyEvent::Keepalive) => Some(
+                self.channel
+                    .basic_publish(
+                        "".into(),
+                        log.clone(),
+                        BasicPublishOptions::default(),
+                        &body,
+                        self.properties.clone(),
+                    )
+                    .await?,
+            ),
+            _ => None,
+        };
+        let confirm = self
             .channel
             .basic_publish(
                 "".into(),
@@ -134,6 +163,7 @@ impl Replies {
                 &body,
                 self.properties.clone(),
             )
-            .await?)
+            .await?;
+        Ok((confirm, logged))
     }
 }

@@ -25,6 +25,7 @@ async fn a_full_work_queue_is_answered_at_once_with_503() {
         queue_limits: QueueLimits {
             max_length: 1,
             delivery_limit: 3,
+            ..QueueLimits::default()
         },
         deadline: Duration::from_secs(20),
         ..Options::default()
@@ -180,6 +181,7 @@ async fn a_job_that_always_fails_is_dead_lettered_after_its_delivery_limit() {
         queue_limits: QueueLimits {
             max_length: 100,
             delivery_limit: 2,
+            ..QueueLimits::default()
         },
         ..Options::default()
     })

@@ -317,7 +317,8 @@ async fn sigterm_lets_a_worker_finish_its_turn_and_an_ingress_finish_its_stream(
         text,
         "Our business hours are 9:00 to 17:00, Monday to Friday."
     );
-    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    let last = crate::support::stack::sse_data(&body).last().cloned();
+    assert_eq!(last.as_deref(), Some("[DONE]"), "{body}");
     let exited = tokio::time::timeout(Duration::from_secs(20), async {
         (worker.wait().await.unwrap(), ingress.wait().await.unwrap())
     })

@@ -78,6 +78,9 @@ pub struct Options {
     pub delivery_retry_base: Duration,
     /// `CONFAB_SECRET_KEYS` of every process: a fresh key per test unless a test picks its own.
     pub secret_keys: String,
+    /// How long a stream's turn outlives its client; zero (stop at once) unless a test of
+    /// resuming sets it.
+    pub resume_grace: Duration,
     /// The ingress's connection deadlines and cap.
     pub connection_limits: ConnectionLimits,
     pub body_read_timeout: Duration,
@@ -114,6 +117,7 @@ impl Default for Options {
             },
             delivery_retry_base: Duration::from_millis(20),
             secret_keys: SecretBox::generate_key("test"),
+            resume_grace: Duration::ZERO,
             connection_limits: ConnectionLimits {
                 header_read_timeout: Duration::from_secs(10),
                 write_stall: Duration::from_secs(60),
@@ -207,6 +211,7 @@ impl Stack {
             amqp_url: self.options.amqp_url.clone(),
             names: self.names.clone(),
             queue_limits: self.options.queue_limits,
+            resume_grace: self.options.resume_grace,
         }
     }
 
@@ -366,6 +371,10 @@ impl Stack {
                 self.options.webhook_max_age.as_secs().to_string(),
             )
             .env("CONFAB_SECRET_KEYS", &self.options.secret_keys)
+            .env(
+                "CONFAB_RESUME_GRACE_SECS",
+                self.options.resume_grace.as_secs().to_string(),
+            )
             .env(
                 "CONFAB_DATABASE_POOL_WAIT_MS",
                 self.options.database.wait.as_millis().to_string(),

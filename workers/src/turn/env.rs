@@ -20,4 +20,8 @@ pub struct TurnEnv {
     pub default_context_window: u32,
     /// Last attempt the broker allows before dead-lettering (delivery limit + 1).
     pub final_attempt: u32,
+    /// How long a streamed turn outlives a caller that left, for it to reconnect.
+    pub resume_grace: Duration,
+    /// The stream queue every streamed turn's events are also logged to.
+    pub reply_log: String,
 }

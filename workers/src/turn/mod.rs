@@ -47,12 +47,20 @@ pub async fn run(
     reconnected: bool,
 ) -> Settle {
     let started = Instant::now();
-    let registration = env.inflight.register(job.request_id);
+    // Only a stream can be reconnected to, so only a stream's turn outlives its caller.
+    let grace = if job.stream {
+        env.resume_grace
+    } else {
+        Duration::ZERO
+    };
+    let registration = env.inflight.register(job.request_id, grace);
+    let log = job.stream.then_some(env.reply_log.as_str());
     let mut replies = Replies::new(
         channel,
         &job.reply_to,
+        log,
         job.request_id,
-        registration.gone.clone(),
+        registration.signals.clone(),
     );
     if now_ms() >= job.deadline_ms {
         info!("job past its deadline; dropped without calling the model");
@@ -89,7 +97,7 @@ pub async fn run(
         job,
         attempt,
         started,
-        registration.gone.subscribe(),
+        registration.signals.gone.subscribe(),
     )
     .await;
     let (verdict, label) = match outcome {

@@ -2,10 +2,17 @@
 //! `Last-Event-ID` of the last event it got. A reconnect is never a second turn: it gets `204 No
 //! Content`, which tells the browser to stop, and only the caller's own streams are recognised.
 
+use std::time::Duration;
+
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::identity_and_channel;
-use crate::support::stack::{Options, Stack};
+use crate::support::stack::{Options, Stack, sse_data};
+
+const LONG_ANSWER: &str = "Our opening hours are long and varied because the shop serves \
+    customers in many time zones, so the hours run from seven in the morning until eleven at \
+    night on weekdays, from nine until nine on Saturdays, and from ten until six on Sundays.";
 
 /// The `id:` of the last event of an SSE body.
 fn last_event_id(body: &str) -> String {
@@ -101,4 +108,109 @@ async fn a_browser_reconnecting_with_its_spent_token_is_told_to_stop() {
     let other_last = last_event_id(&other);
     assert_eq!(get(&stack, &url, None, Some(&other_last)).await.0, 404);
     assert_eq!(user_messages(&stack).await, 2);
+}
+
+/// The `token` contents of seed-000 events, and the `complete` content if the stream ended.
+fn tokens_and_complete(body: &str) -> (String, Option<String>) {
+    let mut text = String::new();
+    let mut complete = None;
+    for data in sse_data(body) {
+        let event: Value = serde_json::from_str(&data).unwrap();
+        match event["type"].as_str() {
+            Some("token") => text.push_str(event["content"].as_str().unwrap()),
+            Some("complete") => complete = Some(event["content"].as_str().unwrap().to_owned()),
+            other => panic!("unexpected event {other:?}: {event}"),
+        }
+    }
+    (text, complete)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_midway_resumes_on_another_ingress_with_exactly_the_rest() {
+    let stack = Stack::start(Options {
+        builtin_token_delay: Duration::from_millis(40),
+        resume_grace: Duration::from_secs(10),
+        ..Options::default()
+    })
+    .await;
+    let assistant = stack
+        .create_assistant(json!({"name": "Hours", "instructions": LONG_ANSWER}))
+        .await;
+    let (_, identity) = stack
+        .api("POST", "/v1/identities", Some(json!({"name": "Ada"})))
+        .await;
+    let (_, channel) = stack
+        .api(
+            "POST",
+            "/v1/channels",
+            Some(json!({"name": "Web", "kind": "web", "assistant_id": assistant["id"]})),
+        )
+        .await;
+    let path = format!(
+        "/conversation/{}/streaming?channel_id={}&message=What%20are%20your%20opening%20hours%3F",
+        identity["id"].as_str().unwrap(),
+        channel["id"].as_str().unwrap()
+    );
+    // The first ingress is a process of its own, so that it can be gone when the client comes
+    // back.
+    let (mut first_ingress, first_url) = stack.ingress_process().await;
+    let response = stack
+        .http
+        .get(format!("{first_url}{path}"))
+        .bearer_auth(&stack.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut received = String::new();
+    while sse_data(&received).len() < 3 {
+        let chunk = body.next().await.expect("more events").unwrap();
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // Cut after whole events only, as a dropped connection leaves the client.
+    let whole = &received[..received.rfind("\n\n").unwrap() + 2];
+    let (before, ended) = tokens_and_complete(whole);
+    assert!(ended.is_none() && !before.is_empty(), "{whole}");
+    let last = last_event_id(whole);
+    drop(body);
+    first_ingress.kill().await.unwrap();
+
+    let (status, rest) = get(&stack, &path, Some(&stack.api_key), Some(&last)).await;
+    assert_eq!(status, 200, "{rest}");
+    let position: u64 = last.rsplit(':').next().unwrap().parse().unwrap();
+    let first_resumed = rest
+        .lines()
+        .find_map(|line| line.strip_prefix("id:"))
+        .map(str::trim)
+        .expect("resumed events have ids");
+    assert_eq!(
+        first_resumed.rsplit(':').next(),
+        Some((position + 1).to_string().as_str())
+    );
+    let (after, complete) = tokens_and_complete(&rest);
+    let complete = complete.expect("the resumed stream ends with complete");
+    assert_eq!(
+        format!("{before}{after}"),
+        complete,
+        "no token lost or repeated"
+    );
+
+    let db = stack.db().await;
+    let stored = db
+        .query_one(
+            "SELECT content, status FROM messages WHERE role = 'assistant'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.get::<_, String>(0), complete);
+    assert_eq!(stored.get::<_, String>(1), "complete");
+    assert_eq!(user_messages(&stack).await, 1);
+    // Once the client has it all, it is told to stop.
+    let end = last_event_id(&rest);
+    assert_eq!(
+        get(&stack, &path, Some(&stack.api_key), Some(&end)).await.0,
+        204
+    );
 }

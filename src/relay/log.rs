@@ -1,0 +1,66 @@
+//! Reading one request's events again from the reply log (the stream queue every streamed
+//! turn's events are also published to): from a little before the request started, keeping only
+//! its own events, through to the live tail. A reconnecting client's stream is read this way on
+//! whichever ingress it reaches, whether or not the first one is still there.
+
+use confab_contract::Names;
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection};
+use uuid::Uuid;
+
+use super::RelayError;
+
+/// Events a log reader takes before acknowledging; a stream consumer needs a limit.
+const PREFETCH: u16 = 512;
+
+/// How far before the request's own timestamp the reading starts: the timestamp is the
+/// ingress's clock, the log's is the broker's, and the log seeks by whole seconds.
+const CLOCK_MARGIN_SECS: u64 = 5;
+
+/// Closes the reader's channel when dropped (streams are consumed on a channel of their own).
+pub struct LogTeardown {
+    channel: Channel,
+}
+
+impl Drop for LogTeardown {
+    fn drop(&mut self) {
+        let channel = self.channel.clone();
+        tokio::spawn(async move {
+            let _ = channel.close(200, "done".into()).await;
+        });
+    }
+}
+
+/// A consumer of the reply log positioned at `request_id`'s start.
+pub async fn open(
+    connection: &Connection,
+    names: &Names,
+    request_id: Uuid,
+) -> Result<(Channel, lapin::Consumer, LogTeardown), RelayError> {
+    let channel = connection.create_channel().await?;
+    let teardown = LogTeardown {
+        channel: channel.clone(),
+    };
+    channel
+        .basic_qos(PREFETCH, BasicQosOptions::default())
+        .await?;
+    let started_secs = request_id
+        .get_timestamp()
+        .map(|ts| ts.to_unix().0)
+        .unwrap_or(0);
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-stream-offset".into(),
+        AMQPValue::Timestamp(started_secs.saturating_sub(CLOCK_MARGIN_SECS)),
+    );
+    let consumer = channel
+        .basic_consume(
+            names.reply_log().as_str().into(),
+            format!("resume-{}", request_id.simple()).as_str().into(),
+            BasicConsumeOptions::default(),
+            arguments,
+        )
+        .await?;
+    Ok((channel, consumer, teardown))
+}
