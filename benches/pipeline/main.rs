@@ -5,13 +5,14 @@
 //! section 6.
 //!
 //! `cargo bench --bench pipeline -- --quick` (about three minutes; leave out `--quick` for the
-//! full run). `--only baselines,turns,coalescing,streams,scaling` runs some sections (ratios to
+//! full run). `--only baselines,turns,coalescing,streams,scaling,resume` runs some sections (ratios to
 //! a baseline not measured show as `-`). Needs the local RabbitMQ and Postgres, like the tests;
 //! leaves nothing behind in either.
 //!
 //! Sections: `raw` (broker RPC and Postgres turn transaction), `turns` (time to first token and
 //! turns per second in both reply modes), `turns::coalescing` (reply events per turn),
-//! `streams` (ingress memory per idle SSE stream), `scaling` (1, 2 and 4 workers).
+//! `streams` (ingress memory per idle SSE stream), `scaling` (1, 2 and 4 workers), `resume`
+//! (streamed turns with the reply log on and off).
 
 #[path = "../../tests/e2e/support/stack.rs"]
 #[allow(dead_code)]
@@ -21,6 +22,7 @@ mod measure;
 mod procs;
 mod raw;
 mod report;
+mod resume;
 mod scaling;
 mod streams;
 mod turns;
@@ -36,7 +38,16 @@ use report::{Table, ms, rate, ratio, verdict};
 use turns::{Coalescing, ModeTurns};
 
 /// The sections, in the order they run (`--only` takes a comma-separated list of them).
-const SECTIONS: [&str; 5] = ["baselines", "turns", "coalescing", "streams", "scaling"];
+const SECTIONS: [&str; 6] = [
+    "baselines",
+    "turns",
+    "coalescing",
+    "streams",
+    "scaling",
+    "resume",
+];
+/// Conversations at once for the cost of resumable streams.
+const RESUME_CONCURRENCIES: [usize; 2] = [1, 50];
 const MODES: [ReplyMode; 2] = [ReplyMode::PerRequest, ReplyMode::Shared];
 /// Concurrent conversations (and raw RPC clients) of the latency and throughput runs.
 const CONCURRENCIES: [usize; 3] = [1, 50, 200];
@@ -134,6 +145,7 @@ struct Results {
     coalescing: Vec<Coalescing>,
     streams: Vec<streams::StreamMemory>,
     scaling: Vec<scaling::Scaling>,
+    resume: Vec<resume::ResumeCost>,
 }
 
 impl Results {
@@ -200,6 +212,17 @@ async fn main() {
         )
         .await;
         print_scaling(&results);
+    }
+    if settings.runs("resume") {
+        results.resume = resume::resume_cost(
+            &MODES,
+            &RESUME_CONCURRENCIES,
+            settings.phase,
+            TURN_WORKERS,
+            TURN_WORKER_CONCURRENCY,
+        )
+        .await;
+        print_resume(&results);
     }
     print_targets(&results);
 }
@@ -439,6 +462,46 @@ fn print_throughput(results: &Results) {
         "(JSON p50/p99 = whole turn in ms; raw p50 = whole raw RPC; {TURN_WORKERS} worker \
          processes taking {TURN_WORKER_CONCURRENCY} jobs each)"
     );
+}
+
+fn print_resume(results: &Results) {
+    let mut table = Table::new(
+        "8. Resumable streams: SSE turns with the reply log on (each stream event also on the \
+         RabbitMQ stream) vs off (CONFAB_RESUME_RETENTION_SECS=0), same run; x = on / off",
+        &[
+            ("mode", 11),
+            ("log", 3),
+            ("clients", 7),
+            ("n", 6),
+            ("TTFT p50", 8),
+            ("TTFT p99", 8),
+            ("SSE/s", 7),
+            ("x p50", 6),
+            ("x SSE/s", 7),
+        ],
+    );
+    for cost in &results.resume {
+        let off = results
+            .resume
+            .iter()
+            .find(|other| other.mode == cost.mode && !other.logged);
+        for (i, run) in cost.runs.iter().enumerate() {
+            let base = off.and_then(|off| off.runs.get(i));
+            let x = |q: fn(&Run) -> f64| base.map_or("-".into(), |b| ratio(q(run), q(b)));
+            table.row(vec![
+                mode_name(cost.mode).into(),
+                if cost.logged { "on" } else { "off" }.into(),
+                run.clients.to_string(),
+                run.samples.to_string(),
+                ms(run.first.p50),
+                ms(run.first.p99),
+                rate(run.per_second),
+                x(|r| r.first.p50),
+                x(|r| r.per_second),
+            ]);
+        }
+    }
+    table.print();
 }
 
 fn print_coalescing(results: &Results) {

@@ -23,7 +23,8 @@ pub struct QueueLimits {
     pub delivery_limit: u32,
     /// How long the reply log keeps streamed turns' events for reconnecting clients.
     /// `CONFAB_RESUME_RETENTION_SECS`, default 600; it is the stream's `x-max-age`, fixed when
-    /// the stream is first declared (changing it means deleting the stream).
+    /// the stream is first declared (changing it means deleting the stream). 0: streams are not
+    /// logged, and cannot be resumed.
     pub resume_retention_secs: u32,
 }
 
@@ -187,6 +188,10 @@ pub async fn declare_reply_log(
     names: &Names,
     limits: QueueLimits,
 ) -> Result<(), TopologyError> {
+    // Streams are not resumable: nothing is logged.
+    if limits.resume_retention_secs == 0 {
+        return Ok(());
+    }
     let log = names.reply_log();
     let channel = connection
         .create_channel()

@@ -92,7 +92,8 @@ pub async fn run(
             default_context_window: config.default_context_window,
             final_attempt: config.shared.queue_limits.delivery_limit + 1,
             resume_grace: config.shared.resume_grace,
-            reply_log: config.shared.names.reply_log(),
+            reply_log: (config.shared.queue_limits.resume_retention_secs > 0)
+                .then(|| config.shared.names.reply_log()),
         });
         consume::run_sessions(&config, env, stopped).await?;
     }

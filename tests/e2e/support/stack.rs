@@ -376,6 +376,10 @@ impl Stack {
                 self.options.resume_grace.as_secs().to_string(),
             )
             .env(
+                "CONFAB_RESUME_RETENTION_SECS",
+                limits.resume_retention_secs.to_string(),
+            )
+            .env(
                 "CONFAB_DATABASE_POOL_WAIT_MS",
                 self.options.database.wait.as_millis().to_string(),
             )

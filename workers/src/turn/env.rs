@@ -22,6 +22,7 @@ pub struct TurnEnv {
     pub final_attempt: u32,
     /// How long a streamed turn outlives a caller that left, for it to reconnect.
     pub resume_grace: Duration,
-    /// The stream queue every streamed turn's events are also logged to.
-    pub reply_log: String,
+    /// The stream queue every streamed turn's events are also logged to; none when streams
+    /// are not resumable (`CONFAB_RESUME_RETENTION_SECS=0`).
+    pub reply_log: Option<String>,
 }

@@ -54,7 +54,7 @@ pub async fn run(
         Duration::ZERO
     };
     let registration = env.inflight.register(job.request_id, grace);
-    let log = job.stream.then_some(env.reply_log.as_str());
+    let log = env.reply_log.as_deref().filter(|_| job.stream);
     let mut replies = Replies::new(
         channel,
         &job.reply_to,
