@@ -172,7 +172,10 @@ impl Pipeline {
             self.broker.clone(),
         );
         turn.stream_stall = self.stream_stall;
-        turn.listen(self.resume_grace);
+        // Without a grace a worker stops when its caller leaves; there is nothing to keep going.
+        if !self.resume_grace.is_zero() {
+            turn.listen(self.resume_grace);
+        }
         Ok(turn)
     }
 

@@ -66,7 +66,7 @@ impl Signals {
         loop {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                // The job ended (or was stopped) meanwhile.
+                // The job ended meanwhile: its turn holds the signal while it runs.
                 () = self.gone.closed() => return,
             }
             let heard = self

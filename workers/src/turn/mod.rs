@@ -54,6 +54,8 @@ pub async fn run(
         Duration::ZERO
     };
     let registration = env.inflight.register(job.request_id, grace);
+    // Held from the start: a grace watch ends early once nobody holds the signal.
+    let gone = registration.signals.gone.subscribe();
     let log = env.reply_log.as_deref().filter(|_| job.stream);
     let mut replies = Replies::new(
         channel,
@@ -91,15 +93,7 @@ pub async fn run(
         warn!(error = %e, "cannot publish to the broker; returning the job");
         return Settle::Requeue;
     }
-    let outcome = answer(
-        env,
-        &mut replies,
-        job,
-        attempt,
-        started,
-        registration.signals.gone.subscribe(),
-    )
-    .await;
+    let outcome = answer(env, &mut replies, job, attempt, started, gone).await;
     let (verdict, label) = match outcome {
         Ok(verdict) => (verdict, "answered"),
         Err(TurnError::Reply(e)) => {
