@@ -20,6 +20,7 @@ use crate::relay::SharedRoutes;
 
 mod family;
 mod guard;
+mod resume;
 mod server;
 mod stall;
 
@@ -38,6 +39,7 @@ pub fn routes() -> ApiRouter {
         .merge(family(Family::AiHub, crate::dialects::ai_hub::router()))
         .merge(family(Family::OpenAi, crate::dialects::openai::router()))
         .merge(family(Family::Management, crate::api::router()))
+        .merge(family(Family::Management, resume::router()))
         .merge(family(Family::Webhooks, crate::webhooks::router()))
         .merge(family(Family::Ops, crate::api::ops::router()))
 }

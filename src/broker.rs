@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_contract::{
-    Cancel, CancelKind, HEADER_VERSION, Job, Names, QueueLimits, ReplyEvent, VERSION,
-    declare_work_topology,
+    Cancel, CancelKind, HEADER_STREAM_FORMAT, HEADER_VERSION, Job, Names, QueueLimits, ReplyEvent,
+    VERSION, declare_work_topology,
 };
 use futures_util::StreamExt;
 use lapin::{
@@ -227,6 +227,26 @@ impl Broker {
             .with_correlation_id(request_id.to_string().into())
             .with_headers(version_header());
         publish_confirmed(session, queue, &body, properties).await
+    }
+}
+
+impl Broker {
+    /// Log how `request_id`'s stream is rendered, before its job is published, so that a
+    /// reconnect on any ingress can render the logged events the same way.
+    pub async fn log_stream_format(
+        &self,
+        session: &Session,
+        request_id: Uuid,
+        format: &serde_json::Value,
+    ) -> Result<(), PublishError> {
+        let body = serde_json::to_vec(format)?;
+        let mut headers = version_header();
+        headers.insert(HEADER_STREAM_FORMAT.into(), AMQPValue::Boolean(true));
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_correlation_id(request_id.to_string().into())
+            .with_headers(headers);
+        publish_confirmed(session, &self.names.reply_log(), &body, properties).await
     }
 }
 

@@ -21,7 +21,8 @@ pub use error::AgentsError;
 
 use crate::http::openapi::schema::reference;
 use crate::http::{
-    ApiRouter, AppState, Authenticated, Operation, Reply, RequestId, json_body, sse_response,
+    ApiRouter, AppState, Authenticated, Operation, Reply, RequestId, json_body,
+    resumed_sse_response, sse_response,
 };
 use crate::pipeline::{Turn, TurnEvent, TurnRequest};
 use crate::store::assistants;
@@ -171,6 +172,7 @@ async fn chat(
             folder_ids: Vec::new(),
             stream: request.stream,
             ephemeral: false,
+            stream_format: Some(json!({"family": FORMAT})),
         })
         .await?;
     if request.stream {
@@ -198,13 +200,34 @@ async fn json_reply(turn: Turn) -> Result<Response, AgentsError> {
     .into_response())
 }
 
-fn stream_reply(mut turn: Turn) -> Response {
-    let headers = [(
+/// The family's name in a logged stream format (`TurnRequest::stream_format`).
+pub const FORMAT: &str = "agents";
+
+fn stream_reply(turn: Turn) -> Response {
+    let headers = conversation_header(&turn);
+    let (stall, request_id) = (turn.stream_stall, turn.request_id);
+    sse_response(chunk_events(turn), request_id, &headers, stall)
+}
+
+/// A reconnect's stream (see `crate::http::resumed_sse_response`).
+pub async fn resumed_stream(turn: Turn, after: u64) -> Option<Response> {
+    let headers = conversation_header(&turn);
+    let (stall, request_id) = (turn.stream_stall, turn.request_id);
+    resumed_sse_response(chunk_events(turn), request_id, after, &headers, stall).await
+}
+
+fn conversation_header(turn: &Turn) -> [(HeaderName, HeaderValue); 1] {
+    [(
         HeaderName::from_static("x-conversation-id"),
         HeaderValue::from_str(&turn.conversation_id).unwrap_or(HeaderValue::from_static("")),
-    )];
-    let (stall, request_id) = (turn.stream_stall, turn.request_id);
-    let events = async_stream::stream! {
+    )]
+}
+
+/// The seed's `{"chunk": ..}` events, then `[DONE]` (after an error event, if it failed).
+fn chunk_events(
+    mut turn: Turn,
+) -> impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>> {
+    async_stream::stream! {
         while let Some(event) = turn.next().await {
             match event {
                 TurnEvent::Delta(chunk) => {
@@ -218,8 +241,7 @@ fn stream_reply(mut turn: Turn) -> Response {
                 }
             }
         }
-    };
-    sse_response(events, request_id, &headers, stall)
+    }
 }
 
 #[cfg(test)]

@@ -199,6 +199,9 @@ async fn resolve(
     })
 }
 
+/// The family's name in a logged stream format (`TurnRequest::stream_format`).
+pub const FORMAT: &str = "identity_chat";
+
 fn turn_request(
     request_id: Uuid,
     caller: Caller,
@@ -227,6 +230,7 @@ fn turn_request(
         folder_ids: Vec::new(),
         stream,
         ephemeral: false,
+        stream_format: stream.then(|| json!({"family": FORMAT})),
     }
 }
 
@@ -432,8 +436,8 @@ async fn reconnected(
         )
         .into());
     }
-    let turn = state.pipeline.resume(request_id, conversation_id).await?;
-    match resumed_stream_reply(turn, after).await {
+    let resumed = state.pipeline.resume(request_id, conversation_id).await?;
+    match resumed_stream(resumed.turn, after).await {
         Some(stream) => Ok(stream),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
@@ -483,7 +487,7 @@ fn stream_reply(turn: Turn) -> Response {
 
 /// A reconnect's stream: what its client missed after event `after`, then the live rest; `None`
 /// when it missed nothing.
-async fn resumed_stream_reply(turn: Turn, after: u64) -> Option<Response> {
+pub async fn resumed_stream(turn: Turn, after: u64) -> Option<Response> {
     let headers = conversation_header(&turn);
     let (stall, request_id) = (turn.stream_stall, turn.request_id);
     resumed_sse_response(seed_events(turn), request_id, after, &headers, stall).await

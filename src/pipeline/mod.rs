@@ -37,6 +37,9 @@ pub struct TurnRequest {
     pub stream: bool,
     /// See `Job::ephemeral`.
     pub ephemeral: bool,
+    /// How the dialect renders this stream, logged so that a reconnect renders it again (see
+    /// `Pipeline::replay`); opaque here. `None` for JSON turns.
+    pub stream_format: Option<serde_json::Value>,
 }
 
 impl TurnRequest {
@@ -94,6 +97,16 @@ pub enum TurnEvent {
     Failed(Failure),
 }
 
+/// How long a reader of the reply log looks for a request's first record.
+const FORMAT_WAIT: Duration = Duration::from_secs(5);
+
+/// A stream read again from the reply log, with how its dialect rendered it (see
+/// `TurnRequest::stream_format`), if that was logged.
+pub struct Resumed {
+    pub format: Option<serde_json::Value>,
+    pub turn: Turn,
+}
+
 #[derive(Clone)]
 pub struct Pipeline {
     broker: Arc<Broker>,
@@ -130,6 +143,26 @@ impl Pipeline {
         self
     }
 
+    /// Log the stream's format, when the reply log is on. A stream whose format could not be
+    /// logged still works; only its reconnects through `/v1/requests/{id}/events` cannot.
+    async fn log_format(&self, session: &Session, request: &TurnRequest) {
+        let Some(format) = request.stream_format.as_ref().filter(|_| request.stream) else {
+            return;
+        };
+        if self.resume_retention.is_zero() {
+            return;
+        }
+        let logged = tokio::time::timeout(
+            self.deadline,
+            self.broker
+                .log_stream_format(session, request.request_id, format),
+        )
+        .await;
+        if !matches!(logged, Ok(Ok(()))) {
+            warn!(request_id = %request.request_id, "cannot log the stream's format");
+        }
+    }
+
     /// Whether `request_id` started longer ago than the reply log keeps events.
     pub fn replay_expired(&self, request_id: Uuid) -> bool {
         let started_ms = request_id
@@ -150,7 +183,7 @@ impl Pipeline {
         &self,
         request_id: Uuid,
         conversation_id: String,
-    ) -> Result<Turn, SubmitError> {
+    ) -> Result<Resumed, SubmitError> {
         let session = self.broker.session().ok_or(SubmitError::Unavailable)?;
         let subscription = tokio::time::timeout(
             self.deadline,
@@ -162,6 +195,12 @@ impl Pipeline {
             warn!(%request_id, error = %e, "cannot read the reply log");
             SubmitError::Unavailable
         })?;
+        let mut subscription = subscription;
+        // Logged before the job, so it is the request's first record when there is one; a
+        // request with no records (a JSON turn, or events past the retention) has none.
+        let format = tokio::time::timeout(FORMAT_WAIT, subscription.stream_format())
+            .await
+            .unwrap_or(None);
         metrics::gauge!("confab_jobs_in_flight").increment(1.0);
         let mut turn = Turn::resumed(
             request_id,
@@ -176,7 +215,7 @@ impl Pipeline {
         if !self.resume_grace.is_zero() {
             turn.listen(self.resume_grace);
         }
-        Ok(turn)
+        Ok(Resumed { format, turn })
     }
 
     pub fn broker(&self) -> &Arc<Broker> {
@@ -197,13 +236,14 @@ impl Pipeline {
             self.deadline,
             session.relay.subscribe(request_id, expires_ms),
         );
-        let (subscription, marked) = tokio::join!(
+        let (subscription, marked, ()) = tokio::join!(
             async {
                 subscribing
                     .await
                     .map_err(|_| "no answer from the broker".to_owned())
             },
-            self.mark_pending(&request, deadline_ms)
+            self.mark_pending(&request, deadline_ms),
+            self.log_format(&session, &request)
         );
         let subscription = subscription.and_then(|s| s.map_err(|e| e.to_string()));
         let subscription = match (subscription, marked) {

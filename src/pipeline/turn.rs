@@ -136,11 +136,14 @@ impl Turn {
             TurnEvent::Delta(text) => self.relayed(text),
             TurnEvent::Failed(failure) => {
                 self.finish(false);
-                // The worker is still at it after a timeout or a broken stream; stop it.
-                if matches!(
-                    failure.kind,
-                    FailureKind::Timeout | FailureKind::Worker(ErrorCode::Interrupted)
-                ) {
+                // The worker is still at it after a timeout or a broken stream; stop it (not
+                // for a reader of the log, whose deadline is its own).
+                if !self.resumed
+                    && matches!(
+                        failure.kind,
+                        FailureKind::Timeout | FailureKind::Worker(ErrorCode::Interrupted)
+                    )
+                {
                     self.cancel_upstream();
                 }
                 TurnEvent::Failed(failure)
@@ -309,7 +312,9 @@ impl Drop for Turn {
         if let Some(listening) = &self.listening {
             listening.abort();
         }
-        if !self.finished {
+        // A resumed turn's client leaving changes nothing: the worker stops once the turn's
+        // `listening` broadcasts stop, after its grace.
+        if !self.finished && !self.resumed {
             // Not a cancel: a stream's client may reconnect within the resume grace, and the
             // worker decides (it stops at once when there is none, or the turn is JSON).
             info!(request_id = %self.request_id, "caller went away");

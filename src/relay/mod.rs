@@ -59,7 +59,15 @@ pub enum Events {
     Log {
         consumer: lapin::Consumer,
         request_id: Uuid,
+        /// An event read while looking for the stream's format, to be read again.
+        held: Option<ReplyEvent>,
     },
+}
+
+/// One of a request's records in the reply log.
+enum Logged {
+    Format(serde_json::Value),
+    Event(ReplyEvent),
 }
 
 impl Events {
@@ -81,18 +89,17 @@ impl Events {
             Events::Log {
                 consumer,
                 request_id,
-            } => loop {
-                let delivery = consumer.next().await?.ok()?;
-                // Acknowledged as read, which only moves the reader's window on.
-                let _ = delivery
-                    .ack(lapin::options::BasicAckOptions::default())
-                    .await;
-                if let Some((id, event)) = decode_for(&delivery)
-                    && id == *request_id
-                {
+                held,
+            } => {
+                if let Some(event) = held.take() {
                     return Some(event);
                 }
-            },
+                loop {
+                    if let Logged::Event(event) = next_logged(consumer, *request_id).await? {
+                        return Some(event);
+                    }
+                }
+            }
         }
     }
 }
@@ -105,7 +112,59 @@ enum Teardown {
     Log(log::LogTeardown),
 }
 
+/// The next record of `request_id` in the reply log.
+async fn next_logged(consumer: &mut lapin::Consumer, request_id: Uuid) -> Option<Logged> {
+    loop {
+        let delivery = consumer.next().await?.ok()?;
+        // Acknowledged as read, which only moves the reader's window on.
+        let _ = delivery
+            .ack(lapin::options::BasicAckOptions::default())
+            .await;
+        let ours = delivery
+            .properties
+            .correlation_id()
+            .as_ref()
+            .is_some_and(|id| id.as_str() == request_id.to_string());
+        if !ours {
+            continue;
+        }
+        let is_format = delivery.properties.headers().as_ref().is_some_and(|h| {
+            h.inner()
+                .contains_key(confab_contract::HEADER_STREAM_FORMAT)
+        });
+        if is_format {
+            if let Ok(format) = serde_json::from_slice(&delivery.data) {
+                return Some(Logged::Format(format));
+            }
+            continue;
+        }
+        if let Some((_, event)) = decode_for(&delivery) {
+            return Some(Logged::Event(event));
+        }
+    }
+}
+
 impl Subscription {
+    /// A replayed stream's format, logged before its first event; `None` if it was not logged
+    /// (the first event is then kept for [`Events::recv`]).
+    pub async fn stream_format(&mut self) -> Option<serde_json::Value> {
+        let Events::Log {
+            consumer,
+            request_id,
+            held,
+        } = &mut self.events
+        else {
+            return None;
+        };
+        match next_logged(consumer, *request_id).await? {
+            Logged::Format(format) => Some(format),
+            Logged::Event(event) => {
+                *held = Some(event);
+                None
+            }
+        }
+    }
+
     /// `request_id`'s events read again from the reply log, from its start to its end.
     pub async fn replay(
         connection: &lapin::Connection,
@@ -118,6 +177,7 @@ impl Subscription {
             events: Events::Log {
                 consumer,
                 request_id,
+                held: None,
             },
             _teardown: Teardown::Log(teardown),
         })

@@ -202,6 +202,7 @@ impl Turn<'_> {
             folder_ids: Vec::new(),
             stream: false,
             ephemeral: false,
+            stream_format: None,
         };
         let deliveries = state.broker().names().deliveries();
         state.pipeline.detached_job(request, deliveries)

@@ -56,7 +56,8 @@ use request::{AskRequest, AssistantChoice, Parsed};
 
 use crate::http::openapi::schema::reference;
 use crate::http::{
-    ApiRouter, AppState, Authenticated, Operation, Reply, RequestId, json_body, sse_response,
+    ApiRouter, AppState, Authenticated, Operation, Reply, RequestId, json_body,
+    resumed_sse_response, sse_response,
 };
 use crate::pipeline::{Turn, TurnEvent, TurnRequest};
 use crate::store::assistants;
@@ -144,6 +145,7 @@ async fn ask(
             folder_ids: request.folder_ids,
             stream,
             ephemeral: false,
+            stream_format: Some(stream_format(&asked)),
         })
         .await?;
     if stream {
@@ -265,9 +267,43 @@ fn typed(kind: &str, mut body: Value) -> String {
     body.to_string()
 }
 
-fn stream_reply(mut turn: Turn, asked: Asked) -> Response {
+fn stream_reply(turn: Turn, asked: Asked) -> Response {
     let (stall, request_id) = (turn.stream_stall, turn.request_id);
-    let events = async_stream::stream! {
+    sse_response(hub_events(turn, asked), request_id, &[], stall)
+}
+
+/// The family's name in a logged stream format (`TurnRequest::stream_format`).
+pub const FORMAT: &str = "ai_hub";
+
+/// What a reconnect needs to render the stream again: the message's role and content (echoed
+/// for system messages) and the `assistantId` as the client sent it (named by errors).
+fn stream_format(asked: &Asked) -> Value {
+    json!({
+        "family": FORMAT,
+        "role": asked.role,
+        "content": asked.content,
+        "assistant_id": asked.assistant_id,
+    })
+}
+
+/// A reconnect's stream, rendered from its logged format; `processing_time` then counts from
+/// the reconnect.
+pub async fn resumed_stream(format: &Value, turn: Turn, after: u64) -> Option<Response> {
+    let asked = Asked {
+        started: Instant::now(),
+        role: serde_json::from_value(format["role"].clone()).ok()?,
+        content: format["content"].as_str()?.to_owned(),
+        assistant_id: format["assistant_id"].as_str()?.to_owned(),
+    };
+    let (stall, request_id) = (turn.stream_stall, turn.request_id);
+    resumed_sse_response(hub_events(turn, asked), request_id, after, &[], stall).await
+}
+
+fn hub_events(
+    mut turn: Turn,
+    asked: Asked,
+) -> impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>> {
+    async_stream::stream! {
         while let Some(event) = turn.next().await {
             let data = match event {
                 TurnEvent::Delta(text) => json!({"type": "token", "content": text}).to_string(),
@@ -279,8 +315,7 @@ fn stream_reply(mut turn: Turn, asked: Asked) -> Response {
             };
             yield Ok(Event::default().data(data));
         }
-    };
-    sse_response(events, request_id, &[], stall)
+    }
 }
 
 #[cfg(test)]

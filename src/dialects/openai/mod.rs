@@ -44,6 +44,7 @@ use crate::store::assistants;
 use crate::store::conversations;
 pub use error::OpenAiError;
 use reply::Completion;
+pub use reply::{FORMAT, resumed_stream};
 use request::{ChatRequest, named_conversation};
 
 fn op(id: &'static str, summary: &'static str) -> Operation {
@@ -163,6 +164,7 @@ async fn chat_completions(
             message,
             history,
             &request,
+            reply::stream_format(&completion, request.include_usage),
         ))
         .await?;
     if request.stream {
@@ -179,6 +181,7 @@ fn turn_request(
     message: Message,
     history: Vec<Message>,
     request: &ChatRequest,
+    stream_format: Value,
 ) -> TurnRequest {
     TurnRequest {
         request_id,
@@ -193,6 +196,8 @@ fn turn_request(
         folder_ids: Vec::new(),
         stream: request.stream,
         ephemeral: !request.store,
+        // Nothing of a `store: false` exchange is kept, its reply log included.
+        stream_format: request.store.then_some(stream_format),
     }
 }
 

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::error::OpenAiError;
-use crate::http::sse_response;
+use crate::http::{resumed_sse_response, sse_response};
 use crate::pipeline::{Turn, TurnEvent};
 
 /// What every object of one completion repeats: its id, creation time and model.
@@ -139,10 +139,50 @@ fn data(value: Value) -> Result<Event, Infallible> {
 
 /// Relay the answer as chunks: the role first (at once, before the model speaks), a chunk per
 /// delta, the finish reason, the usage if asked for, then `[DONE]`.
-pub fn stream_reply(mut turn: Turn, completion: Completion, include_usage: bool) -> Response {
+pub fn stream_reply(turn: Turn, completion: Completion, include_usage: bool) -> Response {
     let headers = conversation_header(&completion, &turn.conversation_id);
     let (stall, request_id) = (turn.stream_stall, turn.request_id);
-    let events = async_stream::stream! {
+    let events = chunk_events(turn, completion, include_usage);
+    sse_response(events, request_id, &headers, stall)
+}
+
+/// The family's name in a logged stream format (`TurnRequest::stream_format`).
+pub const FORMAT: &str = "openai";
+
+/// How a stream of `completion` is rendered again after a reconnect: the same id, `created`
+/// and model in every chunk, and the same usage chunk.
+pub fn stream_format(completion: &Completion, include_usage: bool) -> Value {
+    json!({
+        "family": FORMAT,
+        "id": completion.id,
+        "created": completion.created,
+        "model": completion.model,
+        "stored": completion.stored,
+        "include_usage": include_usage,
+    })
+}
+
+/// A reconnect's stream, rendered from its logged format.
+pub async fn resumed_stream(format: &Value, turn: Turn, after: u64) -> Option<Response> {
+    let completion = Completion {
+        id: format["id"].as_str()?.to_owned(),
+        created: format["created"].as_u64()?,
+        model: format["model"].as_str()?.to_owned(),
+        stored: format["stored"].as_bool()?,
+    };
+    let include_usage = format["include_usage"].as_bool()?;
+    let headers = conversation_header(&completion, &turn.conversation_id);
+    let (stall, request_id) = (turn.stream_stall, turn.request_id);
+    let events = chunk_events(turn, completion, include_usage);
+    resumed_sse_response(events, request_id, after, &headers, stall).await
+}
+
+fn chunk_events(
+    mut turn: Turn,
+    completion: Completion,
+    include_usage: bool,
+) -> impl futures_util::Stream<Item = Result<Event, Infallible>> {
+    async_stream::stream! {
         let role = json!({"role": "assistant", "content": ""});
         yield data(completion.chunk(role, None, include_usage));
         while let Some(event) = turn.next().await {
@@ -165,8 +205,7 @@ pub fn stream_reply(mut turn: Turn, completion: Completion, include_usage: bool)
                 }
             }
         }
-    };
-    sse_response(events, request_id, &headers, stall)
+    }
 }
 
 #[cfg(test)]

@@ -7,3 +7,4 @@ mod ai_hub;
 mod event_ids;
 mod identity_chat;
 mod openai;
+mod resumes;

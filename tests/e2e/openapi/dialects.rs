@@ -93,6 +93,19 @@ pub async fn identity_chat(api: &mut Checker<'_>, world: &World) {
         .expect(Req::get(&stream(&world.channel, "&message=Hello")), 200)
         .await;
     assert_eq!(answer.events.last().unwrap()["type"], "complete");
+    // Read again, whole, through the generic route; then a reconnect that has it all.
+    let request_id = answer.headers["x-request-id"].to_str().unwrap().to_owned();
+    let events = format!("/v1/requests/{request_id}/events");
+    let again = api.expect(Req::get(&events), 200).await;
+    assert_eq!(again.events, answer.events);
+    let end = format!("{request_id}:{}", answer.events.len());
+    api.expect(Req::get(&events).header("last-event-id", &end), 204)
+        .await;
+    api.expect(
+        Req::get(&stream(&world.channel, "&message=Hello")).header("last-event-id", &end),
+        204,
+    )
+    .await;
     let failed = api
         .expect(Req::get(&stream(&world.broken_channel, "&message=hi")), 200)
         .await;

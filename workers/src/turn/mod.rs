@@ -56,7 +56,11 @@ pub async fn run(
     let registration = env.inflight.register(job.request_id, grace);
     // Held from the start: a grace watch ends early once nobody holds the signal.
     let gone = registration.signals.gone.subscribe();
-    let log = env.reply_log.as_deref().filter(|_| job.stream);
+    // Nothing of an ephemeral turn is kept, its reply log included.
+    let log = env
+        .reply_log
+        .as_deref()
+        .filter(|_| job.stream && !job.ephemeral);
     let mut replies = Replies::new(
         channel,
         &job.reply_to,

@@ -1,0 +1,264 @@
+//! Streams started by a POST (seed 001, OpenAI, seed 002) resume through
+//! `GET /v1/requests/{id}/events` on another ingress: exactly the events after the client's
+//! `Last-Event-ID`, in the first stream's own shape and ids, then the live rest, and the answer
+//! stored once.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::header::ACCEPT;
+use serde_json::{Value, json};
+
+use super::ai_hub::support::{SEED_ASSISTANT, seed_stack};
+use crate::support::stack::{Options, Stack, sse_data};
+
+const LONG_ANSWER: &str = "Our opening hours are long and varied because the shop serves \
+    customers in many time zones, so the hours run from seven in the morning until eleven at \
+    night on weekdays, from nine until nine on Saturdays, and from ten until six on Sundays.";
+
+fn options() -> Options {
+    Options {
+        builtin_token_delay: Duration::from_millis(40),
+        resume_grace: Duration::from_secs(10),
+        ..Options::default()
+    }
+}
+
+/// Start a stream, read its first `events` whole events and drop the connection: the request
+/// id, what was read, and the id of its last event.
+async fn cut(response: reqwest::Response, events: usize) -> (String, String, String) {
+    assert_eq!(response.status(), 200);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut body = response.bytes_stream();
+    let mut received = String::new();
+    while sse_data(&received).len() < events {
+        let chunk = body.next().await.expect("more events").unwrap();
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let whole = received[..received.rfind("\n\n").unwrap() + 2].to_owned();
+    let last = last_id(&whole);
+    (request_id, whole, last)
+}
+
+fn last_id(body: &str) -> String {
+    body.lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("id:"))
+        .map(|id| id.trim().to_owned())
+        .expect("events with ids")
+}
+
+fn first_id(body: &str) -> String {
+    body.lines()
+        .find_map(|line| line.strip_prefix("id:"))
+        .map(|id| id.trim().to_owned())
+        .expect("events with ids")
+}
+
+fn position(id: &str) -> u64 {
+    id.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+async fn events_of(
+    stack: &Stack,
+    base: &str,
+    request_id: &str,
+    last: Option<&str>,
+    key: &str,
+) -> (u16, String) {
+    let mut request = stack
+        .http
+        .get(format!("{base}/v1/requests/{request_id}/events"))
+        .bearer_auth(key);
+    if let Some(last) = last {
+        request = request.header("last-event-id", last);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+async fn stored_answers(stack: &Stack) -> Vec<(String, String)> {
+    let db = stack.db().await;
+    db.query(
+        "SELECT content, status FROM messages WHERE role = 'assistant' ORDER BY pk",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| (row.get(0), row.get(1)))
+    .collect()
+}
+
+/// The text of `{"chunk": ..}` events (seed 001).
+fn chunks(body: &str) -> String {
+    sse_data(body)
+        .iter()
+        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+        .filter_map(|event| event["chunk"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The text of OpenAI chunks, and every chunk's (id, created).
+fn completion_chunks(body: &str) -> (String, Vec<(Value, Value)>) {
+    let mut text = String::new();
+    let mut ids = Vec::new();
+    for data in sse_data(body) {
+        let Ok(chunk) = serde_json::from_str::<Value>(&data) else {
+            continue;
+        };
+        if let Some(piece) = chunk["choices"][0]["delta"]["content"].as_str() {
+            text.push_str(piece);
+        }
+        ids.push((chunk["id"].clone(), chunk["created"].clone()));
+    }
+    (text, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_001_and_openai_streams_cut_midway_resume_on_another_ingress_with_exactly_the_rest() {
+    let mut stack = Stack::start(options()).await;
+    stack
+        .create_assistant(json!({"name": "Hours", "instructions": LONG_ANSWER}))
+        .await;
+    let other_ingress = stack.another_ingress().await;
+    let post = |path: &str, body: Value| {
+        stack
+            .http
+            .post(stack.url(path))
+            .bearer_auth(&stack.api_key)
+            .json(&body)
+            .send()
+    };
+
+    // Seed 001.
+    let started = post(
+        "/v1/api/chat/hours",
+        json!({"message": "What are your opening hours?", "stream": true}),
+    );
+    let (request_id, before, last) = cut(started.await.unwrap(), 3).await;
+    let (status, rest) = events_of(
+        &stack,
+        &other_ingress,
+        &request_id,
+        Some(&last),
+        &stack.api_key,
+    )
+    .await;
+    assert_eq!(status, 200, "{rest}");
+    assert_eq!(position(&first_id(&rest)), position(&last) + 1);
+    assert_eq!(sse_data(&rest).last().map(String::as_str), Some("[DONE]"));
+    let text = format!("{}{}", chunks(&before), chunks(&rest));
+    let stored = stored_answers(&stack).await;
+    assert_eq!(stored, [(text.clone(), "complete".to_owned())]);
+    // After the end: the whole stream from the start, then nothing left.
+    let (status, whole) =
+        events_of(&stack, &other_ingress, &request_id, None, &stack.api_key).await;
+    assert_eq!((status, chunks(&whole)), (200, text));
+    let end = last_id(&whole);
+    let (status, _) = events_of(
+        &stack,
+        &other_ingress,
+        &request_id,
+        Some(&end),
+        &stack.api_key,
+    )
+    .await;
+    assert_eq!(status, 204);
+
+    // OpenAI: the resumed chunks keep the first stream's id and created.
+    let started = post(
+        "/v1/chat/completions",
+        json!({"model": "hours", "stream": true, "stream_options": {"include_usage": true},
+               "messages": [{"role": "user", "content": "What are your opening hours?"}]}),
+    );
+    let (request_id, before, last) = cut(started.await.unwrap(), 4).await;
+    let (status, rest) = events_of(
+        &stack,
+        &other_ingress,
+        &request_id,
+        Some(&last),
+        &stack.api_key,
+    )
+    .await;
+    assert_eq!(status, 200, "{rest}");
+    assert_eq!(sse_data(&rest).last().map(String::as_str), Some("[DONE]"));
+    let (first_text, first_ids) = completion_chunks(&before);
+    let (rest_text, rest_ids) = completion_chunks(&rest);
+    assert!(rest_ids.iter().all(|id| *id == first_ids[0]), "{rest}");
+    let stored = stored_answers(&stack).await;
+    assert_eq!(stored[1].0, format!("{first_text}{rest_text}"));
+    assert!(
+        rest.contains("\"usage\":{"),
+        "the usage chunk is rendered again: {rest}"
+    );
+
+    // Only the tenant's own streams, and only streams.
+    let other = stack.other_tenant().await;
+    let (status, _) = events_of(&stack, &other_ingress, &request_id, None, &other).await;
+    assert_eq!(status, 404);
+    let (status, body) = events_of(
+        &stack,
+        &other_ingress,
+        &request_id,
+        Some(&format!("{}:2", uuid::Uuid::now_v7())),
+        &stack.api_key,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let json_turn = post("/v1/api/chat/hours", json!({"message": "Hours?"}))
+        .await
+        .unwrap();
+    let json_id = json_turn.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    json_turn.text().await.unwrap();
+    let (status, body) = events_of(&stack, &other_ingress, &json_id, None, &stack.api_key).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("reply log"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_002_stream_is_read_again_in_its_own_shape() {
+    let stack = seed_stack(options()).await;
+    let response = stack
+        .http
+        .post(stack.url("/api/ai-hub/assistant/ask"))
+        .bearer_auth(&stack.api_key)
+        .header(ACCEPT, "text/event-stream")
+        .json(&json!({
+            "message": {"id": "m-resume", "role": "user", "content": "How do I reset my password?"},
+            "id": "conv-resume",
+            "assistantId": SEED_ASSISTANT,
+        }))
+        .send()
+        .await
+        .unwrap();
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let first = response.text().await.unwrap();
+    let base = stack.url("").trim_end_matches('/').to_owned();
+    let (status, again) = events_of(&stack, &base, &request_id, None, &stack.api_key).await;
+    assert_eq!(status, 200, "{again}");
+    let types = |body: &str| -> Vec<(String, Value)> {
+        sse_data(body)
+            .iter()
+            .map(|d| serde_json::from_str::<Value>(d).unwrap())
+            .map(|e| (e["type"].as_str().unwrap().to_owned(), e["content"].clone()))
+            .collect()
+    };
+    let (first, again) = (types(&first), types(&again));
+    assert_eq!(first.len(), again.len());
+    assert_eq!(
+        first[..first.len() - 1],
+        again[..again.len() - 1],
+        "the same tokens"
+    );
+    assert_eq!(again.last().unwrap().0, "done");
+}
