@@ -177,3 +177,43 @@ async fn a_request_cancelled_before_a_worker_takes_it_never_starts() {
         .get(0);
     assert_eq!(stored, 0, "a turn that never started stores nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_stream_goes_on_for_the_resume_grace_then_stops_as_interrupted() {
+    let stack = Stack::start(Options {
+        builtin_token_delay: Duration::from_millis(100),
+        resume_grace: Duration::from_secs(1),
+        ..Options::default()
+    })
+    .await;
+    stack
+        .create_assistant(json!({"name": "Hours", "instructions": LONG_ANSWER_INSTRUCTIONS}))
+        .await;
+    let response = stack
+        .chat(
+            "hours",
+            json!({"message": "What are your opening hours?", "stream": true}),
+        )
+        .await;
+    let mut body = response.bytes_stream();
+    let first = body.next().await.expect("a first event").unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("chunk"));
+    let dropped_at = Instant::now();
+    drop(body);
+
+    let mut stored = None;
+    while dropped_at.elapsed() < Duration::from_secs(10) {
+        stored = interrupted_answer(&stack).await;
+        if stored.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (content, status) = stored.expect("the partial answer was stored");
+    assert_eq!(status, "interrupted");
+    // Generated on through the grace (about ten words a second), but not to its end (about
+    // fifty words, five seconds).
+    let words = content.split_whitespace().count();
+    assert!((5..45).contains(&words), "{words} words: {content}");
+    assert!(dropped_at.elapsed() >= Duration::from_secs(1));
+}

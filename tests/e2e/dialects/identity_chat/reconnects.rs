@@ -214,3 +214,30 @@ async fn a_stream_cut_midway_resumes_on_another_ingress_with_exactly_the_rest() 
         204
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_after_the_retention_is_a_clear_404() {
+    let stack = Stack::start(Options {
+        queue_limits: confab_contract::QueueLimits {
+            resume_retention_secs: 1,
+            ..confab_contract::QueueLimits::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let (identity, channel) = identity_and_channel(&stack).await;
+    let url = format!("/conversation/{identity}/streaming?channel_id={channel}&message=Hello");
+    let key = Some(stack.api_key.as_str());
+    let (status, body) = get(&stack, &url, key, None).await;
+    assert_eq!(status, 200);
+    let first = body
+        .lines()
+        .find_map(|line| line.strip_prefix("id:"))
+        .map(|id| id.trim().to_owned())
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, body) = get(&stack, &url, key, Some(&first)).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("CONFAB_RESUME_RETENTION_SECS"), "{body}");
+    assert_eq!(user_messages(&stack).await, 1);
+}
