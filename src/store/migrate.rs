@@ -73,10 +73,7 @@ pub enum MigrateError {
 }
 
 fn checksum(sql: &str) -> String {
-    Sha256::digest(sql.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(sql.as_bytes()))
 }
 
 /// Apply every pending migration; returns the names of those applied now.

@@ -30,7 +30,7 @@ fn random_secret() -> Result<String, getrandom::Error> {
 fn random_token(prefix: &str) -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(bytes);
     Ok(format!("{prefix}{hex}"))
 }
 

@@ -45,7 +45,7 @@ impl Completion {
     /// the turn rather than the request, so that the retry's answer has the first one's id.
     pub fn for_turn(mut self, conversation_id: &str, message_id: &str) -> Self {
         let digest = Sha256::digest(format!("{conversation_id}\n{message_id}").as_bytes());
-        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex::encode(&digest[..16]);
         self.id = format!("chatcmpl-{hex}");
         self
     }

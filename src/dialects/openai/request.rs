@@ -154,7 +154,7 @@ pub fn message_id(headers: &HeaderMap) -> Result<String, OpenAiError> {
     match value.to_str() {
         Ok(key) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
             let digest = Sha256::digest(key.as_bytes());
-            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+            let hex = hex::encode(&digest[..16]);
             Ok(format!("msg_idem_{hex}"))
         }
         _ => Err(OpenAiError::invalid(

@@ -59,7 +59,9 @@ impl Adapter for WhatsApp {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("sha256="))
             .ok_or(AuthError::Missing("X-Hub-Signature-256 header"))?;
-        let signature = decode_hex(signature).ok_or(AuthError::Mismatch("X-Hub-Signature-256"))?;
+        let signature = hex::decode(signature)
+            .ok()
+            .ok_or(AuthError::Mismatch("X-Hub-Signature-256"))?;
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
             .map_err(|_| AuthError::NoSecret("app_secret"))?;
         mac.update(body);
@@ -225,16 +227,6 @@ fn status_update(status: &Value) -> Option<StatusUpdate> {
     })
 }
 
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,12 +248,7 @@ mod tests {
     fn signed(body: &[u8], secret: &str) -> HeaderMap {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
         mac.update(body);
-        let hex: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex = hex::encode(mac.finalize().into_bytes());
         let mut headers = HeaderMap::new();
         headers.insert(
             "x-hub-signature-256",

@@ -524,7 +524,13 @@ pub async fn remove_broker_objects(amqp: &str, names: &Names) {
         return;
     };
     if let Ok(channel) = connection.create_channel().await {
-        for queue in [names.jobs(), names.deliveries(), names.dead_letters()] {
+        // The reply log too: every stream holds files open on the broker until it is deleted.
+        for queue in [
+            names.jobs(),
+            names.deliveries(),
+            names.dead_letters(),
+            names.reply_log(),
+        ] {
             let _ = channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                 .await;
