@@ -39,7 +39,7 @@ impl Family {
     /// Whether every body the family accepts is JSON. Webhooks are not held to it: platforms
     /// sign the bytes they send, whatever they call them.
     pub const fn takes_json_bodies(self) -> bool {
-        !matches!(self, Family::Webhooks | Family::Ops)
+        !matches!(self, Family::Webhooks)
     }
 
     /// The failure as the family's error response.

@@ -10,7 +10,6 @@ mod schemas;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderName, HeaderValue};
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -204,23 +203,16 @@ async fn json_reply(turn: Turn) -> Result<Response, AgentsError> {
 pub const FORMAT: &str = "agents";
 
 fn stream_reply(turn: Turn) -> Response {
-    let headers = conversation_header(&turn);
+    let headers = [crate::http::conversation_header(&turn.conversation_id)];
     let (stall, request_id) = (turn.stream_stall, turn.request_id);
     sse_response(chunk_events(turn), request_id, &headers, stall)
 }
 
 /// A reconnect's stream (see `crate::http::resumed_sse_response`).
 pub async fn resumed_stream(turn: Turn, after: u64) -> Option<Response> {
-    let headers = conversation_header(&turn);
+    let headers = [crate::http::conversation_header(&turn.conversation_id)];
     let (stall, request_id) = (turn.stream_stall, turn.request_id);
     resumed_sse_response(chunk_events(turn), request_id, after, &headers, stall).await
-}
-
-fn conversation_header(turn: &Turn) -> [(HeaderName, HeaderValue); 1] {
-    [(
-        HeaderName::from_static("x-conversation-id"),
-        HeaderValue::from_str(&turn.conversation_id).unwrap_or(HeaderValue::from_static("")),
-    )]
 }
 
 /// The seed's `{"chunk": ..}` events, then `[DONE]` (after an error event, if it failed).

@@ -24,7 +24,7 @@ mod schemas;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -480,7 +480,7 @@ async fn give_back_stream_token(state: &AppState, grant: &StreamGrant, request_i
 }
 
 fn stream_reply(turn: Turn) -> Response {
-    let headers = conversation_header(&turn);
+    let headers = [crate::http::conversation_header(&turn.conversation_id)];
     let (stall, request_id) = (turn.stream_stall, turn.request_id);
     sse_response(seed_events(turn), request_id, &headers, stall)
 }
@@ -488,16 +488,9 @@ fn stream_reply(turn: Turn) -> Response {
 /// A reconnect's stream: what its client missed after event `after`, then the live rest; `None`
 /// when it missed nothing.
 pub async fn resumed_stream(turn: Turn, after: u64) -> Option<Response> {
-    let headers = conversation_header(&turn);
+    let headers = [crate::http::conversation_header(&turn.conversation_id)];
     let (stall, request_id) = (turn.stream_stall, turn.request_id);
     resumed_sse_response(seed_events(turn), request_id, after, &headers, stall).await
-}
-
-fn conversation_header(turn: &Turn) -> [(HeaderName, HeaderValue); 1] {
-    [(
-        HeaderName::from_static("x-conversation-id"),
-        HeaderValue::from_str(&turn.conversation_id).unwrap_or(HeaderValue::from_static("")),
-    )]
 }
 
 /// The seed's events of a turn: `token`s, then `complete` or `error`.

@@ -18,5 +18,5 @@ pub use body::{BodyError, json_body};
 pub use failure::{EdgeFailure, Reason, error_response};
 pub use openapi::{ApiRouter, Auth, OpenApiJson, Operation, Reply};
 pub use request_id::RequestId;
-pub use sse::{parse_event_id, resumed_sse_response, sse_response};
+pub use sse::{conversation_header, parse_event_id, resumed_sse_response, sse_response};
 pub use state::{AppState, HeavyWriteGate, HeavyWritesBusy};

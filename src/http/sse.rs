@@ -27,6 +27,15 @@ pub const BUFFERED_EVENTS: usize = 256;
 /// How long a browser waits before it reconnects a dropped stream (`retry:`).
 pub const RECONNECT_AFTER: Duration = Duration::from_secs(3);
 
+/// `X-Conversation-Id: conversation_id`; conversation ids are visible ASCII, validated on the
+/// way in.
+pub fn conversation_header(conversation_id: &str) -> (HeaderName, HeaderValue) {
+    (
+        HeaderName::from_static("x-conversation-id"),
+        HeaderValue::from_str(conversation_id).unwrap_or(HeaderValue::from_static("")),
+    )
+}
+
 /// The `id:` of a stream's `position`-th event (from 1): the request and the position, so that a
 /// reconnecting client's `Last-Event-ID` names both.
 pub fn event_id(request_id: Uuid, position: u64) -> String {

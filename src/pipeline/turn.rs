@@ -51,24 +51,11 @@ impl Turn {
         submitted: Instant,
         broker: Arc<Broker>,
     ) -> Turn {
-        Turn {
-            request_id: job.request_id,
-            conversation_id: job.conversation_id,
-            stream_stall: Duration::from_secs(30),
-            stream: job.stream,
-            subscription,
-            lost,
-            deadline: tokio::time::Instant::now() + until_deadline,
-            submitted,
-            first_event: None,
-            attempt: 0,
-            relayed: false,
-            held_done: None,
-            finished: false,
-            broker,
-            listening: None,
-            resumed: false,
-        }
+        let (id, conversation) = (job.request_id, job.conversation_id);
+        let mut turn = Turn::reading(id, conversation, job.stream, subscription, lost, broker);
+        turn.deadline = tokio::time::Instant::now() + until_deadline;
+        turn.submitted = submitted;
+        turn
     }
 
     /// An earlier request's stream, read again from the reply log (see `Pipeline::resume`). It
@@ -81,14 +68,37 @@ impl Turn {
         until_deadline: Duration,
         broker: Arc<Broker>,
     ) -> Turn {
+        let mut turn = Turn::reading(
+            request_id,
+            conversation_id,
+            true,
+            subscription,
+            lost,
+            broker,
+        );
+        turn.deadline = tokio::time::Instant::now() + until_deadline;
+        turn.resumed = true;
+        turn
+    }
+
+    /// A turn reading `subscription` from its first event, submitted now, due now: its makers
+    /// set what differs.
+    fn reading(
+        request_id: Uuid,
+        conversation_id: String,
+        stream: bool,
+        subscription: Subscription,
+        lost: watch::Receiver<bool>,
+        broker: Arc<Broker>,
+    ) -> Turn {
         Turn {
             request_id,
             conversation_id,
             stream_stall: Duration::from_secs(30),
-            stream: true,
+            stream,
             subscription,
             lost,
-            deadline: tokio::time::Instant::now() + until_deadline,
+            deadline: tokio::time::Instant::now(),
             submitted: Instant::now(),
             first_event: None,
             attempt: 0,
@@ -97,7 +107,7 @@ impl Turn {
             finished: false,
             broker,
             listening: None,
-            resumed: true,
+            resumed: false,
         }
     }
 

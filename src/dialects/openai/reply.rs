@@ -110,19 +110,16 @@ fn usage_json(usage: Usage) -> Value {
     })
 }
 
-/// The `X-Conversation-Id` header; conversation ids are validated visible ASCII.
 /// `X-Conversation-Id`, to continue the exchange server-side; none when nothing was kept.
 fn conversation_header(
     completion: &Completion,
     conversation_id: &str,
 ) -> Vec<(HeaderName, HeaderValue)> {
-    if !completion.stored {
-        return Vec::new();
-    }
-    vec![(
-        HeaderName::from_static("x-conversation-id"),
-        HeaderValue::from_str(conversation_id).unwrap_or(HeaderValue::from_static("")),
-    )]
+    completion
+        .stored
+        .then(|| crate::http::conversation_header(conversation_id))
+        .into_iter()
+        .collect()
 }
 
 /// Wait for the whole answer and send it as one `chat.completion`.
