@@ -17,7 +17,7 @@ pub use reply::{Done, ErrorCode, ReplyEvent, Source, Timing, Usage};
 pub use settings::{ConfigError, SharedSettings};
 pub use topology::{
     QueueLimits, TopologyError, declare_cancel_queue, declare_reply_log, declare_reply_queue,
-    declare_work_topology,
+    declare_work_topology, reply_log_from,
 };
 
 /// Wire version of every message body in this crate. Carried in the [`HEADER_VERSION`] header and

@@ -1,7 +1,10 @@
 //! Reply events: what a worker sends to a request's reply destination, in this order:
 //! `accepted`, any number of `delta`s (and `keepalive`s while the model is silent), then exactly
 //! one of `done` or `error`. A redelivered job starts again with a new `accepted` whose `attempt`
-//! is higher; its deltas restart at `seq` 0.
+//! is higher. Its deltas restart at `seq` 0, unless it `continues` the earlier attempts' answer:
+//! then it first sends their deltas again (to the reply destination, not the log, which has
+//! them), with their own `seq`s, and goes on from there, so a reader that skips every `seq` it
+//! already has sees one answer.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +24,12 @@ pub enum ReplyEvent {
     Accepted {
         worker: String,
         attempt: u32,
+        /// On a redelivery: the `seq` this attempt's own deltas start at, continuing the
+        /// answer the earlier attempts streamed (read back from the reply log); absent when it
+        /// starts the answer over. Added without a version bump: an older reader ignores it
+        /// and ends such a stream as interrupted, as it always did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        continues: Option<u32>,
     },
     /// Model output since the previous delta (coalesced over a few milliseconds).
     Delta {

@@ -212,6 +212,26 @@ pub async fn declare_reply_log(
     declared.map(|_| ())
 }
 
+/// How far before a request's own timestamp reading it from the reply log starts: the
+/// timestamp is the ingress's clock, the log's is the broker's, and the log seeks by whole
+/// seconds.
+const LOG_CLOCK_MARGIN_SECS: u64 = 5;
+
+/// The consumer arguments that read the reply log from a little before `request_id` (a v7
+/// uuid, which carries its time) was made: every event of the request is after that point.
+pub fn reply_log_from(request_id: uuid::Uuid) -> FieldTable {
+    let started_secs = request_id
+        .get_timestamp()
+        .map(|ts| ts.to_unix().0)
+        .unwrap_or(0);
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-stream-offset".into(),
+        AMQPValue::Timestamp(started_secs.saturating_sub(LOG_CLOCK_MARGIN_SECS)),
+    );
+    arguments
+}
+
 /// Declare a reply queue (one request's, or one ingress process's). Exclusive: it disappears with
 /// the connection that declared it, so a crashed ingress leaves nothing behind, and a worker's
 /// mandatory publish to it comes back unroutable. `expires_ms` bounds its life even while the

@@ -1,7 +1,10 @@
 //! One accepted turn as its caller sees it: the reply events of its request, read from the relay
 //! in order and turned into [`TurnEvent`]s until the answer is done, failed or past its deadline.
 //! A lost broker session is waited out (the job is still queued) and the reply path reopened;
-//! a stream that already relayed text ends with an error instead, as streams are never spliced.
+//! a stream that already relayed text ends with an error instead. A redelivered job's stream
+//! goes on only if the new attempt continues the answer already relayed (its deltas are then
+//! read by `seq`, skipping those the caller has); one that starts over ends with an error, as
+//! a stream is never spliced onto another answer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +33,9 @@ pub struct Turn {
     first_event: Option<Instant>,
     attempt: u32,
     relayed: bool,
+    /// The `seq` of the next delta of the answer; earlier ones were relayed (or skipped as not
+    /// the answer's) and come again only from a redelivery that continues the answer.
+    next_seq: u32,
     /// A `done` held back while its text goes out as a delta first.
     held_done: Option<Box<Done>>,
     finished: bool,
@@ -103,6 +109,7 @@ impl Turn {
             first_event: None,
             attempt: 0,
             relayed: false,
+            next_seq: 0,
             held_done: None,
             finished: false,
             broker,
@@ -239,13 +246,22 @@ impl Turn {
                 continue;
             };
             match event {
-                ReplyEvent::Accepted { worker, attempt } => {
+                ReplyEvent::Accepted {
+                    worker,
+                    attempt,
+                    continues,
+                } => {
                     if attempt > 1 {
-                        info!(request_id = %self.request_id, %worker, attempt, "job redelivered");
+                        info!(request_id = %self.request_id, %worker, attempt, ?continues, "job redelivered");
                     }
-                    // A streamed answer cannot be spliced: the caller already has part of the
-                    // first attempt's text. JSON callers simply wait for the new attempt.
-                    if self.stream && self.relayed && attempt > self.attempt {
+                    // The caller has part of an earlier attempt's text: only an attempt that
+                    // continues from at least there can follow it. JSON callers simply wait for
+                    // the new attempt.
+                    if self.stream
+                        && self.relayed
+                        && attempt > self.attempt
+                        && continues.is_none_or(|from| from < self.next_seq)
+                    {
                         return failed(
                             FailureKind::Worker(ErrorCode::Interrupted),
                             "the worker answering this request stopped mid-answer; please retry",
@@ -253,7 +269,12 @@ impl Turn {
                     }
                     self.attempt = self.attempt.max(attempt);
                 }
-                ReplyEvent::Delta { text, .. } => return TurnEvent::Delta(text),
+                // Sent again by an attempt that continues the answer; the caller has it.
+                ReplyEvent::Delta { seq, .. } if seq < self.next_seq => {}
+                ReplyEvent::Delta { seq, text } => {
+                    self.next_seq = seq + 1;
+                    return TurnEvent::Delta(text);
+                }
                 ReplyEvent::Keepalive => {}
                 ReplyEvent::Done(done) => return TurnEvent::Done(done),
                 ReplyEvent::Error { code, message } => {

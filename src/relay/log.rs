@@ -5,7 +5,6 @@
 
 use confab_contract::Names;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
-use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
 use uuid::Uuid;
 
@@ -13,10 +12,6 @@ use super::RelayError;
 
 /// Events a log reader takes before acknowledging; a stream consumer needs a limit.
 const PREFETCH: u16 = 512;
-
-/// How far before the request's own timestamp the reading starts: the timestamp is the
-/// ingress's clock, the log's is the broker's, and the log seeks by whole seconds.
-const CLOCK_MARGIN_SECS: u64 = 5;
 
 /// Closes the reader's channel when dropped (streams are consumed on a channel of their own).
 pub struct LogTeardown {
@@ -45,21 +40,12 @@ pub async fn open(
     channel
         .basic_qos(PREFETCH, BasicQosOptions::default())
         .await?;
-    let started_secs = request_id
-        .get_timestamp()
-        .map(|ts| ts.to_unix().0)
-        .unwrap_or(0);
-    let mut arguments = FieldTable::default();
-    arguments.insert(
-        "x-stream-offset".into(),
-        AMQPValue::Timestamp(started_secs.saturating_sub(CLOCK_MARGIN_SECS)),
-    );
     let consumer = channel
         .basic_consume(
             names.reply_log().as_str().into(),
             format!("resume-{}", request_id.simple()).as_str().into(),
             BasicConsumeOptions::default(),
-            arguments,
+            confab_contract::reply_log_from(request_id),
         )
         .await?;
     Ok((channel, consumer, teardown))

@@ -81,6 +81,9 @@ where
     }
 }
 
+/// Reply-log records a reader of redelivered streams takes before acknowledging.
+const LOG_PREFETCH: u16 = 512;
+
 async fn session(
     config: &WorkerConfig,
     env: &Arc<TurnEnv>,
@@ -98,6 +101,15 @@ async fn session(
     publish
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
+    // Redelivered streams read the reply log here; a stream consumer needs a prefetch.
+    let log_reader = connection.create_channel().await?;
+    log_reader
+        .basic_qos(LOG_PREFETCH, BasicQosOptions { global: false })
+        .await?;
+    let channels = Arc::new(turn::Channels {
+        publish,
+        log_reader,
+    });
     declare_work_topology(&consume, names, config.shared.queue_limits).await?;
     if let Err(e) =
         confab_contract::declare_reply_log(&connection, names, config.shared.queue_limits).await
@@ -141,7 +153,7 @@ async fn session(
             delivery = jobs.next() => match delivery {
                 Some(Ok(delivery)) => {
                     let reconnected = connected.elapsed() < turn::REPLY_PATH_PATIENCE;
-                    turns.spawn(handle(env.clone(), publish.clone(), delivery, reconnected));
+                    turns.spawn(handle(env.clone(), channels.clone(), delivery, reconnected));
                 }
                 Some(Err(e)) => break Err(e.into()),
                 None => break Err(SessionError::ConsumerClosed),
@@ -207,7 +219,12 @@ fn attempt_of(delivery: &Delivery) -> u32 {
     returned + 1
 }
 
-async fn handle(env: Arc<TurnEnv>, publish: Channel, delivery: Delivery, reconnected: bool) {
+async fn handle(
+    env: Arc<TurnEnv>,
+    channels: Arc<turn::Channels>,
+    delivery: Delivery,
+    reconnected: bool,
+) {
     let job: Job = match confab_contract::decode(&delivery.data) {
         Ok(job) => job,
         Err(e) => {
@@ -225,7 +242,7 @@ async fn handle(env: Arc<TurnEnv>, publish: Channel, delivery: Delivery, reconne
     );
     async move {
         metrics::gauge!("confab_worker_jobs_in_flight").increment(1.0);
-        let settle = turn::run(&env, publish, &job, attempt, reconnected).await;
+        let settle = turn::run(&env, &channels, &job, attempt, reconnected).await;
         metrics::gauge!("confab_worker_jobs_in_flight").decrement(1.0);
         let result = match settle {
             Settle::Ack => delivery.ack(BasicAckOptions::default()).await,

@@ -61,6 +61,15 @@ impl Signals {
         presence.heard = Some(Instant::now());
     }
 
+    /// Whether a reconnected client has said it listens.
+    pub fn listened(&self) -> bool {
+        self.presence
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .heard
+            .is_some()
+    }
+
     async fn watch_grace(self) {
         let mut wait = self.grace;
         loop {

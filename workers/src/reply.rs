@@ -83,7 +83,21 @@ impl Replies {
 
     /// Publish a non-final event without waiting for the broker's confirmation.
     pub async fn send(&mut self, event: &ReplyEvent) -> Result<(), ReplyError> {
-        let (confirm, _logged) = self.publish(event).await?;
+        let (confirm, _logged) = self.publish(event, true).await?;
+        self.watch_return(confirm);
+        Ok(())
+    }
+
+    /// Publish an event again to the reply destination only: the log has it already (an earlier
+    /// attempt's delta, which a redelivery that continues the answer repeats for its caller).
+    pub async fn resend(&mut self, event: &ReplyEvent) -> Result<(), ReplyError> {
+        let (confirm, _) = self.publish(event, false).await?;
+        self.watch_return(confirm);
+        Ok(())
+    }
+
+    /// A publish that comes back unroutable means the caller left.
+    fn watch_return(&self, confirm: lapin::PublisherConfirm) {
         let signals = self.signals.clone();
         tokio::spawn(async move {
             if let Ok(confirmation) = confirm.await
@@ -92,7 +106,6 @@ impl Replies {
                 signals.left();
             }
         });
-        Ok(())
     }
 
     /// Publish the first event and wait until the reply destination has it. A destination that
@@ -105,13 +118,20 @@ impl Replies {
         patience: Duration,
     ) -> Result<Delivered, ReplyError> {
         let started = Instant::now();
+        let mut logged = false;
         loop {
-            let confirmation = self.publish(event).await?.0.await?;
-            if confirmation.take_message().is_none() {
+            // The log needs the event once, however often the destination is tried.
+            let (confirm, _) = self.publish(event, !logged).await?;
+            logged = true;
+            if confirm.await?.take_message().is_none() {
                 return Ok(Delivered::Yes);
             }
-            // A cancel broadcast needs no more patience.
-            if started.elapsed() >= patience || *self.signals.gone.borrow() {
+            // A cancel broadcast needs no more patience, nor does a client that already reads
+            // the request's events from the log on another ingress.
+            if started.elapsed() >= patience
+                || *self.signals.gone.borrow()
+                || self.signals.listened()
+            {
                 self.signals.left();
                 return Ok(Delivered::CallerGone);
             }
@@ -121,7 +141,7 @@ impl Replies {
 
     /// Publish the final event and wait until the broker has it.
     pub async fn finish(&mut self, event: &ReplyEvent) -> Result<Delivered, ReplyError> {
-        let (confirm, logged) = self.publish(event).await?;
+        let (confirm, logged) = self.publish(event, true).await?;
         if let Some(logged) = logged {
             logged.await?;
         }
@@ -132,16 +152,18 @@ impl Replies {
         Ok(Delivered::Yes)
     }
 
-    /// Publish to the reply destination and, for a stream, to the log; their confirmations.
+    /// Publish to the reply destination and, for a stream and if `to_log`, to the log; their
+    /// confirmations.
     async fn publish(
         &mut self,
         event: &ReplyEvent,
+        to_log: bool,
     ) -> Result<(lapin::PublisherConfirm, Option<lapin::PublisherConfirm>), ReplyError> {
         let body = event.encode()?;
         self.last_publish = Instant::now();
         let logged = match &self.log {
             // Keepalives only keep the caller's connection alive; a log reader needs none.
-            Some(log) if !matches!(event, ReplyEvent::Keepalive) => Some(
+            Some(log) if to_log && !matches!(event, ReplyEvent::Keepalive) => Some(
                 self.channel
                     .basic_publish(
                         "".into(),

@@ -142,6 +142,7 @@ async fn by_model(
         ],
         passages: Vec::new(),
         max_tokens: SUMMARY_TOKENS,
+        continues: None,
     };
     let mut stream = models.provider(spec).stream(request);
     let mut summary = String::new();

@@ -1,7 +1,7 @@
 //! Streams started by a POST (seed 001, OpenAI, seed 002) resume through
 //! `GET /v1/requests/{id}/events` on another ingress: exactly the events after the client's
 //! `Last-Event-ID`, in the first stream's own shape and ids, then the live rest, and the answer
-//! stored once.
+//! stored once; also when the worker dies meanwhile and another takes the job over.
 
 use std::time::Duration;
 
@@ -116,6 +116,52 @@ fn completion_chunks(body: &str) -> (String, Vec<(Value, Value)>) {
         ids.push((chunk["id"].clone(), chunk["created"].clone()));
     }
     (text, ids)
+}
+
+/// The worker dies after the client's connection did; the job is redelivered to another worker,
+/// which continues the answer the reply log holds, so the client resuming on another ingress
+/// gets exactly the rest: one answer, no word twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_resumed_while_its_worker_is_killed_and_the_job_redelivered_is_one_answer() {
+    let mut stack = Stack::start(Options {
+        workers: 0,
+        builtin_token_delay: Duration::from_millis(100),
+        ..options()
+    })
+    .await;
+    stack
+        .create_assistant(json!({"name": "Hours", "instructions": LONG_ANSWER}))
+        .await;
+    let other_ingress = stack.another_ingress().await;
+    let doomed = stack.start_worker_process();
+    let started = stack
+        .http
+        .post(stack.url("/v1/api/chat/hours"))
+        .bearer_auth(&stack.api_key)
+        .json(&json!({"message": "What are your opening hours?", "stream": true}))
+        .send();
+    let (request_id, before, last) = cut(started.await.unwrap(), 3).await;
+    stack.kill_worker_process(doomed).await;
+    stack.start_worker_process();
+
+    let (status, rest) = events_of(
+        &stack,
+        &other_ingress,
+        &request_id,
+        Some(&last),
+        &stack.api_key,
+    )
+    .await;
+    assert_eq!(status, 200, "{rest}");
+    assert_eq!(position(&first_id(&rest)), position(&last) + 1);
+    assert!(!rest.contains("\"error\""), "{rest}");
+    assert_eq!(sse_data(&rest).last().map(String::as_str), Some("[DONE]"));
+    let text = format!("{}{}", chunks(&before), chunks(&rest));
+    assert_eq!(text, LONG_ANSWER, "every word once, in order");
+    assert_eq!(
+        stored_answers(&stack).await,
+        [(text, "complete".to_owned())]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,9 +1,12 @@
 //! A worker process killed mid-turn: the job is redelivered to another worker, the caller gets
-//! one complete answer, and the user turn is stored once.
+//! one complete answer, and the user turn is stored once. A stream goes on where it stopped (the
+//! new worker continues the answer the reply log holds); without the log it ends with a clear
+//! error, since it cannot be spliced onto another answer.
 
 use std::time::Duration;
 
 use confab::ReplyMode;
+use confab_contract::QueueLimits;
 use serde_json::{Value, json};
 
 use crate::support::stack::{Options, Stack, sse_data};
@@ -92,9 +95,10 @@ async fn a_killed_worker_s_job_is_answered_once_by_another_shared_mode() {
     a_killed_worker_s_job_is_answered_once_by_another(ReplyMode::Shared).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_cut_by_a_killed_worker_ends_with_a_clear_error() {
-    let mut stack = Stack::start(slow_stack(ReplyMode::PerRequest)).await;
+/// Start a stream, let its worker stream part of the answer, kill it and start another: the
+/// SSE events the client gets (as JSON values, and their raw `data`).
+async fn stream_across_a_killed_worker(options: Options) -> (Stack, Vec<Value>, Vec<String>) {
+    let mut stack = Stack::start(options).await;
     stack.support_agent().await;
     let doomed = stack.start_worker_process();
     let response = stack
@@ -115,8 +119,47 @@ async fn a_stream_cut_by_a_killed_worker_ends_with_a_clear_error() {
         .collect();
     assert!(
         events.first().is_some_and(|e| e.get("chunk").is_some()),
-        "{data:?}"
+        "the first worker streamed part of the answer: {data:?}"
     );
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    (stack, events, data)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_worker_is_killed_goes_on_with_the_redelivery_as_one_answer() {
+    let (stack, events, data) =
+        stream_across_a_killed_worker(slow_stack(ReplyMode::PerRequest)).await;
+    let text: String = events.iter().filter_map(|e| e["chunk"].as_str()).collect();
+    assert_eq!(text, ANSWER, "every word once, in order: {data:?}");
+    assert!(events.iter().all(|e| e.get("error").is_none()), "{data:?}");
+    assert!(
+        events.iter().filter(|e| e.get("chunk").is_some()).count() > 2,
+        "the answer came in several chunks, across both workers: {data:?}"
+    );
+    assert_eq!(
+        count_by_role(&stack).await,
+        (1, 1),
+        "one user turn, one answer"
+    );
+    let db = stack.db().await;
+    let stored: String = db
+        .query_one("SELECT content FROM messages WHERE role = 'assistant'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, ANSWER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_reply_log_a_stream_cut_by_a_killed_worker_ends_with_a_clear_error() {
+    let options = Options {
+        queue_limits: QueueLimits {
+            resume_retention_secs: 0,
+            ..QueueLimits::default()
+        },
+        ..slow_stack(ReplyMode::PerRequest)
+    };
+    let (stack, events, data) = stream_across_a_killed_worker(options).await;
     let error = events.last().unwrap();
     assert_eq!(error["error"]["name"], "InternalServerError", "{data:?}");
     assert!(
@@ -125,7 +168,6 @@ async fn a_stream_cut_by_a_killed_worker_ends_with_a_clear_error() {
             .unwrap()
             .contains("mid-answer")
     );
-    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
     let (users, _) = count_by_role(&stack).await;
     assert_eq!(users, 1, "the user turn is stored once");
 }

@@ -4,7 +4,8 @@
 //! identity's memory or what the user said earlier that shares the most words with it, and says
 //! plainly that it has no information when nothing matches. Its own earlier answers are not
 //! sources: they were derived from the same context. It streams
-//! its answer word by word, optionally paced to simulate a model: a fixed latency before the
+//! its answer word by word (only the rest of it when it continues an answer streamed in part:
+//! the same context gives the same answer), optionally paced to simulate a model: a fixed latency before the
 //! first word (a model's time to first token) and a delay before each word (its token rate).
 
 use std::collections::HashSet;
@@ -33,8 +34,16 @@ impl Builtin {
 
 impl Provider for Builtin {
     fn stream(&self, request: ModelRequest) -> ModelStream {
-        let answer = from_knowledge(&request.messages, &request.passages)
+        let whole = from_knowledge(&request.messages, &request.passages)
             .unwrap_or_else(|| answer(&request.messages));
+        let answer = match &request.continues {
+            None => whole,
+            // The same context gives the same answer, whose start was streamed already.
+            Some(so_far) => match whole.strip_prefix(so_far.as_str()) {
+                Some(rest) => rest.to_owned(),
+                None => format!("\n\n{whole}"),
+            },
+        };
         let prompt_tokens = request
             .messages
             .iter()

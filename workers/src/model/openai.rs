@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use confab_contract::Usage;
+use confab_contract::{Role, Usage};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
@@ -72,11 +72,7 @@ struct ErrorBody {
 
 impl Provider for OpenAi {
     fn stream(&self, request: ModelRequest) -> ModelStream {
-        let messages: Vec<_> = request
-            .messages
-            .iter()
-            .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
-            .collect();
+        let messages = wire_messages(&request);
         let body = json!({
             "model": request.model,
             "messages": messages,
@@ -144,6 +140,33 @@ impl Provider for OpenAi {
     }
 }
 
+/// Said to a model continuing an answer an earlier attempt streamed in part.
+const CONTINUE: &str = "Your reply to the last message was cut off: its beginning is the last \
+    assistant message. Continue it from exactly where it stops, without repeating any of it.";
+
+/// The request's messages as the API takes them. A continuation ends with the answer so far as
+/// an assistant message, which servers that prefill (llama.cpp, vLLM) extend as it is, and says
+/// so in the system message, so that the others write only the rest; the system message stays
+/// first, which some chat templates require.
+fn wire_messages(request: &ModelRequest) -> Vec<serde_json::Value> {
+    let mut messages: Vec<_> = request
+        .messages
+        .iter()
+        .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
+        .collect();
+    let Some(so_far) = &request.continues else {
+        return messages;
+    };
+    match request.messages.first() {
+        Some(first) if first.role == Role::System => {
+            messages[0]["content"] = format!("{}\n\n{CONTINUE}", first.content).into();
+        }
+        _ => messages.insert(0, json!({"role": "system", "content": CONTINUE})),
+    }
+    messages.push(json!({"role": "assistant", "content": so_far}));
+    messages
+}
+
 fn transport_error(error: reqwest::Error) -> ModelError {
     if error.is_builder() && error.to_string().contains("scheme") {
         return ModelError::Transport(format!(
@@ -151,4 +174,58 @@ fn transport_error(error: reqwest::Error) -> ModelError {
         ));
     }
     ModelError::Transport(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ChatMessage;
+
+    fn request(messages: Vec<ChatMessage>, continues: Option<&str>) -> ModelRequest {
+        ModelRequest {
+            model: "m".into(),
+            messages,
+            passages: Vec::new(),
+            max_tokens: 10,
+            continues: continues.map(str::to_owned),
+        }
+    }
+
+    fn message(role: Role, content: &str) -> ChatMessage {
+        ChatMessage {
+            role,
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn a_continuation_ends_with_the_answer_so_far_and_keeps_the_system_message_first() {
+        let asked = vec![
+            message(Role::System, "Be brief."),
+            message(Role::User, "Hours?"),
+        ];
+        let plain = wire_messages(&request(asked.clone(), None));
+        assert_eq!(plain.len(), 2);
+        assert_eq!(plain[0]["content"], "Be brief.");
+
+        let continued = wire_messages(&request(asked, Some("We open at")));
+        assert_eq!(continued.len(), 3);
+        assert_eq!(continued[0]["role"], "system");
+        let system = continued[0]["content"].as_str().unwrap();
+        assert!(system.starts_with("Be brief.\n\n") && system.ends_with(CONTINUE));
+        assert_eq!(
+            continued[2],
+            json!({"role": "assistant", "content": "We open at"})
+        );
+
+        let without_system = wire_messages(&request(
+            vec![message(Role::User, "Hours?")],
+            Some("We open at"),
+        ));
+        assert_eq!(
+            without_system[0],
+            json!({"role": "system", "content": CONTINUE})
+        );
+        assert_eq!(without_system.len(), 3);
+    }
 }

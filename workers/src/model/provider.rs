@@ -20,6 +20,9 @@ pub struct ModelRequest {
     pub passages: Vec<crate::knowledge::Passage>,
     /// Most tokens the answer may have.
     pub max_tokens: u32,
+    /// The start of the answer, already streamed by an earlier attempt of a redelivered job:
+    /// the provider produces only what follows it.
+    pub continues: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -3,8 +3,9 @@
 //! The caller sees the first words as soon as the model has them; later deltas are merged over
 //! the coalescing window, so a fast model does not cost one publish per token; while the model
 //! is silent, keepalives find out whether the caller is still there; and generation stops as
-//! soon as the caller is gone or the deadline passes, keeping what was said so far. Nothing here
-//! touches the database.
+//! soon as the caller is gone or the deadline passes, keeping what was said so far. A call that
+//! continues what earlier attempts streamed asks the model for the rest only, and numbers its
+//! deltas on from theirs. Nothing here touches the database.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use confab_shared::ModelSpec;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
+use super::earlier::Earlier;
 use super::env::TurnEnv;
 use crate::context::{self, Parts};
 use crate::model::{ModelError, ModelEvent, ModelRequest, Provider};
@@ -46,17 +48,31 @@ pub(super) struct Generated {
     pub oldest_turn_pk: Option<i64>,
 }
 
+/// One model call of a turn.
+pub(super) struct Call<'a> {
+    pub spec: &'a ModelSpec,
+    pub parts: Parts,
+    pub deadline_ms: i64,
+    pub started: Instant,
+    /// What earlier attempts of a redelivered stream said, to be continued.
+    pub earlier: Option<Earlier>,
+}
+
 /// Fit the turn's context into the model's window, call the model and relay its answer until it
 /// finishes, fails, the caller goes or the deadline passes.
 pub(super) async fn generate(
     env: &TurnEnv,
     replies: &mut Replies,
-    spec: &ModelSpec,
-    parts: Parts,
-    deadline_ms: i64,
-    started: Instant,
+    call: Call<'_>,
     gone: watch::Receiver<bool>,
 ) -> Result<Generated, ReplyError> {
+    let Call {
+        spec,
+        parts,
+        deadline_ms,
+        started,
+        earlier,
+    } = call;
     let budget = spec
         .context_window(env.default_context_window)
         .saturating_sub(context::ANSWER_TOKENS);
@@ -64,13 +80,18 @@ pub(super) async fn generate(
     let sources: Vec<Source> = assembled.passages.iter().map(|p| p.source()).collect();
     let prompt_estimate = assembled.tokens;
     let oldest_turn_pk = assembled.oldest_turn_pk;
+    let mut stream = Streamed::default();
+    if let Some(earlier) = earlier {
+        stream.text = earlier.text();
+        stream.seq = earlier.next_seq();
+    }
     let request = ModelRequest {
         model: spec.model_name().to_owned(),
         messages: assembled.messages,
         passages: assembled.passages,
         max_tokens: context::ANSWER_TOKENS,
+        continues: (!stream.text.is_empty()).then(|| stream.text.clone()),
     };
-    let mut stream = Streamed::default();
     let ending = stream
         .relay(env, replies, spec, request, deadline_ms, gone)
         .await?;

@@ -6,8 +6,10 @@
 //! module runs the phases in their order: drop the job if past its deadline; announce
 //! `accepted`; [`prepare`] the turn in its conversation's order (store the user turn and read
 //! the context, one transaction); [`generate`] the answer as coalesced deltas; [`settle`] it
-//! (store the answer, publish `done`), and only then ack.
+//! (store the answer, publish `done`), and only then ack. A redelivered stream first reads what
+//! the [`earlier`] attempts streamed and continues that answer.
 
+mod earlier;
 mod env;
 mod generate;
 mod prepare;
@@ -23,6 +25,7 @@ use lapin::Channel;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use earlier::Earlier;
 pub use env::TurnEnv;
 use generate::Generation;
 use prepare::Readiness;
@@ -38,10 +41,22 @@ use crate::reply::{Delivered, Replies};
 /// caller is gone, and the worker stops at once without waiting for a confirm.
 pub const REPLY_PATH_PATIENCE: Duration = Duration::from_secs(10);
 
+/// Longest read of the reply log for what a redelivered stream's earlier attempts sent; beyond
+/// it the attempt starts the answer over (and a caller that has part of it gets an error).
+const EARLIER_READ_LIMIT: Duration = Duration::from_secs(10);
+
+/// The channels a turn works on.
+pub struct Channels {
+    /// Publishes replies, in confirm mode.
+    pub publish: Channel,
+    /// Reads the reply log (with a prefetch, as streams require).
+    pub log_reader: Channel,
+}
+
 /// Work on one delivered job and say what the broker should do with it.
 pub async fn run(
     env: &TurnEnv,
-    channel: Channel,
+    channels: &Channels,
     job: &Job,
     attempt: u32,
     reconnected: bool,
@@ -62,7 +77,7 @@ pub async fn run(
         .as_deref()
         .filter(|_| job.stream && !job.ephemeral);
     let mut replies = Replies::new(
-        channel,
+        channels.publish.clone(),
         &job.reply_to,
         log,
         job.request_id,
@@ -75,9 +90,14 @@ pub async fn run(
         settle::release_turn(env, job).await;
         return Settle::Ack;
     }
+    let earlier = match log {
+        Some(log) if attempt > 1 => read_earlier(channels, log, job).await,
+        _ => None,
+    };
     let accepted = ReplyEvent::Accepted {
         worker: env.worker_id.clone(),
         attempt,
+        continues: earlier.as_ref().map(Earlier::next_seq),
     };
     let announced = if reconnected {
         let patience = REPLY_PATH_PATIENCE.min(Duration::from_millis(
@@ -93,11 +113,17 @@ pub async fn run(
     } else {
         replies.send(&accepted).await
     };
-    if let Err(e) = announced {
+    let resent = async {
+        for delta in earlier.iter().flat_map(Earlier::deltas) {
+            replies.resend(&delta).await?;
+        }
+        Ok(())
+    };
+    if let Err(e) = announced.and(resent.await) {
         warn!(error = %e, "cannot publish to the broker; returning the job");
         return Settle::Requeue;
     }
-    let outcome = answer(env, &mut replies, job, attempt, started, gone).await;
+    let outcome = answer(env, &mut replies, job, attempt, started, gone, earlier).await;
     let (verdict, label) = match outcome {
         Ok(verdict) => (verdict, "answered"),
         Err(TurnError::Reply(e)) => {
@@ -126,6 +152,33 @@ pub async fn run(
     verdict
 }
 
+/// What the earlier attempts of `job` streamed; `None` (start over) if the log cannot say.
+async fn read_earlier(channels: &Channels, log: &str, job: &Job) -> Option<Earlier> {
+    let until_deadline = Duration::from_millis((job.deadline_ms - now_ms()).max(0) as u64);
+    let within = EARLIER_READ_LIMIT.min(until_deadline);
+    let read = earlier::read(
+        &channels.log_reader,
+        &channels.publish,
+        log,
+        job.request_id,
+        within,
+    )
+    .await;
+    match read {
+        Ok(earlier) => {
+            info!(
+                continues = earlier.next_seq(),
+                "continuing the answer the earlier attempts streamed"
+            );
+            Some(earlier)
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot read what the earlier attempts streamed; starting over");
+            None
+        }
+    }
+}
+
 /// The turn's phases after `accepted`; any of them may end the turn early.
 async fn answer(
     env: &TurnEnv,
@@ -134,6 +187,7 @@ async fn answer(
     attempt: u32,
     started: Instant,
     gone: watch::Receiver<bool>,
+    earlier: Option<Earlier>,
 ) -> Result<Settle, TurnError> {
     let mut prepared = match prepare::in_order(env, job, gone.clone()).await {
         Ok(Readiness::Ready(prepared)) => *prepared,
@@ -157,7 +211,7 @@ async fn answer(
             attempt,
             "answer already stored by an earlier attempt; replaying it"
         );
-        return settle::replay(replies, job, existing, queued_ms).await;
+        return settle::replay(replies, job, existing, queued_ms, earlier.as_ref()).await;
     }
     if job.message.role != Role::User {
         return settle::without_model_call(replies, job, queued_ms).await;
@@ -174,8 +228,14 @@ async fn answer(
         return Ok(Settle::Ack);
     };
     let parts = std::mem::take(&mut prepared.parts);
-    let generated =
-        generate::generate(env, replies, &spec, parts, job.deadline_ms, started, gone).await?;
+    let call = generate::Call {
+        spec: &spec,
+        parts,
+        deadline_ms: job.deadline_ms,
+        started,
+        earlier,
+    };
+    let generated = generate::generate(env, replies, call, gone).await?;
     settle::answered(
         env, replies, job, &prepared, &spec, generated, started, queued_ms,
     )

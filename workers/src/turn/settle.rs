@@ -14,6 +14,7 @@ use confab_shared::ModelSpec;
 use confab_shared::db::DbError;
 use tracing::{info, warn};
 
+use super::earlier::Earlier;
 use super::env::TurnEnv;
 use super::generate::{Generated, Generation};
 use super::retry;
@@ -59,12 +60,24 @@ pub(super) async fn release_turn(env: &TurnEnv, job: &Job) {
 }
 
 /// An earlier attempt stored the turn's answer: publish it again rather than generate another.
+/// A stream continuing what that attempt streamed gets the rest of the answer as its next delta.
 pub(super) async fn replay(
     replies: &mut Replies,
     job: &Job,
     existing: &StoredAnswer,
     queued_ms: u64,
+    earlier: Option<&Earlier>,
 ) -> Result<Settle, TurnError> {
+    if let Some(earlier) = earlier
+        && let Some(rest) = existing.content.strip_prefix(earlier.text().as_str())
+        && !rest.is_empty()
+    {
+        let delta = ReplyEvent::Delta {
+            seq: earlier.next_seq(),
+            text: rest.to_owned(),
+        };
+        replies.send(&delta).await?;
+    }
     let timing = Timing {
         queued_ms,
         ..Timing::default()
