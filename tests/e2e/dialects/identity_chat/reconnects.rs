@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::identity_and_channel;
+use crate::support::browser;
 use crate::support::stack::{Options, Stack, sse_data};
 
 const LONG_ANSWER: &str = "Our opening hours are long and varied because the shop serves \
@@ -108,6 +109,66 @@ async fn a_browser_reconnecting_with_its_spent_token_is_told_to_stop() {
     let other_last = last_event_id(&other);
     assert_eq!(get(&stack, &url, None, Some(&other_last)).await.0, 404);
     assert_eq!(user_messages(&stack).await, 2);
+}
+
+/// What a page does by default, in a real browser: an `EventSource` with a stream token, left
+/// open after `complete`. It reconnects by itself after the stream's `retry:` with the
+/// `Last-Event-ID` it got, is answered 204 and stops: one turn stored, the answer seen once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_event_source_left_open_after_complete_stores_one_turn_and_stops() {
+    let stack = Stack::start(Options {
+        builtin_token_delay: Duration::from_millis(20),
+        ..Options::default()
+    })
+    .await;
+    let (identity, channel) = identity_and_channel(&stack).await;
+    let (status, minted) = stack
+        .api(
+            "POST",
+            "/v1/stream-tokens",
+            Some(json!({"identity_id": identity, "channel_id": channel})),
+        )
+        .await;
+    assert_eq!(status, 201, "{minted}");
+    let token = minted["token"].as_str().unwrap();
+    let path = format!(
+        "/conversation/{identity}/streaming?channel_id={channel}&message=Hello%20there&token={token}"
+    );
+    // The server asks for a reconnect after 3 s; by 7 s the browser has made it and stopped.
+    let args = json!({"origin": stack.url(""), "path": path, "watchMs": 7000});
+    let outcome = browser::scenario("event_source", args).await;
+    let seen = &outcome.result;
+
+    assert_eq!(seen["opens"], 1, "one stream was opened: {seen}");
+    assert_eq!(seen["failed"], json!([]), "{seen}");
+    let complete = seen["complete"].as_array().unwrap();
+    assert_eq!(complete.len(), 1, "the answer came once: {seen}");
+    let tokens: String = seen["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tokens, complete[0].as_str().unwrap());
+    // The end of the stream, then the 204 to the reconnect: CLOSED (2), not CONNECTING (0).
+    assert_eq!(seen["errors"], 2, "{seen}");
+    assert_eq!(
+        seen["readyState"], 2,
+        "the browser stopped reconnecting: {seen} (console: {:?})",
+        outcome.console
+    );
+    assert_eq!(user_messages(&stack).await, 1, "a reconnect stored a turn");
+    let answers: i64 = stack
+        .db()
+        .await
+        .query_one(
+            "SELECT count(*) FROM messages WHERE role = 'assistant'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(answers, 1);
 }
 
 /// The `token` contents of seed-000 events, and the `complete` content if the stream ended.
