@@ -83,6 +83,9 @@ pub fn app(state: AppState, body: BodyLimits) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(Extension(OpenApiJson::new(&doc)))
+        // The web channel's CORS layer decides by the channel a request names, so it reads the
+        // database through the state: layers cannot take it as handlers do.
+        .layer(Extension(state.clone()))
         .layer(axum::middleware::from_fn(request_id::assign))
         .layer(axum::extract::DefaultBodyLimit::max(body.max_bytes))
         .layer(RequestBodyTimeoutLayer::new(body.idle_timeout))
@@ -194,6 +197,7 @@ impl Application {
             secrets: config.secrets.clone(),
             heavy_writes: HeavyWriteGate::new(config.heavy_writes),
             knowledge: config.knowledge,
+            visitors: config.visitors,
         };
         if !state.secrets.is_enabled() {
             tracing::warn!("CONFAB_SECRET_KEYS is not set: channel secrets are stored unencrypted");

@@ -71,6 +71,52 @@ pub struct IngressConfig {
     pub webhook_max_age: Duration,
     /// The keys channel secrets are sealed with. `CONFAB_SECRET_KEYS`, default none.
     pub secrets: SecretBox,
+    /// What the visitors of public web channels may do.
+    pub visitors: VisitorLimits,
+}
+
+/// The visitors of public web channels (the widget, the hosted chat page): their own rate
+/// limits, apart from the tenant's API keys, and how long a visitor token lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VisitorLimits {
+    /// Sessions and turns per minute of one visitor. `CONFAB_VISITOR_RATE_PER_MIN`, default 20.
+    pub per_visitor_per_min: i32,
+    /// Sessions and turns per minute of all the visitors of one channel.
+    /// `CONFAB_WEB_CHANNEL_RATE_PER_MIN`, default 600.
+    pub per_channel_per_min: i32,
+    /// How long a visitor token lasts; the widget renews it before then.
+    /// `CONFAB_VISITOR_TOKEN_TTL_SECS`, default 900.
+    pub token_ttl_secs: i32,
+}
+
+impl VisitorLimits {
+    fn from_env() -> Result<Self, ConfigError> {
+        let at_least_one = |var: &'static str, default: i32| {
+            let value: i32 = parsed_var(var, default)?;
+            if value < 1 {
+                return Err(ConfigError {
+                    var,
+                    problem: "must be at least 1".into(),
+                });
+            }
+            Ok(value)
+        };
+        Ok(Self {
+            per_visitor_per_min: at_least_one("CONFAB_VISITOR_RATE_PER_MIN", 20)?,
+            per_channel_per_min: at_least_one("CONFAB_WEB_CHANNEL_RATE_PER_MIN", 600)?,
+            token_ttl_secs: at_least_one("CONFAB_VISITOR_TOKEN_TTL_SECS", 900)?,
+        })
+    }
+}
+
+impl Default for VisitorLimits {
+    fn default() -> Self {
+        Self {
+            per_visitor_per_min: 20,
+            per_channel_per_min: 600,
+            token_ttl_secs: 900,
+        }
+    }
 }
 
 /// What the server holds every connection to.
@@ -123,6 +169,7 @@ impl IngressConfig {
             stream_stall: positive_secs("CONFAB_STREAM_STALL_SECS", 30)?,
             webhook_max_age: Duration::from_secs(parsed_var("CONFAB_WEBHOOK_MAX_AGE_SECS", 900)?),
             secrets: SecretBox::from_env()?,
+            visitors: VisitorLimits::from_env()?,
         })
     }
 }

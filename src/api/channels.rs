@@ -69,6 +69,70 @@ async fn check_assistant(
     }
 }
 
+/// A web channel's own settings, where given (`null` removes one): `public` (whether pages may
+/// start visitor sessions), `allowed_origins` (the sites that may embed it: origins such as
+/// `https://shop.example`, never `*`) and `identity_secret` (the key a site signs its users'
+/// ids with; sealed like every channel secret).
+fn check_web_config(config: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
+    let field = |name: &str| config.get(name).filter(|v| !v.is_null());
+    if let Some(public) = field("public")
+        && !public.is_boolean()
+    {
+        return Err(ApiError::invalid("config.public", "must be true or false"));
+    }
+    if let Some(origins) = field("allowed_origins") {
+        let origins = origins.as_array().ok_or_else(|| {
+            ApiError::invalid("config.allowed_origins", "must be a list of origins")
+        })?;
+        if origins.len() > 50 {
+            return Err(ApiError::invalid(
+                "config.allowed_origins",
+                "at most 50 origins",
+            ));
+        }
+        for origin in origins {
+            if !origin.as_str().is_some_and(is_origin) {
+                return Err(ApiError::invalid(
+                    "config.allowed_origins",
+                    format!(
+                        "{origin} is not an origin: scheme and host (and port), such as \
+                         https://shop.example, with no path and no wildcard"
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(secret) = field("identity_secret")
+        && secret.as_str().is_none_or(|s| s.len() < 16)
+    {
+        return Err(ApiError::invalid(
+            "config.identity_secret",
+            "must be a string of at least 16 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// `http(s)://host[:port]` as a browser sends it in `Origin`.
+fn is_origin(origin: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            (host, Some(port))
+        }
+        _ => (authority, None),
+    };
+    matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
+        && port
+            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 async fn create(
     State(state): State<AppState>,
     caller: Authenticated<ApiError>,
@@ -88,6 +152,9 @@ async fn create(
         .ok_or_else(|| ApiError::invalid("assistant_id", "assistant_id is required"))?;
     let config = fields::optional_object(&mut body, "config")?.unwrap_or_default();
     fields::no_unknown(&body)?;
+    if kind == "web" {
+        check_web_config(&config)?;
+    }
     let db = state.db.get().await?;
     check_assistant(&**db, tenant_id, assistant_id).await?;
     let new = NewChannel {
@@ -142,6 +209,12 @@ async fn update(
     if let Some(assistant_id) = assistant_id {
         check_assistant(&**db, tenant_id, assistant_id).await?;
     }
+    if let Some(config) = &config {
+        let channel = channels::by_id(&**db, tenant_id, id).await?;
+        if channel.is_some_and(|c| c.kind == "web") {
+            check_web_config(config)?;
+        }
+    }
     found(
         channels::update(
             &**db,
@@ -166,4 +239,33 @@ async fn remove(
     let id = fields::path_uuid(&id, "channel")?;
     let db = state.db.get().await?;
     deleted(channels::delete(&**db, tenant_id, id).await, "channel")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_origin;
+
+    #[test]
+    fn an_origin_is_a_scheme_a_host_and_maybe_a_port() {
+        for good in [
+            "https://shop.example",
+            "http://localhost:8080",
+            "http://127.0.0.1:3000",
+        ] {
+            assert!(is_origin(good), "{good}");
+        }
+        for bad in [
+            "*",
+            "https://*.shop.example",
+            "https://shop.example/",
+            "https://shop.example/path",
+            "shop.example",
+            "ftp://shop.example",
+            "https://",
+            "https://shop.example:",
+            "https://shop.example:80a",
+        ] {
+            assert!(!is_origin(bad), "{bad}");
+        }
+    }
 }

@@ -20,6 +20,7 @@
 
 mod error;
 mod schemas;
+pub mod web;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -37,8 +38,8 @@ pub use error::ChannelChatError;
 
 use crate::http::openapi::schema::{enum_of, reference, string};
 use crate::http::{
-    ApiRouter, AppState, Auth, Authenticated, AuthenticatedStream, Caller, EdgeFailure, Operation,
-    Reason, Reply, RequestId, json_body, resumed_sse_response, sse_response,
+    ApiRouter, AppState, Auth, Authenticated, AuthenticatedStream, EdgeFailure, Operation, Reason,
+    Reply, RequestId, json_body, resumed_sse_response, sse_response,
 };
 use crate::pipeline::{Turn, TurnEvent, TurnRequest};
 use crate::store::assistants;
@@ -46,6 +47,7 @@ use crate::store::channels;
 use crate::store::conversations;
 use crate::store::identities;
 use crate::store::tenants::{self, StreamGrant};
+use crate::store::visitors;
 
 /// How long a stream token may wait for its one stream: long enough for a page to open its
 /// `EventSource`, short enough that a URL copied from a proxy log is already dead.
@@ -79,6 +81,34 @@ pub fn router() -> ApiRouter {
                     &[400, 401, 404, 409, 413, 429, 500, 502, 503, 504],
                 ),
         )
+        .post(
+            "/v1/stream-tokens",
+            mint_stream_token,
+            op(
+                "createStreamToken",
+                "Mint a stream token for one stream of an identity on a channel",
+            )
+            .body(reference("StreamTokenRequest"))
+            .response(
+                201,
+                Reply::new(
+                    "The token: it starts one stream of that identity on that channel, within \
+                     a minute",
+                )
+                .json(reference("StreamToken")),
+            )
+            .errors("ChannelChatError", &[400, 401, 404, 413, 429, 500, 503]),
+        )
+        .merge(browser_routes().map_router(|routes| routes.layer(web::cors::layer())))
+        .merge(web::page_router())
+}
+
+/// The routes a page on another origin calls: the streaming route (an `EventSource`, or the
+/// widget's stream) and the web channel's visitor routes, behind the CORS layer that allows the
+/// origins of the channel the request names.
+fn browser_routes() -> ApiRouter {
+    let identity = "The identity (UUID) who speaks";
+    ApiRouter::new()
         .get(
             "/conversation/{identity_id}/streaming",
             streaming,
@@ -130,24 +160,7 @@ pub fn router() -> ApiRouter {
                     &[400, 401, 403, 404, 409, 429, 500, 503],
                 ),
         )
-        .post(
-            "/v1/stream-tokens",
-            mint_stream_token,
-            op(
-                "createStreamToken",
-                "Mint a stream token for one stream of an identity on a channel",
-            )
-            .body(reference("StreamTokenRequest"))
-            .response(
-                201,
-                Reply::new(
-                    "The token: it starts one stream of that identity on that channel, within \
-                     a minute",
-                )
-                .json(reference("StreamToken")),
-            )
-            .errors("ChannelChatError", &[400, 401, 404, 413, 429, 500, 503]),
-        )
+        .merge(web::visitor_router())
 }
 
 /// What a turn needs once names are resolved.
@@ -204,7 +217,7 @@ pub const FORMAT: &str = "identity_chat";
 
 fn turn_request(
     request_id: Uuid,
-    caller: Caller,
+    tenant_id: Uuid,
     resolved: &Resolved,
     text: String,
     metadata: Map<String, Value>,
@@ -212,7 +225,7 @@ fn turn_request(
 ) -> TurnRequest {
     TurnRequest {
         request_id,
-        tenant_id: caller.tenant_id,
+        tenant_id,
         assistant: AssistantRef::Stored {
             id: resolved.assistant_id,
         },
@@ -298,7 +311,14 @@ async fn chat(
         start_new,
     )
     .await?;
-    let request = turn_request(request_id, *caller, &resolved, text, metadata, false);
+    let request = turn_request(
+        request_id,
+        caller.tenant_id,
+        &resolved,
+        text,
+        metadata,
+        false,
+    );
     let message_id = request.message.id.clone();
     let turn = state.pipeline.submit(request).await?;
     let done = turn.collect().await?;
@@ -372,6 +392,14 @@ async fn streaming(
             ));
         }
     };
+    if let Some(visitor) = caller.visitor() {
+        granted(
+            &identity_id,
+            &channel_id,
+            visitor.identity_id,
+            visitor.channel_id,
+        )?;
+    }
     let grant = caller.grant();
     if let Some(grant) = grant {
         spend_stream_token(&state, grant, request_id, &identity_id, &channel_id).await?;
@@ -379,13 +407,20 @@ async fn streaming(
     let started = async {
         let resolved = resolve(
             &state,
-            caller.tenant_id,
+            caller.tenant_id(),
             &identity_id,
             &channel_id,
             start_new,
         )
         .await?;
-        let request = turn_request(request_id, *caller, &resolved, message, Map::new(), true);
+        let request = turn_request(
+            request_id,
+            caller.tenant_id(),
+            &resolved,
+            message,
+            Map::new(),
+            true,
+        );
         Ok::<_, ChannelChatError>(state.pipeline.submit(request).await?)
     };
     match started.await {
@@ -405,7 +440,7 @@ async fn streaming(
 /// was still generated meanwhile, for the resume grace); a client that already has the whole
 /// stream gets `204 No Content`, which tells the browser to stop reconnecting. Only the caller's
 /// own streams are recognised: with a stream token, the one it started; with a key, any request
-/// of the tenant.
+/// of the tenant; a visitor's, the streams of its own conversations on its channel.
 async fn reconnected(
     state: &AppState,
     caller: &AuthenticatedStream<ChannelChatError>,
@@ -421,10 +456,15 @@ async fn reconnected(
         Some(grant) => tenants::stream_of_token(&**db, grant).await? == Some(request_id),
         None => true,
     };
-    let conversation = match ours {
-        true => conversations::of_request(&**db, caller.tenant_id, request_id).await?,
+    let mut conversation = match ours {
+        true => conversations::of_request(&**db, caller.tenant_id(), request_id).await?,
         false => None,
     };
+    if let (Some(visitor), Some(id)) = (caller.visitor(), &conversation)
+        && !visitors::holds_conversation(&**db, visitor, id).await?
+    {
+        conversation = None;
+    }
     drop(db);
     let Some(conversation_id) = conversation else {
         return Err(ChannelChatError::not_found("Stream"));
@@ -452,15 +492,26 @@ async fn spend_stream_token(
     identity_id: &str,
     channel_id: &str,
 ) -> Result<(), ChannelChatError> {
-    let names = |id: &str, granted: Uuid| Uuid::parse_str(id).is_ok_and(|id| id == granted);
-    if !names(identity_id, grant.identity_id) || !names(channel_id, grant.channel_id) {
-        return Err(EdgeFailure::new(Reason::Forbidden)
-            .with_message("This stream token was minted for another identity or channel")
-            .into());
-    }
+    granted(identity_id, channel_id, grant.identity_id, grant.channel_id)?;
     let db = state.db.get().await?;
     if !tenants::claim_stream_token(&**db, grant, request_id).await? {
         return Err(EdgeFailure::new(Reason::TokenSpent).into());
+    }
+    Ok(())
+}
+
+/// A token is good for the identity and channel it was made for only.
+fn granted(
+    identity_id: &str,
+    channel_id: &str,
+    granted_identity: Uuid,
+    granted_channel: Uuid,
+) -> Result<(), ChannelChatError> {
+    let names = |id: &str, granted: Uuid| Uuid::parse_str(id).is_ok_and(|id| id == granted);
+    if !names(identity_id, granted_identity) || !names(channel_id, granted_channel) {
+        return Err(EdgeFailure::new(Reason::Forbidden)
+            .with_message("This token was made for another identity or channel")
+            .into());
     }
     Ok(())
 }

@@ -24,6 +24,7 @@ use uuid::Uuid;
 use super::failure::DatabaseError;
 use crate::http::AppState;
 use crate::store::tenants::{self, KeyUse, StreamGrant};
+use crate::store::visitors::{self, Visitor};
 
 /// Who is calling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,32 +54,35 @@ pub struct Authenticated<E> {
 }
 
 /// The caller of a route that browsers open with `EventSource`, which cannot send headers: an
-/// API key in `Authorization`, else a short-lived stream token in the `token` query parameter
-/// (never the key itself, so the long-lived secret stays out of URLs). It dereferences to the
-/// [`Caller`]; a refused request is answered with `E`. A token grants less than its key: the
-/// route checks [`AuthenticatedStream::grant`] and spends the token before it streams.
+/// API key in `Authorization`, else a token in the `token` query parameter (never the key
+/// itself, so the long-lived secret stays out of URLs): a short-lived stream token, or a web
+/// channel visitor's token. A token grants less than a key: the route checks
+/// [`AuthenticatedStream::grant`] (and spends a stream token before it streams) or
+/// [`AuthenticatedStream::visitor`]. A refused request is answered with `E`.
 pub struct AuthenticatedStream<E> {
-    caller: Caller,
+    tenant_id: Uuid,
     grant: Option<StreamGrant>,
+    visitor: Option<Visitor>,
     rejection: PhantomData<fn() -> E>,
 }
 
 impl<E> AuthenticatedStream<E> {
+    pub fn tenant_id(&self) -> Uuid {
+        self.tenant_id
+    }
+
     /// What the stream token allows, when the caller came with one rather than a key.
     pub fn grant(&self) -> Option<&StreamGrant> {
         self.grant.as_ref()
     }
-}
 
-impl<E> Deref for Authenticated<E> {
-    type Target = Caller;
-
-    fn deref(&self) -> &Caller {
-        &self.caller
+    /// The web channel visitor, when the caller came with a visitor token.
+    pub fn visitor(&self) -> Option<&Visitor> {
+        self.visitor.as_ref()
     }
 }
 
-impl<E> Deref for AuthenticatedStream<E> {
+impl<E> Deref for Authenticated<E> {
     type Target = Caller;
 
     fn deref(&self) -> &Caller {
@@ -101,6 +105,37 @@ where
     }
 }
 
+/// A web channel visitor, by the visitor token in `Authorization: Bearer`; the request counts
+/// against the visitor's and the channel's limits. It dereferences to the [`Visitor`]; a refused
+/// request is answered with `E`.
+pub struct Visiting<E> {
+    visitor: Visitor,
+    rejection: PhantomData<fn() -> E>,
+}
+
+impl<E> Deref for Visiting<E> {
+    type Target = Visitor;
+
+    fn deref(&self) -> &Visitor {
+        &self.visitor
+    }
+}
+
+impl<E> FromRequestParts<AppState> for Visiting<E>
+where
+    E: From<AuthError> + IntoResponse + Send,
+{
+    type Rejection = E;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, E> {
+        let token = bearer(&parts.headers).ok_or(AuthError::Missing)?;
+        Ok(Self {
+            visitor: authorize_visitor(state, token).await?,
+            rejection: PhantomData,
+        })
+    }
+}
+
 /// The one query parameter [`AuthenticatedStream`] reads; the handler reads the rest.
 #[derive(Deserialize)]
 struct StreamTokenQuery {
@@ -114,23 +149,31 @@ where
     type Rejection = E;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, E> {
-        // A key, when sent, is what counts: a stale token beside it must not refuse the request.
-        let (caller, grant) = match bearer(&parts.headers) {
-            Some(key) => (authorize_key(state, key).await?, None),
-            None => {
-                let token = Query::<StreamTokenQuery>::try_from_uri(&parts.uri)
-                    .ok()
-                    .and_then(|Query(query)| query.token)
-                    .ok_or(AuthError::Missing)?;
-                let (caller, grant) = authorize_stream_token(state, &token).await?;
-                (caller, Some(grant))
-            }
-        };
-        Ok(Self {
-            caller,
-            grant,
+        let mut authenticated = Self {
+            tenant_id: Uuid::nil(),
+            grant: None,
+            visitor: None,
             rejection: PhantomData,
-        })
+        };
+        // A key, when sent, is what counts: a stale token beside it must not refuse the request.
+        if let Some(key) = bearer(&parts.headers) {
+            authenticated.tenant_id = authorize_key(state, key).await?.tenant_id;
+            return Ok(authenticated);
+        }
+        let token = Query::<StreamTokenQuery>::try_from_uri(&parts.uri)
+            .ok()
+            .and_then(|Query(query)| query.token)
+            .ok_or(AuthError::Missing)?;
+        if token.starts_with(visitors::TOKEN_PREFIX) {
+            let visitor = authorize_visitor(state, &token).await?;
+            authenticated.tenant_id = visitor.tenant_id;
+            authenticated.visitor = Some(visitor);
+        } else {
+            let (caller, grant) = authorize_stream_token(state, &token).await?;
+            authenticated.tenant_id = caller.tenant_id;
+            authenticated.grant = Some(grant);
+        }
+        Ok(authenticated)
     }
 }
 
@@ -164,6 +207,46 @@ async fn authorize_stream_token(
         .map_err(DatabaseError::from)?;
     let (usage, grant) = found.ok_or(AuthError::Invalid)?;
     Ok((within_limit(Some(usage))?, grant))
+}
+
+/// Authorise a web channel visitor's token, and count the request against the visitor's and
+/// the channel's own limits (never the tenant's keys').
+async fn authorize_visitor(state: &AppState, token: &str) -> Result<Visitor, AuthError> {
+    let client = state.db.get().await.map_err(DatabaseError::from)?;
+    let visitor = visitors::by_token(&**client, token)
+        .await
+        .map_err(DatabaseError::from)?
+        .ok_or(AuthError::Invalid)?;
+    admit_visitor(&**client, state, &visitor).await?;
+    Ok(visitor)
+}
+
+/// Count one request of `visitor` against its own limit and its channel's.
+async fn admit_visitor(
+    client: &impl tokio_postgres::GenericClient,
+    state: &AppState,
+    visitor: &Visitor,
+) -> Result<(), AuthError> {
+    let limits = state.visitors;
+    let channel = format!("channel:{}", visitor.channel_id);
+    admit(client, &channel, limits.per_channel_per_min).await?;
+    let own = format!("visitor:{}", visitor.identity_id);
+    admit(client, &own, limits.per_visitor_per_min).await
+}
+
+/// Count one request of a visitor limit's `subject` (`channel:<id>`, `visitor:<identity id>`).
+pub async fn admit(
+    client: &impl tokio_postgres::GenericClient,
+    subject: &str,
+    limit_per_min: i32,
+) -> Result<(), AuthError> {
+    let refused = visitors::admit(client, subject, limit_per_min)
+        .await
+        .map_err(DatabaseError::from)?;
+    match refused {
+        Some(retry_after) => Err(AuthError::RateLimited { retry_after }),
+        None => Ok(()),
+    }
 }
 
 fn within_limit(usage: Option<KeyUse>) -> Result<Caller, AuthError> {

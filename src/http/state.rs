@@ -8,7 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::broker::Broker;
-use crate::config::{HeavyWrites, KnowledgeLimits};
+use crate::config::{HeavyWrites, KnowledgeLimits, VisitorLimits};
 use crate::pipeline::Pipeline;
 
 /// What every handler can reach.
@@ -27,6 +27,8 @@ pub struct AppState {
     pub heavy_writes: HeavyWriteGate,
     /// What one document and one folder may hold.
     pub knowledge: KnowledgeLimits,
+    /// What the visitors of public web channels may do.
+    pub visitors: VisitorLimits,
 }
 
 /// Heavy writes (document uploads) each hold one of a few permits while they use the database,

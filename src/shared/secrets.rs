@@ -22,6 +22,7 @@ use uuid::Uuid;
 /// The config fields that are credentials.
 pub const SECRET_FIELDS: &[&str] = &[
     "app_secret",
+    "identity_secret",
     "access_token",
     "bot_token",
     "secret_token",

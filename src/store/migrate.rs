@@ -52,6 +52,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0009_messages_by_request",
         include_str!("../../migrations/0009_messages_by_request.sql"),
     ),
+    (
+        11,
+        "0010_web_visitors",
+        include_str!("../../migrations/0010_web_visitors.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming confab's migration lock in `pg_advisory_lock`.

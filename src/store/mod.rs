@@ -11,6 +11,7 @@ pub mod identities;
 pub mod migrate;
 pub mod pending_turns;
 pub mod tenants;
+pub mod visitors;
 
 /// A `timestamptz` column rendered as RFC 3339 UTC with milliseconds, as the API shows times.
 pub fn rfc3339(column: &str) -> String {
@@ -60,6 +61,11 @@ pub async fn tenant_page(
 pub async fn forget_expired(
     client: &impl tokio_postgres::GenericClient,
 ) -> Result<(), tokio_postgres::Error> {
-    let sql = [tenants::FORGET_EXPIRED, pending_turns::FORGET_EXPIRED].join("; ");
+    let sql = [
+        tenants::FORGET_EXPIRED,
+        pending_turns::FORGET_EXPIRED,
+        visitors::FORGET_EXPIRED,
+    ]
+    .join("; ");
     client.batch_execute(&sql).await
 }

@@ -15,7 +15,7 @@ pub struct NewKey {
     pub secret: String,
 }
 
-fn digest(secret: &str) -> Vec<u8> {
+pub(crate) fn digest(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
 }
 
@@ -27,7 +27,7 @@ fn random_secret() -> Result<String, getrandom::Error> {
     random_token(KEY_PREFIX)
 }
 
-fn random_token(prefix: &str) -> Result<String, getrandom::Error> {
+pub(crate) fn random_token(prefix: &str) -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
     let hex = hex::encode(bytes);

@@ -60,6 +60,7 @@ async fn every_documented_operation_answers_as_documented() {
     let world = management(&mut api).await;
     dialects::agents(&mut api, &world).await;
     dialects::identity_chat(&mut api, &world).await;
+    dialects::web_channel(&mut api, &world).await;
     dialects::ai_hub(&mut api, &world).await;
     dialects::openai(&mut api, &world).await;
     knowledge_and_memory(&mut api, &world).await;
@@ -88,6 +89,7 @@ async fn every_documented_operation_answers_as_documented() {
         ("keys", &[400, 401, 404, 429][..]),
         ("conversations", &[400, 401, 404][..]),
         ("webhooks", &[401, 403, 404, 405, 413][..]),
+        ("web-channel", &[304, 400, 401, 403, 404][..]),
     ] {
         let seen = api.statuses_of(tag);
         for status in statuses {
@@ -200,7 +202,11 @@ async fn management(api: &mut Checker<'_>) -> World {
         .await;
     api.expect(Req::get("/v1/identities").key(""), 401).await;
 
-    let web = json!({"name": "Website", "kind": "web", "assistant_id": id(&agent), "config": {"secret": "s"}});
+    let web = json!({"name": "Website", "kind": "web", "assistant_id": id(&agent), "config": {
+        "public": true,
+        "allowed_origins": [dialects::SHOP],
+        "identity_secret": dialects::IDENTITY_SECRET,
+    }});
     let channel = api.expect(Req::post("/v1/channels", web), 201).await.body;
     let path = format!("/v1/channels/{}", id(&channel));
     let broken_web = json!({"name": "Broken", "kind": "custom", "assistant_id": id(&broken)});

@@ -139,6 +139,87 @@ pub async fn identity_chat(api: &mut Checker<'_>, world: &World) {
         .await;
 }
 
+/// The origin the world's web channel allows, and its identity secret.
+pub const SHOP: &str = "http://shop.example";
+pub const IDENTITY_SECRET: &str = "a-secret-of-the-shop-0123";
+
+/// The web channel's visitor routes, the widget and the hosted page.
+pub async fn web_channel(api: &mut Checker<'_>, world: &World) {
+    let sessions = format!("/v1/web/channels/{}/sessions", world.channel);
+    let session = api
+        .expect(
+            Req::post(&sessions, json!({}))
+                .key("")
+                .header("origin", SHOP),
+            201,
+        )
+        .await
+        .body;
+    let token = session["token"].as_str().unwrap().to_owned();
+    let returning = json!({"visitor_key": session["visitor_key"]});
+    let again = api
+        .expect(
+            Req::post(&sessions, returning)
+                .key("")
+                .header("origin", SHOP),
+            201,
+        )
+        .await
+        .body;
+    assert_eq!(again["identity_id"], session["identity_id"]);
+    api.expect(
+        Req::post(&sessions, json!({}))
+            .key("")
+            .header("origin", "http://evil.example"),
+        403,
+    )
+    .await;
+    let forged = json!({"user_id": "u-1", "user_signature": "00"});
+    api.expect(
+        Req::post(&sessions, forged).key("").header("origin", SHOP),
+        403,
+    )
+    .await;
+    api.expect(
+        Req::post(&sessions, json!({"visitor": 1}))
+            .key("")
+            .header("origin", SHOP),
+        400,
+    )
+    .await;
+    let nowhere = format!("/v1/web/channels/{}/sessions", world.broken_channel);
+    api.expect(
+        Req::post(&nowhere, json!({}))
+            .key("")
+            .header("origin", SHOP),
+        404,
+    )
+    .await;
+
+    let conversation = format!("/v1/web/channels/{}/conversation", world.channel);
+    api.expect(Req::get(&conversation).key(&token), 200).await;
+    api.expect(Req::get(&conversation).key(""), 401).await;
+    let elsewhere = format!("/v1/web/channels/{}/conversation", world.broken_channel);
+    api.expect(Req::get(&elsewhere).key(&token), 403).await;
+
+    let widget = api.expect(Req::get("/widget.js").key(""), 200).await;
+    let etag = widget.headers["etag"].to_str().unwrap().to_owned();
+    api.expect(
+        Req::get("/widget.js")
+            .key("")
+            .header("if-none-match", &etag),
+        304,
+    )
+    .await;
+    api.expect(Req::get(&format!("/chat/{}", world.channel)).key(""), 200)
+        .await;
+    api.expect(
+        Req::get(&format!("/chat/{}", world.broken_channel)).key(""),
+        404,
+    )
+    .await;
+}
+
 fn question(assistant: &str, conversation: &str) -> Value {
     json!({
         "message": {"role": "user", "content": "What are your business hours?"},

@@ -81,6 +81,8 @@ pub struct Options {
     /// How long a stream's turn outlives its client; zero (stop at once) unless a test of
     /// resuming sets it.
     pub resume_grace: Duration,
+    /// What the visitors of public web channels may do.
+    pub visitors: confab::config::VisitorLimits,
     /// The ingress's connection deadlines and cap.
     pub connection_limits: ConnectionLimits,
     pub body_read_timeout: Duration,
@@ -118,6 +120,7 @@ impl Default for Options {
             delivery_retry_base: Duration::from_millis(20),
             secret_keys: SecretBox::generate_key("test"),
             resume_grace: Duration::ZERO,
+            visitors: confab::config::VisitorLimits::default(),
             connection_limits: ConnectionLimits {
                 header_read_timeout: Duration::from_secs(10),
                 write_stall: Duration::from_secs(60),
@@ -232,6 +235,7 @@ impl Stack {
             stream_stall: self.options.stream_stall,
             webhook_max_age: self.options.webhook_max_age,
             secrets: self.secrets(),
+            visitors: self.options.visitors,
         }
     }
 
