@@ -83,8 +83,11 @@ pub fn app(state: AppState, body: BodyLimits) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(Extension(OpenApiJson::new(&doc)))
-        // The web channel's CORS layer decides by the channel a request names, so it reads the
-        // database through the state: layers cannot take it as handlers do.
+        .layer(axum::middleware::from_fn(
+            crate::dialects::identity_chat::web::cors::visitor_routes,
+        ))
+        // The web channel's CORS layer (above) decides by the channel a request names, so it
+        // reads the database through the state, which a layer cannot take as handlers do.
         .layer(Extension(state.clone()))
         .layer(axum::middleware::from_fn(request_id::assign))
         .layer(axum::extract::DefaultBodyLimit::max(body.max_bytes))

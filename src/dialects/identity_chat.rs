@@ -99,13 +99,13 @@ pub fn router() -> ApiRouter {
             )
             .errors("ChannelChatError", &[400, 401, 404, 413, 429, 500, 503]),
         )
-        .merge(browser_routes().map_router(|routes| routes.layer(web::cors::layer())))
+        .merge(browser_routes())
         .merge(web::page_router())
 }
 
 /// The routes a page on another origin calls: the streaming route (an `EventSource`, or the
-/// widget's stream) and the web channel's visitor routes, behind the CORS layer that allows the
-/// origins of the channel the request names.
+/// widget's stream) and the web channel's visitor routes. `web::cors` answers their
+/// cross-origin calls (`crate::app` wraps the whole router in it).
 fn browser_routes() -> ApiRouter {
     let identity = "The identity (UUID) who speaks";
     ApiRouter::new()

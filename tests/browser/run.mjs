@@ -31,8 +31,15 @@ try {
   const page = await context.newPage();
   const console_ = [];
   page.on('console', (message) => console_.push(`${message.type()}: ${message.text()}`));
-  const result = await scenario({ browser, context, page, args: JSON.parse(argsJson) });
-  process.stdout.write(JSON.stringify({ result, console: console_ }));
+  page.on('pageerror', (error) => console_.push(`pageerror: ${error.message}`));
+  try {
+    const result = await scenario({ browser, context, page, args: JSON.parse(argsJson) });
+    process.stdout.write(JSON.stringify({ result, console: console_ }));
+  } catch (error) {
+    // What the page said is most of what tells why a scenario failed.
+    process.stderr.write(`${error.stack}\n--- the page's console\n${console_.join('\n')}\n`);
+    process.exitCode = 1;
+  }
 } finally {
   await browser.close();
 }

@@ -4,7 +4,9 @@
 //! browser.
 
 pub mod browser;
+pub mod cut_proxy;
 pub mod fake_platform;
+pub mod host_page;
 pub mod openai_server;
 pub mod private_rabbitmq;
 pub mod python;

@@ -4,11 +4,20 @@
 //! preflights, which carry no credentials, are answered too. No credentials (cookies) are
 //! allowed: a visitor's token travels in the `Authorization` header or the stream's query.
 //! Every other route has no CORS layer, so a browser never lets another origin call it.
+//!
+//! It wraps the whole router as a middleware that sends only the visitor routes through the
+//! layer: a preflight is an `OPTIONS` request, which the routes (POST or GET only) would
+//! otherwise answer 405 before any route layer saw it.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
+use axum::extract::Request;
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderName, HeaderValue, Method, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tower::{Layer, ServiceExt};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use uuid::Uuid;
 
@@ -18,7 +27,29 @@ use crate::store::visitors;
 /// How long a browser may keep a preflight's answer.
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
 
-pub fn layer() -> CorsLayer {
+static LAYER: LazyLock<CorsLayer> = LazyLock::new(layer);
+
+/// Middleware: a visitor route's request goes through the CORS layer, any other straight on.
+pub async fn visitor_routes(request: Request, next: Next) -> Response {
+    if !is_visitor_route(request.uri()) {
+        return next.run(request).await;
+    }
+    match LAYER.layer(next).oneshot(request).await {
+        Ok(response) => response.into_response(),
+        Err(never) => match never {},
+    }
+}
+
+/// The web channel's routes and the streaming route.
+fn is_visitor_route(uri: &Uri) -> bool {
+    let path = uri.path();
+    path.starts_with("/v1/web/channels/")
+        || path
+            .strip_prefix("/conversation/")
+            .is_some_and(|rest| rest.ends_with("/streaming") && rest.matches('/').count() == 1)
+}
+
+fn layer() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::async_predicate(|origin, parts: &Parts| {
             let state = parts.extensions.get::<AppState>().cloned();
@@ -106,6 +137,17 @@ mod tests {
             None
         );
         assert_eq!(channel_named(&parts("/v1/channels")), None);
+    }
+
+    #[test]
+    fn only_the_visitor_routes_take_cross_origin_calls() {
+        let visitor = |uri: &str| is_visitor_route(&uri.parse().expect("a URI"));
+        assert!(visitor("/v1/web/channels/abc/sessions"));
+        assert!(visitor("/conversation/abc/streaming?channel_id=x"));
+        assert!(!visitor("/conversation/abc/chat/def"));
+        assert!(!visitor("/v1/channels"));
+        assert!(!visitor("/v1/stream-tokens"));
+        assert!(!visitor("/conversation/a/b/streaming"));
     }
 
     #[test]

@@ -20,8 +20,8 @@
     :host { all: initial; }
     * { box-sizing: border-box; font-family: system-ui, sans-serif; }
     .bubble { position: fixed; right: 20px; bottom: 20px; width: 56px; height: 56px;
-      border-radius: 50%; border: none; background: #2557d6; color: #fff; font-size: 26px;
-      cursor: pointer; box-shadow: 0 4px 14px rgba(0,0,0,.25); z-index: 2147483646; }
+      border-radius: 50%; border: none; background: #2557d6; color: #fff; display: grid;
+      place-items: center; cursor: pointer; box-shadow: 0 4px 14px rgba(0,0,0,.25); z-index: 2147483646; }
     .bubble:focus-visible, button:focus-visible, textarea:focus-visible { outline: 3px solid #f5a623; }
     .panel { position: fixed; right: 20px; bottom: 90px; width: 370px; height: 540px;
       max-height: calc(100vh - 110px); display: flex; flex-direction: column; background: #fff;
@@ -56,8 +56,8 @@
     }`;
 
   // ---- the DOM, in a shadow root ----
-  const host = document.createElement('div');
-  host.setAttribute('data-confab-widget', '');
+  // A custom element of its own: a page's rules for `div` and the like never match it.
+  const host = document.createElement('confab-widget');
   const root = host.attachShadow({ mode: 'open' });
   const el = (tag, props = {}, ...children) => {
     const node = document.createElement(tag);
@@ -78,7 +78,18 @@
   const close = el('button', { type: 'button', 'aria-label': 'Close chat', text: '×' });
   const header = el('header', {}, el('span', { text: title }), pageMode ? '' : close);
   const panel = el('div', { class: 'panel', role: 'dialog', 'aria-label': title }, header, log, status, form);
-  const bubble = el('button', { class: 'bubble', type: 'button', 'aria-label': 'Open chat', 'aria-expanded': 'false', text: '💬' });
+  const bubble = el('button', { class: 'bubble', type: 'button', 'aria-label': 'Open chat', 'aria-expanded': 'false' });
+  // A speech balloon drawn, not a glyph: pages and phones lack emoji fonts.
+  const icon = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  icon.setAttribute('viewBox', '0 0 24 24');
+  icon.setAttribute('width', '28');
+  icon.setAttribute('height', '28');
+  icon.setAttribute('aria-hidden', 'true');
+  const balloon = document.createElementNS('http://www.w3.org/2000/svg', 'path');
+  balloon.setAttribute('d', 'M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z');
+  balloon.setAttribute('fill', 'currentColor');
+  icon.append(balloon);
+  bubble.append(icon);
   if (!pageMode) panel.hidden = true;
   wrap.append(pageMode ? '' : bubble, panel);
   root.append(style, wrap);
