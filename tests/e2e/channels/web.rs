@@ -436,3 +436,26 @@ async fn the_widget_s_stream_survives_a_dropped_connection_and_shows_the_answer_
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_visitor_is_told_to_wait() {
+    let stack = Stack::start(Options {
+        visitors: confab::config::VisitorLimits {
+            per_channel_per_min: 1,
+            ..confab::config::VisitorLimits::default()
+        },
+        ..options()
+    })
+    .await;
+    let shop = HostPage::start().await;
+    let channel = public_channel(&stack, &[&shop.origin]).await;
+    shop.show(shop_with_widget(&stack.url(""), &channel, ""));
+    let args = json!({"host": shop.origin, "question": QUESTION});
+    let seen = browser::scenario("widget_refused", args).await.result;
+    let status = seen["status"].as_str().unwrap();
+    assert!(
+        status.starts_with("Too many messages right now; try again in "),
+        "{seen}"
+    );
+    assert_eq!(count(&stack, "SELECT count(*) FROM messages").await, 0);
+}
