@@ -81,9 +81,6 @@ where
     }
 }
 
-/// Reply-log records a reader of redelivered streams takes before acknowledging.
-const LOG_PREFETCH: u16 = 512;
-
 async fn session(
     config: &WorkerConfig,
     env: &Arc<TurnEnv>,
@@ -101,14 +98,10 @@ async fn session(
     publish
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    // Redelivered streams read the reply log here; a stream consumer needs a prefetch.
-    let log_reader = connection.create_channel().await?;
-    log_reader
-        .basic_qos(LOG_PREFETCH, BasicQosOptions { global: false })
-        .await?;
+    let connection = Arc::new(connection);
     let channels = Arc::new(turn::Channels {
         publish,
-        log_reader,
+        connection: connection.clone(),
     });
     declare_work_topology(&consume, names, config.shared.queue_limits).await?;
     if let Err(e) =

@@ -12,10 +12,8 @@ use std::time::Duration;
 
 use confab_contract::{ReplyEvent, reply_log_from};
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions,
-};
-use lapin::{BasicProperties, Channel};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
+use lapin::{BasicProperties, Channel, Connection};
 use uuid::Uuid;
 
 /// The answer as the earlier attempts streamed it: delta `i` has `seq` `i`.
@@ -75,43 +73,48 @@ impl Earlier {
     }
 }
 
-/// Read `request_id`'s earlier events from the reply log `log`: `reader` consumes it (a channel
-/// with a prefetch set, as streams require), `publisher` logs the fence.
+/// Read `request_id`'s earlier events from the reply log `log`, on a channel of its own (a
+/// consume that fails closes its channel), while `publisher` logs the fence.
 pub(super) async fn read(
-    reader: &Channel,
+    connection: &Connection,
     publisher: &Channel,
     log: &str,
     request_id: Uuid,
     within: Duration,
 ) -> Result<Earlier, EarlierError> {
-    let fence = Uuid::now_v7().to_string();
-    let tag = format!("earlier-{fence}");
-    let consumer = reader
-        .basic_consume(
-            log.into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            reply_log_from(request_id),
-        )
-        .await?;
-    let reading = until_fence(consumer, publisher, log, request_id, &fence);
-    let read = tokio::time::timeout(within, reading)
-        .await
-        .unwrap_or(Err(EarlierError::Timeout(within)));
-    let _ = reader
-        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-        .await;
+    let reader = connection.create_channel().await?;
+    let read = tokio::time::timeout(within, async {
+        // A stream consumer needs a prefetch.
+        reader
+            .basic_qos(PREFETCH, BasicQosOptions::default())
+            .await?;
+        let consumer = reader
+            .basic_consume(
+                log.into(),
+                "earlier".into(),
+                BasicConsumeOptions::default(),
+                reply_log_from(request_id),
+            )
+            .await?;
+        until_fence(consumer, publisher, log, request_id).await
+    })
+    .await
+    .unwrap_or(Err(EarlierError::Timeout(within)));
+    let _ = reader.close(200, "read".into()).await;
     read
 }
+
+/// Log records read before acknowledging.
+const PREFETCH: u16 = 512;
 
 async fn until_fence(
     mut consumer: lapin::Consumer,
     publisher: &Channel,
     log: &str,
     request_id: Uuid,
-    fence: &str,
 ) -> Result<Earlier, EarlierError> {
-    let properties = BasicProperties::default().with_correlation_id(fence.into());
+    let fence = Uuid::now_v7().to_string();
+    let properties = BasicProperties::default().with_correlation_id(fence.as_str().into());
     publisher
         .basic_publish(
             "".into(),

@@ -16,6 +16,7 @@ mod prepare;
 mod retry;
 mod settle;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use confab_contract::{ErrorCode, Job, ReplyEvent, Role, now_ms};
@@ -45,12 +46,11 @@ pub const REPLY_PATH_PATIENCE: Duration = Duration::from_secs(10);
 /// it the attempt starts the answer over (and a caller that has part of it gets an error).
 const EARLIER_READ_LIMIT: Duration = Duration::from_secs(10);
 
-/// The channels a turn works on.
+/// What a turn works on: the channel replies go out on (in confirm mode), and the connection,
+/// on which a redelivered stream reads the reply log on a channel of its own.
 pub struct Channels {
-    /// Publishes replies, in confirm mode.
     pub publish: Channel,
-    /// Reads the reply log (with a prefetch, as streams require).
-    pub log_reader: Channel,
+    pub connection: Arc<lapin::Connection>,
 }
 
 /// Work on one delivered job and say what the broker should do with it.
@@ -157,7 +157,7 @@ async fn read_earlier(channels: &Channels, log: &str, job: &Job) -> Option<Earli
     let until_deadline = Duration::from_millis((job.deadline_ms - now_ms()).max(0) as u64);
     let within = EARLIER_READ_LIMIT.min(until_deadline);
     let read = earlier::read(
-        &channels.log_reader,
+        &channels.connection,
         &channels.publish,
         log,
         job.request_id,
