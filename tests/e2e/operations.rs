@@ -107,7 +107,8 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
             "0006_turn_places",
             "0007_rate_gcra",
             "0008_stream_token_scope",
-            "0009_messages_by_request"
+            "0009_messages_by_request",
+            "0010_web_visitors"
         ]
     );
     let recorded: i64 = a
