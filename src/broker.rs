@@ -10,6 +10,7 @@ use confab_contract::{
     Cancel, CancelKind, HEADER_STREAM_FORMAT, HEADER_VERSION, Job, Names, QueueLimits, ReplyEvent,
     VERSION, declare_work_topology,
 };
+use confab_shared::retry::Policy;
 use futures_util::StreamExt;
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties,
@@ -339,12 +340,12 @@ async fn supervise(
     first: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut first = Some(first);
-    let mut backoff = Duration::from_millis(200);
+    let mut pauses = Policy::BROKER_SESSION.pauses();
     loop {
-        match open(&settings, &routes).await {
+        let pause = match open(&settings, &routes).await {
             Ok(session) => {
                 info!(mode = ?settings.reply_mode, "connected to the broker");
-                backoff = Duration::from_millis(200);
+                pauses = Policy::BROKER_SESSION.pauses();
                 let session = Arc::new(session);
                 broker.set(Some(session.clone()));
                 if let Some(first) = first.take() {
@@ -355,16 +356,18 @@ async fn supervise(
                 broker.set(None);
                 session.lost.send_replace(true);
                 routes.fail_all();
+                pauses.next_pause()
             }
             Err(e) => {
-                warn!(error = %e, retry_in = ?backoff, "cannot connect to the broker");
+                let pause = pauses.next_pause();
+                warn!(error = %e, retry_in = ?pause, "cannot connect to the broker");
                 if let Some(first) = first.take() {
                     let _ = first.send(());
                 }
+                pause
             }
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        };
+        tokio::time::sleep(pause).await;
     }
 }
 

@@ -7,10 +7,11 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use confab_shared::ModelSpec;
+use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::fields::{self, Fields};
+use super::fields;
 use super::pagination::PageQuery;
 use super::{ApiError, Resource, found, object_body, query_params};
 use crate::http::{ApiRouter, AppState, Authenticated, Operation};
@@ -59,12 +60,32 @@ pub fn router() -> ApiRouter {
         )
 }
 
-/// Apply the fields of a create or update body to `target`, validating each.
-fn apply(mut body: Fields, target: &mut NewAssistant) -> Result<(), ApiError> {
-    if let Some(name) = fields::optional_text(&mut body, "name", 200)? {
+/// A create or update body: a field left out keeps its value (or its default).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssistantBody {
+    #[serde(default, deserialize_with = "fields::text::<200, _>")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "fields::string")]
+    slug: Option<String>,
+    #[serde(default, deserialize_with = "fields::string")]
+    description: Option<String>,
+    #[serde(default, deserialize_with = "fields::string")]
+    instructions: Option<String>,
+    #[serde(default, deserialize_with = "fields::string")]
+    model: Option<String>,
+    #[serde(default, deserialize_with = "fields::boolean")]
+    deployed: Option<bool>,
+    #[serde(default, deserialize_with = "fields::uuids")]
+    folder_ids: Option<Vec<Uuid>>,
+}
+
+/// Apply the fields of a create or update body to `target`, checking what the types cannot.
+fn apply(body: AssistantBody, target: &mut NewAssistant) -> Result<(), ApiError> {
+    if let Some(name) = body.name {
         target.name = name;
     }
-    match fields::optional_string(&mut body, "slug")? {
+    match body.slug {
         Some(slug) if assistants::is_valid_slug(&slug) => target.slug = slug,
         Some(_) => {
             return Err(ApiError::invalid(
@@ -81,13 +102,13 @@ fn apply(mut body: Fields, target: &mut NewAssistant) -> Result<(), ApiError> {
             "name has no letters or digits to make a slug from; give a slug",
         ));
     }
-    if let Some(description) = fields::optional_string(&mut body, "description")? {
+    if let Some(description) = body.description {
         target.description = description;
     }
-    if let Some(instructions) = fields::optional_string(&mut body, "instructions")? {
+    if let Some(instructions) = body.instructions {
         target.instructions = instructions;
     }
-    if let Some(model) = fields::optional_string(&mut body, "model")? {
+    if let Some(model) = body.model {
         if ModelSpec::parse(&model).is_none() {
             return Err(ApiError::invalid(
                 "model",
@@ -96,13 +117,13 @@ fn apply(mut body: Fields, target: &mut NewAssistant) -> Result<(), ApiError> {
         }
         target.model = model;
     }
-    if let Some(deployed) = fields::optional_bool(&mut body, "deployed")? {
+    if let Some(deployed) = body.deployed {
         target.deployed = deployed;
     }
-    if let Some(folder_ids) = fields::optional_uuids(&mut body, "folder_ids")? {
+    if let Some(folder_ids) = body.folder_ids {
         target.folder_ids = folder_ids;
     }
-    fields::no_unknown(&body)
+    Ok(())
 }
 
 fn slug_conflict(slug: &str) -> ApiError {
@@ -158,8 +179,8 @@ async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Assistant>), ApiError> {
     let tenant_id = caller.tenant_id;
-    let mut body = object_body(body)?;
-    let name = fields::required_text(&mut body, "name", 200)?;
+    let mut body: AssistantBody = fields::read(body)?;
+    let name = fields::required(body.name.take(), "name")?;
     let mut new = NewAssistant {
         name,
         slug: String::new(),
@@ -217,7 +238,7 @@ async fn update(
         .await?
         .ok_or_else(|| ApiError::not_found("assistant"))?;
     let mut new = NewAssistant::from_existing(&current);
-    apply(body, &mut new)?;
+    apply(fields::typed(body)?, &mut new)?;
     check_folders(&**db, tenant_id, &new.folder_ids).await?;
     assistants::update(&**db, tenant_id, id, &new)
         .await

@@ -5,12 +5,13 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::fields;
 use super::pagination::PageQuery;
-use super::{ApiError, Resource, deleted, found, object_body, query_params};
+use super::{ApiError, Resource, deleted, found, query_params};
 use crate::http::{ApiRouter, AppState, Authenticated};
 use crate::store::assistants;
 use crate::store::channels::{self, Channel, KINDS, NewChannel};
@@ -55,6 +56,31 @@ pub fn router() -> ApiRouter {
             remove,
             DOC.delete("deleteChannel", "Delete a channel"),
         )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelCreate {
+    #[serde(default, deserialize_with = "fields::text::<200, _>")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "fields::text::<20, _>")]
+    kind: Option<String>,
+    #[serde(default, deserialize_with = "fields::uuid")]
+    assistant_id: Option<Uuid>,
+    #[serde(default, deserialize_with = "fields::object")]
+    config: Option<Map<String, Value>>,
+}
+
+/// A channel's kind is fixed at creation.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelUpdate {
+    #[serde(default, deserialize_with = "fields::text::<200, _>")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "fields::uuid")]
+    assistant_id: Option<Uuid>,
+    #[serde(default, deserialize_with = "fields::object")]
+    config: Option<Map<String, Value>>,
 }
 
 /// The assistant a channel is to be connected to must be one of the tenant's.
@@ -139,19 +165,17 @@ async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Channel>), ApiError> {
     let tenant_id = caller.tenant_id;
-    let mut body = object_body(body)?;
-    let name = fields::required_text(&mut body, "name", 200)?;
-    let kind = fields::required_text(&mut body, "kind", 20)?;
+    let body: ChannelCreate = fields::read(body)?;
+    let name = fields::required(body.name, "name")?;
+    let kind = fields::required(body.kind, "kind")?;
     if !KINDS.contains(&kind.as_str()) {
         return Err(ApiError::invalid(
             "kind",
             format!("kind must be one of {}", KINDS.join(", ")),
         ));
     }
-    let assistant_id = fields::optional_uuid(&mut body, "assistant_id")?
-        .ok_or_else(|| ApiError::invalid("assistant_id", "assistant_id is required"))?;
-    let config = fields::optional_object(&mut body, "config")?.unwrap_or_default();
-    fields::no_unknown(&body)?;
+    let assistant_id = fields::required(body.assistant_id, "assistant_id")?;
+    let config = body.config.unwrap_or_default();
     if kind == "web" {
         check_web_config(&config)?;
     }
@@ -200,11 +224,11 @@ async fn update(
 ) -> Result<Json<Channel>, ApiError> {
     let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "channel")?;
-    let mut body = object_body(body)?;
-    let name = fields::optional_text(&mut body, "name", 200)?;
-    let assistant_id = fields::optional_uuid(&mut body, "assistant_id")?;
-    let config = fields::optional_object(&mut body, "config")?;
-    fields::no_unknown(&body)?;
+    let ChannelUpdate {
+        name,
+        assistant_id,
+        config,
+    } = fields::read(body)?;
     let db = state.db.get().await?;
     if let Some(assistant_id) = assistant_id {
         check_assistant(&**db, tenant_id, assistant_id).await?;

@@ -7,12 +7,13 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{FOLDER_FULL, TOO_MANY_PASSAGES};
 use super::fields;
 use super::pagination::PageQuery;
-use super::{ApiError, Resource, deleted, found, object_body, query_params};
+use super::{ApiError, Resource, deleted, found, query_params};
 use crate::http::openapi::schema::{
     closed, date_time, described, enum_of, integer, nullable, page, record, reference, string, uuid,
 };
@@ -131,7 +132,7 @@ async fn put(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant_id = caller.tenant_id;
     let folder_id = fields::path_uuid(&folder_id, "folder")?;
-    let upload = Upload::read(object_body(body)?)?;
+    let upload = Upload::read(fields::read(body)?)?;
     // Split and count before any database work, so a refused document costs none.
     let draft = Draft::new(
         &upload.title,
@@ -163,6 +164,18 @@ async fn put(
 }
 
 /// A document upload's fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadBody {
+    #[serde(default, deserialize_with = "fields::text::<300, _>")]
+    title: Option<String>,
+    #[serde(default, deserialize_with = "fields::string")]
+    content: Option<String>,
+    #[serde(default, deserialize_with = "fields::string")]
+    format: Option<String>,
+}
+
+/// An upload whose fields are all there and within their limits.
 struct Upload {
     title: String,
     content: String,
@@ -170,25 +183,22 @@ struct Upload {
 }
 
 impl Upload {
-    fn read(mut body: serde_json::Map<String, Value>) -> Result<Self, ApiError> {
-        let title = fields::required_text(&mut body, "title", 300)?;
-        let content = fields::optional_string(&mut body, "content")?
-            .ok_or_else(|| ApiError::invalid("content", "content is required"))?;
+    fn read(body: UploadBody) -> Result<Self, ApiError> {
+        let title = fields::required(body.title, "title")?;
+        let content = fields::required(body.content, "content")?;
         if content.len() > MAX_CONTENT {
             return Err(ApiError::invalid(
                 "content",
                 "content must be at most 2 MiB",
             ));
         }
-        let format =
-            fields::optional_string(&mut body, "format")?.unwrap_or_else(|| "markdown".into());
+        let format = body.format.unwrap_or_else(|| "markdown".into());
         if format != "markdown" && format != "text" {
             return Err(ApiError::invalid(
                 "format",
                 "format must be \"markdown\" or \"text\"",
             ));
         }
-        fields::no_unknown(&body)?;
         Ok(Self {
             title,
             content,

@@ -5,11 +5,12 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::fields;
 use super::pagination::PageQuery;
-use super::{ApiError, Resource, found, object_body, query_params};
+use super::{ApiError, Resource, found, query_params};
 use crate::http::{ApiRouter, AppState, Authenticated};
 use crate::store::folders::{self, Folder, FolderError};
 
@@ -36,17 +37,24 @@ pub fn router() -> ApiRouter {
         )
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FolderCreate {
+    #[serde(default, deserialize_with = "fields::text::<200, _>")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "fields::text::<63, _>")]
+    language: Option<String>,
+}
+
 async fn create(
     State(state): State<AppState>,
     caller: Authenticated<ApiError>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Folder>), ApiError> {
     let tenant_id = caller.tenant_id;
-    let mut body = object_body(body)?;
-    let name = fields::required_text(&mut body, "name", 200)?;
-    let language =
-        fields::optional_text(&mut body, "language", 63)?.unwrap_or_else(|| "english".into());
-    fields::no_unknown(&body)?;
+    let FolderCreate { name, language } = fields::read(body)?;
+    let name = fields::required(name, "name")?;
+    let language = language.unwrap_or_else(|| "english".into());
     let db = state.db.get().await?;
     match folders::create(&**db, tenant_id, &name, &language).await {
         Ok(folder) => Ok((StatusCode::CREATED, Json(folder))),

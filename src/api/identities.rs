@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::fields;
 use super::pagination::PageQuery;
-use super::{ApiError, Resource, deleted, found, object_body, query_params};
+use super::{ApiError, Resource, deleted, found, query_params};
 use crate::http::openapi::schema::string;
 use crate::http::{ApiRouter, AppState, Authenticated, Operation};
 use crate::store::identities::{self, Identity, IdentityError};
@@ -72,17 +72,30 @@ fn identity_error(error: IdentityError) -> ApiError {
     }
 }
 
+/// A create or update body: every field may be left out.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityBody {
+    #[serde(default, deserialize_with = "fields::text::<200, _>")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "fields::text::<200, _>")]
+    external_id: Option<String>,
+    #[serde(default, deserialize_with = "fields::object")]
+    profile: Option<serde_json::Map<String, Value>>,
+}
+
 async fn create(
     State(state): State<AppState>,
     caller: Authenticated<ApiError>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Identity>), ApiError> {
     let tenant_id = caller.tenant_id;
-    let mut body = object_body(body)?;
-    let name = fields::optional_text(&mut body, "name", 200)?;
-    let external_id = fields::optional_text(&mut body, "external_id", 200)?;
-    let profile = Value::Object(fields::optional_object(&mut body, "profile")?.unwrap_or_default());
-    fields::no_unknown(&body)?;
+    let IdentityBody {
+        name,
+        external_id,
+        profile,
+    } = fields::read(body)?;
+    let profile = Value::Object(profile.unwrap_or_default());
     let db = state.db.get().await?;
     let identity = identities::create(
         &**db,
@@ -143,11 +156,12 @@ async fn update(
 ) -> Result<Json<Identity>, ApiError> {
     let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "identity")?;
-    let mut body = object_body(body)?;
-    let name = fields::optional_text(&mut body, "name", 200)?;
-    let external_id = fields::optional_text(&mut body, "external_id", 200)?;
-    let profile = fields::optional_object(&mut body, "profile")?.map(Value::Object);
-    fields::no_unknown(&body)?;
+    let IdentityBody {
+        name,
+        external_id,
+        profile,
+    } = fields::read(body)?;
+    let profile = profile.map(Value::Object);
     let db = state.db.get().await?;
     identities::update(
         &**db,

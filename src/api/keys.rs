@@ -6,11 +6,12 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::fields;
 use super::pagination::PageQuery;
-use super::{ApiError, Resource, deleted, found, object_body, query_params};
+use super::{ApiError, Resource, deleted, found, query_params};
 use crate::http::openapi::schema::reference;
 use crate::http::{ApiRouter, AppState, Authenticated, Operation, Reply};
 use crate::store::tenants::{self, KeyInfo};
@@ -59,16 +60,39 @@ pub fn router() -> ApiRouter {
         )
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyCreate {
+    #[serde(default, deserialize_with = "fields::text::<200, _>")]
+    name: Option<String>,
+    #[serde(
+        rename = "rate_limit_per_min",
+        default,
+        deserialize_with = "fields::positive_int"
+    )]
+    limit: Option<i32>,
+}
+
+/// The limit must be given: a number, or `null` for the default.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyUpdate {
+    #[serde(
+        rename = "rate_limit_per_min",
+        default,
+        deserialize_with = "fields::nullable_positive_int"
+    )]
+    limit: Option<Option<i32>>,
+}
+
 async fn create(
     State(state): State<AppState>,
     caller: Authenticated<ApiError>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant_id = caller.tenant_id;
-    let mut body = object_body(body)?;
-    let name = fields::optional_text(&mut body, "name", 200)?.unwrap_or_else(|| "api".into());
-    let limit = fields::optional_positive_int(&mut body, "rate_limit_per_min")?;
-    fields::no_unknown(&body)?;
+    let KeyCreate { name, limit } = fields::read(body)?;
+    let name = name.unwrap_or_else(|| "api".into());
     let db = state.db.get().await?;
     let key = tenants::create_key(&**db, tenant_id, &name, limit).await?;
     let info = tenants::key_by_id(&**db, tenant_id, key.id)
@@ -113,15 +137,8 @@ async fn update(
 ) -> Result<Json<KeyInfo>, ApiError> {
     let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "key")?;
-    let mut body = object_body(body)?;
-    if !body.contains_key("rate_limit_per_min") {
-        return Err(ApiError::invalid(
-            "rate_limit_per_min",
-            "rate_limit_per_min is required",
-        ));
-    }
-    let limit = fields::optional_positive_int(&mut body, "rate_limit_per_min")?;
-    fields::no_unknown(&body)?;
+    let KeyUpdate { limit } = fields::read(body)?;
+    let limit = fields::required(limit, "rate_limit_per_min")?;
     let db = state.db.get().await?;
     found(
         tenants::set_key_limit(&**db, tenant_id, id, limit).await,

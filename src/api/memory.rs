@@ -9,11 +9,13 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use serde_json::Value;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::fields::{self, Fields};
-use super::{ApiError, Resource, found, object_body};
+use super::fields;
+use super::{ApiError, Resource, found};
 use crate::http::openapi::schema::{
     any_object, closed, described, nullable, record, reference, string,
 };
@@ -96,26 +98,39 @@ fn schemas() -> Vec<(&'static str, Value)> {
     ]
 }
 
-fn parse_write(mut body: Fields) -> Result<MemoryUpdate, ApiError> {
-    let stage = match body.remove("stage") {
-        None => None,
-        Some(Value::Null) => Some(None),
-        Some(Value::String(s)) if s.chars().count() <= 100 => Some(Some(s)),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "stage",
-                "stage must be a string of at most 100 characters, or null",
-            ));
+/// A `PUT` or `PATCH` body. `stage` tells a given `null` (clear it) from a field left out.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemoryBody {
+    #[serde(default, deserialize_with = "fields::object")]
+    preferences: Option<Map<String, Value>>,
+    #[serde(default, deserialize_with = "fields::object")]
+    data: Option<Map<String, Value>>,
+    #[serde(default, deserialize_with = "fields::object")]
+    associations: Option<Map<String, Value>>,
+    #[serde(default, deserialize_with = "stage")]
+    stage: Option<Option<String>>,
+}
+
+fn stage<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(Some(None)),
+        Value::String(s) if s.chars().count() <= 100 => Ok(Some(Some(s))),
+        _ => Err(D::Error::custom(
+            "must be a string of at most 100 characters, or null",
+        )),
+    }
+}
+
+impl From<MemoryBody> for MemoryUpdate {
+    fn from(body: MemoryBody) -> Self {
+        MemoryUpdate {
+            preferences: body.preferences.map(Value::Object),
+            data: body.data.map(Value::Object),
+            associations: body.associations.map(Value::Object),
+            stage: body.stage,
         }
-    };
-    let update = MemoryUpdate {
-        preferences: fields::optional_object(&mut body, "preferences")?.map(Value::Object),
-        data: fields::optional_object(&mut body, "data")?.map(Value::Object),
-        associations: fields::optional_object(&mut body, "associations")?.map(Value::Object),
-        stage,
-    };
-    fields::no_unknown(&body)?;
-    Ok(update)
+    }
 }
 
 async fn read(
@@ -137,7 +152,7 @@ async fn write(
     replace: bool,
 ) -> Result<Json<Memory>, ApiError> {
     let id = fields::path_uuid(&id, "identity")?;
-    let update = parse_write(object_body(body)?)?;
+    let update = MemoryUpdate::from(fields::read::<MemoryBody>(body)?);
     let db = state.db.get().await?;
     found(
         identities::write_memory(&**db, tenant_id, id, &update, replace).await,

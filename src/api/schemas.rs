@@ -1,5 +1,5 @@
 //! The management API's OpenAPI schemas. Request bodies are closed: every handler refuses a field
-//! it does not know (`fields::no_unknown`). `null` counts as absent for optional fields.
+//! it does not know (each body struct is `deny_unknown_fields`). `null` counts as absent for optional fields.
 
 use serde_json::Value;
 

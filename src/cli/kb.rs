@@ -16,6 +16,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use confab_shared::retry::{self, Policy, RetryAfter, Retryable};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 
@@ -83,17 +84,31 @@ enum Refused {
     Other(ImportError),
 }
 
-/// The response's `Retry-After` in seconds, at most [`MAX_RETRY_AFTER`].
+/// How a busy API is tried again: after the `Retry-After` it names (the doubling pauses only
+/// stand in if a 503 had none).
+const BUSY_RETRIES: Policy =
+    Policy::doubling(Duration::from_secs(1), MAX_RETRY_AFTER).tries(MAX_ATTEMPTS);
+
+impl Refused {
+    fn into_error(self) -> ImportError {
+        match self {
+            Refused::Busy { error, .. } | Refused::Other(error) => error,
+        }
+    }
+}
+
+impl RetryAfter for Refused {
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Refused::Busy { retry_after, .. } => Some(*retry_after),
+            Refused::Other(_) => None,
+        }
+    }
+}
+
+/// The response's `Retry-After`, at most [`MAX_RETRY_AFTER`].
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    let seconds: u64 = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+    retry::retry_after_header(response.headers()).map(|pause| pause.min(MAX_RETRY_AFTER))
 }
 
 struct Client {
@@ -112,20 +127,12 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> Result<(u16, Value), ImportError> {
-        let mut attempt = 1;
-        loop {
-            match self.call_once(method.clone(), path, body.as_ref()).await {
-                Err(Refused::Busy { retry_after, error }) => {
-                    if attempt == MAX_ATTEMPTS {
-                        return Err(error);
-                    }
-                    attempt += 1;
-                    tokio::time::sleep(retry_after).await;
-                }
-                Err(Refused::Other(error)) => return Err(error),
-                Ok(answer) => return Ok(answer),
-            }
-        }
+        (|| self.call_once(method.clone(), path, body.as_ref()))
+            .retry(BUSY_RETRIES.backoff())
+            .when(|refused| matches!(refused, Refused::Busy { .. }))
+            .adjust(retry::honour_retry_after)
+            .await
+            .map_err(Refused::into_error)
     }
 
     async fn call_once(

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod model_spec;
 pub mod platforms;
 pub mod process;
+pub mod retry;
 pub mod secrets;
 pub mod text;
 pub mod tokens;

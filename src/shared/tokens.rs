@@ -1,7 +1,9 @@
-//! Token counting. No tokenizer is bundled, so counts are estimated: one token per four bytes of
-//! UTF-8, rounded up, plus one per message for the role framing. Tokenizers of the GPT family
-//! average about four bytes of English per token; the estimate errs high on short words, which
-//! keeps the context budget on the safe side.
+//! The token estimate: one token per four bytes of UTF-8, rounded up, plus one per message for
+//! the role framing. Tokenizers of the GPT family average about four bytes of English per token;
+//! the estimate errs high on short words and low on CJK text. It counts what is stored before
+//! its model is known (messages, passages) and the context of models whose tokenizer is not
+//! known; a turn for a known OpenAI family is counted by its own tokenizer
+//! (`workers/src/tokenizer.rs`).
 
 pub fn estimate_tokens(text: &str) -> u32 {
     (text.len() as u32).div_ceil(4) + 1

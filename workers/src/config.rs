@@ -6,6 +6,7 @@ use confab_contract::settings::{ConfigError, SharedSettings, parsed_var, var_or}
 
 use confab_shared::db::PoolSettings;
 use confab_shared::platforms::Endpoints;
+use confab_shared::retry::Policy;
 use confab_shared::secrets::SecretBox;
 
 #[derive(Debug, Clone)]
@@ -95,6 +96,12 @@ pub struct DeliveryConfig {
 }
 
 impl DeliveryConfig {
+    /// How a message part is retried: `max_attempts` tries, pauses from `retry_base` doubling up
+    /// to a minute, or what the platform asks for.
+    pub fn retry_policy(&self) -> Policy {
+        Policy::doubling(self.retry_base, Duration::from_secs(60)).tries(self.max_attempts)
+    }
+
     fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             endpoints: Endpoints {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use confab_contract::{
     Cancel, CancelKind, HEADER_DELIVERY_COUNT, Job, declare_cancel_queue, declare_work_topology,
 };
+use confab_shared::retry::Policy;
 use futures_util::StreamExt;
 use lapin::{
     Channel, Connection, ConnectionProperties,
@@ -48,6 +49,9 @@ pub async fn run_sessions(
     .await
 }
 
+/// A session that lasted this long was a working one: the next failure starts the pauses over.
+const SETTLED: Duration = Duration::from_secs(30);
+
 /// Run `session` until it ends cleanly (on shutdown), starting it again after a failure with
 /// a growing pause (reset once a session has lasted a while). A topology error is a
 /// configuration problem that retrying cannot fix.
@@ -60,24 +64,23 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), SessionError>>,
 {
-    const FIRST_PAUSE: Duration = Duration::from_millis(200);
-    let mut backoff = FIRST_PAUSE;
+    let mut pauses = Policy::BROKER_SESSION.pauses();
     loop {
         let started = std::time::Instant::now();
-        match session().await {
+        let ended = session().await;
+        if started.elapsed() > SETTLED {
+            pauses = Policy::BROKER_SESSION.pauses();
+        }
+        let pause = pauses.next_pause();
+        match ended {
             Ok(()) => return Ok(()),
             Err(SessionError::Topology(e)) => return Err(e.into()),
-            Err(e) => warn!(error = %e, retry_in = ?backoff, "{what} session ended; reconnecting"),
+            Err(e) => warn!(error = %e, retry_in = ?pause, "{what} session ended; reconnecting"),
         }
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
-        backoff = if started.elapsed() > Duration::from_secs(30) {
-            FIRST_PAUSE
-        } else {
-            (backoff * 2).min(Duration::from_secs(5))
-        };
     }
 }
 

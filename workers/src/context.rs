@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::knowledge::Passage;
 use crate::model::ChatMessage;
-use confab_shared::tokens::estimate_tokens;
+use crate::tokenizer::Tokenizer;
 
 /// Tokens kept free for the answer itself.
 pub const ANSWER_TOKENS: u32 = 1_024;
@@ -80,31 +80,36 @@ pub struct Assembled {
     pub passages: Vec<Passage>,
     /// The oldest earlier turn that fit; turns before it are for the summary.
     pub oldest_turn_pk: Option<i64>,
-    /// Estimated prompt tokens; never more than the budget.
+    /// Prompt tokens as counted; never more than the budget.
     pub tokens: u32,
 }
 
-/// Cut `text` so that it costs at most `budget` tokens (by the same estimate).
-fn truncate_to(text: &str, budget: u32) -> Option<String> {
-    if estimate_tokens(text) <= budget {
+/// Cut `text` so that it costs at most `budget` tokens (by the model's count), ending in an
+/// ellipsis.
+fn truncate_to(text: &str, budget: u32, tokens: Tokenizer) -> Option<String> {
+    if tokens.count(text) <= budget {
         return Some(text.to_owned());
     }
-    // One token of four bytes goes to the framing, one to the ellipsis.
-    let max_bytes = (budget.saturating_sub(2) as usize) * 4;
-    if max_bytes == 0 {
-        return None;
+    // The ellipsis takes a token of its own, and may merge with the cut's end: try again a
+    // token shorter until the whole fits.
+    let mut room = budget.checked_sub(1)?;
+    loop {
+        let cut = tokens.prefix(text, room)?;
+        if cut.is_empty() {
+            return None;
+        }
+        let cut = format!("{cut}…");
+        if tokens.count(&cut) <= budget {
+            return Some(cut);
+        }
+        room = room.checked_sub(1)?;
     }
-    let mut end = max_bytes.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    Some(format!("{}…", &text[..end]))
 }
 
 /// Cut `text` to what is left of the budget, and take its cost from it.
-fn take(text: &str, left: &mut u32) -> Option<String> {
-    let cut = truncate_to(text, *left)?;
-    *left -= estimate_tokens(&cut);
+fn take(text: &str, left: &mut u32, tokens: Tokenizer) -> Option<String> {
+    let cut = truncate_to(text, *left, tokens)?;
+    *left -= tokens.count(&cut);
     Some(cut)
 }
 
@@ -128,35 +133,35 @@ fn knowledge_block(passages: &[Passage]) -> String {
     block
 }
 
-/// Fit the parts into `budget` tokens in priority order.
-pub fn assemble(parts: Parts, budget: u32) -> Assembled {
-    let message = truncate_to(&parts.message, budget).unwrap_or_default();
-    let mut left = budget.saturating_sub(estimate_tokens(&message));
+/// Fit the parts into `budget` tokens, as `tokens` counts them, in priority order.
+pub fn assemble(parts: Parts, budget: u32, tokens: Tokenizer) -> Assembled {
+    let message = truncate_to(&parts.message, budget, tokens).unwrap_or_default();
+    let mut left = budget.saturating_sub(tokens.count(&message));
     let mut head = Vec::new();
     if !parts.instructions.trim().is_empty() {
-        head.extend(take(&parts.instructions, &mut left).map(system));
+        head.extend(take(&parts.instructions, &mut left, tokens).map(system));
     }
     if let Some(memory) = parts.memory.as_ref().and_then(IdentityMemory::render) {
-        head.extend(take(&memory, &mut left).map(system));
+        head.extend(take(&memory, &mut left, tokens).map(system));
     }
     let mut passages = Vec::new();
     for passage in parts.passages {
         passages.push(passage);
-        if passages_cost(&passages) > left {
+        if passages_cost(&passages, tokens) > left {
             passages.pop();
         }
     }
     if !passages.is_empty() {
-        left -= passages_cost(&passages);
+        left -= passages_cost(&passages, tokens);
         head.push(system(knowledge_block(&passages)));
     }
     if !parts.summary.trim().is_empty() {
         let summary = format!("Summary of the earlier conversation: {}", parts.summary);
-        head.extend(take(&summary, &mut left).map(system));
+        head.extend(take(&summary, &mut left, tokens).map(system));
     }
     let mut turns = Vec::new();
     for turn in parts.turns.into_iter().rev() {
-        let cost = estimate_tokens(&turn.content);
+        let cost = tokens.count(&turn.content);
         if cost > left {
             break;
         }
@@ -175,24 +180,29 @@ pub fn assemble(parts: Parts, budget: u32) -> Assembled {
         content: message,
     });
     Assembled {
-        tokens: messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
+        tokens: messages.iter().map(|m| tokens.count(&m.content)).sum(),
         messages,
         passages,
         oldest_turn_pk,
     }
 }
 
-fn passages_cost(passages: &[Passage]) -> u32 {
+fn passages_cost(passages: &[Passage], tokens: Tokenizer) -> u32 {
     if passages.is_empty() {
         0
     } else {
-        estimate_tokens(&knowledge_block(passages))
+        tokens.count(&knowledge_block(passages))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use confab_shared::ModelSpec;
+    use confab_shared::tokens::estimate_tokens;
+
     use super::*;
+
+    const ESTIMATE: Tokenizer = Tokenizer::ESTIMATE;
 
     fn turn(pk: i64, role: Role, content: &str) -> Turn {
         Turn {
@@ -231,7 +241,7 @@ mod tests {
 
     #[test]
     fn everything_fits_in_priority_order_with_the_message_last() {
-        let assembled = assemble(parts(), 10_000);
+        let assembled = assemble(parts(), 10_000, ESTIMATE);
         let contents: Vec<&str> = assembled
             .messages
             .iter()
@@ -248,10 +258,10 @@ mod tests {
 
     #[test]
     fn the_budget_is_never_exceeded_and_low_priority_parts_go_first() {
-        let full = assemble(parts(), 10_000).tokens;
+        let full = assemble(parts(), 10_000, ESTIMATE).tokens;
         // Two tokens are the least that holds a (cut) message at all.
         for budget in 2..=full + 5 {
-            let assembled = assemble(parts(), budget);
+            let assembled = assemble(parts(), budget, ESTIMATE);
             assert!(
                 assembled.tokens <= budget,
                 "budget {budget}: {}",
@@ -259,7 +269,7 @@ mod tests {
             );
         }
         // Just short of everything: the oldest turn is the first to go.
-        let tight = assemble(parts(), full - 1);
+        let tight = assemble(parts(), full - 1, ESTIMATE);
         assert_eq!(tight.oldest_turn_pk, Some(2));
         assert!(
             tight
@@ -275,10 +285,29 @@ mod tests {
         parts.turns = (1..=50)
             .map(|pk| turn(pk, Role::User, &format!("turn number {pk} with some words")))
             .collect();
-        let assembled = assemble(parts, 200);
+        let assembled = assemble(parts, 200, ESTIMATE);
         let last = assembled.messages.iter().rev().nth(1).unwrap();
         assert_eq!(last.content, "turn number 50 with some words");
         assert!(assembled.oldest_turn_pk.unwrap() > 1);
+    }
+
+    #[test]
+    fn counted_by_the_models_tokenizer_the_budget_holds_exactly() {
+        let exact = Tokenizer::for_model(&ModelSpec::OpenAi("gpt-4o".into()));
+        let mut parts = parts();
+        parts.instructions = "店铺早上九点开门，下午五点关门。".repeat(30);
+        parts.message = "Ünïcödé wörds ✓ ".repeat(20);
+        let full = assemble(parts.clone(), 100_000, exact);
+        let counted: u32 = full.messages.iter().map(|m| exact.count(&m.content)).sum();
+        assert_eq!(full.tokens, counted);
+        for budget in [8, 20, 64, 200, full.tokens - 1] {
+            let assembled = assemble(parts.clone(), budget, exact);
+            assert!(
+                assembled.tokens <= budget,
+                "budget {budget}: {}",
+                assembled.tokens
+            );
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod order;
 mod reply;
 pub mod store;
 mod summary;
+pub mod tokenizer;
 mod turn;
 
 use std::future::Future;

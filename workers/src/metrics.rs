@@ -1,32 +1,68 @@
 //! A worker process's own `GET /metrics` endpoint (`CONFAB_WORKER_METRICS_LISTEN`), so operators
-//! can scrape each worker they run. The recorder is `confab_shared::metrics`.
+//! can scrape each worker they run. The recorder is `confab_shared::metrics`; the route is an
+//! axum router on hyper's HTTP/1.1 connection, as the ingress serves its own (not
+//! `axum::serve`, which cannot set a deadline for a request's headers).
 
 use std::time::Duration;
 
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::warn;
 
 /// A scrape request is one short line and a few headers; anything longer is not one.
-const MAX_REQUEST_BYTES: usize = 8 * 1024;
+const MAX_HEADER_BYTES: usize = 8 * 1024;
+/// A client gets this long to send its request's headers, and then to take the answer.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Answer `GET /metrics` on `listener` until `shutdown` flips to true. One request per
-/// connection, as Prometheus scrapes; every other request is a 404.
+/// `GET /metrics` in Prometheus text; every other request is a 404 (a 405 for another method).
+fn router(handle: PrometheusHandle) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    handle.render(),
+                )
+            }),
+        )
+        .fallback(|| async {
+            (StatusCode::NOT_FOUND, "only GET /metrics is served here\n").into_response()
+        })
+}
+
+/// Answer on `listener` until `shutdown` flips to true. One request per connection, as
+/// Prometheus scrapes.
 pub async fn serve(
     listener: TcpListener,
     handle: PrometheusHandle,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let service = TowerToHyperService::new(router(handle));
     loop {
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let handle = handle.clone();
-                    tokio::spawn(async move { answer(stream, &handle).await });
+                    let connection = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(READ_TIMEOUT)
+                        .max_buf_size(MAX_HEADER_BYTES)
+                        .keep_alive(false)
+                        .serve_connection(TokioIo::new(stream), service.clone());
+                    tokio::spawn(async move {
+                        // A client that stops reading the answer cannot hold its task forever.
+                        let _ = tokio::time::timeout(ANSWER_TIMEOUT, connection).await;
+                    });
                 }
                 Err(e) => warn!(error = %e, "metrics endpoint: accept failed"),
             },
@@ -34,43 +70,77 @@ pub async fn serve(
     }
 }
 
-async fn answer(mut stream: TcpStream, handle: &PrometheusHandle) {
-    let Ok(Some(request_line)) = tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream))
-        .await
-        .map(Result::ok)
-        .map(Option::flatten)
-    else {
-        return;
-    };
-    let (status, content_type, body) = if request_line.starts_with("GET /metrics ") {
-        ("200 OK", "text/plain; version=0.0.4", handle.render())
-    } else {
-        (
-            "404 Not Found",
-            "text/plain",
-            "only GET /metrics is served here\n".to_owned(),
-        )
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\
-         connection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
-}
+#[cfg(test)]
+mod tests {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
-/// Read up to the end of the request head; its first line.
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
-    let mut head = Vec::with_capacity(512);
-    let mut chunk = [0u8; 512];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 || head.len() + n > MAX_REQUEST_BYTES {
-            return Ok(None);
-        }
-        head.extend_from_slice(&chunk[..n]);
+    use super::*;
+
+    async fn started() -> (std::net::SocketAddr, watch::Sender<bool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let handle = PrometheusBuilder::new().build_recorder().handle();
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(serve(listener, handle, stopped));
+        (addr, stop)
     }
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    Ok(Some(String::from_utf8_lossy(line).into_owned()))
+
+    async fn exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(request).await.expect("write");
+        // A server that closes on unread bytes resets the connection: what arrived before counts.
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_and_every_other_request_is_refused() {
+        let (addr, _stop) = started().await;
+        let metrics = exchange(addr, b"GET /metrics HTTP/1.1\r\nhost: w\r\n\r\n").await;
+        assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
+        assert!(
+            metrics.contains("content-type: text/plain; version=0.0.4\r\n"),
+            "{metrics}"
+        );
+        // One request per connection: the server closed it after the answer.
+        assert!(metrics.contains("connection: close\r\n"), "{metrics}");
+        let other = exchange(addr, b"GET / HTTP/1.1\r\nhost: w\r\n\r\n").await;
+        assert!(other.starts_with("HTTP/1.1 404 Not Found\r\n"), "{other}");
+        assert!(
+            other.ends_with("only GET /metrics is served here\n"),
+            "{other}"
+        );
+        let post = exchange(
+            addr,
+            b"POST /metrics HTTP/1.1\r\nhost: w\r\ncontent-length: 0\r\n\r\n",
+        )
+        .await;
+        assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_or_unfinished_request_head_is_not_waited_for() {
+        let (addr, _stop) = started().await;
+        let long = format!(
+            "GET /metrics HTTP/1.1\r\nx: {}\r\n\r\n",
+            "a".repeat(16 * 1024)
+        );
+        let refused = exchange(addr, long.as_bytes()).await;
+        // The 431 itself may be lost to the reset of a connection closed on unread bytes.
+        assert!(
+            refused.is_empty() || refused.starts_with("HTTP/1.1 431 "),
+            "{refused}"
+        );
+        let started = std::time::Instant::now();
+        let unfinished = exchange(addr, b"GET /metrics HTTP/1.1\r\n").await;
+        assert!(!unfinished.contains("200 OK"), "{unfinished}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= READ_TIMEOUT && waited < READ_TIMEOUT * 2,
+            "{waited:?}"
+        );
+    }
 }

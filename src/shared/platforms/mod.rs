@@ -156,6 +156,15 @@ impl SendError {
     }
 }
 
+impl crate::retry::RetryAfter for SendError {
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SendError::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
 pub trait Adapter: Send + Sync {
     /// The channel kind this adapter serves (`channels.kind`).
     fn kind(&self) -> &'static str;
@@ -253,12 +262,21 @@ pub(crate) fn plausible_sent_at(claimed: Option<i64>) -> i64 {
     claimed.map_or(now, |at| at.clamp(0, now))
 }
 
-/// Send a platform request with a JSON body; its status and JSON answer (`null` if it sent
-/// none). Not reaching the platform at all is worth another try.
+/// What a platform answered a send with.
+pub(crate) struct Answer {
+    pub status: reqwest::StatusCode,
+    /// Its JSON body, `null` if it sent none.
+    pub body: Value,
+    /// Its `Retry-After` header.
+    pub retry_after: Option<Duration>,
+}
+
+/// Send a platform request with a JSON body; what the platform answered. Not reaching the
+/// platform at all is worth another try.
 pub(crate) async fn post_json(
     request: reqwest::RequestBuilder,
     body: &Value,
-) -> Result<(reqwest::StatusCode, Value), SendError> {
+) -> Result<Answer, SendError> {
     let response = request
         .json(body)
         .send()
@@ -267,7 +285,29 @@ pub(crate) async fn post_json(
         // this message ends up in logs and in the message's `delivery_error`.
         .map_err(|e| SendError::Transient(e.without_url().to_string()))?;
     let status = response.status();
-    Ok((status, response.json().await.unwrap_or(Value::Null)))
+    let retry_after = crate::retry::retry_after_header(response.headers());
+    Ok(Answer {
+        status,
+        body: response.json().await.unwrap_or(Value::Null),
+        retry_after,
+    })
+}
+
+/// A failed send whose HTTP status says that trying again may work (429, 5xx): throttling
+/// when the platform said how long to wait, transient otherwise. `None` for any other status.
+pub(crate) fn retryable_status(answer: &Answer, message: &str) -> Option<SendError> {
+    let status = answer.status;
+    if !(status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS) {
+        return None;
+    }
+    Some(match answer.retry_after {
+        Some(pause) => SendError::Throttled {
+            code: status.as_u16().to_string(),
+            message: message.to_owned(),
+            retry_after: Some(pause),
+        },
+        None => SendError::Transient(message.to_owned()),
+    })
 }
 
 /// A send refused before it starts: the channel lacks what the platform needs.
@@ -296,7 +336,8 @@ mod tests {
         let http = http_client(Duration::from_secs(2)).expect("client");
         // Port 1 on loopback refuses the connection at once.
         let request = http.post("http://127.0.0.1:1/bot123456:SECRET-token/sendMessage");
-        let Err(SendError::Transient(message)) = post_json(request, &Value::Null).await else {
+        let Err(SendError::Transient(message)) = post_json(request, &Value::Null).await.map(|_| ())
+        else {
             panic!("a refused connection is a transient failure");
         };
         assert!(!message.contains("SECRET"), "{message}");

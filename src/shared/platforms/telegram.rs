@@ -11,8 +11,8 @@ use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 use super::{
-    Adapter, AuthError, Config, Content, Endpoints, Event, Handshake, Inbound, SendError, Sender,
-    missing_settings, payload, plausible_sent_at, post_json, setting,
+    Adapter, Answer, AuthError, Config, Content, Endpoints, Event, Handshake, Inbound, SendError,
+    Sender, missing_settings, payload, plausible_sent_at, post_json, retryable_status, setting,
 };
 
 pub struct Telegram;
@@ -72,38 +72,38 @@ impl Adapter for Telegram {
             );
             let chat_id: Value = to.parse::<i64>().map_or_else(|_| json!(to), |id| json!(id));
             let body = json!({"chat_id": chat_id, "text": text});
-            let (status, reply) = post_json(http.post(url), &body).await?;
-            if reply["ok"] == true
-                && let Some(id) = reply["result"]["message_id"].as_i64()
+            let answer = post_json(http.post(url), &body).await?;
+            if answer.body["ok"] == true
+                && let Some(id) = answer.body["result"]["message_id"].as_i64()
             {
                 return Ok(format!("{to}:{id}"));
             }
-            Err(classify(status, &reply))
+            Err(classify(&answer))
         })
     }
 }
 
-fn classify(status: reqwest::StatusCode, reply: &Value) -> SendError {
+/// A Bot API failure: its 429s say how long to wait in the body (`parameters.retry_after`).
+fn classify(answer: &Answer) -> SendError {
+    let reply = &answer.body;
     let message = reply["description"]
         .as_str()
-        .map_or_else(|| format!("HTTP {status}"), str::to_owned);
-    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        .map_or_else(|| format!("HTTP {}", answer.status), str::to_owned);
+    if answer.status == reqwest::StatusCode::TOO_MANY_REQUESTS {
         return SendError::Throttled {
             code: "429".into(),
             message,
             retry_after: reply["parameters"]["retry_after"]
                 .as_u64()
-                .map(Duration::from_secs),
+                .map(Duration::from_secs)
+                .or(answer.retry_after),
         };
     }
-    if status.is_server_error() {
-        return SendError::Transient(message);
-    }
-    SendError::Rejected {
-        code: status.as_u16().to_string(),
+    retryable_status(answer, &message).unwrap_or_else(|| SendError::Rejected {
+        code: answer.status.as_u16().to_string(),
         message,
         details: reply.clone(),
-    }
+    })
 }
 
 fn inbound(update: &Value) -> Option<Inbound> {
@@ -242,19 +242,35 @@ mod tests {
         }
     }
 
+    fn answer(status: reqwest::StatusCode, body: Value, retry_after: Option<u64>) -> Answer {
+        Answer {
+            status,
+            body,
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
     #[test]
     fn too_many_requests_is_retried_after_the_given_pause() {
         let reply = json!({"ok": false, "error_code": 429, "description": "Too Many Requests",
             "parameters": {"retry_after": 3}});
+        let too_many = reqwest::StatusCode::TOO_MANY_REQUESTS;
         assert_eq!(
-            classify(reqwest::StatusCode::TOO_MANY_REQUESTS, &reply),
+            classify(&answer(too_many, reply.clone(), Some(9))),
             SendError::Throttled {
                 code: "429".into(),
                 message: "Too Many Requests".into(),
                 retry_after: Some(Duration::from_secs(3))
             }
         );
+        // Without the body's pause, the header's.
+        let bare = json!({"ok": false, "error_code": 429, "description": "Too Many Requests"});
+        let SendError::Throttled { retry_after, .. } = classify(&answer(too_many, bare, Some(9)))
+        else {
+            panic!("a 429 is throttling");
+        };
+        assert_eq!(retry_after, Some(Duration::from_secs(9)));
         let forbidden = json!({"ok": false, "error_code": 403, "description": "bot was blocked"});
-        assert!(!classify(reqwest::StatusCode::FORBIDDEN, &forbidden).is_retryable());
+        assert!(!classify(&answer(reqwest::StatusCode::FORBIDDEN, forbidden, None)).is_retryable());
     }
 }

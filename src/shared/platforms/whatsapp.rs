@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::{
-    Adapter, AuthError, Config, Content, DeliveryStatus, Endpoints, Event, Handshake, Inbound,
-    SendError, Sender, StatusUpdate, missing_settings, payload, plausible_sent_at, post_json,
-    setting,
+    Adapter, Answer, AuthError, Config, Content, DeliveryStatus, Endpoints, Event, Handshake,
+    Inbound, SendError, Sender, StatusUpdate, missing_settings, payload, plausible_sent_at,
+    post_json, retryable_status, setting,
 };
 
 pub struct WhatsApp;
@@ -133,38 +133,35 @@ impl Adapter for WhatsApp {
                 "type": "text",
                 "text": {"preview_url": false, "body": text},
             });
-            let (status, reply) = post_json(http.post(url).bearer_auth(token), &body).await?;
-            if status.is_success()
-                && let Some(id) = reply["messages"][0]["id"].as_str()
+            let answer = post_json(http.post(url).bearer_auth(token), &body).await?;
+            if answer.status.is_success()
+                && let Some(id) = answer.body["messages"][0]["id"].as_str()
             {
                 return Ok(id.to_owned());
             }
-            Err(classify(status, &reply))
+            Err(classify(&answer))
         })
     }
 }
 
 /// Sort a Graph API failure into retry or give up.
-fn classify(status: reqwest::StatusCode, reply: &Value) -> SendError {
-    let error = &reply["error"];
+fn classify(answer: &Answer) -> SendError {
+    let error = &answer.body["error"];
     let code = error["code"].as_i64();
     let message = error["message"]
         .as_str()
-        .map_or_else(|| format!("HTTP {status}"), str::to_owned);
+        .map_or_else(|| format!("HTTP {}", answer.status), str::to_owned);
     match code {
         Some(code) if THROTTLE_CODES.contains(&code) => SendError::Throttled {
             code: code.to_string(),
             message,
-            retry_after: None,
+            retry_after: answer.retry_after,
         },
-        _ if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS => {
-            SendError::Transient(message)
-        }
-        _ => SendError::Rejected {
-            code: code.map_or_else(|| status.as_u16().to_string(), |c| c.to_string()),
+        _ => retryable_status(answer, &message).unwrap_or_else(|| SendError::Rejected {
+            code: code.map_or_else(|| answer.status.as_u16().to_string(), |c| c.to_string()),
             message,
             details: error.clone(),
-        },
+        }),
     }
 }
 
@@ -229,6 +226,8 @@ fn status_update(status: &Value) -> Option<StatusUpdate> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn config() -> Config {
@@ -374,23 +373,57 @@ mod tests {
         }
     }
 
+    fn answer(status: reqwest::StatusCode, body: Value, retry_after: Option<u64>) -> Answer {
+        Answer {
+            status,
+            body,
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
     #[test]
     fn graph_errors_are_sorted_into_retry_and_give_up() {
         let err = |code: i64| json!({"error": {"message": "m", "code": code}});
         let bad = reqwest::StatusCode::BAD_REQUEST;
+        let classify = |status, body| classify(&answer(status, body, None));
         assert!(matches!(
-            classify(bad, &err(130429)),
+            classify(bad, err(130429)),
             SendError::Throttled { .. }
         ));
         assert!(matches!(
-            classify(bad, &err(131056)),
+            classify(bad, err(131056)),
             SendError::Throttled { .. }
         ));
         assert!(matches!(
-            classify(bad, &err(131047)),
+            classify(bad, err(131047)),
             SendError::Rejected { .. }
         ));
-        assert!(!classify(bad, &err(131047)).is_retryable());
-        assert!(classify(reqwest::StatusCode::BAD_GATEWAY, &Value::Null).is_retryable());
+        assert!(!classify(bad, err(131047)).is_retryable());
+        assert!(classify(reqwest::StatusCode::BAD_GATEWAY, Value::Null).is_retryable());
+    }
+
+    #[test]
+    fn a_retry_after_header_is_the_pause_of_a_throttled_or_failing_send() {
+        use crate::retry::RetryAfter;
+        let throttled = json!({"error": {"message": "m", "code": 130429}});
+        let bad = reqwest::StatusCode::BAD_REQUEST;
+        let pause = |status, body, header| classify(&answer(status, body, header)).retry_after();
+        assert_eq!(
+            pause(bad, throttled.clone(), Some(7)),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(pause(bad, throttled, None), None);
+        let unavailable = reqwest::StatusCode::SERVICE_UNAVAILABLE;
+        assert_eq!(
+            pause(unavailable, Value::Null, Some(2)),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            classify(&answer(unavailable, Value::Null, None)),
+            SendError::Transient("HTTP 503 Service Unavailable".into())
+        );
+        // A refusal stays one whatever the header says.
+        let refused = json!({"error": {"message": "m", "code": 131047}});
+        assert!(!classify(&answer(bad, refused, Some(1))).is_retryable());
     }
 }

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -26,7 +27,8 @@ pub struct Sent {
 #[derive(Default)]
 struct Shared {
     sent: Vec<Sent>,
-    failures: VecDeque<(u16, Value)>,
+    /// Status, body and `Retry-After` seconds of each failure to answer.
+    failures: VecDeque<(u16, Value, Option<u64>)>,
 }
 
 pub struct FakePlatform {
@@ -63,7 +65,16 @@ impl FakePlatform {
 
     /// Answer the next sends with these failures, in order, before succeeding again.
     pub fn fail_next(&self, failures: impl IntoIterator<Item = (u16, Value)>) {
+        let failures = failures
+            .into_iter()
+            .map(|(status, body)| (status, body, None));
         self.shared.lock().unwrap().failures.extend(failures);
+    }
+
+    /// Answer the next send with this failure and a `Retry-After` of `seconds`.
+    pub fn fail_next_asking_to_wait(&self, status: u16, body: Value, seconds: u64) {
+        let failure = (status, body, Some(seconds));
+        self.shared.lock().unwrap().failures.push_back(failure);
     }
 
     /// Every request received so far, failed ones included.
@@ -105,7 +116,7 @@ fn record(
     path: String,
     headers: &HeaderMap,
     body: Value,
-) -> Option<(u16, Value)> {
+) -> Option<(u16, Value, Option<u64>)> {
     let mut shared = shared.lock().unwrap();
     shared.sent.push(Sent {
         path,
@@ -122,6 +133,16 @@ fn reply(status: u16, body: Value) -> Response {
     (StatusCode::from_u16(status).unwrap(), Json(body)).into_response()
 }
 
+fn fail(status: u16, body: Value, retry_after: Option<u64>) -> Response {
+    let mut response = reply(status, body);
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
 async fn graph_send(
     State(shared): State<Arc<Mutex<Shared>>>,
     Path((version, number)): Path<(String, String)>,
@@ -129,8 +150,8 @@ async fn graph_send(
     Json(body): Json<Value>,
 ) -> Response {
     let path = format!("/{version}/{number}/messages");
-    if let Some((status, error)) = record(&shared, path, &headers, body.clone()) {
-        return reply(status, error);
+    if let Some((status, error, retry_after)) = record(&shared, path, &headers, body.clone()) {
+        return fail(status, error, retry_after);
     }
     let n = shared.lock().unwrap().sent.len();
     reply(
@@ -148,8 +169,8 @@ async fn telegram_send(
     Json(body): Json<Value>,
 ) -> Response {
     let path = format!("/{bot}/sendMessage");
-    if let Some((status, error)) = record(&shared, path, &headers, body.clone()) {
-        return reply(status, error);
+    if let Some((status, error, retry_after)) = record(&shared, path, &headers, body.clone()) {
+        return fail(status, error, retry_after);
     }
     let n = shared.lock().unwrap().sent.len();
     reply(

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::config::DeliveryConfig;
 use confab_shared::db::DbError;
 use confab_shared::platforms::{self, Adapter, Config, DeliveryStatus, SendError};
+use confab_shared::retry::{self, Retryable};
 
 /// What a user hears when their turn failed (the model erred, timed out, or the deadline passed).
 const APOLOGY: &str = "Sorry, I can't answer right now. Please try again in a little while.";
@@ -227,35 +228,24 @@ impl Deliverer {
         target: &Target,
         part: &str,
     ) -> Result<String, SendError> {
-        let mut pause = self.settings.retry_base;
         let mut attempt = 1;
-        loop {
-            let sent = adapter
-                .send(
-                    &self.http,
-                    &self.settings.endpoints,
-                    &target.config,
-                    &target.reply_address,
-                    part,
-                )
-                .await;
-            match sent {
-                Err(e) if e.is_retryable() && attempt < self.settings.max_attempts => {
-                    let wait = match &e {
-                        SendError::Throttled {
-                            retry_after: Some(after),
-                            ..
-                        } => *after,
-                        _ => pause,
-                    };
-                    info!(attempt, retry_in = ?wait, error = %e, "send failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    pause = (pause * 2).min(Duration::from_secs(60));
-                    attempt += 1;
-                }
-                result => return result,
-            }
-        }
+        (|| {
+            adapter.send(
+                &self.http,
+                &self.settings.endpoints,
+                &target.config,
+                &target.reply_address,
+                part,
+            )
+        })
+        .retry(self.settings.retry_policy().backoff())
+        .when(SendError::is_retryable)
+        .adjust(retry::honour_retry_after)
+        .notify(|e, wait| {
+            info!(attempt, retry_in = ?wait, error = %e, "send failed; retrying");
+            attempt += 1;
+        })
+        .await
     }
 
     async fn record_sent(

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::provider::{ModelError, ModelEvent, ModelRequest, ModelStream, Provider};
-use super::sse::DataLines;
+use super::sse::{SseError, data_events};
 
 pub struct OpenAi {
     http: reqwest::Client,
@@ -102,38 +102,35 @@ impl Provider for OpenAi {
                 Err(ModelError::Http { status: status.as_u16(), message })?;
                 return;
             }
-            let mut body = response.bytes_stream();
-            let mut lines = DataLines::default();
+            let mut events = std::pin::pin!(data_events(response.bytes_stream(), idle));
             loop {
-                let bytes = tokio::time::timeout(idle, body.next())
-                    .await
-                    .map_err(|_| ModelError::Timeout(idle))?;
-                let Some(bytes) = bytes else {
+                let Some(data) = events.next().await else {
                     Err(ModelError::Protocol("stream ended before [DONE]".into()))?;
                     return;
                 };
-                lines.push(&bytes.map_err(transport_error)?);
-                while let Some(data) = lines.next_data() {
-                    let data = data.map_err(|e| ModelError::Protocol(e.to_string()))?;
-                    if data == "[DONE]" {
-                        return;
+                let data = data.map_err(|e| match e {
+                    SseError::Idle(idle) => ModelError::Timeout(idle),
+                    SseError::Transport(e) => transport_error(e),
+                    SseError::Decode(reason) => ModelError::Protocol(reason),
+                })?;
+                if data == "[DONE]" {
+                    return;
+                }
+                let chunk: Chunk = serde_json::from_str(&data)
+                    .map_err(|e| ModelError::Protocol(format!("bad chunk: {e}")))?;
+                if let Some(error) = chunk.error {
+                    Err(ModelError::Http { status: 200, message: error.message })?;
+                }
+                for choice in chunk.choices {
+                    if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
+                        yield ModelEvent::Delta(text);
                     }
-                    let chunk: Chunk = serde_json::from_str(&data)
-                        .map_err(|e| ModelError::Protocol(format!("bad chunk: {e}")))?;
-                    if let Some(error) = chunk.error {
-                        Err(ModelError::Http { status: 200, message: error.message })?;
-                    }
-                    for choice in chunk.choices {
-                        if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
-                            yield ModelEvent::Delta(text);
-                        }
-                    }
-                    if let Some(usage) = chunk.usage {
-                        yield ModelEvent::Usage(Usage {
-                            prompt_tokens: usage.prompt_tokens,
-                            completion_tokens: usage.completion_tokens,
-                        });
-                    }
+                }
+                if let Some(usage) = chunk.usage {
+                    yield ModelEvent::Usage(Usage {
+                        prompt_tokens: usage.prompt_tokens,
+                        completion_tokens: usage.completion_tokens,
+                    });
                 }
             }
         })

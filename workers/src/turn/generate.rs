@@ -20,6 +20,7 @@ use super::env::TurnEnv;
 use crate::context::{self, Parts};
 use crate::model::{ModelError, ModelEvent, ModelRequest, Provider};
 use crate::reply::{Replies, ReplyError};
+use crate::tokenizer::Tokenizer;
 
 /// While the model is silent, a keepalive this often tells a vanished caller apart.
 const KEEPALIVE: Duration = Duration::from_millis(400);
@@ -76,7 +77,7 @@ pub(super) async fn generate(
     let budget = spec
         .context_window(env.default_context_window)
         .saturating_sub(context::ANSWER_TOKENS);
-    let assembled = context::assemble(parts, budget);
+    let assembled = context::assemble(parts, budget, Tokenizer::for_model(spec));
     let sources: Vec<Source> = assembled.passages.iter().map(|p| p.source()).collect();
     let prompt_estimate = assembled.tokens;
     let oldest_turn_pk = assembled.oldest_turn_pk;

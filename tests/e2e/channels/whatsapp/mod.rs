@@ -463,6 +463,35 @@ async fn throttled_sends_are_retried_and_the_24_hour_window_error_is_recorded_wi
 }
 
 #[tokio::test]
+async fn a_failed_send_is_retried_after_the_platforms_retry_after_not_the_longer_backoff() {
+    let channel = WhatsAppChannel::start_with(
+        Options {
+            // Without the header the retry would come a minute later, past the wait below.
+            delivery_retry_base: Duration::from_secs(60),
+            ..Options::default()
+        },
+        json!({}),
+    )
+    .await;
+    let unavailable = json!({"error": {"message": "Service temporarily unavailable", "code": 2}});
+    channel
+        .platform
+        .fail_next_asking_to_wait(503, unavailable, 1);
+    let started = std::time::Instant::now();
+    channel
+        .post(&text_webhook("wamid.ra1", "16315551181", "Open today?"))
+        .await;
+    channel
+        .wait_for_history(|h| h.len() == 2 && h[1]["delivery_status"] == "accepted")
+        .await;
+    assert_eq!(channel.platform.sent().len(), 2);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the pause asked for was kept"
+    );
+}
+
+#[tokio::test]
 async fn a_long_answer_is_split_at_4096_characters_without_breaking_characters() {
     let piece = "Ünïcödé wörds ✓ ".to_owned();
     let model = FakeOpenAi::start(Script::Tokens {
