@@ -77,7 +77,8 @@ pub(super) async fn generate(
     let budget = spec
         .context_window(env.default_context_window)
         .saturating_sub(context::ANSWER_TOKENS);
-    let assembled = context::assemble(parts, budget, Tokenizer::for_model(spec));
+    let tokenizer = Tokenizer::for_model(spec);
+    let assembled = context::assemble(parts, budget, tokenizer);
     let sources: Vec<Source> = assembled.passages.iter().map(|p| p.source()).collect();
     let prompt_estimate = assembled.tokens;
     let oldest_turn_pk = assembled.oldest_turn_pk;
@@ -90,7 +91,11 @@ pub(super) async fn generate(
         model: spec.model_name().to_owned(),
         messages: assembled.messages,
         passages: assembled.passages,
-        max_tokens: context::ANSWER_TOKENS,
+        // An answer continued was partly written: its start, now in the prompt, was part of
+        // the answer's share of the window, so the rest gets what is left of it.
+        max_tokens: context::ANSWER_TOKENS
+            .saturating_sub(tokenizer.count(&stream.text))
+            .max(1),
         continues: (!stream.text.is_empty()).then(|| stream.text.clone()),
     };
     let ending = stream
