@@ -36,6 +36,9 @@ pub struct Job {
     /// of it (conversation, messages, answer) is stored (OpenAI's `store: false`).
     #[serde(default)]
     pub ephemeral: bool,
+    /// How the caller asked the answer to be sampled; absent, the provider's defaults.
+    #[serde(default, skip_serializing_if = "Sampling::is_default")]
+    pub sampling: Sampling,
     /// When the ingress stops waiting (ms since epoch); a worker drops a job past it.
     pub deadline_ms: i64,
     /// When the ingress published the job (ms since epoch), for queue-time figures.
@@ -47,6 +50,36 @@ pub struct Job {
 impl Versioned for Job {
     fn version(&self) -> u16 {
         self.v
+    }
+}
+
+/// How the caller asked a turn's answer to be sampled (the OpenAI dialect's parameters). Every
+/// field absent leaves it to the provider. The built-in model is deterministic: it honours
+/// `max_tokens` and `stop`, and the sampling controls change nothing in what it says. Added
+/// without a version bump: an older worker ignores it, as it ignored the parameters before.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// Most tokens the answer may have; the answer's share of the context window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// The answer ends before the first of these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f64>,
+}
+
+impl Sampling {
+    pub fn is_default(&self) -> bool {
+        *self == Sampling::default()
     }
 }
 

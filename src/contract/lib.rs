@@ -11,9 +11,9 @@ mod reply;
 pub mod settings;
 mod topology;
 
-pub use job::{AssistantRef, Cancel, CancelKind, Job, Message, PreviewAssistant, Role};
+pub use job::{AssistantRef, Cancel, CancelKind, Job, Message, PreviewAssistant, Role, Sampling};
 pub use names::Names;
-pub use reply::{Done, ErrorCode, ReplyEvent, Source, Timing, Usage};
+pub use reply::{Done, ErrorCode, FinishReason, ReplyEvent, Source, Timing, Usage};
 pub use settings::{ConfigError, SharedSettings};
 pub use topology::{
     QueueLimits, TopologyError, declare_cancel_queue, declare_reply_log, declare_reply_queue,

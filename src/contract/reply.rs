@@ -90,6 +90,27 @@ pub struct Done {
     #[serde(default)]
     pub sources: Vec<Source>,
     pub timing: Timing,
+    /// Why the answer ended: it was complete, or it reached its `max_tokens` (absent from an
+    /// older worker, which never stopped early).
+    #[serde(default)]
+    pub finish_reason: FinishReason,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    #[default]
+    Stop,
+    Length,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

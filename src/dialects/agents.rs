@@ -171,6 +171,7 @@ async fn chat(
             folder_ids: Vec::new(),
             stream: request.stream,
             ephemeral: false,
+            sampling: Default::default(),
             stream_format: Some(json!({"family": FORMAT})),
         })
         .await?;

@@ -243,6 +243,7 @@ fn turn_request(
         folder_ids: Vec::new(),
         stream,
         ephemeral: false,
+        sampling: Default::default(),
         stream_format: stream.then(|| json!({"family": FORMAT})),
     }
 }

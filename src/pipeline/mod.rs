@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confab_contract::{AssistantRef, Done, ErrorCode, Job, Message, VERSION, now_ms};
+use confab_contract::{AssistantRef, Done, ErrorCode, Job, Message, Sampling, VERSION, now_ms};
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -37,6 +37,8 @@ pub struct TurnRequest {
     pub stream: bool,
     /// See `Job::ephemeral`.
     pub ephemeral: bool,
+    /// See `Job::sampling`.
+    pub sampling: Sampling,
     /// How the dialect renders this stream, logged so that a reconnect renders it again (see
     /// `Pipeline::replay`); opaque here. `None` for JSON turns.
     pub stream_format: Option<serde_json::Value>,
@@ -58,6 +60,7 @@ impl TurnRequest {
             folder_ids: self.folder_ids,
             stream: self.stream,
             ephemeral: self.ephemeral,
+            sampling: self.sampling,
             deadline_ms,
             published_ms: now_ms(),
             reply_to,

@@ -202,6 +202,7 @@ impl Turn<'_> {
             folder_ids: Vec::new(),
             stream: false,
             ephemeral: false,
+            sampling: Default::default(),
             stream_format: None,
         };
         let deliveries = state.broker().names().deliveries();
@@ -322,6 +323,7 @@ impl Turn<'_> {
             model: "confab/fixed".to_owned(),
             sources: Vec::new(),
             timing: Default::default(),
+            finish_reason: Default::default(),
         }));
         let broker = state.broker();
         let session = broker

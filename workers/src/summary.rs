@@ -142,6 +142,7 @@ async fn by_model(
         ],
         passages: Vec::new(),
         max_tokens: SUMMARY_TOKENS,
+        sampling: Default::default(),
         continues: None,
     };
     let mut stream = models.provider(spec).stream(request);

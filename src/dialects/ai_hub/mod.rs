@@ -145,6 +145,7 @@ async fn ask(
             folder_ids: request.folder_ids,
             stream,
             ephemeral: false,
+            sampling: Default::default(),
             stream_format: Some(stream_format(&asked)),
         })
         .await?;
@@ -355,6 +356,7 @@ mod tests {
                 })
                 .collect(),
             timing: Timing::default(),
+            finish_reason: Default::default(),
         }
     }
 

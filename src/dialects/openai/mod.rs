@@ -192,10 +192,11 @@ fn turn_request(
         channel_id: None,
         message,
         history,
-        metadata: Default::default(),
+        metadata: request.metadata.clone(),
         folder_ids: Vec::new(),
         stream: request.stream,
         ephemeral: !request.store,
+        sampling: request.sampling.clone(),
         // Nothing of a `store: false` exchange is kept, its reply log included.
         stream_format: request.store.then_some(stream_format),
     }

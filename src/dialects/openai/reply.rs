@@ -7,7 +7,7 @@ use axum::Json;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::sse::Event;
 use axum::response::{AppendHeaders, IntoResponse, Response};
-use confab_contract::Usage;
+use confab_contract::{FinishReason, Usage};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -62,14 +62,14 @@ impl Completion {
     }
 
     /// The whole answer (`stream: false`).
-    pub fn completion(&self, text: &str, usage: Usage) -> Value {
+    pub fn completion(&self, text: &str, usage: Usage, finish: FinishReason) -> Value {
         let mut object = self.object(
             "chat.completion",
             json!([{
                 "index": 0,
                 "message": {"role": "assistant", "content": text, "refusal": null},
                 "logprobs": null,
-                "finish_reason": "stop",
+                "finish_reason": finish.as_str(),
             }]),
         );
         object["usage"] = usage_json(usage);
@@ -126,7 +126,7 @@ fn conversation_header(
 pub async fn json_reply(turn: Turn, completion: Completion) -> Result<Response, OpenAiError> {
     let headers = conversation_header(&completion, &turn.conversation_id);
     let done = turn.collect().await?;
-    let body = Json(completion.completion(&done.text, done.usage));
+    let body = Json(completion.completion(&done.text, done.usage, done.finish_reason));
     Ok((AppendHeaders(headers), body).into_response())
 }
 
@@ -189,7 +189,8 @@ fn chunk_events(
                     yield data(completion.chunk(delta, None, include_usage));
                 }
                 TurnEvent::Done(done) => {
-                    yield data(completion.chunk(json!({}), Some("stop"), include_usage));
+                    let finish = done.finish_reason.as_str();
+                    yield data(completion.chunk(json!({}), Some(finish), include_usage));
                     if include_usage {
                         yield data(completion.usage_chunk(done.usage));
                     }
@@ -216,7 +217,7 @@ mod tests {
             prompt_tokens: 10,
             completion_tokens: 4,
         };
-        let body = completion.completion("Hi.", usage);
+        let body = completion.completion("Hi.", usage, FinishReason::Stop);
         assert_eq!(body["id"], format!("chatcmpl-{}", Uuid::nil().simple()));
         assert_eq!(body["object"], "chat.completion");
         assert_eq!(body["model"], "support-agent");

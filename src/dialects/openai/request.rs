@@ -1,11 +1,10 @@
 //! The body of `POST /v1/chat/completions`, validated field by field so that every problem is a
-//! 400 naming its `param`. Standard parameters confab has no use for (temperature, max_tokens,
-//! top_p, user, tools, ...) are accepted and ignored: the assistant's stored settings decide how
-//! it answers, and SDKs and chat UIs send them unasked. The `messages` array is read in
-//! `messages.rs`; this file reads the parameters around it and the conversation headers.
+//! 400 naming its `param`. No parameter is accepted and ignored: `params.rs` passes sampling on
+//! to the model and refuses what confab cannot do. The `messages` array is read in
+//! `messages.rs`; this file reads the rest and the conversation headers.
 
 use axum::http::HeaderMap;
-use confab_contract::{Message, Role};
+use confab_contract::{Message, Role, Sampling};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -13,6 +12,7 @@ use super::error::OpenAiError;
 use messages::{ChatMessage, messages};
 
 mod messages;
+mod params;
 
 /// A validated chat completion request.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +29,10 @@ pub struct ChatRequest {
     pub conversation_id: Option<String>,
     /// OpenAI's `store`: `false` keeps nothing of a stateless exchange.
     pub store: bool,
+    /// How the answer is sampled.
+    pub sampling: Sampling,
+    /// `user` and `metadata`, stored with the user's turn.
+    pub metadata: serde_json::Map<String, Value>,
 }
 
 impl ChatRequest {
@@ -77,6 +81,9 @@ impl ChatRequest {
             Some(Value::String(id)) if is_valid_conversation_id(&id) => Some(id),
             Some(_) => return Err(invalid_conversation_id("conversation_id")),
         };
+        let sampling = params::sampling(&mut fields)?;
+        let metadata = params::caller_metadata(&mut fields)?;
+        params::refuse_the_rest(&fields)?;
         Ok(ChatRequest {
             model,
             earlier,
@@ -85,6 +92,8 @@ impl ChatRequest {
             include_usage,
             conversation_id,
             store,
+            sampling,
+            metadata,
         })
     }
 
@@ -220,6 +229,8 @@ mod tests {
             "temperature": 0.2, "max_tokens": 50, "top_p": 1, "user": "u1", "n": 1,
         }))
         .unwrap();
+        assert_eq!(request.sampling.max_tokens, Some(50));
+        assert_eq!(request.metadata["user"], "u1");
         assert_eq!(request.model, "support-agent");
         assert_eq!(request.question, "hi");
         assert!(request.earlier.is_empty());

@@ -1,12 +1,12 @@
 //! The OpenAI-compatible dialect's OpenAPI schemas, the subset of OpenAI's own that confab
-//! writes. The request is open: sampling parameters and other OpenAI fields are accepted and
-//! ignored.
+//! writes. Every request parameter listed is honoured; OpenAI's others (tools, structured
+//! output, log probabilities...) are refused with a 400 naming them, as is any unknown one.
 
 use serde_json::Value;
 
 use crate::http::openapi::schema::{
-    array, boolean, closed, described, enum_of, integer, literal, null, nullable, obj, one_of,
-    record, reference, string,
+    any_object, array, boolean, closed, described, enum_of, integer, literal, null, nullable,
+    number, obj, one_of, record, reference, string,
 };
 
 fn request() -> Value {
@@ -59,6 +59,49 @@ fn request() -> Value {
             ),
             ("n", described(nullable(integer()), "Only 1 is supported")),
             (
+                "temperature",
+                described(nullable(number()), "0 to 2; passed to the model"),
+            ),
+            ("top_p", described(nullable(number()), "0 to 1; passed to the model")),
+            (
+                "max_tokens",
+                described(
+                    nullable(integer()),
+                    "Most tokens in the answer; beyond it `finish_reason` is `length`",
+                ),
+            ),
+            (
+                "max_completion_tokens",
+                described(nullable(integer()), "The same as max_tokens"),
+            ),
+            (
+                "stop",
+                described(
+                    nullable(one_of([string(), array(string())])),
+                    "Up to 4 sequences; the answer ends before the first",
+                ),
+            ),
+            ("seed", described(nullable(integer()), "Passed to the model")),
+            (
+                "presence_penalty",
+                described(nullable(number()), "-2 to 2; passed to the model"),
+            ),
+            (
+                "frequency_penalty",
+                described(nullable(number()), "-2 to 2; passed to the model"),
+            ),
+            (
+                "user",
+                described(nullable(string()), "Stored with the user's turn"),
+            ),
+            (
+                "metadata",
+                described(
+                    nullable(any_object()),
+                    "Up to 16 string values, stored with the user's turn",
+                ),
+            ),
+            (
                 "conversation_id",
                 described(
                     nullable(string()),
@@ -104,7 +147,7 @@ fn completion() -> Value {
             ]),
         ),
         ("logprobs", null()),
-        ("finish_reason", enum_of(&["stop"])),
+        ("finish_reason", enum_of(&["stop", "length"])),
     ]);
     let mut fields = object_fields("chat.completion", choice);
     fields.push(("usage", reference("CompletionUsage")));
@@ -124,7 +167,7 @@ fn chunk() -> Value {
             ),
         ),
         ("logprobs", null()),
-        ("finish_reason", nullable(enum_of(&["stop"]))),
+        ("finish_reason", nullable(enum_of(&["stop", "length"]))),
     ]);
     let mut fields = object_fields("chat.completion.chunk", choice);
     fields.push((

@@ -242,6 +242,7 @@ async fn a_job_that_always_fails_is_dead_lettered_after_its_delivery_limit() {
         folder_ids: Vec::new(),
         stream: false,
         ephemeral: false,
+        sampling: Default::default(),
         deadline_ms: now_ms() + 60_000,
         published_ms: now_ms(),
         reply_to: replies.clone(),

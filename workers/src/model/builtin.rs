@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use confab_contract::{Role, Usage};
+use confab_contract::{FinishReason, Role, Usage};
 
 use super::provider::{ChatMessage, ModelEvent, ModelRequest, ModelStream, Provider};
 use crate::knowledge::Passage;
@@ -49,7 +49,10 @@ impl Provider for Builtin {
             .iter()
             .map(|m| estimate_tokens(&m.content))
             .sum();
-        let pieces = split_words(&answer, request.max_tokens as usize);
+        let answer = before_stop(&answer, &request.sampling.stop);
+        let mut pieces = split_words(answer, usize::MAX);
+        let cut_short = pieces.len() > request.max_tokens as usize;
+        pieces.truncate((request.max_tokens as usize).max(1));
         let (latency, delay) = (self.latency, self.token_delay);
         Box::pin(async_stream::stream! {
             let completion_tokens = pieces.len() as u32;
@@ -63,6 +66,9 @@ impl Provider for Builtin {
                 yield Ok(ModelEvent::Delta(piece));
             }
             yield Ok(ModelEvent::Usage(Usage { prompt_tokens, completion_tokens }));
+            if cut_short {
+                yield Ok(ModelEvent::Finish(FinishReason::Length));
+            }
         })
     }
 }
@@ -174,6 +180,16 @@ fn answer(messages: &[ChatMessage]) -> String {
 }
 
 /// Split into word-sized pieces, each carrying its leading whitespace, at most `limit` of them.
+/// The answer up to the first of the caller's stop sequences.
+fn before_stop<'a>(answer: &'a str, stop: &[String]) -> &'a str {
+    let end = stop
+        .iter()
+        .filter_map(|s| answer.find(s.as_str()))
+        .min()
+        .unwrap_or(answer.len());
+    &answer[..end]
+}
+
 fn split_words(text: &str, limit: usize) -> Vec<String> {
     let mut pieces = Vec::new();
     let mut current = String::new();

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use confab_contract::{Role, Usage};
+use confab_contract::{FinishReason, Role, Sampling, Usage};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
@@ -47,6 +47,7 @@ struct Chunk {
 struct Choice {
     #[serde(default)]
     delta: Delta,
+    finish_reason: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -73,13 +74,14 @@ struct ErrorBody {
 impl Provider for OpenAi {
     fn stream(&self, request: ModelRequest) -> ModelStream {
         let messages = wire_messages(&request);
-        let body = json!({
+        let mut body = json!({
             "model": request.model,
             "messages": messages,
             "stream": true,
             "stream_options": {"include_usage": true},
             "max_tokens": request.max_tokens,
         });
+        add_sampling(&mut body, &request.sampling);
         let mut call = self
             .http
             .post(format!("{}/chat/completions", self.base_url))
@@ -125,6 +127,9 @@ impl Provider for OpenAi {
                     if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
                         yield ModelEvent::Delta(text);
                     }
+                    if choice.finish_reason.as_deref() == Some("length") {
+                        yield ModelEvent::Finish(FinishReason::Length);
+                    }
                 }
                 if let Some(usage) = chunk.usage {
                     yield ModelEvent::Usage(Usage {
@@ -134,6 +139,36 @@ impl Provider for OpenAi {
                 }
             }
         })
+    }
+}
+
+/// The caller's sampling parameters, as the API names them; those not given are left out, so
+/// the provider's defaults apply.
+fn add_sampling(body: &mut serde_json::Value, sampling: &Sampling) {
+    let given = [
+        (
+            "temperature",
+            sampling.temperature.map(serde_json::Value::from),
+        ),
+        ("top_p", sampling.top_p.map(serde_json::Value::from)),
+        ("seed", sampling.seed.map(serde_json::Value::from)),
+        (
+            "presence_penalty",
+            sampling.presence_penalty.map(serde_json::Value::from),
+        ),
+        (
+            "frequency_penalty",
+            sampling.frequency_penalty.map(serde_json::Value::from),
+        ),
+        (
+            "stop",
+            (!sampling.stop.is_empty()).then(|| serde_json::Value::from(sampling.stop.clone())),
+        ),
+    ];
+    for (name, value) in given {
+        if let Some(value) = value {
+            body[name] = value;
+        }
     }
 }
 
@@ -184,6 +219,7 @@ mod tests {
             messages,
             passages: Vec::new(),
             max_tokens: 10,
+            sampling: Sampling::default(),
             continues: continues.map(str::to_owned),
         }
     }

@@ -1,7 +1,7 @@
 //! The one interface the turn pipeline calls, apart from the providers that implement it, so
 //! that they and the dispatch in [`super`] depend on it and not on each other.
 
-use confab_contract::{Role, Usage};
+use confab_contract::{FinishReason, Role, Sampling, Usage};
 use futures_util::stream::BoxStream;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +20,9 @@ pub struct ModelRequest {
     pub passages: Vec<crate::knowledge::Passage>,
     /// Most tokens the answer may have.
     pub max_tokens: u32,
+    /// The caller's sampling controls and stop sequences (its `max_tokens` is already in
+    /// `max_tokens`).
+    pub sampling: Sampling,
     /// The start of the answer, already streamed by an earlier attempt of a redelivered job:
     /// the provider produces only what follows it.
     pub continues: Option<String>,
@@ -30,6 +33,8 @@ pub enum ModelEvent {
     Delta(String),
     /// Token counts as the provider reported them; sent at most once, at the end.
     Usage(Usage),
+    /// Why the answer ended, when the provider says (absent: it was complete).
+    Finish(FinishReason),
 }
 
 #[derive(Debug, thiserror::Error)]

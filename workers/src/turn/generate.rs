@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confab_contract::{ReplyEvent, Source, Usage, now_ms};
+use confab_contract::{FinishReason, ReplyEvent, Sampling, Source, Usage, now_ms};
 use confab_shared::ModelSpec;
 use futures_util::StreamExt;
 use tokio::sync::watch;
@@ -47,6 +47,8 @@ pub(super) struct Generated {
     pub sources: Vec<Source>,
     /// The oldest earlier turn the context held; turns before it are for the summary.
     pub oldest_turn_pk: Option<i64>,
+    /// Complete, or cut at `max_tokens`.
+    pub finish_reason: FinishReason,
 }
 
 /// One model call of a turn.
@@ -57,6 +59,8 @@ pub(super) struct Call<'a> {
     pub started: Instant,
     /// What earlier attempts of a redelivered stream said, to be continued.
     pub earlier: Option<Earlier>,
+    /// How the caller asked the answer to be sampled.
+    pub sampling: &'a Sampling,
 }
 
 /// Fit the turn's context into the model's window, call the model and relay its answer until it
@@ -73,10 +77,13 @@ pub(super) async fn generate(
         deadline_ms,
         started,
         earlier,
+        sampling,
     } = call;
+    // The answer's share of the window: what the caller allows it, else the default.
+    let answer_tokens = sampling.max_tokens.unwrap_or(context::ANSWER_TOKENS);
     let budget = spec
         .context_window(env.default_context_window)
-        .saturating_sub(context::ANSWER_TOKENS);
+        .saturating_sub(answer_tokens);
     let tokenizer = Tokenizer::for_model(spec);
     let assembled = context::assemble(parts, budget, tokenizer);
     let sources: Vec<Source> = assembled.passages.iter().map(|p| p.source()).collect();
@@ -93,9 +100,11 @@ pub(super) async fn generate(
         passages: assembled.passages,
         // An answer continued was partly written: its start, now in the prompt, was part of
         // the answer's share of the window, so the rest gets what is left of it.
-        max_tokens: context::ANSWER_TOKENS
-            .saturating_sub(tokenizer.count(&stream.text))
-            .max(1),
+        max_tokens: match stream.text.as_str() {
+            "" => answer_tokens,
+            so_far => answer_tokens.saturating_sub(tokenizer.count(so_far)).max(1),
+        },
+        sampling: sampling.clone(),
         continues: (!stream.text.is_empty()).then(|| stream.text.clone()),
     };
     let ending = stream
@@ -118,6 +127,7 @@ pub(super) async fn generate(
         first_token_ms,
         sources,
         oldest_turn_pk,
+        finish_reason: stream.finish_reason,
     })
 }
 
@@ -130,6 +140,7 @@ struct Streamed {
     pieces: u32,
     first_token: Option<Instant>,
     usage: Option<Usage>,
+    finish_reason: FinishReason,
 }
 
 impl Streamed {
@@ -191,6 +202,7 @@ impl Streamed {
                         }
                     }
                     Some(Ok(ModelEvent::Usage(usage))) => self.usage = Some(usage),
+                    Some(Ok(ModelEvent::Finish(reason))) => self.finish_reason = reason,
                     Some(Err(error)) => {
                         self.flush(replies).await?;
                         return Ok(Generation::Failed(error));

@@ -234,6 +234,7 @@ async fn answer(
         deadline_ms: job.deadline_ms,
         started,
         earlier,
+        sampling: &job.sampling,
     };
     let generated = generate::generate(env, replies, call, gone).await?;
     settle::answered(

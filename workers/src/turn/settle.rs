@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use confab_contract::{Done, ErrorCode, Job, ReplyEvent, Timing, Usage};
+use confab_contract::{Done, ErrorCode, FinishReason, Job, ReplyEvent, Timing, Usage};
 use confab_shared::ModelSpec;
 use confab_shared::db::DbError;
 use tracing::{info, warn};
@@ -105,6 +105,7 @@ pub(super) async fn without_model_call(
             queued_ms,
             ..Timing::default()
         },
+        finish_reason: FinishReason::Stop,
     }));
     replies.finish(&done).await?;
     Ok(Settle::Ack)
@@ -130,6 +131,7 @@ pub(super) async fn answered(
         first_token_ms,
         sources,
         oldest_turn_pk,
+        finish_reason,
     } = generated;
     let summarise_before = oldest_turn_pk.unwrap_or(prepared.message_pk);
     let interrupted = !matches!(ending, Generation::Complete);
@@ -171,6 +173,7 @@ pub(super) async fn answered(
     let mut done = done_event(job, &stored, timing);
     if let ReplyEvent::Done(done) = &mut done {
         done.sources = sources;
+        done.finish_reason = finish_reason;
     }
     let delivered = replies.finish(&done).await?;
     // Turns that no longer fit are folded into the summary, off the reply's path.
@@ -243,5 +246,6 @@ fn done_event(job: &Job, answer: &StoredAnswer, timing: Timing) -> ReplyEvent {
         model: answer.model.clone(),
         sources: Vec::new(),
         timing,
+        finish_reason: FinishReason::Stop,
     }))
 }

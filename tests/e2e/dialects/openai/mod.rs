@@ -4,6 +4,7 @@
 
 mod errors;
 mod interrupted;
+mod parameters;
 mod python_sdk;
 
 use confab::ReplyMode;
