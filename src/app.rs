@@ -166,6 +166,8 @@ pub struct Application {
 pub enum StartError {
     #[error("database: {0}")]
     Db(#[from] confab_shared::db::DbError),
+    #[error("{0}")]
+    Config(#[from] confab_contract::ConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -178,7 +180,7 @@ impl Application {
     pub async fn build(config: &IngressConfig) -> Result<Application, StartError> {
         let db = confab_shared::db::pool(&config.shared.database_url, config.database)?;
         let settings = BrokerSettings {
-            amqp_url: config.shared.amqp_url.clone(),
+            nodes: confab_contract::BrokerNodes::parse(&config.shared.amqp_url)?,
             names: config.shared.names.clone(),
             queue_limits: config.shared.queue_limits,
             reply_mode: config.reply_mode,

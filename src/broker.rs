@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_contract::{
-    Cancel, CancelKind, HEADER_STREAM_FORMAT, HEADER_VERSION, Job, Names, QueueLimits, ReplyEvent,
-    VERSION, declare_work_topology,
+    BrokerNodes, Cancel, CancelKind, HEADER_STREAM_FORMAT, HEADER_VERSION, Job, Names, QueueLimits,
+    ReplyEvent, VERSION, declare_work_topology,
 };
 use confab_shared::retry::Policy;
 use futures_util::StreamExt;
@@ -85,7 +85,8 @@ pub struct Broker {
 /// What the supervisor needs to open sessions.
 #[derive(Clone)]
 pub struct BrokerSettings {
-    pub amqp_url: String,
+    /// The node, or the cluster's nodes, to connect to.
+    pub nodes: BrokerNodes,
     pub names: Names,
     pub queue_limits: QueueLimits,
     pub reply_mode: ReplyMode,
@@ -291,9 +292,14 @@ pub fn version_header() -> FieldTable {
 async fn open(settings: &BrokerSettings, routes: &SharedRoutes) -> Result<Session, String> {
     let properties = ConnectionProperties::default()
         .with_connection_name(format!("confab-ingress {}", settings.ingress_id).into());
-    let connection = Connection::connect(&settings.amqp_url, properties)
+    let (connection, node) = settings
+        .nodes
+        .connect(properties)
         .await
         .map_err(|e| e.to_string())?;
+    if settings.nodes.len() > 1 {
+        tracing::info!(node, "connected to the broker's node");
+    }
     let publish = connection
         .create_channel()
         .await

@@ -7,12 +7,14 @@
 
 mod job;
 mod names;
+mod nodes;
 mod reply;
 pub mod settings;
 mod topology;
 
 pub use job::{AssistantRef, Cancel, CancelKind, Job, Message, PreviewAssistant, Role, Sampling};
 pub use names::Names;
+pub use nodes::BrokerNodes;
 pub use reply::{Done, ErrorCode, FinishReason, ReplyEvent, Source, Timing, Usage};
 pub use settings::{ConfigError, SharedSettings};
 pub use topology::{

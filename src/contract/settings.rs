@@ -2,7 +2,7 @@
 //! from the same `CONFAB_*` variables, plus the small helpers both sides' configs use to read
 //! variables with documented defaults.
 
-use crate::{Names, QueueLimits};
+use crate::{BrokerNodes, Names, QueueLimits};
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -12,7 +12,8 @@ pub const DEFAULT_QUEUE_PREFIX: &str = "confab";
 pub struct SharedSettings {
     /// `CONFAB_DATABASE_URL`, default [`DEFAULT_DATABASE_URL`].
     pub database_url: String,
-    /// `CONFAB_AMQP_URL`, default [`DEFAULT_AMQP_URL`].
+    /// `CONFAB_AMQP_URL`, default [`DEFAULT_AMQP_URL`]: one node's URL, or a cluster's nodes
+    /// separated by commas (see [`BrokerNodes`], which every connection goes through).
     pub amqp_url: String,
     /// `CONFAB_QUEUE_PREFIX`, default [`DEFAULT_QUEUE_PREFIX`].
     pub names: Names,
@@ -26,9 +27,11 @@ pub struct SharedSettings {
 impl SharedSettings {
     pub fn from_env() -> Result<Self, ConfigError> {
         let defaults = QueueLimits::default();
+        let amqp_url = var_or("CONFAB_AMQP_URL", DEFAULT_AMQP_URL);
+        BrokerNodes::parse(&amqp_url)?;
         Ok(Self {
             database_url: var_or("CONFAB_DATABASE_URL", DEFAULT_DATABASE_URL),
-            amqp_url: var_or("CONFAB_AMQP_URL", DEFAULT_AMQP_URL),
+            amqp_url,
             names: Names::new(var_or("CONFAB_QUEUE_PREFIX", DEFAULT_QUEUE_PREFIX)),
             queue_limits: QueueLimits {
                 max_length: parsed_var("CONFAB_WORK_QUEUE_MAX_LENGTH", defaults.max_length)?,

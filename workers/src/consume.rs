@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_contract::{
-    Cancel, CancelKind, HEADER_DELIVERY_COUNT, Job, declare_cancel_queue, declare_work_topology,
+    BrokerNodes, Cancel, CancelKind, HEADER_DELIVERY_COUNT, Job, declare_cancel_queue,
+    declare_work_topology,
 };
 use confab_shared::retry::Policy;
 use futures_util::StreamExt;
 use lapin::{
-    Channel, Connection, ConnectionProperties,
+    Channel, ConnectionProperties,
     message::Delivery,
     options::{
         BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
@@ -43,10 +44,16 @@ pub async fn run_sessions(
     env: Arc<TurnEnv>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
+    let nodes = broker_nodes(config)?;
     reconnecting("job", shutdown.clone(), || {
-        session(config, &env, shutdown.clone())
+        session(config, &nodes, &env, shutdown.clone())
     })
     .await
+}
+
+/// The broker's nodes, connected to in turn (one, or a cluster's).
+pub(crate) fn broker_nodes(config: &WorkerConfig) -> Result<BrokerNodes, SessionError> {
+    BrokerNodes::parse(&config.shared.amqp_url).map_err(|e| SessionError::Setup(e.to_string()))
 }
 
 /// A session that lasted this long was a working one: the next failure starts the pauses over.
@@ -86,13 +93,14 @@ where
 
 async fn session(
     config: &WorkerConfig,
+    nodes: &BrokerNodes,
     env: &Arc<TurnEnv>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
     let names = &config.shared.names;
     let properties = ConnectionProperties::default()
         .with_connection_name(format!("confab-worker {}", env.worker_id).into());
-    let connection = Connection::connect(&config.shared.amqp_url, properties).await?;
+    let (connection, _node) = nodes.connect(properties).await?;
     let connected = std::time::Instant::now();
     // Jobs arrive on one channel and replies leave on another, so a slow confirm never delays a
     // delivery and vice versa.

@@ -62,7 +62,10 @@ fn request() -> Value {
                 "temperature",
                 described(nullable(number()), "0 to 2; passed to the model"),
             ),
-            ("top_p", described(nullable(number()), "0 to 1; passed to the model")),
+            (
+                "top_p",
+                described(nullable(number()), "0 to 1; passed to the model"),
+            ),
             (
                 "max_tokens",
                 described(
@@ -81,7 +84,10 @@ fn request() -> Value {
                     "Up to 4 sequences; the answer ends before the first",
                 ),
             ),
-            ("seed", described(nullable(integer()), "Passed to the model")),
+            (
+                "seed",
+                described(nullable(integer()), "Passed to the model"),
+            ),
             (
                 "presence_penalty",
                 described(nullable(number()), "-2 to 2; passed to the model"),

@@ -13,7 +13,7 @@ use confab_contract::declare_work_topology;
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use lapin::{
-    Connection, ConnectionProperties,
+    ConnectionProperties,
     message::Delivery,
     options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
     types::FieldTable,
@@ -44,8 +44,9 @@ pub async fn run(
         http,
         settings: config.delivery.clone(),
     });
+    let nodes = crate::consume::broker_nodes(config)?;
     crate::consume::reconnecting("delivery", shutdown.clone(), || {
-        session(config, &deliverer, worker_id, shutdown.clone())
+        session(config, &nodes, &deliverer, worker_id, shutdown.clone())
     })
     .await
 }
@@ -54,6 +55,7 @@ pub async fn run(
 /// returned) or until the connection fails.
 async fn session(
     config: &WorkerConfig,
+    nodes: &confab_contract::BrokerNodes,
     deliverer: &Arc<Deliverer>,
     worker_id: &str,
     mut shutdown: watch::Receiver<bool>,
@@ -61,7 +63,7 @@ async fn session(
     let names = &config.shared.names;
     let properties = ConnectionProperties::default()
         .with_connection_name(format!("confab-worker {worker_id} delivery").into());
-    let connection = Connection::connect(&config.shared.amqp_url, properties).await?;
+    let (connection, _node) = nodes.connect(properties).await?;
     let channel = connection.create_channel().await?;
     declare_work_topology(&channel, names, config.shared.queue_limits).await?;
     channel
