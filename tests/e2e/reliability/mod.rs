@@ -3,6 +3,7 @@
 //! and ordering. `faults` and `broker_restart` run one at a time (`serial-faults` in
 //! `.config/nextest.toml`).
 
+mod broker_nodes;
 mod broker_restart;
 mod broker_semantics;
 mod cancellation;

@@ -524,7 +524,10 @@ impl Drop for Stack {
 /// Delete every durable queue and exchange of a prefix (exclusive ones die with their owners).
 pub async fn remove_broker_objects(amqp: &str, names: &Names) {
     use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-    let Ok(connection) = lapin::Connection::connect(amqp, Default::default()).await else {
+    let Ok(nodes) = confab_contract::BrokerNodes::parse(amqp) else {
+        return;
+    };
+    let Ok((connection, _)) = nodes.connect(Default::default()).await else {
         return;
     };
     if let Ok(channel) = connection.create_channel().await {
