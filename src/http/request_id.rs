@@ -19,7 +19,6 @@ pub async fn assign(mut request: Request, next: Next) -> Response {
     // The path only: query strings may carry credentials and are never logged.
     let span = info_span!(
         "request",
-        otel.kind = "server",
         request_id = %id,
         trace_id = tracing::field::Empty,
         method = %request.method(),

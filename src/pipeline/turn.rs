@@ -45,8 +45,9 @@ pub struct Turn {
     /// Read again from the reply log: its events are the original stream's, so it is turned
     /// into the same events, but it has no reply path to reopen and is not measured again.
     resumed: bool,
-    /// The `relay` span: from acceptance until the turn is dropped, a child of the request's
-    /// span, which it keeps open while a stream outlives its handler. Every read is in it.
+    /// The `relay` span, a child of the request's: from acceptance to the last event read, so
+    /// for a stream it goes on after the request's handler (and its span) returned. Every
+    /// read is in it.
     relay: tracing::Span,
 }
 

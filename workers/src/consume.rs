@@ -262,7 +262,6 @@ async fn handle(
 fn turn_span(job: &Job, delivery: &Delivery, attempt: u32) -> tracing::Span {
     let span = info_span!(
         "turn",
-        otel.kind = "consumer",
         request_id = %job.request_id,
         trace_id = tracing::field::Empty,
         conversation_id = %job.conversation_id,

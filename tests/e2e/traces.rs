@@ -1,0 +1,256 @@
+//! OpenTelemetry traces across the queue: the ingress and a worker, as processes of their own,
+//! export to a local OTLP collector, and one request is one trace that spans both, the
+//! worker's spans under the ingress's through the job's `traceparent`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::AsyncBufReadExt;
+
+use crate::support::otlp_collector::{CollectedSpan, OtlpCollector};
+use crate::support::stack::{Options, Stack};
+
+const INGRESS_SPANS: [&str; 4] = ["request", "auth", "publish", "relay"];
+const WORKER_SPANS: [&str; 5] = [
+    "turn",
+    "queue wait",
+    "context assembly",
+    "retrieval",
+    "model call",
+];
+
+/// A child's stderr, read line by line into a shared buffer until it closes.
+fn capture_stderr(child: &mut tokio::process::Child) -> Arc<Mutex<String>> {
+    let captured = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().expect("a piped stderr");
+    let into = captured.clone();
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut text = into.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+    captured
+}
+
+fn logged(stderr: &Mutex<String>) -> String {
+    stderr.lock().unwrap().clone()
+}
+
+/// Every span of `trace_id`.
+fn of_trace<'a>(spans: &'a [CollectedSpan], trace_id: &str) -> Vec<&'a CollectedSpan> {
+    spans.iter().filter(|s| s.trace_id == trace_id).collect()
+}
+
+/// Whether a trace has the spans of both sides yet.
+fn complete(spans: &[CollectedSpan], request_id: &str) -> bool {
+    let Some(request) = spans.iter().find(|s| {
+        s.name == "request"
+            && s.attributes.get("request_id").map(String::as_str) == Some(request_id)
+    }) else {
+        return false;
+    };
+    let names: BTreeSet<&str> = of_trace(spans, &request.trace_id)
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    INGRESS_SPANS
+        .iter()
+        .chain(WORKER_SPANS.iter())
+        .all(|name| names.contains(name))
+}
+
+/// The names of `span`'s ancestors, nearest first, as far as the trace's spans go.
+fn ancestry<'a>(
+    span: &'a CollectedSpan,
+    by_id: &HashMap<&str, &'a CollectedSpan>,
+) -> Vec<&'a CollectedSpan> {
+    let mut chain = Vec::new();
+    let mut parent = span.parent_span_id.as_str();
+    while let Some(next) = by_id.get(parent) {
+        chain.push(*next);
+        parent = next.parent_span_id.as_str();
+        if chain.len() > 32 {
+            break;
+        }
+    }
+    chain
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_spans_the_ingress_and_the_worker_across_the_queue() {
+    let collector = OtlpCollector::start().await;
+    let mut stack = Stack::start(Options {
+        workers: 0,
+        process_env: collector.process_env(),
+        ..Options::default()
+    })
+    .await;
+    // An assistant with knowledge, so that retrieval searches a folder.
+    let (_, folder) = stack
+        .api("POST", "/v1/folders", Some(json!({"name": "help"})))
+        .await;
+    let folder = folder["id"].as_str().unwrap().to_owned();
+    let (status, _) = stack
+        .api(
+            "POST",
+            &format!("/v1/folders/{folder}/documents"),
+            Some(
+                json!({"title": "hours", "content": "We are open from 9:00 to 17:00 on weekdays."}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201);
+    stack
+        .create_assistant(json!({"name": "Help Desk", "folder_ids": [folder]}))
+        .await;
+    let with_logs = |command: &mut tokio::process::Command| {
+        command.env("RUST_LOG", "info").stderr(Stdio::piped());
+    };
+    let mut worker = stack.worker_process_with(with_logs);
+    let worker_log = capture_stderr(&mut worker);
+    stack.adopt_child(worker);
+    let (mut ingress, url) = stack.ingress_process_with(with_logs).await;
+    let ingress_log = capture_stderr(&mut ingress);
+    stack.adopt_child(ingress);
+
+    // A JSON turn and a streamed one (whose relay goes on after its handler returned).
+    for stream in [false, true] {
+        let response = stack
+            .http
+            .post(format!("{url}/v1/api/chat/help-desk"))
+            .bearer_auth(&stack.api_key)
+            .json(&json!({"message": "When are you open?", "stream": stream}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let request_id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = response.text().await.unwrap();
+        assert!(body.contains("9:00"), "{body}");
+        let trace_id = assert_one_trace_across_the_queue(&collector, &request_id).await;
+
+        // Log lines name the trace beside the request, on both sides.
+        for (side, log) in [("ingress", &ingress_log), ("worker", &worker_log)] {
+            let log = names_request_and_trace(log, &request_id, &trace_id).await;
+            assert!(log.is_ok(), "no {side} log line names both ids:\n{log:?}");
+        }
+    }
+}
+
+/// Wait for the spans of `request_id` and check they are one trace that spans both processes,
+/// the worker's under the ingress's publish; returns its id.
+async fn assert_one_trace_across_the_queue(collector: &OtlpCollector, request_id: &str) -> String {
+    let spans = collector
+        .wait_for(Duration::from_secs(30), |spans| complete(spans, request_id))
+        .await;
+    assert!(
+        complete(&spans, request_id),
+        "the trace of {request_id} lacks spans; received: {:#?}",
+        spans
+            .iter()
+            .map(|s| (&s.service, &s.name, &s.trace_id))
+            .collect::<Vec<_>>()
+    );
+    // One trace per request: every span naming the request, on either side, is in it.
+    let traces: BTreeSet<&str> = spans
+        .iter()
+        .filter(|s| s.attributes.get("request_id").map(String::as_str) == Some(request_id))
+        .map(|s| s.trace_id.as_str())
+        .collect();
+    assert_eq!(
+        traces.len(),
+        1,
+        "the request is in several traces: {traces:?}"
+    );
+    let trace_id = traces.into_iter().next().unwrap().to_owned();
+    let trace = of_trace(&spans, &trace_id);
+    let services: BTreeSet<&str> = trace.iter().map(|s| s.service.as_str()).collect();
+    assert_eq!(
+        services,
+        BTreeSet::from(["confab-ingress", "confab-worker"]),
+        "the trace spans both processes"
+    );
+    let named = |name: &str| {
+        let found: Vec<_> = trace.iter().filter(|s| s.name == name).collect();
+        assert!(!found.is_empty(), "no {name:?} span");
+        *found[0]
+    };
+    for name in INGRESS_SPANS {
+        assert_eq!(named(name).service, "confab-ingress", "{name}");
+    }
+    for name in WORKER_SPANS {
+        assert_eq!(named(name).service, "confab-worker", "{name}");
+    }
+
+    // The worker's spans descend from the ingress's publish, and so from the request, the root.
+    let request = named("request");
+    let publish = named("publish");
+    assert!(
+        request.parent_span_id.is_empty(),
+        "the request is the trace's root"
+    );
+    let by_id: HashMap<&str, &CollectedSpan> =
+        trace.iter().map(|s| (s.span_id.as_str(), *s)).collect();
+    for span in trace.iter().filter(|s| s.service == "confab-worker") {
+        let ancestors = ancestry(span, &by_id);
+        let names: Vec<&str> = ancestors.iter().map(|s| s.name.as_str()).collect();
+        assert!(
+            ancestors.iter().any(|a| a.span_id == publish.span_id)
+                && ancestors.last().map(|a| &a.span_id) == Some(&request.span_id),
+            "{:?} descends from {names:?}, not from the ingress's publish and request",
+            span.name
+        );
+    }
+    // A stream's relay outlives its handler; the request's span lasts until it ends.
+    // The relay reads the worker's replies after the publish, to the end of the answer.
+    let relay = named("relay");
+    assert!(relay.end_unix_nano >= publish.end_unix_nano);
+    assert_eq!(named("turn").parent_span_id, publish.span_id);
+    assert_eq!(named("queue wait").parent_span_id, publish.span_id);
+    let retrieval = named("retrieval");
+    assert_eq!(retrieval.parent_span_id, named("context assembly").span_id);
+    assert_eq!(
+        retrieval.attributes.get("folders").map(String::as_str),
+        Some("1")
+    );
+    // The queue wait runs from the publication to the worker's pick-up.
+    let queue_wait = named("queue wait");
+    assert!(queue_wait.start_unix_nano <= queue_wait.end_unix_nano);
+    assert!(queue_wait.end_unix_nano <= named("turn").end_unix_nano);
+    assert!(queue_wait.start_unix_nano / 1_000_000 >= request.start_unix_nano / 1_000_000);
+    assert!(queue_wait.start_unix_nano <= publish.end_unix_nano);
+
+    trace_id
+}
+
+/// Whether a line of `log` names both ids, within a few seconds; else the whole log.
+async fn names_request_and_trace(
+    log: &Mutex<String>,
+    request_id: &str,
+    trace_id: &str,
+) -> Result<(), String> {
+    let (request, trace) = (
+        format!("request_id={request_id}"),
+        format!("trace_id={trace_id}"),
+    );
+    for _ in 0..50 {
+        let text = logged(log);
+        if text
+            .lines()
+            .any(|l| l.contains(&request) && l.contains(&trace))
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(logged(log))
+}
