@@ -136,7 +136,7 @@ async fn one_trace_spans_the_ingress_and_the_worker_across_the_queue() {
             .to_owned();
         let body = response.text().await.unwrap();
         assert!(body.contains("9:00"), "{body}");
-        let trace_id = assert_one_trace_across_the_queue(&collector, &request_id).await;
+        let trace_id = assert_one_trace_across_the_queue(&collector, &request_id, 1).await;
 
         // Log lines name the trace beside the request, on both sides.
         for (side, log) in [("ingress", &ingress_log), ("worker", &worker_log)] {
@@ -147,8 +147,13 @@ async fn one_trace_spans_the_ingress_and_the_worker_across_the_queue() {
 }
 
 /// Wait for the spans of `request_id` and check they are one trace that spans both processes,
-/// the worker's under the ingress's publish; returns its id.
-async fn assert_one_trace_across_the_queue(collector: &OtlpCollector, request_id: &str) -> String {
+/// the worker's under the ingress's publish, its retrieval searching `folders` folders; returns
+/// its id.
+async fn assert_one_trace_across_the_queue(
+    collector: &OtlpCollector,
+    request_id: &str,
+    folders: usize,
+) -> String {
     let spans = collector
         .wait_for(Duration::from_secs(30), |spans| complete(spans, request_id))
         .await;
@@ -219,8 +224,8 @@ async fn assert_one_trace_across_the_queue(collector: &OtlpCollector, request_id
     let retrieval = named("retrieval");
     assert_eq!(retrieval.parent_span_id, named("context assembly").span_id);
     assert_eq!(
-        retrieval.attributes.get("folders").map(String::as_str),
-        Some("1")
+        retrieval.attributes.get("folders"),
+        Some(&folders.to_string())
     );
     // The queue wait runs from the publication to the worker's pick-up.
     let queue_wait = named("queue wait");
@@ -253,4 +258,57 @@ async fn names_request_and_trace(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(logged(log))
+}
+
+/// Send SIGTERM, as an orchestrator stopping a container does, and wait for the exit.
+async fn stop_gracefully(mut child: tokio::process::Child) {
+    let pid = child.id().expect("a running child");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+    assert!(
+        exited.is_ok_and(|status| status.is_ok_and(|s| s.success())),
+        "the process did not stop cleanly"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_still_queued_at_a_graceful_exit_are_exported_before_it() {
+    let collector = OtlpCollector::start().await;
+    // Batches every ten minutes: only the flush at exit can send this test's spans in time.
+    let mut env = collector.process_env();
+    env.retain(|(name, _)| name != "OTEL_BSP_SCHEDULE_DELAY");
+    env.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "600000".into()));
+    let stack = Stack::start(Options {
+        workers: 0,
+        process_env: env,
+        ..Options::default()
+    })
+    .await;
+    stack.support_agent().await;
+    let worker = stack.worker_process_with(|_| {});
+    let (ingress, url) = stack.ingress_process().await;
+    let response = stack
+        .http
+        .post(format!("{url}/v1/api/chat/support-agent"))
+        .bearer_auth(&stack.api_key)
+        .json(&json!({"message": "When are you open?"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    response.text().await.unwrap();
+    assert!(collector.spans().is_empty(), "exported before the exit");
+
+    stop_gracefully(ingress).await;
+    stop_gracefully(worker).await;
+    assert!(complete(&collector.spans(), &request_id));
+    assert_one_trace_across_the_queue(&collector, &request_id, 0).await;
 }
