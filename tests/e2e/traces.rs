@@ -312,3 +312,52 @@ async fn spans_still_queued_at_a_graceful_exit_are_exported_before_it() {
     assert!(complete(&collector.spans(), &request_id));
     assert_one_trace_across_the_queue(&collector, &request_id, 0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_never_answers_neither_holds_nor_fails_a_request() {
+    // Connections are accepted by the kernel and then nothing ever answers.
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", black_hole.local_addr().unwrap());
+    let stack = Stack::start(Options {
+        workers: 0,
+        process_env: vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY".into(), "50".into()),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT".into(), "2000".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    stack.support_agent().await;
+    let worker = stack.worker_process_with(|_| {});
+    let (ingress, url) = stack.ingress_process().await;
+    for stream in [false, true, false] {
+        let started = std::time::Instant::now();
+        let response = stack
+            .http
+            .post(format!("{url}/v1/api/chat/support-agent"))
+            .bearer_auth(&stack.api_key)
+            .json(&json!({"message": "When are you open?", "stream": stream}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body = response.text().await.unwrap();
+        let answered = if stream {
+            body.contains("[DONE]")
+        } else {
+            body.contains("\"error\":null")
+        };
+        assert!(answered, "{body}");
+        // The exports hang for 2 s each; a turn takes a few milliseconds.
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop_gracefully(ingress).await;
+    stop_gracefully(worker).await;
+    drop(black_hole);
+}
