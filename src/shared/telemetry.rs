@@ -193,11 +193,12 @@ pub fn record_trace_id(span: &tracing::Span) {
 }
 
 /// A span that has already ended, from `start` to `end`, as a child of the span that `headers`
-/// name: for time spent outside this process's code, like a job's wait in its queue, whose
-/// start only a timestamp records.
+/// name (or, without them, of `local`): for time spent outside this process's code, like a
+/// job's wait in its queue, whose start only a timestamp records.
 pub fn past_span(
     name: &'static str,
     headers: &TraceHeaders,
+    local: &tracing::Span,
     start: SystemTime,
     end: SystemTime,
     attributes: Vec<(&'static str, String)>,
@@ -205,7 +206,12 @@ pub fn past_span(
     let Some(tracer) = TRACER.get() else {
         return;
     };
-    let parent = remote_context(headers);
+    let remote = remote_context(headers);
+    let parent = if remote.span().span_context().is_valid() {
+        remote
+    } else {
+        local.context()
+    };
     let attributes = attributes
         .into_iter()
         .map(|(key, value)| KeyValue::new(key, value));

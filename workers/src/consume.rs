@@ -258,7 +258,8 @@ async fn handle(
 
 /// The span of a job's turn, in the trace of the request that published it: a child of the
 /// ingress's `publish` span, whose context came in the job's W3C headers, beside a `queue wait`
-/// span from the job's publication to now. A job without them starts a trace of its own.
+/// span from the job's publication to now. A job without them (its ingress does not trace)
+/// starts a trace of its own, the queue wait under the turn.
 fn turn_span(job: &Job, delivery: &Delivery, attempt: u32) -> tracing::Span {
     let span = info_span!(
         "turn",
@@ -277,6 +278,7 @@ fn turn_span(job: &Job, delivery: &Delivery, attempt: u32) -> tracing::Span {
     telemetry::past_span(
         "queue wait",
         &remote,
+        &span,
         published,
         SystemTime::now(),
         vec![
