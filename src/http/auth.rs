@@ -213,6 +213,7 @@ async fn authorize_stream_token(
 
 /// Authorise a web channel visitor's token, and count the request against the visitor's and
 /// the channel's own limits (never the tenant's keys').
+#[tracing::instrument(name = "auth", skip_all, fields(credential = "visitor_token"))]
 async fn authorize_visitor(state: &AppState, token: &str) -> Result<Visitor, AuthError> {
     let client = state.db.get().await.map_err(DatabaseError::from)?;
     let visitor = visitors::by_token(&**client, token)
