@@ -16,7 +16,8 @@ use confab_worker::{WorkerArgs, WorkerConfig};
 ///
 /// Settings are read once at start from CONFAB_* environment variables (the README's
 /// "Configuration" lists every one with its default); a command's flags and the variables that
-/// set them are in its own --help.
+/// set them are in its own --help. The ingress and workers export OpenTelemetry traces when
+/// OTEL_EXPORTER_OTLP_ENDPOINT is set (README "Tracing").
 #[derive(Debug, Parser)]
 #[command(name = "confab", version, propagate_version = true)]
 struct Cli {

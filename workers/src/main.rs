@@ -11,7 +11,8 @@ use confab_worker::{WorkerArgs, WorkerConfig};
 /// One confab worker: answers chat jobs from RabbitMQ and sends channel answers.
 ///
 /// Every other setting is read from CONFAB_* environment variables (the README's
-/// "Configuration" lists them); scale out by starting more processes.
+/// "Configuration" lists them); scale out by starting more processes. Traces go to an
+/// OpenTelemetry collector when OTEL_EXPORTER_OTLP_ENDPOINT is set (README "Tracing").
 #[derive(Debug, Parser)]
 #[command(name = "confab-worker", version)]
 struct Cli {
