@@ -238,11 +238,14 @@ impl Broker {
         event: &ReplyEvent,
     ) -> Result<(), PublishError> {
         let body = event.encode()?;
+        // The request's trace goes on in the delivery role, as it does after a worker's answer.
+        let mut headers = version_header();
+        confab_shared::telemetry::current_trace_headers().write(&mut headers);
         let properties = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
             .with_correlation_id(request_id.to_string().into())
-            .with_headers(version_header());
+            .with_headers(headers);
         publish_confirmed(session, queue, &body, properties).await
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
+use crate::support::fake_platform::FakePlatform;
 use crate::support::otlp_collector::{CollectedSpan, OtlpCollector};
 use crate::support::stack::{Options, Stack};
 
@@ -361,4 +362,119 @@ async fn a_collector_that_never_answers_neither_holds_nor_fails_a_request() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(black_hole);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_message_is_one_trace_from_its_webhook_to_its_delivery() {
+    let collector = OtlpCollector::start().await;
+    let platform = FakePlatform::start().await;
+    let mut stack = Stack::start(Options {
+        workers: 0,
+        channel_endpoints: platform.endpoints(),
+        process_env: collector.process_env(),
+        ..Options::default()
+    })
+    .await;
+    let assistant = stack.support_agent().await;
+    let (status, channel) = stack
+        .api(
+            "POST",
+            "/v1/channels",
+            Some(
+                json!({"name": "Bot", "kind": "telegram", "assistant_id": assistant["id"],
+                        "config": {"bot_token": "123456:ABC-DEF", "secret_token": "tg-secret"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{channel}");
+    let worker = stack.worker_process_with(|_| {});
+    stack.adopt_child(worker);
+    let (ingress, url) = stack.ingress_process().await;
+    stack.adopt_child(ingress);
+
+    let update = json!({"update_id": 77, "message": {
+        "message_id": 7, "date": confab_contract::now_ms() / 1000,
+        "from": {"id": 424242, "is_bot": false, "first_name": "Ana"},
+        "chat": {"id": 424242, "type": "private", "first_name": "Ana"},
+        "text": "What are your business hours?"}});
+    let response = stack
+        .http
+        .post(format!(
+            "{url}/webhooks/telegram/{}",
+            channel["id"].as_str().unwrap()
+        ))
+        .header("x-telegram-bot-api-secret-token", "tg-secret")
+        .json(&update)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(platform.wait_for(1).await.len(), 1);
+
+    // Each message of a webhook is a turn of its own, with a request id of its own; the webhook
+    // request's trace holds them all.
+    let webhook_trace = |spans: &[CollectedSpan]| {
+        spans
+            .iter()
+            .find(|s| {
+                s.name == "request"
+                    && s.attributes.get("request_id").map(String::as_str) == Some(&request_id)
+            })
+            .map(|s| s.trace_id.clone())
+    };
+    let delivered = |spans: &[CollectedSpan]| {
+        webhook_trace(spans).is_some_and(|trace_id| {
+            let trace = of_trace(spans, &trace_id);
+            ["delivery", "send"]
+                .iter()
+                .all(|name| trace.iter().any(|s| s.name == *name))
+        })
+    };
+    let spans = collector.wait_for(Duration::from_secs(30), delivered).await;
+    assert!(
+        delivered(&spans),
+        "no delivery in the trace of {request_id}: {:#?}",
+        spans
+            .iter()
+            .map(|s| (&s.service, &s.name, &s.trace_id))
+            .collect::<Vec<_>>()
+    );
+    let trace = of_trace(&spans, &webhook_trace(&spans).unwrap());
+    let delivery = *trace.iter().find(|s| s.name == "delivery").unwrap();
+    let by_id: HashMap<&str, &CollectedSpan> =
+        trace.iter().map(|s| (s.span_id.as_str(), *s)).collect();
+    let ancestors = ancestry(delivery, &by_id);
+    let path: Vec<(&str, &str)> = ancestors
+        .iter()
+        .map(|s| (s.service.as_str(), s.name.as_str()))
+        .collect();
+    // The answer went webhook request → publish → (queue) → turn → (deliveries) → delivery.
+    assert_eq!(
+        path,
+        [
+            ("confab-worker", "turn"),
+            ("confab-ingress", "publish"),
+            ("confab-ingress", "request"),
+        ],
+        "the delivery's ancestors"
+    );
+    let request = ancestors[2];
+    assert!(
+        request.attributes["path"].starts_with("/webhooks/telegram/"),
+        "{:?}",
+        request.attributes
+    );
+    let send = trace
+        .iter()
+        .find(|s| s.name == "send")
+        .expect("a send span");
+    assert_eq!(send.parent_span_id, delivery.span_id);
+    assert_eq!(
+        send.attributes.get("kind").map(String::as_str),
+        Some("telegram")
+    );
 }
