@@ -1,6 +1,8 @@
 //! OpenTelemetry traces across the queue: the ingress and a worker, as processes of their own,
 //! export to a local OTLP collector, and one request is one trace that spans both, the
-//! worker's spans under the ingress's through the job's `traceparent`.
+//! worker's spans under the ingress's through the job's `traceparent` (a channel message's on
+//! to its delivery); spans still queued at exit are flushed, and a collector that never
+//! answers costs a request nothing.
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::Stdio;
@@ -66,7 +68,7 @@ fn complete(spans: &[CollectedSpan], request_id: &str) -> bool {
         .all(|name| names.contains(name))
 }
 
-/// The names of `span`'s ancestors, nearest first, as far as the trace's spans go.
+/// `span`'s ancestors, nearest first, as far as the trace's spans go.
 fn ancestry<'a>(
     span: &'a CollectedSpan,
     by_id: &HashMap<&str, &'a CollectedSpan>,
