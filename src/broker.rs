@@ -18,7 +18,7 @@ use lapin::{
     types::{AMQPValue, FieldTable},
 };
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 use uuid::Uuid;
 
 use crate::config::ReplyMode;
@@ -162,19 +162,35 @@ impl Broker {
     }
 
     /// Publish a job and wait for the broker's confirmation that it is queued.
+    ///
+    /// In a `publish` span, whose trace context goes with the job (`traceparent`), so that the
+    /// worker's spans of this request are its children: the trace goes on past the broker.
     pub async fn publish_job(&self, session: &Session, job: &Job) -> Result<(), PublishError> {
-        let body = confab_contract::encode(job)?;
-        let remaining_ms = (job.deadline_ms - confab_contract::now_ms()).max(1);
-        let properties = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_delivery_mode(2)
-            .with_message_id(job.request_id.to_string().into())
-            .with_correlation_id(job.request_id.to_string().into())
-            .with_reply_to(job.reply_to.as_str().into())
-            // The job expires in the queue at its deadline; workers also check it on receipt.
-            .with_expiration(remaining_ms.to_string().into())
-            .with_headers(version_header());
-        publish_confirmed(session, &self.names.jobs(), &body, properties).await
+        let queue = self.names.jobs();
+        let span = info_span!(
+            "publish",
+            otel.kind = "producer",
+            messaging.system = "rabbitmq",
+            messaging.destination.name = %queue,
+        );
+        async {
+            let body = confab_contract::encode(job)?;
+            let remaining_ms = (job.deadline_ms - confab_contract::now_ms()).max(1);
+            let mut headers = version_header();
+            confab_shared::telemetry::current_trace_headers().write(&mut headers);
+            let properties = BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_delivery_mode(2)
+                .with_message_id(job.request_id.to_string().into())
+                .with_correlation_id(job.request_id.to_string().into())
+                .with_reply_to(job.reply_to.as_str().into())
+                // The job expires in the queue at its deadline; workers also check it on receipt.
+                .with_expiration(remaining_ms.to_string().into())
+                .with_headers(headers);
+            publish_confirmed(session, &queue, &body, properties).await
+        }
+        .instrument(span)
+        .await
     }
 
     /// Tell every worker that `request_id` must stop. Best effort: a worker also notices a
@@ -223,11 +239,14 @@ impl Broker {
         event: &ReplyEvent,
     ) -> Result<(), PublishError> {
         let body = event.encode()?;
+        // The request's trace goes on in the delivery role, as it does after a worker's answer.
+        let mut headers = version_header();
+        confab_shared::telemetry::current_trace_headers().write(&mut headers);
         let properties = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_delivery_mode(2)
             .with_correlation_id(request_id.to_string().into())
-            .with_headers(version_header());
+            .with_headers(headers);
         publish_confirmed(session, queue, &body, properties).await
     }
 }

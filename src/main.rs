@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use confab::IngressConfig;
-use confab_shared::process::{init_logging, shutdown_signal};
+use confab_shared::process::{init_logging, init_tracing, shutdown_signal};
 use confab_worker::{WorkerArgs, WorkerConfig};
 
 /// confab: a conversation service for AI assistants (axum ingress, RabbitMQ jobs, Postgres
@@ -16,7 +16,8 @@ use confab_worker::{WorkerArgs, WorkerConfig};
 ///
 /// Settings are read once at start from CONFAB_* environment variables (the README's
 /// "Configuration" lists every one with its default); a command's flags and the variables that
-/// set them are in its own --help.
+/// set them are in its own --help. The ingress and workers export OpenTelemetry traces when
+/// OTEL_EXPORTER_OTLP_ENDPOINT is set (README "Tracing").
 #[derive(Debug, Parser)]
 #[command(name = "confab", version, propagate_version = true)]
 struct Cli {
@@ -94,7 +95,23 @@ enum Kb {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // Only the long-running roles export traces; the one-shot commands only log.
+    let traced_as = match &cli.command {
+        Command::Ingress | Command::Dev { .. } => Some("confab-ingress"),
+        Command::Worker(_) => Some("confab-worker"),
+        _ => None,
+    };
+    let telemetry = match traced_as.map(init_tracing) {
+        None => {
+            init_logging();
+            None
+        }
+        Some(Ok(telemetry)) => telemetry,
+        Some(Err(e)) => {
+            eprintln!("confab: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Migrate => migrate().await,
         Command::Ingress => ingress().await,
@@ -107,6 +124,9 @@ async fn main() -> ExitCode {
         Command::Dev { workers } => dev(usize::from(workers)).await,
         Command::Completions { shell } => completions(shell),
     };
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown().await;
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -2,8 +2,9 @@
 //!
 //! Everything that crosses RabbitMQ is defined here and nowhere else: the job the ingress
 //! publishes, the reply events a worker sends back, the cancel broadcast, the names of every
-//! exchange and queue, their arguments, and the message headers. Both `confab` (the ingress)
-//! and `confab-worker` depend on this crate; a change to the wire format bumps [`VERSION`].
+//! exchange and queue, their arguments, and the message headers (the trace context's among
+//! them, `trace.rs`). Both `confab` (the ingress) and `confab-worker` depend on this crate; a
+//! change to the wire format bumps [`VERSION`].
 
 mod job;
 mod names;
@@ -11,6 +12,7 @@ mod nodes;
 mod reply;
 pub mod settings;
 mod topology;
+mod trace;
 
 pub use job::{AssistantRef, Cancel, CancelKind, Job, Message, PreviewAssistant, Role, Sampling};
 pub use names::Names;
@@ -21,6 +23,7 @@ pub use topology::{
     QueueLimits, TopologyError, declare_cancel_queue, declare_reply_log, declare_reply_queue,
     declare_work_topology, reply_log_from,
 };
+pub use trace::{HEADER_TRACEPARENT, HEADER_TRACESTATE, TraceHeaders};
 
 /// Wire version of every message body in this crate. Carried in the [`HEADER_VERSION`] header and
 /// in the body's `v` field; a consumer refuses a version it does not know.

@@ -188,6 +188,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Authorise a presented API key.
+#[tracing::instrument(name = "auth", skip_all, fields(credential = "api_key"))]
 async fn authorize_key(state: &AppState, key: &str) -> Result<Caller, AuthError> {
     let client = state.db.get().await.map_err(DatabaseError::from)?;
     let usage = tenants::use_key(&**client, key, state.rate_limit_per_min)
@@ -197,6 +198,7 @@ async fn authorize_key(state: &AppState, key: &str) -> Result<Caller, AuthError>
 }
 
 /// Authorise a short-lived stream token.
+#[tracing::instrument(name = "auth", skip_all, fields(credential = "stream_token"))]
 async fn authorize_stream_token(
     state: &AppState,
     token: &str,
@@ -211,6 +213,7 @@ async fn authorize_stream_token(
 
 /// Authorise a web channel visitor's token, and count the request against the visitor's and
 /// the channel's own limits (never the tenant's keys').
+#[tracing::instrument(name = "auth", skip_all, fields(credential = "visitor_token"))]
 async fn authorize_visitor(state: &AppState, token: &str) -> Result<Visitor, AuthError> {
     let client = state.db.get().await.map_err(DatabaseError::from)?;
     let visitor = visitors::by_token(&**client, token)

@@ -1,5 +1,7 @@
 //! Every request gets an id (UUIDv7) before any handler runs: it is the job's `request_id`, a
 //! field of every log line of the request on both sides, and the `X-Request-Id` response header.
+//! Its span is the root of the request's trace when tracing is on (`confab_shared::telemetry`),
+//! and then its log lines carry the `trace_id` as well.
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
@@ -18,9 +20,12 @@ pub async fn assign(mut request: Request, next: Next) -> Response {
     let span = info_span!(
         "request",
         request_id = %id,
+        trace_id = tracing::field::Empty,
         method = %request.method(),
         path = %request.uri().path()
     );
+    // With tracing on, the request is the root of its trace, and its log lines name the trace.
+    confab_shared::telemetry::record_trace_id(&span);
     let mut response = next.run(request).instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
         response.headers_mut().insert("x-request-id", value);

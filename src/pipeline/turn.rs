@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use confab_contract::{CancelKind, Done, ErrorCode, Job, ReplyEvent};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 use uuid::Uuid;
 
 use super::{Failure, FailureKind, TurnEvent, reply_expiry_ms};
@@ -45,6 +45,10 @@ pub struct Turn {
     /// Read again from the reply log: its events are the original stream's, so it is turned
     /// into the same events, but it has no reply path to reopen and is not measured again.
     resumed: bool,
+    /// The `relay` span, a child of the request's: from acceptance to the last event read, so
+    /// for a stream it goes on after the request's handler (and its span) returned. Every
+    /// read is in it.
+    relay: tracing::Span,
 }
 
 impl Turn {
@@ -115,6 +119,7 @@ impl Turn {
             broker,
             listening: None,
             resumed: false,
+            relay: info_span!("relay", %request_id, stream),
         }
     }
 
@@ -135,6 +140,11 @@ impl Turn {
 
     /// The next event for the caller; `None` after the final one.
     pub async fn next(&mut self) -> Option<TurnEvent> {
+        let relay = self.relay.clone();
+        self.next_relayed().instrument(relay).await
+    }
+
+    async fn next_relayed(&mut self) -> Option<TurnEvent> {
         if let Some(done) = self.held_done.take() {
             return Some(self.settle_done(done));
         }

@@ -1,7 +1,12 @@
-//! Process plumbing shared by confab's binaries: logging set-up, the shutdown signal and a name
+//! Process plumbing shared by confab's binaries: logging (and tracing) set-up, the shutdown signal and a name
 //! for the process.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::telemetry::{Telemetry, TelemetryError, TelemetrySettings};
 
 /// lapin logs every message the broker returns, body included, as a warning. confab returns
 /// reply events on purpose (a mandatory publish to a caller who has gone is how a worker learns
@@ -22,12 +27,47 @@ fn log_filter(rust_log: Option<&str>) -> EnvFilter {
 /// Structured logs to stderr, filtered by `RUST_LOG` (default `info`). Message text and secrets
 /// are never logged; the request id is a field of every line of a turn.
 pub fn init_logging() {
+    let _ = tracing_subscriber::registry().with(log_layer()).try_init();
+}
+
+/// The logs of [`init_logging`], plus OpenTelemetry traces of confab's own spans when an OTLP
+/// endpoint is configured (see [`crate::telemetry`]), `default_service_name` naming the
+/// process unless `OTEL_SERVICE_NAME` does. Then every log line in a request's span carries
+/// its `trace_id` beside its `request_id`. The returned handle flushes the last spans at exit.
+pub fn init_tracing(
+    default_service_name: &'static str,
+) -> Result<Option<Telemetry>, TelemetryError> {
+    let settings = TelemetrySettings::from_env(default_service_name);
+    if !settings.enabled {
+        init_logging();
+        return Ok(None);
+    }
+    let (telemetry, traces) = Telemetry::start(&settings)?;
+    let _ = tracing_subscriber::registry()
+        .with(log_layer())
+        .with(traces.with_filter(traced_targets()))
+        .try_init();
+    Ok(Some(telemetry))
+}
+
+/// The fmt layer with its own filter, so that `RUST_LOG` chooses log lines without changing
+/// which spans are traced.
+fn log_layer<S>() -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
     let rust_log = std::env::var("RUST_LOG").ok();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(log_filter(rust_log.as_deref()))
+    tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_filter(log_filter(rust_log.as_deref()))
+}
+
+/// Traces hold confab's own spans (the request, auth, publish, the turn and its phases) and
+/// the events inside them, not those of the libraries underneath. A target matches by prefix,
+/// so `confab` covers `confab_worker`, `confab_shared` and `confab_contract` too.
+fn traced_targets() -> Targets {
+    Targets::new().with_target("confab", tracing::Level::INFO)
 }
 
 /// Completes on SIGTERM or Ctrl-C.

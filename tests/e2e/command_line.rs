@@ -146,3 +146,21 @@ fn confab_completions_bash_prints_a_completion_script() {
     assert!(output.status.success());
     assert!(text(&output.stdout).contains("complete -c confab"));
 }
+
+#[test]
+fn a_malformed_otlp_endpoint_stops_the_ingress_and_the_worker_at_start_naming_it() {
+    for command in ["ingress", "worker"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_confab"))
+            .arg(command)
+            .env("RUST_LOG", "warn")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{command}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("OTEL_EXPORTER_OTLP_ENDPOINT") && stderr.contains("not a url"),
+            "{command}: {stderr}"
+        );
+    }
+}

@@ -23,3 +23,4 @@ mod provider_openai;
 mod rate_limits;
 mod reliability;
 mod slow_clients;
+mod traces;

@@ -2,13 +2,14 @@
 //! each to [`crate::turn`], settle it, and start over after a lost connection.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use confab_contract::{
-    BrokerNodes, Cancel, CancelKind, HEADER_DELIVERY_COUNT, Job, declare_cancel_queue,
-    declare_work_topology,
+    BrokerNodes, Cancel, CancelKind, HEADER_DELIVERY_COUNT, Job, TraceHeaders,
+    declare_cancel_queue, declare_work_topology,
 };
 use confab_shared::retry::Policy;
+use confab_shared::telemetry;
 use futures_util::StreamExt;
 use lapin::{
     Channel, ConnectionProperties,
@@ -238,12 +239,7 @@ async fn handle(
         }
     };
     let attempt = attempt_of(&delivery);
-    let span = info_span!(
-        "turn",
-        request_id = %job.request_id,
-        conversation_id = %job.conversation_id,
-        attempt
-    );
+    let span = turn_span(&job, &delivery, attempt);
     async move {
         metrics::gauge!("confab_worker_jobs_in_flight").increment(1.0);
         let settle = turn::run(&env, &channels, &job, attempt, reconnected).await;
@@ -265,4 +261,37 @@ async fn handle(
     }
     .instrument(span)
     .await
+}
+
+/// The span of a job's turn, in the trace of the request that published it: a child of the
+/// ingress's `publish` span, whose context came in the job's W3C headers, beside a `queue wait`
+/// span from the job's publication to now. A job without them (its ingress does not trace)
+/// starts a trace of its own, the queue wait under the turn.
+fn turn_span(job: &Job, delivery: &Delivery, attempt: u32) -> tracing::Span {
+    let span = info_span!(
+        "turn",
+        request_id = %job.request_id,
+        trace_id = tracing::field::Empty,
+        conversation_id = %job.conversation_id,
+        attempt
+    );
+    if !telemetry::enabled() {
+        return span;
+    }
+    let remote = TraceHeaders::read(delivery.properties.headers().as_ref());
+    telemetry::set_remote_parent(&span, &remote);
+    telemetry::record_trace_id(&span);
+    let published = UNIX_EPOCH + Duration::from_millis(job.published_ms.max(0) as u64);
+    telemetry::past_span(
+        "queue wait",
+        &remote,
+        &span,
+        published,
+        SystemTime::now(),
+        vec![
+            ("request_id", job.request_id.to_string()),
+            ("attempt", attempt.to_string()),
+        ],
+    );
+    span
 }

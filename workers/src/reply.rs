@@ -62,6 +62,9 @@ impl Replies {
     ) -> Self {
         let mut headers = FieldTable::default();
         headers.insert(HEADER_VERSION.into(), AMQPValue::ShortUInt(VERSION));
+        // The turn's trace context (made in its span), so that whoever consumes the events
+        // where a trace goes on (the delivery role, for a channel's answer) joins its trace.
+        confab_shared::telemetry::current_trace_headers().write(&mut headers);
         let properties = BasicProperties::default()
             .with_correlation_id(request_id.to_string().into())
             .with_content_type("application/json".into())

@@ -111,6 +111,11 @@ pub fn extractive(previous: &str, turns: &[(String, String)]) -> String {
     summary
 }
 
+#[tracing::instrument(
+    name = "model call",
+    skip_all,
+    fields(model = %spec.model_name(), purpose = "summary")
+)]
 async fn by_model(
     models: &Models,
     spec: &ModelSpec,

@@ -1,13 +1,14 @@
 //! What the tests share and nothing tests by itself: the stack each test builds, the local
-//! servers and processes that stand in for what confab talks to, and the tools the tests
-//! install for themselves (`tool_cache`): the virtualenv the Python client runs in and the
-//! browser.
+//! servers and processes that stand in for what confab talks to (an OTLP collector among
+//! them), and the tools the tests install for themselves (`tool_cache`): the virtualenv the
+//! Python client runs in and the browser.
 
 pub mod browser;
 pub mod cut_proxy;
 pub mod fake_platform;
 pub mod host_page;
 pub mod openai_server;
+pub mod otlp_collector;
 pub mod private_rabbitmq;
 pub mod python;
 pub mod stack;

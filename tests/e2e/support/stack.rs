@@ -93,6 +93,9 @@ pub struct Options {
     pub heavy_writes: HeavyWrites,
     /// What one document and one folder may hold.
     pub knowledge: KnowledgeLimits,
+    /// More variables for the stack's processes (`process_command`), set after its own: how a
+    /// test configures what only the environment configures (OpenTelemetry, say).
+    pub process_env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -138,6 +141,7 @@ impl Default for Options {
                 wait: Duration::from_secs(10),
             },
             knowledge: KnowledgeLimits::DEFAULT,
+            process_env: Vec::new(),
         }
     }
 }
@@ -317,14 +321,22 @@ impl Stack {
 
     /// Start one more worker as a child process (`confab worker`), which a test may kill.
     pub fn start_worker_process(&mut self) -> u32 {
-        let child = self
-            .process_command("worker")
-            .args(["--concurrency", "4"])
-            .spawn()
-            .expect("spawn a worker process");
+        let child = self.worker_process_with(|_| {});
         let pid = child.id().expect("pid");
         self.children.push(child);
         pid
+    }
+
+    /// A worker process like [`Stack::start_worker_process`]'s, its command changed by
+    /// `configure` first; the caller keeps it (or gives it to [`Stack::adopt_child`]).
+    pub fn worker_process_with(
+        &self,
+        configure: impl FnOnce(&mut tokio::process::Command),
+    ) -> tokio::process::Child {
+        let mut command = self.process_command("worker");
+        command.args(["--concurrency", "4"]);
+        configure(&mut command);
+        command.spawn().expect("spawn a worker process")
     }
 
     /// `confab <command>` configured for this stack through its environment, as a deployment
@@ -396,6 +408,7 @@ impl Stack {
                     .to_string(),
             )
             .env("RUST_LOG", "warn")
+            .envs(self.options.process_env.iter().cloned())
             .stdout(Stdio::null())
             .kill_on_drop(true);
         process
@@ -404,16 +417,24 @@ impl Stack {
     /// Another ingress of this stack, as a process of its own on a free port, once it is ready;
     /// returns the process and its base URL.
     pub async fn ingress_process(&self) -> (tokio::process::Child, String) {
+        self.ingress_process_with(|_| {}).await
+    }
+
+    /// [`Stack::ingress_process`], its command changed by `configure` first (its stderr
+    /// captured, say).
+    pub async fn ingress_process_with(
+        &self,
+        configure: impl FnOnce(&mut tokio::process::Command),
+    ) -> (tokio::process::Child, String) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("a free port")
             .local_addr()
             .expect("its address")
             .port();
-        let child = self
-            .process_command("ingress")
-            .env("CONFAB_LISTEN", format!("127.0.0.1:{port}"))
-            .spawn()
-            .expect("spawn an ingress process");
+        let mut command = self.process_command("ingress");
+        command.env("CONFAB_LISTEN", format!("127.0.0.1:{port}"));
+        configure(&mut command);
+        let child = command.spawn().expect("spawn an ingress process");
         let url = format!("http://127.0.0.1:{port}");
         for _ in 0..100 {
             let ready = self.http.get(format!("{url}/readyz")).send().await;

@@ -9,7 +9,7 @@ mod send;
 use std::sync::Arc;
 use std::time::Duration;
 
-use confab_contract::declare_work_topology;
+use confab_contract::{ReplyEvent, TraceHeaders, declare_work_topology};
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use lapin::{
@@ -20,11 +20,12 @@ use lapin::{
 };
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{Instrument, error, info, info_span, warn};
+use uuid::Uuid;
 
 use crate::WorkerConfig;
 use crate::consume::SessionError;
-use confab_shared::platforms;
+use confab_shared::{platforms, telemetry};
 use send::Deliverer;
 
 /// Run delivery sessions until `shutdown` flips to true, reconnecting after failures.
@@ -104,9 +105,48 @@ async fn session(
 }
 
 /// Ack a delivery once its outcome is recorded; one that could not be recorded goes back to the
-/// queue.
+/// queue. A final event is handled in a `delivery` span, in the trace of the turn whose answer
+/// it is (its context came in the event's headers), so that a channel message's trace runs from
+/// its webhook to its sending; the turn's progress events are only acked.
 async fn settle(deliverer: Arc<Deliverer>, delivery: Delivery) {
-    let result = match deliverer.handle(&delivery).await {
+    let request_id = delivery
+        .properties
+        .correlation_id()
+        .as_ref()
+        .and_then(|id| Uuid::parse_str(id.as_str()).ok());
+    let (Some(request_id), Ok(event)) = (request_id, ReplyEvent::decode(&delivery.data)) else {
+        error!("undecodable delivery; dropping it");
+        ack(&delivery).await;
+        return;
+    };
+    if !event.is_final() {
+        ack(&delivery).await;
+        return;
+    }
+    let span = info_span!("delivery", %request_id, trace_id = tracing::field::Empty);
+    if telemetry::enabled() {
+        let remote = TraceHeaders::read(delivery.properties.headers().as_ref());
+        telemetry::set_remote_parent(&span, &remote);
+        telemetry::record_trace_id(&span);
+    }
+    settle_in_span(deliverer, delivery, request_id, event)
+        .instrument(span)
+        .await
+}
+
+async fn ack(delivery: &Delivery) {
+    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+        warn!(error = %e, "could not settle a delivery; the broker will redeliver it");
+    }
+}
+
+async fn settle_in_span(
+    deliverer: Arc<Deliverer>,
+    delivery: Delivery,
+    request_id: Uuid,
+    event: ReplyEvent,
+) {
+    let result = match deliverer.handle(request_id, event).await {
         Ok(()) => delivery.ack(BasicAckOptions::default()).await,
         Err(e) => {
             // The database is unreachable: try again later; the delivery limit bounds it.

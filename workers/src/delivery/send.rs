@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use confab_contract::{ErrorCode, ReplyEvent};
 use deadpool_postgres::Pool;
-use lapin::message::Delivery;
 use serde_json::{Value, json};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::config::DeliveryConfig;
@@ -48,16 +47,7 @@ impl Deliverer {
     /// Deliver the answer a turn's final event carries, or an apology for a failed turn, and
     /// record the outcome. `Err` only when the database is unreachable: then the delivery is
     /// worth trying again.
-    pub(super) async fn handle(&self, delivery: &Delivery) -> Result<(), DbError> {
-        let request_id = delivery
-            .properties
-            .correlation_id()
-            .as_ref()
-            .and_then(|id| Uuid::parse_str(id.as_str()).ok());
-        let (Some(request_id), Ok(event)) = (request_id, ReplyEvent::decode(&delivery.data)) else {
-            error!("undecodable delivery; dropping it");
-            return Ok(());
-        };
+    pub(super) async fn handle(&self, request_id: Uuid, event: ReplyEvent) -> Result<(), DbError> {
         let failed = match &event {
             ReplyEvent::Done(_) => None,
             // Stopped on purpose: nothing to say.
@@ -222,6 +212,7 @@ impl Deliverer {
     }
 
     /// One message part, retried while the platform throttles or fails transiently.
+    #[tracing::instrument(name = "send", skip_all, fields(kind = adapter.kind()))]
     async fn send_part(
         &self,
         adapter: &dyn Adapter,

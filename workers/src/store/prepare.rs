@@ -7,6 +7,7 @@ use confab_contract::{AssistantRef, Job, Role};
 use confab_shared::ModelSpec;
 use confab_shared::db::DbError;
 use deadpool_postgres::Pool;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{ANSWER_OF_TURN, Assistant, StoredAnswer, load_assistant, stored_answer};
@@ -225,6 +226,7 @@ async fn read_context(
             None => Ok(None),
         }
     };
+    let retrieval = tracing::info_span!("retrieval", folders = folders.len());
     let passages = async {
         Ok::<_, DbError>(
             knowledge::search(
@@ -236,7 +238,8 @@ async fn read_context(
             )
             .await?,
         )
-    };
+    }
+    .instrument(retrieval);
     let turns = recent_turns(
         tx,
         conversation.pk,

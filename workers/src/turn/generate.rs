@@ -14,6 +14,7 @@ use confab_contract::{FinishReason, ReplyEvent, Sampling, Source, Usage, now_ms}
 use confab_shared::ModelSpec;
 use futures_util::StreamExt;
 use tokio::sync::watch;
+use tracing::{Instrument, info_span};
 
 use super::earlier::Earlier;
 use super::env::TurnEnv;
@@ -55,6 +56,8 @@ pub(super) struct Generated {
 pub(super) struct Call<'a> {
     pub spec: &'a ModelSpec,
     pub parts: Parts,
+    /// The turn's `context assembly` span, which ends once the context is fitted.
+    pub context_span: tracing::Span,
     pub deadline_ms: i64,
     pub started: Instant,
     /// What earlier attempts of a redelivered stream said, to be continued.
@@ -64,7 +67,8 @@ pub(super) struct Call<'a> {
 }
 
 /// Fit the turn's context into the model's window, call the model and relay its answer until it
-/// finishes, fails, the caller goes or the deadline passes.
+/// finishes, fails, the caller goes or the deadline passes. The context is fitted in the call's
+/// `context assembly` span, which then ends; the model's part is the `model call` span.
 pub(super) async fn generate(
     env: &TurnEnv,
     replies: &mut Replies,
@@ -74,6 +78,7 @@ pub(super) async fn generate(
     let Call {
         spec,
         parts,
+        context_span,
         deadline_ms,
         started,
         earlier,
@@ -85,7 +90,8 @@ pub(super) async fn generate(
         .context_window(env.default_context_window)
         .saturating_sub(answer_tokens);
     let tokenizer = Tokenizer::for_model(spec);
-    let assembled = context::assemble(parts, budget, tokenizer);
+    let assembled = context_span.in_scope(|| context::assemble(parts, budget, tokenizer));
+    drop(context_span);
     let sources: Vec<Source> = assembled.passages.iter().map(|p| p.source()).collect();
     let prompt_estimate = assembled.tokens;
     let oldest_turn_pk = assembled.oldest_turn_pk;
@@ -107,8 +113,15 @@ pub(super) async fn generate(
         sampling: sampling.clone(),
         continues: (!stream.text.is_empty()).then(|| stream.text.clone()),
     };
+    let model_call = info_span!(
+        "model call",
+        model = %spec.model_name(),
+        purpose = "answer",
+        prompt_tokens = prompt_estimate,
+    );
     let ending = stream
         .relay(env, replies, spec, request, deadline_ms, gone)
+        .instrument(model_call)
         .await?;
     let first_token_ms = stream
         .first_token

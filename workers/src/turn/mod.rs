@@ -24,7 +24,7 @@ use confab_shared::ModelSpec;
 use confab_shared::db::DbError;
 use lapin::Channel;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use earlier::Earlier;
 pub use env::TurnEnv;
@@ -189,7 +189,10 @@ async fn answer(
     gone: watch::Receiver<bool>,
     earlier: Option<Earlier>,
 ) -> Result<Settle, TurnError> {
-    let mut prepared = match prepare::in_order(env, job, gone.clone()).await {
+    // Ends once the context is fitted to the model's window, in `generate`.
+    let context_span = info_span!("context assembly");
+    let preparing = prepare::in_order(env, job, gone.clone()).instrument(context_span.clone());
+    let mut prepared = match preparing.await {
         Ok(Readiness::Ready(prepared)) => *prepared,
         Ok(Readiness::Cancelled) => {
             info!("request cancelled before it started");
@@ -231,6 +234,7 @@ async fn answer(
     let call = generate::Call {
         spec: &spec,
         parts,
+        context_span,
         deadline_ms: job.deadline_ms,
         started,
         earlier,

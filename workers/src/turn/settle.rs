@@ -12,7 +12,7 @@ use std::time::Instant;
 use confab_contract::{Done, ErrorCode, FinishReason, Job, ReplyEvent, Timing, Usage};
 use confab_shared::ModelSpec;
 use confab_shared::db::DbError;
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use super::earlier::Earlier;
 use super::env::TurnEnv;
@@ -182,13 +182,15 @@ pub(super) async fn answered(
             .unsummarised_from_pk
             .is_some_and(|first| first < summarise_before)
     {
-        tokio::spawn(summary::refresh(
+        // In the turn's trace, as the last of its work, though the reply is already out.
+        let refreshing = summary::refresh(
             env.pool.clone(),
             env.models.clone(),
             spec.clone(),
             prepared.conversation_pk,
             summarise_before,
-        ));
+        );
+        tokio::spawn(refreshing.instrument(info_span!("summary")));
     }
     info!(
         message_id = %stored.id,
