@@ -3,10 +3,10 @@
 //! and ordering. `faults` and `broker_restart` run one at a time (`serial-faults` in
 //! `.config/nextest.toml`).
 
-mod broker_nodes;
 mod broker_restart;
 mod broker_semantics;
 mod cancellation;
 mod faults;
 mod ordering;
 mod redelivery;
+mod several_hosts;
