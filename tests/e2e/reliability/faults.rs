@@ -1,135 +1,13 @@
 //! Faults caused for real, on servers this test owns so that other tests running at the same
 //! time are not disturbed: a private PostgreSQL cluster stopped and started again under a turn.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::support::private_postgres::PrivatePostgres;
 use crate::support::stack::{Options, Stack};
-
-/// The server binaries of the newest PostgreSQL installed the Debian way.
-fn pg_bin() -> PathBuf {
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL server binaries under /usr/lib/postgresql")
-        .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
-        .filter(|bin| bin.join("pg_ctl").exists())
-        .collect();
-    versions.sort();
-    versions.pop().expect("a PostgreSQL version with pg_ctl")
-}
-
-/// A throw-away PostgreSQL cluster on a free port, run as the `postgres` user (the server
-/// refuses to run as root). Removed when dropped.
-struct PrivatePostgres {
-    dir: PathBuf,
-    port: u16,
-}
-
-fn as_postgres(program: &str, args: &[&str]) {
-    let status = Command::new("runuser")
-        .args([
-            "-u",
-            "postgres",
-            "--",
-            &pg_bin().join(program).to_string_lossy(),
-        ])
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("runuser");
-    assert!(status.success(), "{program} {args:?} failed");
-}
-
-impl PrivatePostgres {
-    fn start() -> PrivatePostgres {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("confab-pg-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let status = Command::new("chown")
-            .arg("postgres")
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let data = dir.join("data");
-        as_postgres(
-            "initdb",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-            ],
-        );
-        let pg = PrivatePostgres { dir, port };
-        pg.up();
-        pg
-    }
-
-    fn data(&self) -> String {
-        self.dir.join("data").to_string_lossy().into_owned()
-    }
-
-    fn up(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.dir.display()
-        );
-        let log = self.dir.join("log").to_string_lossy().into_owned();
-        as_postgres(
-            "pg_ctl",
-            &[
-                "-D",
-                &self.data(),
-                "-o",
-                &options,
-                "-l",
-                &log,
-                "-w",
-                "start",
-            ],
-        );
-    }
-
-    /// Stop at once, as a crash would: no checkpoint, clients cut off.
-    fn crash(&self) {
-        as_postgres(
-            "pg_ctl",
-            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
-        );
-    }
-
-    fn admin_url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        let _ = Command::new("runuser")
-            .args([
-                "-u",
-                "postgres",
-                "--",
-                &pg_bin().join("pg_ctl").to_string_lossy(),
-            ])
-            .args(["-D", &self.data(), "-m", "immediate", "stop"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restart_under_a_turn_loses_and_duplicates_nothing() {

@@ -6,6 +6,7 @@
 mod broker_restart;
 mod broker_semantics;
 mod cancellation;
+mod failover;
 mod faults;
 mod ordering;
 mod redelivery;

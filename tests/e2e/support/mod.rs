@@ -9,6 +9,7 @@ pub mod fake_platform;
 pub mod host_page;
 pub mod openai_server;
 pub mod otlp_collector;
+pub mod private_postgres;
 pub mod private_rabbitmq;
 pub mod python;
 pub mod stack;
