@@ -281,6 +281,7 @@ impl Pipeline {
             submitted,
             self.broker.clone(),
         );
+        turn.db = Some(self.db.clone());
         turn.stream_stall = self.stream_stall;
         Ok(turn)
     }

@@ -1,7 +1,11 @@
 //! One accepted turn as its caller sees it: the reply events of its request, read from the relay
 //! in order and turned into [`TurnEvent`]s until the answer is done, failed or past its deadline.
 //! A lost broker session is waited out (the job is still queued) and the reply path reopened;
-//! a stream that already relayed text ends with an error instead. A redelivered job's stream
+//! a stream that already relayed text ends with an error instead. Once reopened, the turn also
+//! looks for its answer in the database now and then: in a cluster the worker may have answered
+//! while the reply path was gone (its publish reached nobody, and it acked). Once reopened, the turn also
+//! looks for its answer in the database now and then: in a cluster the worker may have answered
+//! while the reply path was gone (its publish reached nobody, and it acked). A redelivered job's stream
 //! goes on only if the new attempt continues the answer already relayed (its deltas are then
 //! read by `seq`, skipping those the caller has); one that starts over ends with an error, as
 //! a stream is never spliced onto another answer.
@@ -49,7 +53,14 @@ pub struct Turn {
     /// for a stream it goes on after the request's handler (and its span) returned. Every
     /// read is in it.
     relay: tracing::Span,
+    /// Where a turn whose reply path was reopened looks for an answer given meanwhile.
+    pub(super) db: Option<deadpool_postgres::Pool>,
+    /// The reply path was reopened: events sent meanwhile may be lost.
+    reopened: bool,
 }
+
+/// How often a turn whose reply path was reopened looks for its stored answer.
+const STORED_ANSWER_CHECK: Duration = Duration::from_secs(1);
 
 impl Turn {
     /// The turn of `job`, accepted by the broker, whose events arrive on `subscription`.
@@ -120,6 +131,8 @@ impl Turn {
             listening: None,
             resumed: false,
             relay: info_span!("relay", %request_id, stream),
+            db: None,
+            reopened: false,
         }
     }
 
@@ -231,13 +244,23 @@ impl Turn {
     }
 
     async fn next_event(&mut self) -> TurnEvent {
+        let mut check = tokio::time::interval(STORED_ANSWER_CHECK);
         loop {
+            let reopened = self.reopened;
             let event = tokio::select! {
-                event = self.subscription.events.recv() => event,
+                event = self.subscription.events.recv() => Some(event),
+                _ = check.tick(), if reopened => None,
                 _ = tokio::time::sleep_until(self.deadline) => {
                     return failed(FailureKind::Timeout, "no answer before the request's deadline");
                 }
-                _ = self.lost.wait_for(|lost| *lost) => None,
+                _ = self.lost.wait_for(|lost| *lost) => Some(None),
+            };
+            let Some(event) = event else {
+                if let Some(done) = self.stored_answer().await {
+                    info!(request_id = %self.request_id, "answered while the reply path was lost; read from the database");
+                    return TurnEvent::Done(Box::new(done));
+                }
+                continue;
             };
             let Some(event) = event else {
                 // A streamed answer already relayed in part cannot be resumed without risking a
@@ -335,8 +358,20 @@ impl Turn {
         debug_assert_eq!(subscription.reply_to, self.subscription.reply_to);
         self.subscription = subscription;
         self.lost = session.lost();
+        self.reopened = true;
         info!(request_id = %self.request_id, "reply path reopened after a broker reconnection");
         Ok(())
+    }
+}
+
+impl Turn {
+    /// The turn's answer, if a worker stored it complete.
+    async fn stored_answer(&self) -> Option<Done> {
+        let db = self.db.as_ref()?.get().await.ok()?;
+        crate::store::conversations::answer_of_request(&**db, self.request_id)
+            .await
+            .ok()
+            .flatten()
     }
 }
 

@@ -14,7 +14,6 @@ pub fn new_message_id() -> String {
     format!("msg_{}", Uuid::now_v7().simple())
 }
 
-/// Whether the tenant has a conversation `id` at all (whichever assistant it is with).
 /// The conversation of the tenant's turn `request_id` (answered, or still pending).
 pub async fn of_request(
     client: &impl GenericClient,
@@ -331,4 +330,41 @@ pub async fn append(
             .await?;
     }
     Ok(())
+}
+
+/// The answer stored for request `request_id`, complete, as its `done` event would carry it:
+/// for a caller whose reply path was lost while a worker answered (the answer's publish then
+/// reached nobody). Request ids are UUIDv7s, unique across tenants.
+pub async fn answer_of_request(
+    client: &impl GenericClient,
+    request_id: uuid::Uuid,
+) -> Result<Option<confab_contract::Done>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT m.id, c.id, m.content, \
+                    (extract(epoch FROM m.created_at) * 1000)::int8, \
+                    coalesce(m.prompt_tokens, 0), coalesce(m.completion_tokens, 0), \
+                    coalesce(m.model, '') \
+             FROM messages m JOIN conversations c ON c.pk = m.conversation_pk \
+             WHERE m.request_id = $1 AND m.role = 'assistant' AND m.status = 'complete'",
+            &[&request_id],
+        )
+        .await?;
+    row.map(|row| {
+        Ok(confab_contract::Done {
+            message_id: row.try_get(0)?,
+            conversation_id: row.try_get(1)?,
+            text: row.try_get(2)?,
+            created_ms: row.try_get(3)?,
+            usage: confab_contract::Usage {
+                prompt_tokens: row.try_get::<_, i32>(4)?.max(0) as u32,
+                completion_tokens: row.try_get::<_, i32>(5)?.max(0) as u32,
+            },
+            model: row.try_get(6)?,
+            sources: Vec::new(),
+            timing: Default::default(),
+            finish_reason: Default::default(),
+        })
+    })
+    .transpose()
 }

@@ -3,11 +3,13 @@
 //! and ordering. `faults` and `broker_restart` run one at a time (`serial-faults` in
 //! `.config/nextest.toml`).
 
+mod broker_cluster;
 mod broker_restart;
 mod broker_semantics;
 mod cancellation;
 mod failover;
 mod faults;
+mod load;
 mod ordering;
 mod redelivery;
 mod several_hosts;

@@ -2,6 +2,8 @@
 //! disturbing the machine's shared broker or the tests using it. Run as the `rabbitmq` user (the
 //! Debian package's), from a directory that holds its configuration, database and logs; the
 //! durable queues in that database survive a stop and start. Killed and removed when dropped.
+//! Several such nodes sharing an Erlang cookie join into a cluster of the test's own
+//! ([`PrivateRabbitMq::cluster`]), whose nodes a test may kill one at a time.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -37,6 +39,71 @@ fn alive(pid: u32) -> bool {
 impl PrivateRabbitMq {
     /// Boot a fresh node and wait until it takes AMQP connections.
     pub async fn start() -> PrivateRabbitMq {
+        Self::start_with_cookie(&uuid::Uuid::new_v4().simple().to_string()).await
+    }
+
+    /// Boot `size` fresh nodes and join them into one cluster, the first node's.
+    pub async fn cluster(size: usize) -> Vec<PrivateRabbitMq> {
+        let cookie = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+        let mut nodes = Vec::new();
+        for _ in 0..size {
+            nodes.push(Self::start_with_cookie(&cookie).await);
+        }
+        for node in &nodes[1..] {
+            node.ctl(&["stop_app"]);
+            node.ctl(&["join_cluster", &nodes[0].node]);
+            node.ctl(&["start_app"]);
+        }
+        let members = nodes[0].ctl(&["cluster_status", "--formatter", "json"]);
+        for node in &nodes {
+            assert!(
+                members.contains(&node.node),
+                "{} did not join: {members}",
+                node.node
+            );
+        }
+        nodes
+    }
+
+    /// The node's name (`name@localhost`).
+    pub fn name(&self) -> &str {
+        &self.node
+    }
+
+    /// `rabbitmqctl` against this node, as its user with its cookie; its output.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let output = Command::new("runuser")
+            .args(["-u", "rabbitmq", "--", "env"])
+            .arg(format!("HOME={}", self.dir.display()))
+            .args(["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", &self.node])
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("runuser rabbitmqctl");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "rabbitmqctl {args:?} on {}: {stdout}{}",
+            self.node,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    }
+
+    /// Kill the node at once (SIGKILL: no goodbye to clients or peers) and wait until it is gone.
+    pub async fn kill(&self) {
+        let pid = self.pid().expect("the node's pid file");
+        let status = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -KILL {pid}");
+        while alive(pid) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn start_with_cookie(cookie: &str) -> PrivateRabbitMq {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let dir = std::env::temp_dir().join(format!("confab-rmq-{id}"));
         let node = PrivateRabbitMq {
@@ -56,12 +123,21 @@ impl PrivateRabbitMq {
         )
         .unwrap();
         std::fs::write(node.dir.join("enabled_plugins"), "[].\n").unwrap();
+        // The Erlang cookie in the node's HOME: nodes (and rabbitmqctl) sharing it may talk.
+        let cookie_file = node.dir.join(".erlang.cookie");
+        std::fs::write(&cookie_file, cookie).unwrap();
         let chown = Command::new("chown")
             .args(["-R", "rabbitmq"])
             .arg(&node.dir)
             .status()
             .unwrap();
         assert!(chown.success(), "chown the node's directory to rabbitmq");
+        let private = Command::new("chmod")
+            .arg("400")
+            .arg(&cookie_file)
+            .status()
+            .unwrap();
+        assert!(private.success(), "the cookie must be private to its owner");
         node.up().await;
         node
     }
