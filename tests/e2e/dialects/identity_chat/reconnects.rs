@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::identity_and_channel;
+use super::stream_tokens::mint;
 use crate::support::browser;
 use crate::support::stack::{Options, Stack, sse_data};
 
@@ -78,15 +79,7 @@ async fn a_reconnect_after_the_stream_ended_is_204_and_never_a_second_turn() {
 async fn a_browser_reconnecting_with_its_spent_token_is_told_to_stop() {
     let stack = Stack::start(Options::default()).await;
     let (identity, channel) = identity_and_channel(&stack).await;
-    let (status, minted) = stack
-        .api(
-            "POST",
-            "/v1/stream-tokens",
-            Some(json!({"identity_id": identity, "channel_id": channel})),
-        )
-        .await;
-    assert_eq!(status, 201, "{minted}");
-    let token = minted["token"].as_str().unwrap();
+    let token = mint(&stack, &identity, &channel).await;
     let url = format!(
         "/conversation/{identity}/streaming?channel_id={channel}&message=Hello&token={token}"
     );
@@ -122,15 +115,7 @@ async fn a_browser_event_source_left_open_after_complete_stores_one_turn_and_sto
     })
     .await;
     let (identity, channel) = identity_and_channel(&stack).await;
-    let (status, minted) = stack
-        .api(
-            "POST",
-            "/v1/stream-tokens",
-            Some(json!({"identity_id": identity, "channel_id": channel})),
-        )
-        .await;
-    assert_eq!(status, 201, "{minted}");
-    let token = minted["token"].as_str().unwrap();
+    let token = mint(&stack, &identity, &channel).await;
     let path = format!(
         "/conversation/{identity}/streaming?channel_id={channel}&message=Hello%20there&token={token}"
     );

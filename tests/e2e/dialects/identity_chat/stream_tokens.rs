@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use super::{assert_seed_stream, events, identity_and_channel};
 use crate::support::stack::{Options, Stack};
 
-async fn mint(stack: &Stack, identity: &str, channel: &str) -> String {
+/// A stream token for `identity` on `channel`, minted with the stack's key.
+pub(super) async fn mint(stack: &Stack, identity: &str, channel: &str) -> String {
     let (status, minted) = stack
         .api(
             "POST",
