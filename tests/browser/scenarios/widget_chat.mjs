@@ -2,7 +2,8 @@
 // streams in; then reloads the page and finds the conversation again; then the same on a
 // phone-sized screen. Records what the visitor saw.
 // On the hosted chat page (`hosted`), the panel is the page: there is no bubble to click.
-//   args: { host, question, screenshot?, hosted? }
+// `waitBeforeAskingMs` lets time pass between opening the chat and asking.
+//   args: { host, question, screenshot?, hosted?, waitBeforeAskingMs? }
 const shadow = 'confab-widget';
 
 export default async function ({ page, args }) {
@@ -13,6 +14,7 @@ export default async function ({ page, args }) {
   await page.goto(args.host);
   await openChat();
   const input = page.getByLabel('Message');
+  if (args.waitBeforeAskingMs) await page.waitForTimeout(args.waitBeforeAskingMs);
   await input.fill(args.question);
   // Every length the answer had on screen while it streamed.
   await page.evaluate((shadowHost) => {

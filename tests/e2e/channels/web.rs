@@ -459,3 +459,37 @@ async fn a_throttled_visitor_is_told_to_wait() {
     );
     assert_eq!(count(&stack, "SELECT count(*) FROM messages").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_renews_its_visitor_token_without_the_visitor_noticing() {
+    let stack = Stack::start(Options {
+        visitors: confab::config::VisitorLimits {
+            token_ttl_secs: 2,
+            ..confab::config::VisitorLimits::default()
+        },
+        ..options()
+    })
+    .await;
+    let shop = HostPage::start().await;
+    let channel = public_channel(&stack, &[&shop.origin]).await;
+    shop.show(shop_with_widget(&stack.url(""), &channel, ""));
+    // The visitor opens the chat and asks only after the first token has expired.
+    let args = json!({"host": shop.origin, "question": QUESTION, "waitBeforeAskingMs": 4500});
+    let seen = browser::scenario("widget_chat", args).await.result;
+    assert_eq!(seen["status"], "", "{seen}");
+    assert!(seen["answer"].as_str().unwrap().contains("9:00"), "{seen}");
+    let sessions = count(&stack, "SELECT count(*) FROM visitor_tokens").await;
+    assert!(
+        sessions >= 3,
+        "the token was renewed before it expired ({sessions} tokens)"
+    );
+    assert_eq!(
+        count(
+            &stack,
+            "SELECT count(*) FROM identities WHERE external_id LIKE 'web-visitor:%'"
+        )
+        .await,
+        1,
+        "renewing keeps the visitor"
+    );
+}
