@@ -58,7 +58,38 @@ fn chat_message(message: Value, at: usize) -> Result<ChatMessage, OpenAiError> {
     };
     let role = role(fields.remove("role"), at)?;
     let content = content(&mut fields, role, at)?;
+    refuse_other_fields(&fields, at)?;
     Ok(ChatMessage { role, content })
+}
+
+/// A message's fields besides role and content are refused, unless they ask for nothing (null,
+/// an empty `tool_calls`): nothing of a message is accepted and ignored.
+fn refuse_other_fields(fields: &Map<String, Value>, at: usize) -> Result<(), OpenAiError> {
+    for (name, value) in fields {
+        let empty = value.is_null() || value.as_array().is_some_and(Vec::is_empty);
+        if empty {
+            continue;
+        }
+        let param = format!("messages[{at}].{name}");
+        let why = match name.as_str() {
+            "tool_calls" | "function_call" => {
+                "tool and function calling is not supported by confab's chat completions yet"
+            }
+            "name" => "participant names are not supported; put who speaks in the content",
+            "audio" => "confab answers with text only",
+            _ => {
+                return Err(OpenAiError::invalid(
+                    param,
+                    format!("Unrecognized message field: {name}"),
+                ));
+            }
+        };
+        return Err(OpenAiError::invalid(
+            param.clone(),
+            format!("{param}: {why}."),
+        ));
+    }
+    Ok(())
 }
 
 fn role(value: Option<Value>, at: usize) -> Result<Role, OpenAiError> {
@@ -136,6 +167,14 @@ mod tests {
     }
 
     #[test]
+    fn fields_that_ask_for_nothing_are_accepted() {
+        let quiet = json!([{"role": "assistant", "content": "ok", "tool_calls": [],
+                            "refusal": null, "function_call": null},
+                           {"role": "user", "content": "y"}]);
+        assert!(messages(Some(quiet)).is_ok());
+    }
+
+    #[test]
     fn every_invalid_message_is_named_in_param() {
         assert_eq!(
             messages(None).unwrap_err().param.as_deref(),
@@ -164,6 +203,20 @@ mod tests {
                 "messages[0].content",
             ),
             (json!(["hi"]), "messages[0]"),
+            (
+                json!([{"role": "assistant", "content": null,
+                        "tool_calls": [{"id": "c1", "type": "function"}]},
+                       {"role": "user", "content": "y"}]),
+                "messages[0].tool_calls",
+            ),
+            (
+                json!([{"role": "user", "content": "y", "name": "ada"}]),
+                "messages[0].name",
+            ),
+            (
+                json!([{"role": "user", "content": "y", "mood": "happy"}]),
+                "messages[0].mood",
+            ),
         ];
         for (list, param) in cases {
             assert_eq!(param_of(list.clone()).as_deref(), Some(param), "{list}");
