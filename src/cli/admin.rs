@@ -62,7 +62,11 @@ pub async fn reseal_secrets(
     }
     let tx = client.transaction().await?;
     let mut changed = 0;
-    for (id, mut config) in crate::store::channels::all_configs_for_update(&tx).await? {
+    let configs = crate::store::channels::all_configs_for_update(&tx).await?;
+    // A tenant with many channels waits a while: show how far it got (on a terminal only).
+    let progress = channel_progress(configs.len() as u64);
+    for (id, mut config) in configs {
+        progress.inc(1);
         if !secrets.needs_reseal(&config) {
             continue;
         }
@@ -74,5 +78,23 @@ pub async fn reseal_secrets(
         changed += 1;
     }
     tx.commit().await?;
+    progress.finish_and_clear();
     Ok(changed)
+}
+
+/// Channels done of `total`, with rate and time left, on stderr when it is a terminal.
+fn channel_progress(total: u64) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let target = if std::io::stderr().is_terminal() {
+        indicatif::ProgressDrawTarget::stderr()
+    } else {
+        indicatif::ProgressDrawTarget::hidden()
+    };
+    let bar = indicatif::ProgressBar::with_draw_target(Some(total), target);
+    let style = indicatif::ProgressStyle::with_template(
+        "[{elapsed_precise}] [{wide_bar}] {pos}/{len} channels ({per_sec}, {eta} left)",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
 }
