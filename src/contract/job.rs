@@ -53,9 +53,10 @@ impl Versioned for Job {
     }
 }
 
-/// How the caller asked a turn's answer to be sampled (the OpenAI dialect's parameters). Every
-/// field absent leaves it to the provider. The built-in model is deterministic: it honours
-/// `max_tokens` and `stop`, and the sampling controls change nothing in what it says. Added
+/// How the caller asked a turn's answer to be sampled and shaped (the OpenAI dialect's
+/// parameters). Every field absent leaves it to the provider. The built-in model is
+/// deterministic: it honours `max_tokens` and `stop`, the sampling controls change nothing in
+/// what it says, and it takes no `response_format` (the ingress refuses that). Added
 /// without a version bump: an older worker ignores it, as it ignored the parameters before.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sampling {
@@ -75,6 +76,10 @@ pub struct Sampling {
     pub presence_penalty: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frequency_penalty: Option<f64>,
+    /// The answer's form, as OpenAI's `response_format` says it (`json_object`, or
+    /// `json_schema` with the schema), for a provider that takes it; absent, free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<serde_json::Value>,
 }
 
 impl Sampling {

@@ -134,6 +134,18 @@ async fn chat_completions(
         .await?
         .filter(|a| a.deployed)
         .ok_or_else(|| OpenAiError::model_not_found(&request.model))?;
+    let builtin = confab_shared::ModelSpec::parse(&assistant.model)
+        == Some(confab_shared::ModelSpec::Builtin);
+    if request.sampling.response_format.is_some() && builtin {
+        return Err(OpenAiError::invalid(
+            "response_format",
+            format!(
+                "The assistant '{}' answers with the built-in model, which writes free text \
+                 only; give it an OpenAI-compatible model for structured output.",
+                request.model
+            ),
+        ));
+    }
     let created_ms = now_ms();
     let idempotent = named.is_some() && headers.contains_key("idempotency-key");
     let (conversation_id, history, message) = match named {

@@ -101,6 +101,15 @@ fn request() -> Value {
                 described(nullable(string()), "Stored with the user's turn"),
             ),
             (
+                "response_format",
+                described(
+                    nullable(any_object()),
+                    "`{\"type\": \"text\"}` (the default), `json_object`, or `json_schema` with \
+                     `json_schema: {name, schema, strict}`; passed to an OpenAI-compatible model \
+                     (refused for the built-in one)",
+                ),
+            ),
+            (
                 "metadata",
                 described(
                     nullable(any_object()),

@@ -164,6 +164,7 @@ fn add_sampling(body: &mut serde_json::Value, sampling: &Sampling) {
             "stop",
             (!sampling.stop.is_empty()).then(|| serde_json::Value::from(sampling.stop.clone())),
         ),
+        ("response_format", sampling.response_format.clone()),
     ];
     for (name, value) in given {
         if let Some(value) = value {

@@ -4,11 +4,13 @@
 //! - Sampling (`temperature`, `top_p`, `max_tokens` / `max_completion_tokens`, `stop`, `seed`,
 //!   `presence_penalty`, `frequency_penalty`) goes to the model with the job (`Sampling`).
 //! - `user` and `metadata` are stored with the user's turn.
+//! - `response_format` (`json_object`, `json_schema`) goes to the model too; the ingress refuses
+//!   it for the built-in model, which writes free text only.
 //! - What confab cannot do yet, or never does, is refused, saying so: tools and function
-//!   calling, structured output, log probabilities, logit bias, audio, predicted outputs, web
-//!   search, reasoning effort and paid service tiers. Their "off" values (`logprobs: false`,
-//!   `response_format: {"type": "text"}`, `modalities: ["text"]`, `service_tier: "auto"`, an
-//!   empty `tools` list...) are accepted, since they ask for nothing.
+//!   calling, log probabilities, logit bias, audio, predicted outputs, web search, reasoning
+//!   effort and paid service tiers. Their "off" values (`logprobs: false`, `modalities:
+//!   ["text"]`, `service_tier: "auto"`, an empty `tools` list...) are accepted, since they ask
+//!   for nothing.
 //! - Anything else is refused as OpenAI refuses it: "Unrecognized request argument supplied".
 
 use confab_contract::Sampling;
@@ -57,7 +59,37 @@ pub fn sampling(fields: &mut Map<String, Value>) -> Result<Sampling, OpenAiError
             -2.0,
             2.0,
         )?,
+        response_format: response_format(fields.remove("response_format"))?,
     })
+}
+
+/// `response_format`: `text` (the default, so nothing), `json_object`, or `json_schema` with a
+/// `json_schema: {name, schema?, strict?, description?}`; passed to the model as given.
+fn response_format(value: Option<Value>) -> Result<Option<Value>, OpenAiError> {
+    let invalid = |message: &str| OpenAiError::invalid("response_format", message.to_owned());
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    match value["type"].as_str() {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(value)),
+        Some("json_schema") => {
+            let schema = &value["json_schema"];
+            let named = schema["name"]
+                .as_str()
+                .is_some_and(|n| (1..=64).contains(&n.len()));
+            if !named || !(schema["schema"].is_null() || schema["schema"].is_object()) {
+                return Err(invalid(
+                    "response_format.json_schema needs a name (1 to 64 characters) and, if \
+                     given, a schema object.",
+                ));
+            }
+            Ok(Some(value))
+        }
+        _ => Err(invalid(
+            "response_format.type must be text, json_object or json_schema.",
+        )),
+    }
 }
 
 /// Read and remove `user` and `metadata`, as the metadata stored with the user's turn.
@@ -114,10 +146,6 @@ pub fn refuse_the_rest(fields: &Map<String, Value>) -> Result<(), OpenAiError> {
             "tools" | "tool_choice" | "parallel_tool_calls" | "functions" | "function_call" => {
                 "tool and function calling is not supported by confab's chat completions yet"
             }
-            "response_format" => {
-                "structured output (json_object, json_schema) is not supported by confab's chat \
-                 completions yet"
-            }
             "logprobs" | "top_logprobs" => "log probabilities are not returned by confab",
             "logit_bias" => "logit_bias is not supported by confab",
             "modalities" | "audio" => "confab answers with text only",
@@ -147,7 +175,6 @@ fn asks_for_nothing(name: &str, value: &Value) -> bool {
         ("tools" | "functions", Value::Array(list)) => list.is_empty(),
         ("tool_choice" | "function_call", Value::String(choice)) => choice == "none",
         ("logit_bias", Value::Object(bias)) => bias.is_empty(),
-        ("response_format", Value::Object(format)) => format.get("type") == Some(&"text".into()),
         ("modalities", Value::Array(list)) => list.iter().all(|m| m == "text"),
         ("service_tier", Value::String(tier)) => tier == "auto" || tier == "default",
         _ => false,
@@ -239,6 +266,14 @@ mod tests {
             ),
             (json!({"stop": ["a", "b", "c", "d", "e"]}), "stop"),
             (json!({"seed": 1.5}), "seed"),
+            (
+                json!({"response_format": {"type": "xml"}}),
+                "response_format",
+            ),
+            (
+                json!({"response_format": {"type": "json_schema", "json_schema": {}}}),
+                "response_format",
+            ),
         ] {
             let error = sampling(&mut fields(body.clone())).unwrap_err();
             assert_eq!(error.param.as_deref(), Some(param), "{body}");
@@ -249,18 +284,13 @@ mod tests {
     fn what_confab_cannot_do_is_refused_by_name_unless_it_asks_for_nothing() {
         let quiet = fields(
             json!({"tools": [], "tool_choice": "none", "logprobs": false,
-                                  "response_format": {"type": "text"}, "modalities": ["text"],
-                                  "service_tier": "auto", "parallel_tool_calls": false}),
+                   "modalities": ["text"], "service_tier": "auto", "parallel_tool_calls": false}),
         );
         assert!(refuse_the_rest(&quiet).is_ok());
         for (body, says) in [
             (
                 json!({"tools": [{"type": "function"}]}),
                 "tool and function calling",
-            ),
-            (
-                json!({"response_format": {"type": "json_object"}}),
-                "structured output",
             ),
             (json!({"logprobs": true}), "log probabilities"),
             (

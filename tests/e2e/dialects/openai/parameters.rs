@@ -121,7 +121,7 @@ async fn what_confab_cannot_do_is_refused_naming_the_parameter() {
         (
             "response_format",
             json!({"type": "json_object"}),
-            "structured output",
+            "built-in model, which writes free text only",
         ),
         ("logprobs", json!(true), "log probabilities"),
         (

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::support::openai_server::{FakeOpenAi, Script};
 use crate::support::python;
 use crate::support::stack::{Options, Stack};
 
@@ -82,4 +83,61 @@ async fn openai_python_sdk_reads_models_json_streams_conversations_and_errors() 
     assert_eq!(result["not_found"]["code"], "model_not_found");
     assert_eq!(result["unauthorized"]["status"], 401, "{result}");
     assert_eq!(result["unauthorized"]["code"], "invalid_api_key");
+}
+
+/// `chat.completions.parse` with a pydantic model: the SDK sends a strict JSON schema as
+/// `response_format`, confab passes it to the OpenAI-compatible model, and the SDK parses the
+/// answer into the model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_parses_structured_output_from_a_vendor_model() {
+    let python = python::venv_python();
+    let server = FakeOpenAi::start(Script::Tokens {
+        pieces: vec![
+            r#"{"name": "Par"#.into(),
+            r#"is", "country": "France"}"#.into(),
+        ],
+        prompt_tokens: 12,
+        completion_tokens: 9,
+    })
+    .await;
+    let stack = Stack::start(Options {
+        openai_base_url: server.base_url(),
+        ..Options::default()
+    })
+    .await;
+    stack
+        .create_assistant(serde_json::json!({"name": "Geo", "model": "openai/test-model"}))
+        .await;
+    let output = tokio::process::Command::new(&python)
+        .arg("tests/python/structured_output.py")
+        .args([
+            format!("http://{}/v1", stack.addr).as_str(),
+            stack.api_key.as_str(),
+            "geo",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the Python client failed:\n{stderr}"
+    );
+    let result: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        result["parsed"],
+        serde_json::json!({"name": "Paris", "country": "France"})
+    );
+    assert_eq!(result["finish_reason"], "stop");
+    let sent = &server.requests()[0].body["response_format"];
+    assert_eq!(sent["type"], "json_schema", "{sent}");
+    assert_eq!(sent["json_schema"]["name"], "City");
+    assert_eq!(sent["json_schema"]["strict"], true);
+    assert!(
+        sent["json_schema"]["schema"]["properties"]["country"].is_object(),
+        "{sent}"
+    );
 }
