@@ -244,7 +244,9 @@ impl Turn {
     }
 
     async fn next_event(&mut self) -> TurnEvent {
-        let mut check = tokio::time::interval(STORED_ANSWER_CHECK);
+        // Only after a second without events: a turn reading its events needs no query.
+        let first = tokio::time::Instant::now() + STORED_ANSWER_CHECK;
+        let mut check = tokio::time::interval_at(first, STORED_ANSWER_CHECK);
         loop {
             let reopened = self.reopened;
             let event = tokio::select! {

@@ -27,8 +27,13 @@ fn options() -> Options {
 
 /// A public web channel allowing `origins`, answered by an assistant that knows the hours.
 async fn public_channel(stack: &Stack, origins: &[&str]) -> String {
+    public_channel_knowing(stack, INSTRUCTIONS, origins).await
+}
+
+/// A public web channel allowing `origins`, answered by an assistant with `instructions`.
+async fn public_channel_knowing(stack: &Stack, instructions: &str, origins: &[&str]) -> String {
     let assistant = stack
-        .create_assistant(json!({"name": "Shop", "instructions": INSTRUCTIONS}))
+        .create_assistant(json!({"name": "Shop", "instructions": instructions}))
         .await;
     let config = json!({"public": true, "allowed_origins": origins, "identity_secret": SECRET});
     let (status, channel) = stack
@@ -47,6 +52,16 @@ async fn count(stack: &Stack, sql: &str) -> i64 {
     stack.db().await.query_one(sql, &[]).await.unwrap().get(0)
 }
 
+/// A stack with `options`, and a shop on another origin embedding the widget of its public
+/// channel, which allows the shop.
+async fn shop_with_its_widget(options: Options) -> (Stack, HostPage) {
+    let stack = Stack::start(options).await;
+    let shop = HostPage::start().await;
+    let channel = public_channel(&stack, &[&shop.origin]).await;
+    shop.show(shop_with_widget(&stack.url(""), &channel, ""));
+    (stack, shop)
+}
+
 fn sign(user_id: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(user_id.as_bytes());
@@ -62,10 +77,7 @@ fn screenshot_path() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_visitor_on_another_origin_chats_through_the_widget_and_finds_it_again_after_a_reload() {
-    let stack = Stack::start(options()).await;
-    let shop = HostPage::start().await;
-    let channel = public_channel(&stack, &[&shop.origin]).await;
-    shop.show(shop_with_widget(&stack.url(""), &channel, ""));
+    let (stack, shop) = shop_with_its_widget(options()).await;
     let args = json!({"host": shop.origin, "question": QUESTION, "screenshot": screenshot_path()});
     let outcome = browser::scenario("widget_chat", args).await;
     let seen = &outcome.result;
@@ -385,22 +397,7 @@ async fn the_widget_s_stream_survives_a_dropped_connection_and_shows_the_answer_
     })
     .await;
     let shop = HostPage::start().await;
-    let assistant = stack
-        .create_assistant(json!({"name": "Hours", "instructions": long}))
-        .await;
-    let config = json!({"public": true, "allowed_origins": [shop.origin]});
-    let (status, channel) = stack
-        .api(
-            "POST",
-            "/v1/channels",
-            Some(
-                json!({"name": "Shop", "kind": "web", "assistant_id": assistant["id"],
-                        "config": config}),
-            ),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let channel = channel["id"].as_str().unwrap().to_owned();
+    let channel = public_channel_knowing(&stack, long, &[&shop.origin]).await;
     // The widget is loaded through a proxy that cuts the answer's first stream midway.
     let proxy = CutProxy::start(stack.addr, 800).await;
     shop.show(shop_with_widget(&proxy.url, &channel, ""));
@@ -439,7 +436,7 @@ async fn the_widget_s_stream_survives_a_dropped_connection_and_shows_the_answer_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_visitor_is_told_to_wait() {
-    let stack = Stack::start(Options {
+    let (stack, shop) = shop_with_its_widget(Options {
         visitors: confab::config::VisitorLimits {
             per_channel_per_min: 1,
             ..confab::config::VisitorLimits::default()
@@ -447,9 +444,6 @@ async fn a_throttled_visitor_is_told_to_wait() {
         ..options()
     })
     .await;
-    let shop = HostPage::start().await;
-    let channel = public_channel(&stack, &[&shop.origin]).await;
-    shop.show(shop_with_widget(&stack.url(""), &channel, ""));
     let args = json!({"host": shop.origin, "question": QUESTION});
     let seen = browser::scenario("widget_refused", args).await.result;
     let status = seen["status"].as_str().unwrap();
@@ -462,7 +456,7 @@ async fn a_throttled_visitor_is_told_to_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_widget_renews_its_visitor_token_without_the_visitor_noticing() {
-    let stack = Stack::start(Options {
+    let (stack, shop) = shop_with_its_widget(Options {
         visitors: confab::config::VisitorLimits {
             token_ttl_secs: 2,
             ..confab::config::VisitorLimits::default()
@@ -470,9 +464,6 @@ async fn the_widget_renews_its_visitor_token_without_the_visitor_noticing() {
         ..options()
     })
     .await;
-    let shop = HostPage::start().await;
-    let channel = public_channel(&stack, &[&shop.origin]).await;
-    shop.show(shop_with_widget(&stack.url(""), &channel, ""));
     // The visitor opens the chat and asks only after the first token has expired.
     let args = json!({"host": shop.origin, "question": QUESTION, "waitBeforeAskingMs": 4500});
     let seen = browser::scenario("widget_chat", args).await.result;

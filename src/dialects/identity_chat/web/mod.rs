@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::ChannelChatError;
 use crate::http::openapi::schema::{
-    array, date_time, described, enum_of, integer, nullable, obj, record, string, uuid,
+    array, date_time, described, enum_of, integer, nullable, obj, record, reference, string, uuid,
 };
 use crate::http::{ApiRouter, AppState, Auth, EdgeFailure, Operation, Reason, Reply, Visiting};
 use crate::store::visitors;
@@ -52,10 +52,10 @@ pub fn visitor_router() -> ApiRouter {
                      channel's `identity_secret`), that user's identity.",
                 )
                 .path_param("channel_id", "The public web channel (UUID)")
-                .body(components_ref("VisitorSessionRequest"))
+                .body(reference("VisitorSessionRequest"))
                 .response(
                     201,
-                    Reply::new("The session").json(components_ref("VisitorSession")),
+                    Reply::new("The session").json(reference("VisitorSession")),
                 )
                 .errors("ChannelChatError", &[400, 403, 404, 413, 429, 500, 503]),
         )
@@ -70,8 +70,7 @@ pub fn visitor_router() -> ApiRouter {
             .path_param("channel_id", "The public web channel (UUID)")
             .response(
                 200,
-                Reply::new("The latest turns, oldest first")
-                    .json(components_ref("VisitorConversation")),
+                Reply::new("The latest turns, oldest first").json(reference("VisitorConversation")),
             )
             .errors("ChannelChatError", &[401, 403, 404, 429, 500, 503]),
         )
@@ -80,10 +79,6 @@ pub fn visitor_router() -> ApiRouter {
 /// The widget and the hosted page: same-origin files, no CORS needed.
 pub fn page_router() -> ApiRouter {
     assets::router()
-}
-
-fn components_ref(name: &str) -> Value {
-    crate::http::openapi::schema::reference(name)
 }
 
 /// `GET /v1/web/channels/{id}/conversation`.
