@@ -1,11 +1,10 @@
 //! One accepted turn as its caller sees it: the reply events of its request, read from the relay
 //! in order and turned into [`TurnEvent`]s until the answer is done, failed or past its deadline.
 //! A lost broker session is waited out (the job is still queued) and the reply path reopened;
-//! a stream that already relayed text ends with an error instead. Once reopened, the turn also
-//! looks for its answer in the database now and then: in a cluster the worker may have answered
-//! while the reply path was gone (its publish reached nobody, and it acked). Once reopened, the turn also
-//! looks for its answer in the database now and then: in a cluster the worker may have answered
-//! while the reply path was gone (its publish reached nobody, and it acked). A redelivered job's stream
+//! a stream that already relayed text ends with an error instead. A turn whose events stop for a
+//! few seconds also looks for its answer in the database: in a cluster the node holding its reply
+//! queue may die while its connection lives on another, and the worker's answer then reaches
+//! nobody (the worker acks, the answer stored). A redelivered job's stream
 //! goes on only if the new attempt continues the answer already relayed (its deltas are then
 //! read by `seq`, skipping those the caller has); one that starts over ends with an error, as
 //! a stream is never spliced onto another answer.
@@ -53,14 +52,14 @@ pub struct Turn {
     /// for a stream it goes on after the request's handler (and its span) returned. Every
     /// read is in it.
     relay: tracing::Span,
-    /// Where a turn whose reply path was reopened looks for an answer given meanwhile.
+    /// Where a turn whose events stopped looks for an answer that reached nobody.
     pub(super) db: Option<deadpool_postgres::Pool>,
-    /// The reply path was reopened: events sent meanwhile may be lost.
-    reopened: bool,
 }
 
-/// How often a turn whose reply path was reopened looks for its stored answer.
-const STORED_ANSWER_CHECK: Duration = Duration::from_secs(1);
+/// How long a turn's events may stop before it looks for its stored answer, and how often it
+/// looks again. A worker sends keepalives every 400 ms while it answers, so this much silence
+/// means the job is still queued or the reply path is gone.
+const STORED_ANSWER_CHECK: Duration = Duration::from_secs(3);
 
 impl Turn {
     /// The turn of `job`, accepted by the broker, whose events arrive on `subscription`.
@@ -132,7 +131,6 @@ impl Turn {
             resumed: false,
             relay: info_span!("relay", %request_id, stream),
             db: None,
-            reopened: false,
         }
     }
 
@@ -244,14 +242,15 @@ impl Turn {
     }
 
     async fn next_event(&mut self) -> TurnEvent {
-        // Only after a second without events: a turn reading its events needs no query.
+        // Only after a silence: a turn reading its events needs no query.
         let first = tokio::time::Instant::now() + STORED_ANSWER_CHECK;
         let mut check = tokio::time::interval_at(first, STORED_ANSWER_CHECK);
         loop {
-            let reopened = self.reopened;
+            // A stream that relayed part of an answer cannot be finished from the store.
+            let may_look = !(self.stream && self.relayed);
             let event = tokio::select! {
                 event = self.subscription.events.recv() => Some(event),
-                _ = check.tick(), if reopened => None,
+                _ = check.tick(), if may_look => None,
                 _ = tokio::time::sleep_until(self.deadline) => {
                     return failed(FailureKind::Timeout, "no answer before the request's deadline");
                 }
@@ -259,7 +258,7 @@ impl Turn {
             };
             let Some(event) = event else {
                 if let Some(done) = self.stored_answer().await {
-                    info!(request_id = %self.request_id, "answered while the reply path was lost; read from the database");
+                    info!(request_id = %self.request_id, "the answer reached no reply path; read from the database");
                     return TurnEvent::Done(Box::new(done));
                 }
                 continue;
@@ -360,7 +359,6 @@ impl Turn {
         debug_assert_eq!(subscription.reply_to, self.subscription.reply_to);
         self.subscription = subscription;
         self.lost = session.lost();
-        self.reopened = true;
         info!(request_id = %self.request_id, "reply path reopened after a broker reconnection");
         Ok(())
     }
