@@ -203,7 +203,7 @@ async fn seed_001_and_openai_streams_cut_midway_resume_on_another_ingress_with_e
     // After the end: the whole stream from the start, then nothing left.
     let (status, whole) =
         events_of(&stack, &other_ingress, &request_id, None, &stack.api_key).await;
-    assert_eq!((status, chunks(&whole)), (200, text));
+    assert_eq!((status, chunks(&whole)), (200, text), "{whole}");
     let end = last_id(&whole);
     let (status, _) = events_of(
         &stack,

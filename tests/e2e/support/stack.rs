@@ -168,8 +168,18 @@ pub struct Stack {
     children: Vec<tokio::process::Child>,
 }
 
+/// The in-process ingresses' and workers' warnings go to the test's captured output, which
+/// nextest shows when the test fails: a failure in CI then says what the server saw.
+fn capture_server_warnings() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_test_writer()
+        .try_init();
+}
+
 impl Stack {
     pub async fn start(options: Options) -> Stack {
+        capture_server_warnings();
         let database = random_name("confab_t_");
         let database_url = database_url(&options.admin_database_url, &database);
         confab::cli::admin::connect(&options.admin_database_url)
