@@ -152,7 +152,7 @@ fn resources() -> Vec<(&'static str, Value)> {
             "Message",
             record([
                 ("id", string()),
-                ("role", enum_of(&["user", "assistant", "system"])),
+                ("role", enum_of(&["user", "assistant", "system", "tool"])),
                 ("content", string()),
                 (
                     "status",
@@ -188,6 +188,28 @@ fn resources() -> Vec<(&'static str, Value)> {
                     described(
                         nullable(any_object()),
                         "Why the platform could not deliver the answer",
+                    ),
+                ),
+                (
+                    "tool_calls",
+                    described(
+                        nullable(array(record([
+                            ("id", string()),
+                            ("name", string()),
+                            (
+                                "arguments",
+                                described(string(), "JSON, as the model wrote it"),
+                            ),
+                        ]))),
+                        "For an assistant turn that called the caller's functions (OpenAI \
+                         tools): the calls",
+                    ),
+                ),
+                (
+                    "tool_call_id",
+                    described(
+                        nullable(string()),
+                        "For a `tool` turn: the call whose result it is",
                     ),
                 ),
                 ("created_at", date_time()),

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Versioned;
+use crate::tools::{ClientTools, ToolCall};
 
 /// Everything a worker needs to answer one turn. The ingress has already authenticated the
 /// caller and resolved every name to an id; the worker trusts these ids.
@@ -39,6 +40,9 @@ pub struct Job {
     /// How the caller asked the answer to be sampled; absent, the provider's defaults.
     #[serde(default, skip_serializing_if = "Sampling::is_default")]
     pub sampling: Sampling,
+    /// Functions the caller runs itself, which the model may call instead of answering.
+    #[serde(default, skip_serializing_if = "ClientTools::is_empty")]
+    pub tools: ClientTools,
     /// When the ingress stops waiting (ms since epoch); a worker drops a job past it.
     pub deadline_ms: i64,
     /// When the ingress published the job (ms since epoch), for queue-time figures.
@@ -112,6 +116,26 @@ pub struct Message {
     pub role: Role,
     pub content: String,
     pub created_ms: i64,
+    /// An assistant message's calls of the caller's functions (its content may then be empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// A `tool` message's answer is to this call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    /// A message of text only.
+    pub fn text(id: String, role: Role, content: String, created_ms: i64) -> Message {
+        Message {
+            id,
+            role,
+            content,
+            created_ms,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +144,8 @@ pub enum Role {
     User,
     Assistant,
     System,
+    /// The result of a call of the caller's function, answering the call `tool_call_id` names.
+    Tool,
 }
 
 impl Role {
@@ -128,7 +154,15 @@ impl Role {
             Role::User => "user",
             Role::Assistant => "assistant",
             Role::System => "system",
+            Role::Tool => "tool",
         }
+    }
+
+    /// Whether a new message of this role asks the model for an answer: the user's, and a
+    /// function's result, which the model goes on from. System and assistant messages only join
+    /// the conversation.
+    pub fn awaits_answer(self) -> bool {
+        matches!(self, Role::User | Role::Tool)
     }
 
     pub fn parse(s: &str) -> Option<Role> {
@@ -136,6 +170,7 @@ impl Role {
             "user" => Some(Role::User),
             "assistant" => Some(Role::Assistant),
             "system" => Some(Role::System),
+            "tool" => Some(Role::Tool),
             _ => None,
         }
     }

@@ -11,6 +11,7 @@ mod names;
 mod nodes;
 mod reply;
 pub mod settings;
+mod tools;
 mod topology;
 mod trace;
 
@@ -19,6 +20,7 @@ pub use names::Names;
 pub use nodes::BrokerNodes;
 pub use reply::{Done, ErrorCode, FinishReason, ReplyEvent, Source, Timing, Usage};
 pub use settings::{ConfigError, SharedSettings};
+pub use tools::{ClientTools, ToolCall};
 pub use topology::{
     QueueLimits, TopologyError, declare_cancel_queue, declare_reply_log, declare_reply_queue,
     declare_work_topology, reply_log_from,

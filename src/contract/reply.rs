@@ -94,6 +94,10 @@ pub struct Done {
     /// older worker, which never stopped early).
     #[serde(default)]
     pub finish_reason: FinishReason,
+    /// The calls of the caller's functions the model answered with (`finish_reason`
+    /// `tool_calls`); the text is then usually empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<crate::ToolCall>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +106,8 @@ pub enum FinishReason {
     #[default]
     Stop,
     Length,
+    /// The model called the caller's functions instead of answering.
+    ToolCalls,
 }
 
 impl FinishReason {
@@ -109,6 +115,7 @@ impl FinishReason {
         match self {
             FinishReason::Stop => "stop",
             FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
         }
     }
 }

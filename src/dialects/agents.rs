@@ -160,18 +160,19 @@ async fn chat(
             conversation_id,
             identity_id: None,
             channel_id: None,
-            message: Message {
-                id: conversations::new_message_id(),
-                role: Role::User,
-                content: request.message,
-                created_ms: now_ms(),
-            },
+            message: Message::text(
+                conversations::new_message_id(),
+                Role::User,
+                request.message,
+                now_ms(),
+            ),
             history: Vec::new(),
             metadata: Default::default(),
             folder_ids: Vec::new(),
             stream: request.stream,
             ephemeral: false,
             sampling: Default::default(),
+            tools: Default::default(),
             stream_format: Some(json!({"family": FORMAT})),
         })
         .await?;

@@ -232,18 +232,14 @@ fn turn_request(
         conversation_id: resolved.conversation_id.clone(),
         identity_id: Some(resolved.identity_id),
         channel_id: Some(resolved.channel_id),
-        message: Message {
-            id: conversations::new_message_id(),
-            role: Role::User,
-            content: text,
-            created_ms: now_ms(),
-        },
+        message: Message::text(conversations::new_message_id(), Role::User, text, now_ms()),
         history: Vec::new(),
         metadata,
         folder_ids: Vec::new(),
         stream,
         ephemeral: false,
         sampling: Default::default(),
+        tools: Default::default(),
         stream_format: stream.then(|| json!({"family": FORMAT})),
     }
 }

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confab_contract::{AssistantRef, Done, ErrorCode, Job, Message, Sampling, VERSION, now_ms};
+use confab_contract::{
+    AssistantRef, ClientTools, Done, ErrorCode, Job, Message, Sampling, VERSION, now_ms,
+};
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -39,6 +41,8 @@ pub struct TurnRequest {
     pub ephemeral: bool,
     /// See `Job::sampling`.
     pub sampling: Sampling,
+    /// See `Job::tools`.
+    pub tools: ClientTools,
     /// How the dialect renders this stream, logged so that a reconnect renders it again (see
     /// `Pipeline::replay`); opaque here. `None` for JSON turns.
     pub stream_format: Option<serde_json::Value>,
@@ -61,6 +65,7 @@ impl TurnRequest {
             stream: self.stream,
             ephemeral: self.ephemeral,
             sampling: self.sampling,
+            tools: self.tools,
             deadline_ms,
             published_ms: now_ms(),
             reply_to,

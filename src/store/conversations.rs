@@ -178,6 +178,10 @@ pub struct StoredMessage {
     /// `failed`.
     pub delivery_status: Option<String>,
     pub delivery_error: Option<serde_json::Value>,
+    /// For an assistant turn that called the caller's functions: `[{id, name, arguments}]`.
+    pub tool_calls: Option<serde_json::Value>,
+    /// For a `tool` turn: the call whose result it is.
+    pub tool_call_id: Option<String>,
     pub created_at: String,
     #[serde(skip)]
     pub pk: i64,
@@ -194,7 +198,8 @@ pub async fn messages(
         .query(
             &format!(
                 "SELECT pk, id, role, content, status, answers, model, prompt_tokens, \
-                   completion_tokens, metadata, delivery_status, delivery_error, {} \
+                   completion_tokens, metadata, delivery_status, delivery_error, {}, \
+                   tool_calls, tool_call_id \
                  FROM messages WHERE conversation_pk = $1 AND ($2::int8 IS NULL OR pk > $2) \
                  ORDER BY pk LIMIT $3",
                 crate::store::rfc3339("created_at")
@@ -219,6 +224,8 @@ pub async fn messages(
                 delivery_status: row.try_get(10)?,
                 delivery_error: row.try_get(11)?,
                 created_at: row.try_get(12)?,
+                tool_calls: row.try_get(13)?,
+                tool_call_id: row.try_get(14)?,
             })
         })
         .collect()
@@ -332,6 +339,13 @@ pub async fn append(
     Ok(())
 }
 
+/// The calls in a stored message's `tool_calls` column (none for a message of text).
+pub fn tool_calls_of(column: Option<serde_json::Value>) -> Vec<confab_contract::ToolCall> {
+    column
+        .and_then(|calls| serde_json::from_value(calls).ok())
+        .unwrap_or_default()
+}
+
 /// The answer stored for request `request_id`, complete, as its `done` event would carry it:
 /// for a caller whose reply path was lost while a worker answered (the answer's publish then
 /// reached nobody). Request ids are UUIDv7s, unique across tenants.
@@ -344,13 +358,14 @@ pub async fn answer_of_request(
             "SELECT m.id, c.id, m.content, \
                     (extract(epoch FROM m.created_at) * 1000)::int8, \
                     coalesce(m.prompt_tokens, 0), coalesce(m.completion_tokens, 0), \
-                    coalesce(m.model, '') \
+                    coalesce(m.model, ''), m.tool_calls \
              FROM messages m JOIN conversations c ON c.pk = m.conversation_pk \
              WHERE m.request_id = $1 AND m.role = 'assistant' AND m.status = 'complete'",
             &[&request_id],
         )
         .await?;
     row.map(|row| {
+        let tool_calls = tool_calls_of(row.try_get(7)?);
         Ok(confab_contract::Done {
             message_id: row.try_get(0)?,
             conversation_id: row.try_get(1)?,
@@ -363,7 +378,12 @@ pub async fn answer_of_request(
             model: row.try_get(6)?,
             sources: Vec::new(),
             timing: Default::default(),
-            finish_reason: Default::default(),
+            finish_reason: if tool_calls.is_empty() {
+                confab_contract::FinishReason::Stop
+            } else {
+                confab_contract::FinishReason::ToolCalls
+            },
+            tool_calls,
         })
     })
     .transpose()

@@ -57,6 +57,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0010_web_visitors",
         include_str!("../../migrations/0010_web_visitors.sql"),
     ),
+    (
+        12,
+        "0011_tool_calls",
+        include_str!("../../migrations/0011_tool_calls.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming confab's migration lock in `pg_advisory_lock`.

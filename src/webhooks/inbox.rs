@@ -188,12 +188,12 @@ impl Turn<'_> {
             conversation_id: self.conversation_id.to_owned(),
             identity_id: Some(self.identity_id),
             channel_id: Some(self.channel.id),
-            message: Message {
-                id: self.user_message_id().to_owned(),
-                role: Role::User,
-                content: self.user_text(),
-                created_ms: self.message.sent_at * 1000,
-            },
+            message: Message::text(
+                self.user_message_id().to_owned(),
+                Role::User,
+                self.user_text(),
+                self.message.sent_at * 1000,
+            ),
             history: Vec::new(),
             metadata: match self.metadata() {
                 serde_json::Value::Object(map) => map,
@@ -203,6 +203,7 @@ impl Turn<'_> {
             stream: false,
             ephemeral: false,
             sampling: Default::default(),
+            tools: Default::default(),
             stream_format: None,
         };
         let deliveries = state.broker().names().deliveries();
@@ -323,6 +324,7 @@ impl Turn<'_> {
             model: "confab/fixed".to_owned(),
             sources: Vec::new(),
             timing: Default::default(),
+            tool_calls: Vec::new(),
             finish_reason: Default::default(),
         }));
         let broker = state.broker();

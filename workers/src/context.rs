@@ -5,9 +5,10 @@
 //! what is known about the identity (memory), knowledge passages, the running summary of turns
 //! that no longer fit, and finally the newest earlier turns, newest first. Parts that do not fit
 //! whole are cut (instructions, memory, summary) or left out (passages, turns); the total never
-//! exceeds the budget.
+//! exceeds the budget. An earlier tool result never goes in without the assistant message whose
+//! call it answers (a model refuses such a context).
 
-use confab_contract::Role;
+use confab_contract::{Role, ToolCall};
 use serde_json::Value;
 
 use crate::knowledge::Passage;
@@ -24,6 +25,21 @@ pub struct Turn {
     pub pk: i64,
     pub role: Role,
     pub content: String,
+    /// An assistant turn's calls of the caller's functions.
+    pub tool_calls: Vec<ToolCall>,
+    /// The call a tool result answers.
+    pub tool_call_id: Option<String>,
+}
+
+impl Turn {
+    fn into_message(self) -> ChatMessage {
+        ChatMessage {
+            role: self.role,
+            content: self.content,
+            tool_calls: self.tool_calls,
+            tool_call_id: self.tool_call_id,
+        }
+    }
 }
 
 /// What the assistant knows about the identity it talks to.
@@ -70,6 +86,9 @@ pub struct Parts {
     /// Oldest first.
     pub turns: Vec<Turn>,
     pub message: String,
+    /// The call the new message answers, when it is a function's result rather than the
+    /// user's words.
+    pub answers_call: Option<String>,
 }
 
 /// The messages for the model and what went into them.
@@ -114,10 +133,16 @@ fn take(text: &str, left: &mut u32, tokens: Tokenizer) -> Option<String> {
 }
 
 fn system(content: String) -> ChatMessage {
-    ChatMessage {
-        role: Role::System,
-        content,
-    }
+    ChatMessage::text(Role::System, content)
+}
+
+/// What a message costs in the prompt: its text, and its calls as the model reads them.
+fn cost(content: &str, tool_calls: &[ToolCall], tokens: Tokenizer) -> u32 {
+    let calls: u32 = tool_calls
+        .iter()
+        .map(|call| tokens.count(&call.name) + tokens.count(&call.arguments))
+        .sum();
+    tokens.count(content) + calls
 }
 
 fn knowledge_block(passages: &[Passage]) -> String {
@@ -161,26 +186,36 @@ pub fn assemble(parts: Parts, budget: u32, tokens: Tokenizer) -> Assembled {
     }
     let mut turns = Vec::new();
     for turn in parts.turns.into_iter().rev() {
-        let cost = tokens.count(&turn.content);
+        let cost = cost(&turn.content, &turn.tool_calls, tokens);
         if cost > left {
             break;
         }
         left -= cost;
         turns.push(turn);
     }
+    // Newest first: the oldest taken are last. Tool results whose call did not fit go too.
+    while turns.last().is_some_and(|t| t.role == Role::Tool) {
+        turns.pop();
+    }
     turns.reverse();
     let oldest_turn_pk = turns.first().map(|t| t.pk);
     let mut messages = head;
-    messages.extend(turns.into_iter().map(|t| ChatMessage {
-        role: t.role,
-        content: t.content,
-    }));
+    messages.extend(turns.into_iter().map(Turn::into_message));
     messages.push(ChatMessage {
-        role: Role::User,
+        role: if parts.answers_call.is_some() {
+            Role::Tool
+        } else {
+            Role::User
+        },
         content: message,
+        tool_calls: Vec::new(),
+        tool_call_id: parts.answers_call,
     });
     Assembled {
-        tokens: messages.iter().map(|m| tokens.count(&m.content)).sum(),
+        tokens: messages
+            .iter()
+            .map(|m| cost(&m.content, &m.tool_calls, tokens))
+            .sum(),
         messages,
         passages,
         oldest_turn_pk,
@@ -209,6 +244,8 @@ mod tests {
             pk,
             role,
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         }
     }
 
@@ -236,6 +273,7 @@ mod tests {
             summary: "The user asked about refunds.".into(),
             turns: vec![turn(1, Role::User, "hi"), turn(2, Role::Assistant, "hello")],
             message: "bye".into(),
+            answers_call: None,
         }
     }
 
@@ -308,6 +346,52 @@ mod tests {
                 assembled.tokens
             );
         }
+    }
+
+    #[test]
+    fn a_tool_result_never_goes_in_without_the_call_it_answers() {
+        let call = ToolCall {
+            id: "call_1".into(),
+            name: "lookup_order".into(),
+            arguments: r#"{"order": "A-1001 and a long reason to make it cost"}"#.into(),
+        };
+        let mut parts = parts();
+        parts.passages.clear();
+        parts.turns = vec![
+            turn(1, Role::User, "Where is my order?"),
+            Turn {
+                tool_calls: vec![call.clone()],
+                ..turn(2, Role::Assistant, "")
+            },
+            Turn {
+                tool_call_id: Some("call_1".into()),
+                ..turn(3, Role::Tool, "shipped")
+            },
+        ];
+        parts.message = "And when does it arrive?".into();
+        let full = assemble(parts.clone(), 10_000, ESTIMATE);
+        let roles: Vec<Role> = full.messages.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles[roles.len() - 4..],
+            [Role::User, Role::Assistant, Role::Tool, Role::User]
+        );
+        assert_eq!(full.messages[roles.len() - 3].tool_calls, [call]);
+        // Room for the result but not for the call: neither goes in.
+        let tight = assemble(parts, full.tokens - 10, ESTIMATE);
+        assert!(tight.messages.iter().all(|m| m.role != Role::Tool));
+        assert!(tight.tokens <= full.tokens - 10);
+    }
+
+    #[test]
+    fn a_new_tool_result_is_sent_as_the_answer_to_its_call() {
+        let mut parts = parts();
+        parts.message = r#"{"status": "shipped"}"#.into();
+        parts.answers_call = Some("call_9".into());
+        let last = assemble(parts, 10_000, ESTIMATE).messages.pop().unwrap();
+        assert_eq!(
+            (last.role, last.tool_call_id.as_deref()),
+            (Role::Tool, Some("call_9"))
+        );
     }
 
     #[test]

@@ -132,23 +132,21 @@ async fn by_model(
     let request = ModelRequest {
         model: spec.model_name().to_owned(),
         messages: vec![
-            ChatMessage {
-                role: Role::System,
-                content: format!(
+            ChatMessage::text(
+                Role::System,
+                format!(
                     "Summarise this conversation for the assistant's memory in at most \
                      {SUMMARY_TOKENS} tokens: keep facts about the user, decisions and open \
                      questions. Answer with the summary only."
                 ),
-            },
-            ChatMessage {
-                role: Role::User,
-                content: transcript,
-            },
+            ),
+            ChatMessage::text(Role::User, transcript),
         ],
         passages: Vec::new(),
         max_tokens: SUMMARY_TOKENS,
         sampling: Default::default(),
         continues: None,
+        tools: Default::default(),
     };
     let mut stream = models.provider(spec).stream(request);
     let mut summary = String::new();

@@ -146,6 +146,7 @@ async fn ask(
             stream,
             ephemeral: false,
             sampling: Default::default(),
+            tools: Default::default(),
             stream_format: Some(stream_format(&asked)),
         })
         .await?;
@@ -357,6 +358,7 @@ mod tests {
                 .collect(),
             timing: Timing::default(),
             finish_reason: Default::default(),
+            tool_calls: Vec::new(),
         }
     }
 

@@ -252,12 +252,7 @@ fn message(value: Option<&Value>, issues: &mut Vec<Issue>) -> Option<Message> {
             created
         }
     };
-    Some(Message {
-        id: id?,
-        role: role?,
-        content: content?,
-        created_ms: created_ms?,
-    })
+    Some(Message::text(id?, role?, content?, created_ms?))
 }
 
 fn conversation_id(value: Option<&Value>, issues: &mut Vec<Issue>) -> Option<String> {

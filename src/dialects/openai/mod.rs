@@ -136,25 +136,19 @@ async fn chat_completions(
         .ok_or_else(|| OpenAiError::model_not_found(&request.model))?;
     let builtin = confab_shared::ModelSpec::parse(&assistant.model)
         == Some(confab_shared::ModelSpec::Builtin);
-    if request.sampling.response_format.is_some() && builtin {
-        return Err(OpenAiError::invalid(
-            "response_format",
-            format!(
-                "The assistant '{}' answers with the built-in model, which writes free text \
-                 only; give it an OpenAI-compatible model for structured output.",
-                request.model
-            ),
-        ));
+    if builtin {
+        refuse_what_the_builtin_model_cannot_do(&request)?;
     }
     let created_ms = now_ms();
     let idempotent = named.is_some() && headers.contains_key("idempotency-key");
     let (conversation_id, history, message) = match named {
         Some(id) => {
             check_named_conversation(&**db, tenant_id, &id, assistant.id, &request.model).await?;
-            let message = request.question_message(request::message_id(&headers)?, created_ms);
-            (id, Vec::new(), message)
+            let (history, message) = request.named_turn(request::message_id(&headers)?, created_ms);
+            (id, history, message)
         }
         None => {
+            request.check_results_answer_calls()?;
             let (history, message) = request.stateless_turn(created_ms);
             (
                 format!("chatcmpl-{}", Uuid::now_v7().simple()),
@@ -164,7 +158,8 @@ async fn chat_completions(
         }
     };
     drop(db);
-    let mut completion = Completion::new(request_id, request.model.clone(), request.store);
+    let mut completion = Completion::new(request_id, request.model.clone(), request.store)
+        .legacy_functions(request.tools.legacy);
     if idempotent {
         completion = completion.for_turn(&conversation_id, &message.id);
     }
@@ -209,9 +204,43 @@ fn turn_request(
         stream: request.stream,
         ephemeral: !request.store,
         sampling: request.sampling.clone(),
+        tools: request.tools.tools.clone(),
         // Nothing of a `store: false` exchange is kept, its reply log included.
         stream_format: request.store.then_some(stream_format),
     }
+}
+
+/// The built-in model writes free text only: no structured output, no function calls, and so
+/// no function results to read.
+fn refuse_what_the_builtin_model_cannot_do(request: &ChatRequest) -> Result<(), OpenAiError> {
+    let slug = &request.model;
+    let refuse = |param: String, what: &str| {
+        Err(OpenAiError::invalid(
+            param,
+            format!(
+                "The assistant '{slug}' answers with the built-in model, which {what}; give it \
+                 an OpenAI-compatible model for that."
+            ),
+        ))
+    };
+    if request.sampling.response_format.is_some() {
+        return refuse("response_format".into(), "writes free text only");
+    }
+    if !request.tools.tools.is_empty() {
+        let param = if request.tools.legacy {
+            "functions"
+        } else {
+            "tools"
+        };
+        return refuse(param.into(), "cannot call functions");
+    }
+    if let Some(at) = request.first_tool_result() {
+        return refuse(
+            format!("messages[{at}].role"),
+            "cannot call functions, so it has no function results to read",
+        );
+    }
+    Ok(())
 }
 
 /// A named conversation must be this assistant's, or not exist yet (then the worker creates it).

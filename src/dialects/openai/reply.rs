@@ -1,5 +1,10 @@
 //! Rendering a turn as OpenAI does: one `chat.completion` object, or a stream of
 //! `chat.completion.chunk` objects on SSE `data:` lines ending with `data: [DONE]`.
+//!
+//! An answer that calls the caller's functions has them in `message.tool_calls` (finish reason
+//! `tool_calls`); streamed, each call is one `delta.tool_calls` fragment holding the whole call,
+//! sent once the model has finished it. A request that named its functions the legacy way gets
+//! the legacy `function_call` (finish reason `function_call`).
 
 use std::convert::Infallible;
 
@@ -7,7 +12,7 @@ use axum::Json;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::sse::Event;
 use axum::response::{AppendHeaders, IntoResponse, Response};
-use confab_contract::{FinishReason, Usage};
+use confab_contract::{Done, FinishReason, ToolCall, Usage};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -24,6 +29,8 @@ pub struct Completion {
     model: String,
     /// Whether the exchange is stored (`store`), so that its conversation can be named.
     stored: bool,
+    /// Whether function calls are rendered the legacy way (`function_call`).
+    legacy_functions: bool,
 }
 
 impl Completion {
@@ -38,7 +45,44 @@ impl Completion {
             created,
             model,
             stored,
+            legacy_functions: false,
         }
+    }
+
+    pub fn legacy_functions(mut self, legacy: bool) -> Self {
+        self.legacy_functions = legacy;
+        self
+    }
+
+    fn finish_reason(&self, finish: FinishReason) -> &'static str {
+        match finish {
+            FinishReason::ToolCalls if self.legacy_functions => "function_call",
+            finish => finish.as_str(),
+        }
+    }
+
+    /// The answer's calls, as its message (or a chunk's delta) carries them.
+    fn calls_json(&self, calls: &[ToolCall], streamed: bool) -> (&'static str, Value) {
+        if self.legacy_functions {
+            // The legacy form has room for one call.
+            let call = calls
+                .first()
+                .map(|call| json!({"name": call.name, "arguments": call.arguments}));
+            return ("function_call", call.unwrap_or(Value::Null));
+        }
+        let calls = calls
+            .iter()
+            .enumerate()
+            .map(|(index, call)| {
+                let mut call = json!({"id": call.id, "type": "function",
+                                      "function": {"name": call.name, "arguments": call.arguments}});
+                if streamed {
+                    call["index"] = index.into();
+                }
+                call
+            })
+            .collect();
+        ("tool_calls", Value::Array(calls))
     }
 
     /// The completion id of a turn a client may send again (an `Idempotency-Key`), derived from
@@ -62,18 +106,44 @@ impl Completion {
     }
 
     /// The whole answer (`stream: false`).
-    pub fn completion(&self, text: &str, usage: Usage, finish: FinishReason) -> Value {
+    pub fn completion(&self, done: &Done) -> Value {
+        let mut message = json!({"role": "assistant", "content": done.text, "refusal": null});
+        if !done.tool_calls.is_empty() {
+            let (field, calls) = self.calls_json(&done.tool_calls, false);
+            message[field] = calls;
+            if done.text.is_empty() {
+                message["content"] = Value::Null;
+            }
+        }
         let mut object = self.object(
             "chat.completion",
             json!([{
                 "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": null},
+                "message": message,
                 "logprobs": null,
-                "finish_reason": finish.as_str(),
+                "finish_reason": self.finish_reason(done.finish_reason),
             }]),
         );
-        object["usage"] = usage_json(usage);
+        object["usage"] = usage_json(done.usage);
         object
+    }
+
+    /// The chunks that carry the answer's calls: one per call, each whole.
+    fn call_chunks(&self, calls: &[ToolCall], include_usage: bool) -> Vec<Value> {
+        if calls.is_empty() {
+            return Vec::new();
+        }
+        if self.legacy_functions {
+            let (field, call) = self.calls_json(calls, true);
+            return vec![self.chunk(json!({ field: call }), None, include_usage)];
+        }
+        let (_, Value::Array(calls)) = self.calls_json(calls, true) else {
+            return Vec::new();
+        };
+        calls
+            .into_iter()
+            .map(|call| self.chunk(json!({"tool_calls": [call]}), None, include_usage))
+            .collect()
     }
 
     /// One streamed chunk with a single choice. With `include_usage`, OpenAI sends
@@ -126,7 +196,7 @@ fn conversation_header(
 pub async fn json_reply(turn: Turn, completion: Completion) -> Result<Response, OpenAiError> {
     let headers = conversation_header(&completion, &turn.conversation_id);
     let done = turn.collect().await?;
-    let body = Json(completion.completion(&done.text, done.usage, done.finish_reason));
+    let body = Json(completion.completion(&done));
     Ok((AppendHeaders(headers), body).into_response())
 }
 
@@ -156,6 +226,7 @@ pub fn stream_format(completion: &Completion, include_usage: bool) -> Value {
         "model": completion.model,
         "stored": completion.stored,
         "include_usage": include_usage,
+        "legacy_functions": completion.legacy_functions,
     })
 }
 
@@ -166,6 +237,8 @@ pub async fn resumed_stream(format: &Value, turn: Turn, after: u64) -> Option<Re
         created: format["created"].as_u64()?,
         model: format["model"].as_str()?.to_owned(),
         stored: format["stored"].as_bool()?,
+        // Absent from streams logged before function calling.
+        legacy_functions: format["legacy_functions"].as_bool().unwrap_or(false),
     };
     let include_usage = format["include_usage"].as_bool()?;
     let headers = conversation_header(&completion, &turn.conversation_id);
@@ -189,7 +262,10 @@ fn chunk_events(
                     yield data(completion.chunk(delta, None, include_usage));
                 }
                 TurnEvent::Done(done) => {
-                    let finish = done.finish_reason.as_str();
+                    for chunk in completion.call_chunks(&done.tool_calls, include_usage) {
+                        yield data(chunk);
+                    }
+                    let finish = completion.finish_reason(done.finish_reason);
                     yield data(completion.chunk(json!({}), Some(finish), include_usage));
                     if include_usage {
                         yield data(completion.usage_chunk(done.usage));
@@ -217,13 +293,64 @@ mod tests {
             prompt_tokens: 10,
             completion_tokens: 4,
         };
-        let body = completion.completion("Hi.", usage, FinishReason::Stop);
+        let body = completion.completion(&done("Hi.", usage, Vec::new()));
         assert_eq!(body["id"], format!("chatcmpl-{}", Uuid::nil().simple()));
         assert_eq!(body["object"], "chat.completion");
         assert_eq!(body["model"], "support-agent");
         assert_eq!(body["choices"][0]["message"]["content"], "Hi.");
         assert_eq!(body["choices"][0]["finish_reason"], "stop");
         assert_eq!(body["usage"]["total_tokens"], 14);
+    }
+
+    fn done(text: &str, usage: Usage, tool_calls: Vec<ToolCall>) -> Done {
+        Done {
+            message_id: "msg_1".into(),
+            conversation_id: "c".into(),
+            text: text.into(),
+            created_ms: 0,
+            usage,
+            model: "m".into(),
+            sources: Vec::new(),
+            timing: Default::default(),
+            finish_reason: if tool_calls.is_empty() {
+                FinishReason::Stop
+            } else {
+                FinishReason::ToolCalls
+            },
+            tool_calls,
+        }
+    }
+
+    #[test]
+    fn calls_are_rendered_as_tool_calls_or_the_legacy_function_call() {
+        let call = ToolCall {
+            id: "call_1".into(),
+            name: "weather".into(),
+            arguments: r#"{"city":"Paris"}"#.into(),
+        };
+        let answer = done("", Usage::default(), vec![call]);
+        let completion = Completion::new(Uuid::nil(), "m".into(), true);
+        let body = completion.completion(&answer);
+        let choice = &body["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls");
+        assert_eq!(choice["message"]["content"], Value::Null);
+        assert_eq!(
+            choice["message"]["tool_calls"],
+            json!([{"id": "call_1", "type": "function",
+                    "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}}])
+        );
+        let chunks = completion.call_chunks(&answer.tool_calls, false);
+        assert_eq!(
+            chunks[0]["choices"][0]["delta"]["tool_calls"][0]["index"],
+            0
+        );
+
+        let legacy = completion.legacy_functions(true);
+        let body = legacy.completion(&answer);
+        let choice = &body["choices"][0];
+        assert_eq!(choice["finish_reason"], "function_call");
+        assert_eq!(choice["message"]["function_call"]["name"], "weather");
+        assert!(choice["message"].get("tool_calls").is_none());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The body of `POST /v1/chat/completions`, validated field by field so that every problem is a
 //! 400 naming its `param`. No parameter is accepted and ignored: `params.rs` passes sampling on
-//! to the model and refuses what confab cannot do. The `messages` array is read in
-//! `messages.rs`; this file reads the rest and the conversation headers.
+//! to the model and refuses what confab cannot do, `tools.rs` reads the caller's functions. The
+//! `messages` array is read in `messages.rs`; this file reads the rest and the conversation
+//! headers.
 
 use axum::http::HeaderMap;
 use confab_contract::{Message, Role, Sampling};
@@ -10,9 +11,11 @@ use sha2::{Digest, Sha256};
 
 use super::error::OpenAiError;
 use messages::{ChatMessage, messages};
+pub use tools::RequestedTools;
 
 mod messages;
 mod params;
+mod tools;
 
 /// A validated chat completion request.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,8 +24,8 @@ pub struct ChatRequest {
     pub model: String,
     /// Every message before the last, in order (their positions are their ids).
     pub earlier: Vec<ChatMessage>,
-    /// The last message: the user's new turn.
-    pub question: String,
+    /// The last message: the user's new turn, or a function's result.
+    pub question: ChatMessage,
     pub stream: bool,
     pub include_usage: bool,
     /// The `conversation_id` body field (SDKs send it through `extra_body`).
@@ -33,6 +36,8 @@ pub struct ChatRequest {
     pub sampling: Sampling,
     /// `user` and `metadata`, stored with the user's turn.
     pub metadata: serde_json::Map<String, Value>,
+    /// The caller's functions the model may call.
+    pub tools: RequestedTools,
 }
 
 impl ChatRequest {
@@ -82,6 +87,7 @@ impl ChatRequest {
             Some(_) => return Err(invalid_conversation_id("conversation_id")),
         };
         let sampling = params::sampling(&mut fields)?;
+        let tools = tools::tools(&mut fields)?;
         let metadata = params::caller_metadata(&mut fields)?;
         params::refuse_the_rest(&fields)?;
         Ok(ChatRequest {
@@ -94,38 +100,73 @@ impl ChatRequest {
             store,
             sampling,
             metadata,
+            tools,
         })
+    }
+
+    /// Where the request carries the whole exchange, every tool result must answer a call in it.
+    pub fn check_results_answer_calls(&self) -> Result<(), OpenAiError> {
+        let all: Vec<&ChatMessage> = self.earlier.iter().chain([&self.question]).collect();
+        messages::check_results_answer_calls(&all)
+    }
+
+    /// The position of the first function result among the messages, if any.
+    pub fn first_tool_result(&self) -> Option<usize> {
+        self.earlier
+            .iter()
+            .chain([&self.question])
+            .position(|m| m.role == Role::Tool)
     }
 
     /// The turn of a stateless request: every earlier message becomes history with id `h<i>`,
     /// the question the message with id `m<n>` (`i`, `n`: positions in `messages`). The ids are
-    /// stable so a redelivered job stores each message once. Empty earlier messages (an
-    /// assistant's tool-call turn has `content: null`) carry nothing and are left out.
+    /// stable so a redelivered job stores each message once. Empty earlier messages (no text
+    /// and no calls) carry nothing and are left out.
     pub fn stateless_turn(&self, created_ms: i64) -> (Vec<Message>, Message) {
         let history = self
             .earlier
             .iter()
             .enumerate()
-            .filter(|(_, m)| !m.content.trim().is_empty())
-            .map(|(i, m)| Message {
-                id: format!("h{i}"),
-                role: m.role,
-                content: m.content.clone(),
-                created_ms,
-            })
+            .filter(|(_, m)| !m.content.trim().is_empty() || !m.tool_calls.is_empty())
+            .map(|(i, m)| contract_message(m, format!("h{i}"), created_ms))
             .collect();
         let message = self.question_message(format!("m{}", self.earlier.len()), created_ms);
         (history, message)
     }
 
-    /// The user's new turn under the given id.
+    /// The new turn of a named conversation under the given id: the user's message, or the
+    /// function results that end the messages (a model may call several functions at once), the
+    /// earlier of them as history with ids derived from `id`.
+    pub fn named_turn(&self, id: String, created_ms: i64) -> (Vec<Message>, Message) {
+        let results_before = self
+            .earlier
+            .iter()
+            .rev()
+            .take_while(|m| m.role == Role::Tool && self.question.role == Role::Tool)
+            .count();
+        let first = self.earlier.len() - results_before;
+        let history = self.earlier[first..]
+            .iter()
+            .enumerate()
+            .map(|(k, m)| contract_message(m, format!("{id}.r{k}"), created_ms))
+            .collect();
+        (history, self.question_message(id, created_ms))
+    }
+
+    /// The new turn under the given id.
     pub fn question_message(&self, id: String, created_ms: i64) -> Message {
-        Message {
-            id,
-            role: Role::User,
-            content: self.question.clone(),
-            created_ms,
-        }
+        contract_message(&self.question, id, created_ms)
+    }
+}
+
+fn contract_message(message: &ChatMessage, id: String, created_ms: i64) -> Message {
+    Message {
+        id,
+        role: message.role,
+        content: message.content.clone(),
+        created_ms,
+        tool_calls: message.tool_calls.clone(),
+        tool_call_id: message.tool_call_id.clone(),
     }
 }
 
@@ -232,7 +273,7 @@ mod tests {
         assert_eq!(request.sampling.max_tokens, Some(50));
         assert_eq!(request.metadata["user"], "u1");
         assert_eq!(request.model, "support-agent");
-        assert_eq!(request.question, "hi");
+        assert_eq!(request.question.content, "hi");
         assert!(request.earlier.is_empty());
         assert!(!request.stream && !request.include_usage);
         assert_eq!(request.conversation_id, None);
@@ -267,6 +308,40 @@ mod tests {
         assert_eq!(
             (message.id.as_str(), message.content.as_str()),
             ("m4", "next")
+        );
+    }
+
+    #[test]
+    fn a_named_conversations_new_turn_is_every_function_result_that_ends_the_messages() {
+        let call = |id: &str| {
+            json!({"id": id, "type": "function",
+                                     "function": {"name": "f", "arguments": "{}"}})
+        };
+        let request = ChatRequest::parse(json!({
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": "both, please"},
+                {"role": "assistant", "content": null, "tool_calls": [call("c1"), call("c2")]},
+                {"role": "tool", "tool_call_id": "c1", "content": "one"},
+                {"role": "tool", "tool_call_id": "c2", "content": "two"},
+            ],
+        }))
+        .unwrap();
+        let (history, message) = request.named_turn("msg_9".into(), 5);
+        let ids: Vec<_> = history
+            .iter()
+            .map(|m| (m.id.as_str(), m.tool_call_id.as_deref()))
+            .collect();
+        assert_eq!(ids, [("msg_9.r0", Some("c1"))]);
+        assert_eq!(
+            (message.id.as_str(), message.tool_call_id.as_deref()),
+            ("msg_9", Some("c2"))
+        );
+        let (history, _) = request.stateless_turn(5);
+        assert_eq!(
+            history[1].tool_calls.len(),
+            2,
+            "the calls are kept with their turn"
         );
     }
 

@@ -1,6 +1,6 @@
 //! The OpenAI-compatible dialect's OpenAPI schemas, the subset of OpenAI's own that confab
-//! writes. Every request parameter listed is honoured; OpenAI's others (tools, structured
-//! output, log probabilities...) are refused with a 400 naming them, as is any unknown one.
+//! writes. Every request parameter listed is honoured; OpenAI's others (log probabilities,
+//! audio...) are refused with a 400 naming them, as is any unknown one.
 
 use serde_json::Value;
 
@@ -8,6 +8,31 @@ use crate::http::openapi::schema::{
     any_object, array, boolean, closed, described, enum_of, integer, literal, null, nullable,
     number, obj, one_of, record, reference, string,
 };
+
+/// A call of the caller's function, as an answer (or an earlier assistant message) has it.
+fn tool_call() -> Value {
+    obj(
+        [
+            ("id", string()),
+            ("type", enum_of(&["function"])),
+            (
+                "function",
+                record([
+                    ("name", string()),
+                    (
+                        "arguments",
+                        described(string(), "JSON, as the model wrote it"),
+                    ),
+                ]),
+            ),
+        ],
+        &["id", "type", "function"],
+    )
+}
+
+fn legacy_function_call() -> Value {
+    record([("name", string()), ("arguments", string())])
+}
 
 fn request() -> Value {
     let part = obj(
@@ -19,8 +44,16 @@ fn request() -> Value {
             (
                 "role",
                 described(
-                    enum_of(&["system", "developer", "user", "assistant"]),
-                    "`tool` and `function` are refused: confab calls no tools",
+                    enum_of(&[
+                        "system",
+                        "developer",
+                        "user",
+                        "assistant",
+                        "tool",
+                        "function",
+                    ]),
+                    "`tool` answers an assistant's call (`tool_call_id`); `function` is the \
+                     legacy form, answering the newest `function_call`",
                 ),
             ),
             (
@@ -30,8 +63,30 @@ fn request() -> Value {
                     "Text, or text parts joined by newlines; null only for `assistant`",
                 ),
             ),
+            ("tool_calls", nullable(array(tool_call()))),
+            ("function_call", nullable(legacy_function_call())),
+            ("tool_call_id", nullable(string())),
+            (
+                "name",
+                described(nullable(string()), "Only on `function` messages"),
+            ),
         ],
         &["role"],
+    );
+    let function = obj(
+        [
+            (
+                "name",
+                described(string(), "1 to 64 letters, digits, `_` or `-`"),
+            ),
+            ("description", nullable(string())),
+            (
+                "parameters",
+                described(nullable(any_object()), "A JSON Schema"),
+            ),
+            ("strict", nullable(boolean())),
+        ],
+        &["name"],
     );
     obj(
         [
@@ -117,6 +172,47 @@ fn request() -> Value {
                 ),
             ),
             (
+                "tools",
+                described(
+                    nullable(array(obj(
+                        [
+                            ("type", enum_of(&["function"])),
+                            ("function", function.clone()),
+                        ],
+                        &["type", "function"],
+                    ))),
+                    "Functions the caller runs itself, passed to an OpenAI-compatible model \
+                     (refused for the built-in one); the answer may call them instead of \
+                     answering (`finish_reason: tool_calls`)",
+                ),
+            ),
+            (
+                "tool_choice",
+                described(
+                    nullable(one_of([
+                        enum_of(&["none", "auto", "required"]),
+                        any_object(),
+                    ])),
+                    "`none`, `auto`, `required` or `{\"type\": \"function\", \"function\": \
+                     {\"name\": ...}}`",
+                ),
+            ),
+            ("parallel_tool_calls", nullable(boolean())),
+            (
+                "functions",
+                described(
+                    nullable(array(function)),
+                    "The legacy form of `tools`; the answer then has `function_call`",
+                ),
+            ),
+            (
+                "function_call",
+                described(
+                    nullable(one_of([enum_of(&["none", "auto"]), any_object()])),
+                    "The legacy form of `tool_choice`",
+                ),
+            ),
+            (
                 "conversation_id",
                 described(
                     nullable(string()),
@@ -155,14 +251,28 @@ fn completion() -> Value {
         ("index", integer()),
         (
             "message",
-            record([
-                ("role", enum_of(&["assistant"])),
-                ("content", string()),
-                ("refusal", null()),
-            ]),
+            closed(
+                [
+                    ("role", enum_of(&["assistant"])),
+                    (
+                        "content",
+                        described(
+                            nullable(string()),
+                            "null when the answer only calls functions",
+                        ),
+                    ),
+                    ("refusal", null()),
+                    ("tool_calls", array(tool_call())),
+                    ("function_call", legacy_function_call()),
+                ],
+                &["role", "content", "refusal"],
+            ),
         ),
         ("logprobs", null()),
-        ("finish_reason", enum_of(&["stop", "length"])),
+        (
+            "finish_reason",
+            enum_of(&["stop", "length", "tool_calls", "function_call"]),
+        ),
     ]);
     let mut fields = object_fields("chat.completion", choice);
     fields.push(("usage", reference("CompletionUsage")));
@@ -177,12 +287,34 @@ fn chunk() -> Value {
         (
             "delta",
             closed(
-                [("role", enum_of(&["assistant"])), ("content", string())],
+                [
+                    ("role", enum_of(&["assistant"])),
+                    ("content", string()),
+                    (
+                        "tool_calls",
+                        described(
+                            array(obj(
+                                [
+                                    ("index", integer()),
+                                    ("id", string()),
+                                    ("type", enum_of(&["function"])),
+                                    ("function", legacy_function_call()),
+                                ],
+                                &["index", "id", "type", "function"],
+                            )),
+                            "One call per chunk, whole, once the model has finished it",
+                        ),
+                    ),
+                    ("function_call", legacy_function_call()),
+                ],
                 &[],
             ),
         ),
         ("logprobs", null()),
-        ("finish_reason", nullable(enum_of(&["stop", "length"]))),
+        (
+            "finish_reason",
+            nullable(enum_of(&["stop", "length", "tool_calls", "function_call"])),
+        ),
     ]);
     let mut fields = object_fields("chat.completion.chunk", choice);
     fields.push((

@@ -26,6 +26,13 @@ pub enum Script {
     Fail { status: u16, message: String },
     /// Send the response head, then nothing.
     Stall,
+    /// Call these functions (id, name, arguments), streamed as OpenAI does: a call's first
+    /// fragment has its index, id and name, its arguments follow in two more fragments; then
+    /// finish reason `tool_calls`, a usage chunk and `[DONE]`.
+    Calls(Vec<(String, String, String)>),
+    /// Answer the first request with the first script, the second with the second, and so on;
+    /// the last answers every request after.
+    Sequence(Vec<Script>),
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +45,22 @@ pub struct Recorded {
 struct ServerState {
     script: Script,
     recorded: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl ServerState {
+    /// The script of the request just recorded.
+    fn script_now(&self) -> Script {
+        let served = self.recorded.lock().expect("lock").len();
+        match &self.script {
+            Script::Sequence(scripts) => {
+                let at = served
+                    .saturating_sub(1)
+                    .min(scripts.len().saturating_sub(1));
+                scripts.get(at).cloned().unwrap_or(Script::Stall)
+            }
+            script => script.clone(),
+        }
+    }
 }
 
 pub struct FakeOpenAi {
@@ -98,7 +121,9 @@ async fn completions(
         body: body.clone(),
     });
     let model = body["model"].as_str().unwrap_or_default().to_owned();
-    match state.script {
+    match state.script_now() {
+        Script::Sequence(_) => unreachable!("a sequence names its scripts"),
+        Script::Calls(calls) => sse(Body::from_stream(call_chunks(model, calls))),
         Script::Fail { status, message } => (
             StatusCode::from_u16(status).expect("status"),
             Json(json!({"error": {"message": message, "type": "invalid_request_error"}})),
@@ -135,6 +160,44 @@ async fn completions(
             sse(Body::from_stream(stream))
         }
     }
+}
+
+fn call_chunks(
+    model: String,
+    calls: Vec<(String, String, String)>,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
+    let chunk = move |delta: Value, finish: Value| {
+        let chunk = json!({
+            "id": "chatcmpl-test", "object": "chat.completion.chunk", "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        });
+        Ok::<Bytes, Infallible>(Bytes::from(format!("data: {chunk}\n\n")))
+    };
+    let mut chunks = vec![chunk(
+        json!({"role": "assistant", "content": null}),
+        Value::Null,
+    )];
+    for (index, (id, name, arguments)) in calls.into_iter().enumerate() {
+        let first = json!({"tool_calls": [{"index": index, "id": id, "type": "function",
+                                           "function": {"name": name, "arguments": ""}}]});
+        chunks.push(chunk(first, Value::Null));
+        let half = arguments.len() / 2;
+        let half = (0..=half)
+            .rev()
+            .find(|&i| arguments.is_char_boundary(i))
+            .unwrap_or(0);
+        for piece in [&arguments[..half], &arguments[half..]] {
+            let more = json!({"tool_calls": [{"index": index, "function": {"arguments": piece}}]});
+            chunks.push(chunk(more, Value::Null));
+        }
+    }
+    chunks.push(chunk(json!({}), json!("tool_calls")));
+    let usage = json!({"id": "chatcmpl-test", "object": "chat.completion.chunk", "choices": [],
+                       "usage": {"prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30}});
+    chunks.push(Ok(Bytes::from(format!(
+        "data: {usage}\n\ndata: [DONE]\n\n"
+    ))));
+    futures_util::stream::iter(chunks)
 }
 
 fn sse(body: Body) -> Response {

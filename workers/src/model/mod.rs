@@ -10,6 +10,7 @@ mod builtin;
 mod openai;
 mod provider;
 mod sse;
+mod tool_calls;
 
 use std::sync::Arc;
 

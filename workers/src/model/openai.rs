@@ -1,16 +1,20 @@
 //! OpenAI-compatible streaming client (OpenAI, vLLM, Ollama, llama.cpp server and the like):
 //! `POST {base}/chat/completions` with `stream: true`, read `choices[].delta.content` from the
 //! SSE body until `data: [DONE]`, and the usage chunk `stream_options.include_usage` asks for.
+//! The caller's functions go as `tools`; the calls the model streams back as
+//! `delta.tool_calls` fragments are put together by their `index` (`tool_calls.rs`) and
+//! reported whole at the end.
 
 use std::time::Duration;
 
-use confab_contract::{FinishReason, Role, Sampling, Usage};
+use confab_contract::{ClientTools, FinishReason, Role, Sampling, Usage};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::provider::{ModelError, ModelEvent, ModelRequest, ModelStream, Provider};
+use super::provider::{ChatMessage, ModelError, ModelEvent, ModelRequest, ModelStream, Provider};
 use super::sse::{SseError, data_events};
+use super::tool_calls::{CallFragment, ToolCalls};
 
 pub struct OpenAi {
     http: reqwest::Client,
@@ -53,6 +57,8 @@ struct Choice {
 #[derive(Deserialize, Default)]
 struct Delta {
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<CallFragment>,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +88,7 @@ impl Provider for OpenAi {
             "max_tokens": request.max_tokens,
         });
         add_sampling(&mut body, &request.sampling);
+        add_tools(&mut body, &request.tools);
         let mut call = self
             .http
             .post(format!("{}/chat/completions", self.base_url))
@@ -105,6 +112,7 @@ impl Provider for OpenAi {
                 return;
             }
             let mut events = std::pin::pin!(data_events(response.bytes_stream(), idle));
+            let mut calls = ToolCalls::default();
             loop {
                 let Some(data) = events.next().await else {
                     Err(ModelError::Protocol("stream ended before [DONE]".into()))?;
@@ -116,6 +124,9 @@ impl Provider for OpenAi {
                     SseError::Decode(reason) => ModelError::Protocol(reason),
                 })?;
                 if data == "[DONE]" {
+                    if !calls.is_empty() {
+                        yield ModelEvent::ToolCalls(calls.finish().map_err(ModelError::Protocol)?);
+                    }
                     return;
                 }
                 let chunk: Chunk = serde_json::from_str(&data)
@@ -126,6 +137,9 @@ impl Provider for OpenAi {
                 for choice in chunk.choices {
                     if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
                         yield ModelEvent::Delta(text);
+                    }
+                    for fragment in choice.delta.tool_calls {
+                        calls.add(fragment);
                     }
                     if choice.finish_reason.as_deref() == Some("length") {
                         yield ModelEvent::Finish(FinishReason::Length);
@@ -173,6 +187,20 @@ fn add_sampling(body: &mut serde_json::Value, sampling: &Sampling) {
     }
 }
 
+/// The caller's functions, as it gave them; nothing when it gave none.
+fn add_tools(body: &mut serde_json::Value, tools: &ClientTools) {
+    if tools.is_empty() {
+        return;
+    }
+    body["tools"] = tools.definitions.clone().into();
+    if let Some(choice) = &tools.choice {
+        body["tool_choice"] = choice.clone();
+    }
+    if let Some(parallel) = tools.parallel {
+        body["parallel_tool_calls"] = parallel.into();
+    }
+}
+
 /// Said to a model continuing an answer an earlier attempt streamed in part.
 const CONTINUE: &str = "Your reply to the last message was cut off: its beginning is the last \
     assistant message. Continue it from exactly where it stops, without repeating any of it.";
@@ -182,11 +210,7 @@ const CONTINUE: &str = "Your reply to the last message was cut off: its beginnin
 /// so in the system message, so that the others write only the rest; the system message stays
 /// first, which some chat templates require.
 fn wire_messages(request: &ModelRequest) -> Vec<serde_json::Value> {
-    let mut messages: Vec<_> = request
-        .messages
-        .iter()
-        .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
-        .collect();
+    let mut messages: Vec<_> = request.messages.iter().map(wire_message).collect();
     let Some(so_far) = &request.continues else {
         return messages;
     };
@@ -198,6 +222,30 @@ fn wire_messages(request: &ModelRequest) -> Vec<serde_json::Value> {
     }
     messages.push(json!({"role": "assistant", "content": so_far}));
     messages
+}
+
+/// One message as the API takes it: an assistant's calls with their arguments as JSON text, a
+/// tool result with the id of its call.
+fn wire_message(message: &ChatMessage) -> serde_json::Value {
+    let mut wire = json!({"role": message.role.as_str(), "content": message.content});
+    if !message.tool_calls.is_empty() {
+        let calls: Vec<_> = message
+            .tool_calls
+            .iter()
+            .map(|call| {
+                json!({"id": call.id, "type": "function",
+                       "function": {"name": call.name, "arguments": call.arguments}})
+            })
+            .collect();
+        wire["tool_calls"] = calls.into();
+        if message.content.is_empty() {
+            wire["content"] = serde_json::Value::Null;
+        }
+    }
+    if let Some(id) = &message.tool_call_id {
+        wire["tool_call_id"] = id.as_str().into();
+    }
+    wire
 }
 
 fn transport_error(error: reqwest::Error) -> ModelError {
@@ -212,7 +260,6 @@ fn transport_error(error: reqwest::Error) -> ModelError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ChatMessage;
 
     fn request(messages: Vec<ChatMessage>, continues: Option<&str>) -> ModelRequest {
         ModelRequest {
@@ -222,14 +269,12 @@ mod tests {
             max_tokens: 10,
             sampling: Sampling::default(),
             continues: continues.map(str::to_owned),
+            tools: ClientTools::default(),
         }
     }
 
     fn message(role: Role, content: &str) -> ChatMessage {
-        ChatMessage {
-            role,
-            content: content.into(),
-        }
+        ChatMessage::text(role, content)
     }
 
     #[test]

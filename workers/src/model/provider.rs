@@ -1,13 +1,28 @@
 //! The one interface the turn pipeline calls, apart from the providers that implement it, so
 //! that they and the dispatch in [`super`] depend on it and not on each other.
 
-use confab_contract::{FinishReason, Role, Sampling, Usage};
+use confab_contract::{ClientTools, FinishReason, Role, Sampling, ToolCall, Usage};
 use futures_util::stream::BoxStream;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatMessage {
     pub role: Role,
     pub content: String,
+    /// An assistant message's calls of the caller's functions.
+    pub tool_calls: Vec<ToolCall>,
+    /// The call a `tool` message answers.
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    pub fn text(role: Role, content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -26,6 +41,8 @@ pub struct ModelRequest {
     /// The start of the answer, already streamed by an earlier attempt of a redelivered job:
     /// the provider produces only what follows it.
     pub continues: Option<String>,
+    /// The caller's functions the model may call instead of answering.
+    pub tools: ClientTools,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +52,8 @@ pub enum ModelEvent {
     Usage(Usage),
     /// Why the answer ended, when the provider says (absent: it was complete).
     Finish(FinishReason),
+    /// The model's calls of the caller's functions, whole; sent at most once, at the end.
+    ToolCalls(Vec<ToolCall>),
 }
 
 #[derive(Debug, thiserror::Error)]

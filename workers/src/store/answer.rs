@@ -23,6 +23,8 @@ pub struct NewAnswer<'a> {
     pub request_id: Uuid,
     /// The knowledge the answer drew on, kept with it in the history.
     pub sources: &'a [confab_contract::Source],
+    /// The caller's functions the model called instead of (or besides) answering.
+    pub tool_calls: &'a [confab_contract::ToolCall],
 }
 
 /// Store the assistant's answer to a turn. If an answer to that turn is already stored (a
@@ -36,6 +38,7 @@ pub fn unstored_answer(answer: &NewAnswer<'_>) -> StoredAnswer {
         model: answer.model.to_owned(),
         prompt_tokens: answer.prompt_tokens,
         completion_tokens: answer.completion_tokens,
+        tool_calls: answer.tool_calls.to_vec(),
     }
 }
 
@@ -56,8 +59,8 @@ pub async fn store_answer(pool: &Pool, answer: &NewAnswer<'_>) -> Result<StoredA
         .query_opt(
             "INSERT INTO messages (conversation_pk, id, role, content, tokens, answers, status, \
                model, prompt_tokens, completion_tokens, first_token_ms, total_ms, request_id, \
-               metadata) \
-             VALUES ($1, $2, 'assistant', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+               metadata, tool_calls) \
+             VALUES ($1, $2, 'assistant', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
              ON CONFLICT DO NOTHING \
              RETURNING (extract(epoch FROM created_at) * 1000)::int8",
             &[
@@ -66,7 +69,7 @@ pub async fn store_answer(pool: &Pool, answer: &NewAnswer<'_>) -> Result<StoredA
                 &answer.content,
                 &(answer
                     .completion_tokens
-                    .max(confab_shared::tokens::estimate_tokens(answer.content))
+                    .max(super::message_tokens(answer.content, answer.tool_calls))
                     as i32),
                 &answer.answers,
                 &status,
@@ -77,6 +80,7 @@ pub async fn store_answer(pool: &Pool, answer: &NewAnswer<'_>) -> Result<StoredA
                 &(answer.total_ms as i32),
                 &answer.request_id,
                 &metadata,
+                &super::tool_calls_json(answer.tool_calls),
             ],
         )
         .await?;
@@ -88,6 +92,7 @@ pub async fn store_answer(pool: &Pool, answer: &NewAnswer<'_>) -> Result<StoredA
             model: answer.model.to_owned(),
             prompt_tokens: answer.prompt_tokens,
             completion_tokens: answer.completion_tokens,
+            tool_calls: answer.tool_calls.to_vec(),
         });
     }
     let row = client

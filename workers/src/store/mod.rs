@@ -9,7 +9,7 @@
 pub mod answer;
 pub mod prepare;
 
-use confab_contract::{AssistantRef, Job};
+use confab_contract::{AssistantRef, Job, ToolCall};
 use confab_shared::db::DbError;
 use uuid::Uuid;
 
@@ -32,12 +32,37 @@ pub struct StoredAnswer {
     pub model: String,
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// The answer stored for a turn; read by [`stored_answer`].
 const ANSWER_OF_TURN: &str = "SELECT id, content, (extract(epoch FROM created_at) * 1000)::int8, \
-       coalesce(model, ''), coalesce(prompt_tokens, 0), coalesce(completion_tokens, 0) \
+       coalesce(model, ''), coalesce(prompt_tokens, 0), coalesce(completion_tokens, 0), \
+       tool_calls \
      FROM messages WHERE conversation_pk = $1 AND answers = $2";
+
+/// A message's `tool_calls` column: NULL for a message of text.
+fn tool_calls_json(calls: &[ToolCall]) -> Option<serde_json::Value> {
+    (!calls.is_empty()).then(|| serde_json::json!(calls))
+}
+
+/// The calls in a `tool_calls` column; only this crate and the ingress write it, so a value
+/// that does not read is treated as none rather than failing the conversation.
+fn tool_calls_of(column: Option<serde_json::Value>) -> Vec<ToolCall> {
+    column
+        .and_then(|calls| serde_json::from_value(calls).ok())
+        .unwrap_or_default()
+}
+
+/// What a message costs in a context, as stored with it: its text and its calls.
+fn message_tokens(content: &str, calls: &[ToolCall]) -> u32 {
+    use confab_shared::tokens::estimate_tokens;
+    let calls: u32 = calls
+        .iter()
+        .map(|call| estimate_tokens(&call.name) + estimate_tokens(&call.arguments))
+        .sum();
+    estimate_tokens(content) + calls
+}
 
 fn stored_answer(row: &tokio_postgres::Row) -> StoredAnswer {
     StoredAnswer {
@@ -47,6 +72,7 @@ fn stored_answer(row: &tokio_postgres::Row) -> StoredAnswer {
         model: row.get(3),
         prompt_tokens: row.get::<_, i32>(4) as u32,
         completion_tokens: row.get::<_, i32>(5) as u32,
+        tool_calls: tool_calls_of(row.get(6)),
     }
 }
 

@@ -38,11 +38,13 @@ async fn insert_message(
     metadata: &serde_json::Value,
     job: &Job,
 ) -> Result<i64, DbError> {
+    let tool_calls = super::tool_calls_json(&message.tool_calls);
     let row = tx
         .query_one(
             "INSERT INTO messages \
-           (conversation_pk, id, role, content, tokens, metadata, request_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::float8 / 1000)) \
+           (conversation_pk, id, role, content, tokens, metadata, request_id, created_at, \
+            tool_calls, tool_call_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::float8 / 1000), $9, $10) \
          ON CONFLICT (conversation_pk, id) DO UPDATE SET id = EXCLUDED.id \
          RETURNING pk",
             &[
@@ -50,10 +52,12 @@ async fn insert_message(
                 &message.id,
                 &message.role.as_str(),
                 &message.content,
-                &(confab_shared::tokens::estimate_tokens(&message.content) as i32),
+                &(super::message_tokens(&message.content, &message.tool_calls) as i32),
                 metadata,
                 &job.request_id,
                 &(message.created_ms as f64),
+                &tool_calls,
+                &message.tool_call_id,
             ],
         )
         .await?;
@@ -117,7 +121,7 @@ pub async fn prepare_turn(
                 .map(|row| stored_answer(&row)),
         )
     };
-    let (existing_answer, context) = if message.role == Role::User {
+    let (existing_answer, context) = if message.role.awaits_answer() {
         // The context is read alongside the check for an earlier answer and dropped if there
         // is one: a redelivery is rare, a round trip on every turn is not.
         let context = read_context(
@@ -256,6 +260,7 @@ async fn read_context(
         summary: conversation.summary.clone(),
         turns,
         message: job.message.content.clone(),
+        answers_call: job.message.tool_call_id.clone(),
     };
     Ok((parts, unsummarised_from_pk))
 }
@@ -298,10 +303,10 @@ async fn recent_turns(
 ) -> Result<(Vec<Turn>, Option<i64>), DbError> {
     let rows = tx
         .query(
-            "SELECT pk, role, content, oldest, running <= $4 FROM ( \
+            "SELECT pk, role, content, oldest, running <= $4, tool_calls, tool_call_id FROM ( \
                SELECT pk, role, content, sum(tokens) OVER (ORDER BY pk DESC) AS running, \
-                      min(pk) OVER () AS oldest \
-               FROM (SELECT pk, role, content, tokens FROM messages \
+                      min(pk) OVER () AS oldest, tool_calls, tool_call_id \
+               FROM (SELECT pk, role, content, tokens, tool_calls, tool_call_id FROM messages \
                      WHERE conversation_pk = $1 AND pk > $2 AND pk < $3 \
                        AND status = 'complete' \
                      ORDER BY pk DESC LIMIT 1000) newest \
@@ -319,6 +324,8 @@ async fn recent_turns(
                 pk: row.get(0),
                 role: Role::parse(row.get(1))?,
                 content: row.get(2),
+                tool_calls: super::tool_calls_of(row.get(5)),
+                tool_call_id: row.get(6),
             })
         })
         .collect();

@@ -10,7 +10,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confab_contract::{FinishReason, ReplyEvent, Sampling, Source, Usage, now_ms};
+use confab_contract::{
+    ClientTools, FinishReason, ReplyEvent, Sampling, Source, ToolCall, Usage, now_ms,
+};
 use confab_shared::ModelSpec;
 use futures_util::StreamExt;
 use tokio::sync::watch;
@@ -48,8 +50,9 @@ pub(super) struct Generated {
     pub sources: Vec<Source>,
     /// The oldest earlier turn the context held; turns before it are for the summary.
     pub oldest_turn_pk: Option<i64>,
-    /// Complete, or cut at `max_tokens`.
+    /// Complete, cut at `max_tokens`, or ended with calls of the caller's functions.
     pub finish_reason: FinishReason,
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// One model call of a turn.
@@ -64,6 +67,8 @@ pub(super) struct Call<'a> {
     pub earlier: Option<Earlier>,
     /// How the caller asked the answer to be sampled.
     pub sampling: &'a Sampling,
+    /// The caller's functions the model may call.
+    pub tools: &'a ClientTools,
 }
 
 /// Fit the turn's context into the model's window, call the model and relay its answer until it
@@ -83,6 +88,7 @@ pub(super) async fn generate(
         started,
         earlier,
         sampling,
+        tools,
     } = call;
     // The answer's share of the window: what the caller allows it, else the default.
     let answer_tokens = sampling.max_tokens.unwrap_or(context::ANSWER_TOKENS);
@@ -112,6 +118,7 @@ pub(super) async fn generate(
         },
         sampling: sampling.clone(),
         continues: (!stream.text.is_empty()).then(|| stream.text.clone()),
+        tools: tools.clone(),
     };
     let model_call = info_span!(
         "model call",
@@ -141,6 +148,7 @@ pub(super) async fn generate(
         sources,
         oldest_turn_pk,
         finish_reason: stream.finish_reason,
+        tool_calls: stream.tool_calls,
     })
 }
 
@@ -154,6 +162,7 @@ struct Streamed {
     first_token: Option<Instant>,
     usage: Option<Usage>,
     finish_reason: FinishReason,
+    tool_calls: Vec<ToolCall>,
 }
 
 impl Streamed {
@@ -216,6 +225,10 @@ impl Streamed {
                     }
                     Some(Ok(ModelEvent::Usage(usage))) => self.usage = Some(usage),
                     Some(Ok(ModelEvent::Finish(reason))) => self.finish_reason = reason,
+                    Some(Ok(ModelEvent::ToolCalls(calls))) => {
+                        self.tool_calls = calls;
+                        self.finish_reason = FinishReason::ToolCalls;
+                    }
                     Some(Err(error)) => {
                         self.flush(replies).await?;
                         return Ok(Generation::Failed(error));

@@ -19,7 +19,7 @@ mod settle;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confab_contract::{ErrorCode, Job, ReplyEvent, Role, now_ms};
+use confab_contract::{ErrorCode, Job, ReplyEvent, now_ms};
 use confab_shared::ModelSpec;
 use confab_shared::db::DbError;
 use lapin::Channel;
@@ -216,7 +216,7 @@ async fn answer(
         );
         return settle::replay(replies, job, existing, queued_ms, earlier.as_ref()).await;
     }
-    if job.message.role != Role::User {
+    if !job.message.role.awaits_answer() {
         return settle::without_model_call(replies, job, queued_ms).await;
     }
     let Some(spec) = ModelSpec::parse(&prepared.assistant.model) else {
@@ -239,6 +239,7 @@ async fn answer(
         started,
         earlier,
         sampling: &job.sampling,
+        tools: &job.tools,
     };
     let generated = generate::generate(env, replies, call, gone).await?;
     settle::answered(

@@ -106,6 +106,7 @@ pub(super) async fn without_model_call(
             ..Timing::default()
         },
         finish_reason: FinishReason::Stop,
+        tool_calls: Vec::new(),
     }));
     replies.finish(&done).await?;
     Ok(Settle::Ack)
@@ -132,13 +133,14 @@ pub(super) async fn answered(
         sources,
         oldest_turn_pk,
         finish_reason,
+        tool_calls,
     } = generated;
     let summarise_before = oldest_turn_pk.unwrap_or(prepared.message_pk);
     let interrupted = !matches!(ending, Generation::Complete);
     // A turn cut before its first word (the caller left, the deadline passed) still gets its
     // interrupted record, so the history tells why it has no answer; a model that failed
     // before saying anything has nothing to record.
-    if matches!(ending, Generation::Failed(_)) && text.is_empty() {
+    if matches!(ending, Generation::Failed(_)) && text.is_empty() && tool_calls.is_empty() {
         return without_answer(replies, ending).await;
     }
     let new_answer = NewAnswer {
@@ -153,6 +155,7 @@ pub(super) async fn answered(
         total_ms: started.elapsed().as_millis() as u64,
         request_id: job.request_id,
         sources: &sources,
+        tool_calls: &tool_calls,
     };
     let stored = if job.ephemeral {
         unstored_answer(&new_answer)
@@ -248,6 +251,11 @@ fn done_event(job: &Job, answer: &StoredAnswer, timing: Timing) -> ReplyEvent {
         model: answer.model.clone(),
         sources: Vec::new(),
         timing,
-        finish_reason: FinishReason::Stop,
+        finish_reason: if answer.tool_calls.is_empty() {
+            FinishReason::Stop
+        } else {
+            FinishReason::ToolCalls
+        },
+        tool_calls: answer.tool_calls.clone(),
     }))
 }

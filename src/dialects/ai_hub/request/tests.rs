@@ -35,12 +35,12 @@ fn the_seed_request_is_read_field_by_field() {
     }));
     assert_eq!(
         request.message,
-        Message {
-            id: "msg_123".into(),
-            role: Role::User,
-            content: "How do I reset my password?".into(),
-            created_ms: 1_705_764_600_000,
-        }
+        Message::text(
+            "msg_123".into(),
+            Role::User,
+            "How do I reset my password?".into(),
+            1_705_764_600_000,
+        )
     );
     assert_eq!(request.conversation_id, "conv_550e8400-e29b-41d4");
     assert_eq!(

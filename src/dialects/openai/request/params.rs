@@ -6,11 +6,12 @@
 //! - `user` and `metadata` are stored with the user's turn.
 //! - `response_format` (`json_object`, `json_schema`) goes to the model too; the ingress refuses
 //!   it for the built-in model, which writes free text only.
-//! - What confab cannot do yet, or never does, is refused, saying so: tools and function
-//!   calling, log probabilities, logit bias, audio, predicted outputs, web search, reasoning
-//!   effort and paid service tiers. Their "off" values (`logprobs: false`, `modalities:
-//!   ["text"]`, `service_tier: "auto"`, an empty `tools` list...) are accepted, since they ask
-//!   for nothing.
+//! - `tools`, `tool_choice`, `parallel_tool_calls` and the legacy `functions` and
+//!   `function_call` are read in `tools.rs`.
+//! - What confab cannot do yet, or never does, is refused, saying so: log probabilities, logit
+//!   bias, audio, predicted outputs, web search, reasoning effort and paid service tiers. Their
+//!   "off" values (`logprobs: false`, `modalities: ["text"]`, `service_tier: "auto"`...) are
+//!   accepted, since they ask for nothing.
 //! - Anything else is refused as OpenAI refuses it: "Unrecognized request argument supplied".
 
 use confab_contract::Sampling;
@@ -143,9 +144,6 @@ pub fn refuse_the_rest(fields: &Map<String, Value>) -> Result<(), OpenAiError> {
             continue;
         }
         let why = match name.as_str() {
-            "tools" | "tool_choice" | "parallel_tool_calls" | "functions" | "function_call" => {
-                "tool and function calling is not supported by confab's chat completions yet"
-            }
             "logprobs" | "top_logprobs" => "log probabilities are not returned by confab",
             "logit_bias" => "logit_bias is not supported by confab",
             "modalities" | "audio" => "confab answers with text only",
@@ -171,9 +169,7 @@ pub fn refuse_the_rest(fields: &Map<String, Value>) -> Result<(), OpenAiError> {
 fn asks_for_nothing(name: &str, value: &Value) -> bool {
     match (name, value) {
         (_, Value::Null) => true,
-        ("logprobs" | "parallel_tool_calls", Value::Bool(false)) => true,
-        ("tools" | "functions", Value::Array(list)) => list.is_empty(),
-        ("tool_choice" | "function_call", Value::String(choice)) => choice == "none",
+        ("logprobs", Value::Bool(false)) => true,
         ("logit_bias", Value::Object(bias)) => bias.is_empty(),
         ("modalities", Value::Array(list)) => list.iter().all(|m| m == "text"),
         ("service_tier", Value::String(tier)) => tier == "auto" || tier == "default",
@@ -282,16 +278,10 @@ mod tests {
 
     #[test]
     fn what_confab_cannot_do_is_refused_by_name_unless_it_asks_for_nothing() {
-        let quiet = fields(
-            json!({"tools": [], "tool_choice": "none", "logprobs": false,
-                   "modalities": ["text"], "service_tier": "auto", "parallel_tool_calls": false}),
-        );
+        let quiet =
+            fields(json!({"logprobs": false, "modalities": ["text"], "service_tier": "auto"}));
         assert!(refuse_the_rest(&quiet).is_ok());
         for (body, says) in [
-            (
-                json!({"tools": [{"type": "function"}]}),
-                "tool and function calling",
-            ),
             (json!({"logprobs": true}), "log probabilities"),
             (
                 json!({"colour": "red"}),

@@ -57,7 +57,7 @@ async fn openai_invalid_bodies_get_400_naming_the_param() {
         ),
         (
             json!({"model": "support-agent", "messages": [{"role": "tool", "content": "x"}, user("hi")]}),
-            "messages[0].role",
+            "messages[0].tool_call_id",
         ),
         (
             json!({"model": "support-agent", "messages": [{"role": "user", "content": 5}]}),

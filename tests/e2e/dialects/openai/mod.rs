@@ -6,6 +6,7 @@ mod errors;
 mod interrupted;
 mod parameters;
 mod python_sdk;
+mod tools;
 
 use confab::ReplyMode;
 use serde_json::{Value, json};

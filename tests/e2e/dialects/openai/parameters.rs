@@ -117,7 +117,7 @@ async fn what_confab_cannot_do_is_refused_naming_the_parameter() {
     stack.support_agent().await;
     let tool = json!([{"type": "function", "function": {"name": "lookup", "parameters": {}}}]);
     for (param, value, says) in [
-        ("tools", tool, "tool and function calling"),
+        ("tools", tool, "built-in model, which cannot call functions"),
         (
             "response_format",
             json!({"type": "json_object"}),
