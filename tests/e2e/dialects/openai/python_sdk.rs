@@ -1,5 +1,6 @@
-//! The official `openai` Python package as the client (`tests/python/openai_client.py`): if its
-//! parser accepts confab's replies, so will applications built on it. The package, pinned in
+//! The official `openai` Python package as the client (`tests/python/openai_client.py`, and its
+//! tool loop in `client_tools.py`), and LangChain's ChatOpenAI (`langchain_tools.py`): if their
+//! parsers accept confab's replies, so will applications built on them. The packages, pinned in
 //! `tests/python/requirements.txt`, comes from the tests' own virtualenv (`support::python`),
 //! which the first run installs; nothing needs installing by hand, and nothing skips.
 
@@ -90,7 +91,6 @@ async fn openai_python_sdk_reads_models_json_streams_conversations_and_errors() 
 /// answer into the model.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_parses_structured_output_from_a_vendor_model() {
-    let python = python::venv_python();
     let server = FakeOpenAi::start(Script::Tokens {
         pieces: vec![
             r#"{"name": "Par"#.into(),
@@ -108,25 +108,7 @@ async fn the_python_sdk_parses_structured_output_from_a_vendor_model() {
     stack
         .create_assistant(serde_json::json!({"name": "Geo", "model": "openai/test-model"}))
         .await;
-    let output = tokio::process::Command::new(&python)
-        .arg("tests/python/structured_output.py")
-        .args([
-            format!("http://{}/v1", stack.addr).as_str(),
-            stack.api_key.as_str(),
-            "geo",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the Python client failed:\n{stderr}"
-    );
-    let result: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let result = run_script("tests/python/structured_output.py", &stack, "geo").await;
     assert_eq!(
         result["parsed"],
         serde_json::json!({"name": "Paris", "country": "France"})
@@ -139,5 +121,112 @@ async fn the_python_sdk_parses_structured_output_from_a_vendor_model() {
     assert!(
         sent["json_schema"]["schema"]["properties"]["country"].is_object(),
         "{sent}"
+    );
+}
+
+/// Run one of `tests/python/`'s scripts against the stack's OpenAI dialect, asking `model`; what
+/// it printed, as JSON.
+async fn run_script(script: &str, stack: &Stack, model: &str) -> Value {
+    let python = python::venv_python();
+    let output = tokio::process::Command::new(&python)
+        .arg(script)
+        .args([
+            format!("http://{}/v1", stack.addr).as_str(),
+            &stack.api_key,
+            model,
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{script} failed:\n{stderr}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+async fn vendor_stack(script: Script) -> (FakeOpenAi, Stack) {
+    let vendor = FakeOpenAi::start(script).await;
+    let stack = Stack::start(Options {
+        openai_base_url: vendor.base_url(),
+        ..Options::default()
+    })
+    .await;
+    stack
+        .create_assistant(serde_json::json!({"name": "Shop", "model": "openai/test-model"}))
+        .await;
+    (vendor, stack)
+}
+
+fn lookup_call() -> Script {
+    Script::Calls(vec![(
+        "call_7".into(),
+        "lookup_order".into(),
+        r#"{"order": "A-1001"}"#.into(),
+    )])
+}
+
+/// The SDK's tool loop, unchanged: a call, the function's result sent back with the SDK's own
+/// message object, the answer; and the call streamed as `delta.tool_calls`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_runs_a_client_side_tool_loop_through_confab() {
+    let answer = Script::Tokens {
+        pieces: vec!["Order A-1001 ".into(), "has shipped.".into()],
+        prompt_tokens: 40,
+        completion_tokens: 5,
+    };
+    let (vendor, stack) =
+        vendor_stack(Script::Sequence(vec![lookup_call(), answer, lookup_call()])).await;
+    let result = run_script("tests/python/client_tools.py", &stack, "shop").await;
+    let call = serde_json::json!({"id": "call_7", "name": "lookup_order",
+                                  "arguments": r#"{"order": "A-1001"}"#});
+    assert_eq!(result["first_finish"], "tool_calls", "{result}");
+    assert_eq!(result["call"], call);
+    assert_eq!(result["answer"], "Order A-1001 has shipped.");
+    assert_eq!(result["second_finish"], "stop");
+    assert_eq!(result["streamed_calls"], serde_json::json!([call]));
+    assert_eq!(result["streamed_finish"], "tool_calls");
+    let second = &vendor.requests()[1].body["messages"];
+    let last = second.as_array().unwrap().last().unwrap();
+    assert_eq!(
+        (&last["role"], &last["tool_call_id"]),
+        (&"tool".into(), &"call_7".into())
+    );
+    assert!(
+        last["content"].as_str().unwrap().contains("shipped"),
+        "{last}"
+    );
+}
+
+/// LangChain's `bind_tools` reads the call, and `with_structured_output` parses the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn langchain_binds_tools_and_parses_structured_output_through_confab() {
+    let city = Script::Tokens {
+        pieces: vec![
+            r#"{"name": "Paris", "#.into(),
+            r#""country": "France"}"#.into(),
+        ],
+        prompt_tokens: 12,
+        completion_tokens: 9,
+    };
+    let (vendor, stack) = vendor_stack(Script::Sequence(vec![lookup_call(), city])).await;
+    let result = run_script("tests/python/langchain_tools.py", &stack, "shop").await;
+    assert_eq!(
+        result["tool_calls"],
+        serde_json::json!([{"name": "lookup_order", "args": {"order": "A-1001"}, "id": "call_7"}]),
+        "{result}"
+    );
+    assert_eq!(
+        result["city"],
+        serde_json::json!({"name": "Paris", "country": "France"})
+    );
+    let requests = vendor.requests();
+    assert_eq!(
+        requests[0].body["tools"][0]["function"]["name"],
+        "lookup_order"
+    );
+    assert!(
+        requests[1].body["response_format"].is_object() || requests[1].body["tools"].is_array()
     );
 }
