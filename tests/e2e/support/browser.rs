@@ -141,27 +141,5 @@ fn install_debian_chromium() -> Result<(), String> {
 }
 
 fn node_modules() -> Result<PathBuf, String> {
-    let package = tool_cache::read_pins(PACKAGE)?;
-    let lock = tool_cache::read_pins(LOCK)?;
-    let node = run(
-        Command::new("node").arg("--version"),
-        "the browser tests need Node.js 20 or later on the PATH",
-    )?;
-    let fingerprint = tool_cache::fingerprint(&[&package, &lock, &node]);
-    let installing = format!("playwright-core (pinned in {LOCK}) with npm ci, for Node.js {node}");
-    let dir = tool_cache::ensure("browser-node", &fingerprint, &installing, |staging| {
-        for (file, text) in [("package.json", &package), ("package-lock.json", &lock)] {
-            std::fs::write(staging.join(file), text)
-                .map_err(|e| format!("cannot write {file} in {}: {e}", staging.display()))?;
-        }
-        run(
-            Command::new("npm")
-                .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
-                .current_dir(staging),
-            "npm could not install the pinned packages from its registry (npmjs.org, unless an \
-             .npmrc names another)",
-        )
-        .map(|_| ())
-    })?;
-    Ok(dir.join("node_modules"))
+    tool_cache::npm_packages("browser-node", PACKAGE, LOCK, "playwright-core")
 }

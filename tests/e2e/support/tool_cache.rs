@@ -131,6 +131,39 @@ fn marker(dir: &Path) -> Option<String> {
 
 /// Runs a command to its end; its stdout (trimmed) if it succeeded, else `why`, the command and
 /// everything it printed.
+/// The `node_modules` of the npm packages `package` (a `package.json`) and `lock` (its
+/// `package-lock.json`, with every version and integrity hash) pin, installed with `npm ci
+/// --ignore-scripts` (nothing runs at install) into the tool `name`. `what` names them in the
+/// message that says what is being installed.
+pub fn npm_packages(name: &str, package: &str, lock: &str, what: &str) -> Result<PathBuf, String> {
+    let package_json = read_pins(package)?;
+    let lock_json = read_pins(lock)?;
+    let node = run(
+        Command::new("node").arg("--version"),
+        "these tests need Node.js 20 or later on the PATH",
+    )?;
+    let fingerprint = fingerprint(&[&package_json, &lock_json, &node]);
+    let installing = format!("{what} (pinned in {lock}) with npm ci, for Node.js {node}");
+    let dir = ensure(name, &fingerprint, &installing, |staging| {
+        for (file, text) in [
+            ("package.json", &package_json),
+            ("package-lock.json", &lock_json),
+        ] {
+            std::fs::write(staging.join(file), text)
+                .map_err(|e| format!("cannot write {file} in {}: {e}", staging.display()))?;
+        }
+        run(
+            Command::new("npm")
+                .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
+                .current_dir(staging),
+            "npm could not install the pinned packages from its registry (npmjs.org, unless an \
+             .npmrc names another)",
+        )
+        .map(|_| ())
+    })?;
+    Ok(dir.join("node_modules"))
+}
+
 pub fn run(command: &mut Command, why: &str) -> Result<String, String> {
     let shown = std::iter::once(command.get_program())
         .chain(command.get_args())

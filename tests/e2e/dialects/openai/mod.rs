@@ -4,6 +4,7 @@
 
 mod errors;
 mod interrupted;
+mod node_sdk;
 mod parameters;
 mod python_sdk;
 mod tools;
