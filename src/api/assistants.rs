@@ -16,6 +16,8 @@ use super::pagination::PageQuery;
 use super::{ApiError, Resource, found, object_body, query_params};
 use crate::http::{ApiRouter, AppState, Authenticated, Operation};
 use crate::store::assistants::{self, Assistant, AssistantError, NewAssistant};
+use confab_shared::secrets::SecretBox;
+use confab_shared::tools::{ServerTool, parse_tools};
 
 const DOC: Resource = Resource {
     tag: "assistants",
@@ -78,10 +80,19 @@ struct AssistantBody {
     deployed: Option<bool>,
     #[serde(default, deserialize_with = "fields::uuids")]
     folder_ids: Option<Vec<Uuid>>,
+    /// Checked by `confab_shared::tools::parse_tools`, which names the bad field.
+    #[serde(default)]
+    tools: Option<Value>,
 }
 
-/// Apply the fields of a create or update body to `target`, checking what the types cannot.
-fn apply(body: AssistantBody, target: &mut NewAssistant) -> Result<(), ApiError> {
+/// Apply the fields of a create or update body to `target` (assistant `id`), checking what the
+/// types cannot; new tool secrets are sealed with `secrets`.
+fn apply(
+    mut body: AssistantBody,
+    target: &mut NewAssistant,
+    id: Uuid,
+    secrets: &SecretBox,
+) -> Result<(), ApiError> {
     if let Some(name) = body.name {
         target.name = name;
     }
@@ -120,10 +131,42 @@ fn apply(body: AssistantBody, target: &mut NewAssistant) -> Result<(), ApiError>
     if let Some(deployed) = body.deployed {
         target.deployed = deployed;
     }
-    if let Some(folder_ids) = body.folder_ids {
+    if let Some(folder_ids) = body.folder_ids.take() {
         target.folder_ids = folder_ids;
     }
+    if let Some(tools) = body.tools.take().filter(|t| !t.is_null()) {
+        target.tools = read_tools(&tools, &target.tools, id, secrets)?;
+    }
+    if !target.tools.is_empty() && ModelSpec::parse(&target.model) == Some(ModelSpec::Builtin) {
+        return Err(ApiError::invalid(
+            "tools",
+            "the built-in model calls no tools; give the assistant an OpenAI-compatible model \
+             (\"openai/<model-name>\") to use them",
+        ));
+    }
     Ok(())
+}
+
+/// The tools of a body, their secrets sealed; a tool sent without its secret keeps the one
+/// stored with the tool of that name.
+fn read_tools(
+    given: &Value,
+    stored: &[ServerTool],
+    id: Uuid,
+    secrets: &SecretBox,
+) -> Result<Vec<ServerTool>, ApiError> {
+    let kept = |name: &str| {
+        stored.iter().find(|t| t.name() == name).map(|t| match t {
+            ServerTool::Http(tool) => tool.secret.clone(),
+        })
+    };
+    let mut tools =
+        parse_tools(given, kept).map_err(|e| ApiError::invalid(&e.field, e.message))?;
+    for tool in &mut tools {
+        let ServerTool::Http(tool) = tool;
+        tool.secret = secrets.seal_value(id, &ServerTool::secret_field(&tool.name), &tool.secret);
+    }
+    Ok(tools)
 }
 
 fn slug_conflict(slug: &str) -> ApiError {
@@ -189,11 +232,13 @@ async fn create(
         model: "builtin".into(),
         deployed: true,
         folder_ids: Vec::new(),
+        tools: Vec::new(),
     };
-    apply(body, &mut new)?;
+    let id = Uuid::now_v7();
+    apply(body, &mut new, id, &state.secrets)?;
     let db = state.db.get().await?;
     check_folders(&**db, tenant_id, &new.folder_ids).await?;
-    let created = assistants::create(&**db, tenant_id, &new)
+    let created = assistants::create(&**db, tenant_id, id, &new)
         .await
         .map_err(assistant_error)?;
     Ok((StatusCode::CREATED, Json(created)))
@@ -238,7 +283,7 @@ async fn update(
         .await?
         .ok_or_else(|| ApiError::not_found("assistant"))?;
     let mut new = NewAssistant::from_existing(&current);
-    apply(fields::typed(body)?, &mut new)?;
+    apply(fields::typed(body)?, &mut new, id, &state.secrets)?;
     check_folders(&**db, tenant_id, &new.folder_ids).await?;
     assistants::update(&**db, tenant_id, id, &new)
         .await

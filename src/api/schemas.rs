@@ -53,6 +53,38 @@ fn assistant_fields(create: bool) -> Vec<(&'static str, Value)> {
                 "Knowledge folders searched when a request names none",
             ),
         ),
+        (
+            "tools",
+            described(
+                opt(array(closed(
+                    [
+                        ("type", enum_of(&["http"])),
+                        ("name", described(string(), "1 to 64 letters, digits, `_` or `-`")),
+                        ("description", opt(string())),
+                        (
+                            "parameters",
+                            described(opt(any_object()), "The arguments' JSON Schema"),
+                        ),
+                        ("url", described(string(), "Called with a POST of the arguments")),
+                        (
+                            "timeout_ms",
+                            described(opt(integer()), "1 to 60000, default 10000"),
+                        ),
+                        (
+                            "secret",
+                            described(
+                                opt(string()),
+                                "16 to 256 characters; signs each call (`X-Confab-Signature`). \
+                                 Write-only; on update, a tool sent without it keeps its own",
+                            ),
+                        ),
+                    ],
+                    &["type", "name", "url"],
+                ))),
+                "Functions the assistant calls itself while it answers (an OpenAI-compatible \
+                 model only); replaces the list",
+            ),
+        ),
     ]
 }
 
@@ -94,6 +126,20 @@ fn resources() -> Vec<(&'static str, Value)> {
                 ("model", string()),
                 ("deployed", boolean()),
                 ("folder_ids", array(uuid())),
+                (
+                    "tools",
+                    described(
+                        array(record([
+                            ("type", enum_of(&["http"])),
+                            ("name", string()),
+                            ("description", string()),
+                            ("parameters", any_object()),
+                            ("url", string()),
+                            ("timeout_ms", integer()),
+                        ])),
+                        "Without their secrets",
+                    ),
+                ),
                 ("created_at", date_time()),
                 ("updated_at", date_time()),
             ]),

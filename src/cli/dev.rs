@@ -65,12 +65,13 @@ async fn demo_tenant(
         model: "builtin".into(),
         deployed: true,
         folder_ids: Vec::new(),
+        tools: Vec::new(),
     };
     if assistants::by_slug(&tx, tenant_id, DEMO_SLUG)
         .await?
         .is_none()
     {
-        assistants::create(&tx, tenant_id, &demo).await?;
+        assistants::create(&tx, tenant_id, uuid::Uuid::now_v7(), &demo).await?;
     }
     let key = tenants::create_key(&tx, tenant_id, "confab dev", None)
         .await

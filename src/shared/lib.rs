@@ -14,5 +14,6 @@ pub mod secrets;
 pub mod telemetry;
 pub mod text;
 pub mod tokens;
+pub mod tools;
 
 pub use model_spec::ModelSpec;

@@ -101,30 +101,47 @@ impl SecretBox {
 
     /// Seal every credential field of a channel's config that is a plain string.
     pub fn seal_config(&self, channel_id: Uuid, config: &mut Map<String, Value>) {
-        let Some((key_id, cipher)) = self.keys.first() else {
-            return;
-        };
         for (field, value) in config.iter_mut() {
             if let Value::String(plain) = value
                 && SECRET_FIELDS.contains(&field.as_str())
-                && !plain.starts_with(PREFIX)
             {
-                let mut nonce = [0u8; NONCE_LEN];
-                getrandom::fill(&mut nonce).expect("the OS random source");
-                let aad = associated_data(channel_id, field);
-                let sealed = cipher
-                    .encrypt(
-                        &XNonce::from(nonce),
-                        Payload {
-                            msg: plain.as_bytes(),
-                            aad: &aad,
-                        },
-                    )
-                    .expect("encryption with a valid key cannot fail");
-                let mut blob = nonce.to_vec();
-                blob.extend_from_slice(&sealed);
-                *plain = format!("{PREFIX}{key_id}:{}", STANDARD.encode(blob));
+                *plain = self.seal_value(channel_id, field, plain);
             }
+        }
+    }
+
+    /// `plain` sealed for `field` of `owner` (a channel, an assistant), unless it already is or
+    /// no key is configured.
+    pub fn seal_value(&self, owner: Uuid, field: &str, plain: &str) -> String {
+        let Some((key_id, cipher)) = self.keys.first() else {
+            return plain.to_owned();
+        };
+        if plain.starts_with(PREFIX) {
+            return plain.to_owned();
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).expect("the OS random source");
+        let aad = associated_data(owner, field);
+        let sealed = cipher
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: plain.as_bytes(),
+                    aad: &aad,
+                },
+            )
+            .expect("encryption with a valid key cannot fail");
+        let mut blob = nonce.to_vec();
+        blob.extend_from_slice(&sealed);
+        format!("{PREFIX}{key_id}:{}", STANDARD.encode(blob))
+    }
+
+    /// A value [`SecretBox::seal_value`] stored, opened (a value never sealed is returned as
+    /// it is).
+    pub fn open_value(&self, owner: Uuid, field: &str, stored: &str) -> Result<String, SecretsError> {
+        match stored.strip_prefix(PREFIX) {
+            Some(sealed) => self.open(owner, field, sealed),
+            None => Ok(stored.to_owned()),
         }
     }
 

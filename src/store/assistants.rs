@@ -1,6 +1,7 @@
 //! Assistants: stored configurations that answer chat turns, addressed by id or by a slug unique
 //! within their tenant.
 
+use confab_shared::tools::ServerTool;
 use serde::Serialize;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
@@ -16,8 +17,21 @@ pub struct Assistant {
     pub deployed: bool,
     /// Knowledge folders searched when a request names none.
     pub folder_ids: Vec<Uuid>,
+    /// The functions the assistant calls itself while it answers; shown without their secrets.
+    #[serde(serialize_with = "public_tools")]
+    pub tools: Vec<ServerTool>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+fn public_tools<S: serde::Serializer>(tools: &[ServerTool], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(tools.iter().map(ServerTool::public_view))
+}
+
+/// Tools as stored (secrets sealed); a column that does not read is no tools, since only this
+/// module writes it.
+fn tools_of(column: serde_json::Value) -> Vec<ServerTool> {
+    serde_json::from_value(column).unwrap_or_default()
 }
 
 /// A validated new assistant.
@@ -30,6 +44,8 @@ pub struct NewAssistant {
     pub model: String,
     pub deployed: bool,
     pub folder_ids: Vec<Uuid>,
+    /// With their secrets sealed.
+    pub tools: Vec<ServerTool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +60,7 @@ pub enum AssistantError {
 
 const COLUMNS: &str = "id, name, slug, description, instructions, model, deployed, folder_ids, \
     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
-    to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
+    to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), tools";
 
 fn from_row(row: &tokio_postgres::Row) -> Assistant {
     Assistant {
@@ -58,6 +74,7 @@ fn from_row(row: &tokio_postgres::Row) -> Assistant {
         folder_ids: row.get(7),
         created_at: row.get(8),
         updated_at: row.get(9),
+        tools: tools_of(row.get(10)),
     }
 }
 
@@ -92,22 +109,24 @@ pub fn is_valid_slug(slug: &str) -> bool {
         })
 }
 
+/// Create assistant `id` (the caller mints it, since the tools' secrets are sealed for it).
 pub async fn create(
     client: &impl GenericClient,
     tenant_id: Uuid,
+    id: Uuid,
     new: &NewAssistant,
 ) -> Result<Assistant, AssistantError> {
     let row = client
         .query_opt(
             &format!(
                 "INSERT INTO assistants (id, tenant_id, name, slug, description, instructions, \
-                   model, deployed, folder_ids) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                   model, deployed, folder_ids, tools) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                  ON CONFLICT (tenant_id, slug) DO NOTHING \
                  RETURNING {COLUMNS}"
             ),
             &[
-                &Uuid::now_v7(),
+                &id,
                 &tenant_id,
                 &new.name,
                 &new.slug,
@@ -116,6 +135,7 @@ pub async fn create(
                 &new.model,
                 &new.deployed,
                 &new.folder_ids,
+                &serde_json::json!(new.tools),
             ],
         )
         .await?;
@@ -170,7 +190,7 @@ pub async fn update(
             &format!(
                 "UPDATE assistants SET name = $3, slug = $4, description = $5, \
                    instructions = $6, model = $7, deployed = $8, folder_ids = $9, \
-                   updated_at = now() \
+                   tools = $10, updated_at = now() \
                  WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}"
             ),
             &[
@@ -183,6 +203,7 @@ pub async fn update(
                 &new.model,
                 &new.deployed,
                 &new.folder_ids,
+                &serde_json::json!(new.tools),
             ],
         )
         .await;
@@ -228,6 +249,7 @@ impl NewAssistant {
             model: assistant.model.clone(),
             deployed: assistant.deployed,
             folder_ids: assistant.folder_ids.clone(),
+            tools: assistant.tools.clone(),
         }
     }
 }

@@ -59,8 +59,8 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         12,
-        "0011_tool_calls",
-        include_str!("../../migrations/0011_tool_calls.sql"),
+        "0011_tools",
+        include_str!("../../migrations/0011_tools.sql"),
     ),
 ];
 

@@ -108,7 +108,8 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
             "0007_rate_gcra",
             "0008_stream_token_scope",
             "0009_messages_by_request",
-            "0010_web_visitors"
+            "0010_web_visitors",
+            "0011_tools"
         ]
     );
     let recorded: i64 = a
