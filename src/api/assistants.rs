@@ -160,8 +160,7 @@ fn read_tools(
             ServerTool::Http(tool) => tool.secret.clone(),
         })
     };
-    let mut tools =
-        parse_tools(given, kept).map_err(|e| ApiError::invalid(&e.field, e.message))?;
+    let mut tools = parse_tools(given, kept).map_err(|e| ApiError::invalid(&e.field, e.message))?;
     for tool in &mut tools {
         let ServerTool::Http(tool) = tool;
         tool.secret = secrets.seal_value(id, &ServerTool::secret_field(&tool.name), &tool.secret);

@@ -59,13 +59,19 @@ fn assistant_fields(create: bool) -> Vec<(&'static str, Value)> {
                 opt(array(closed(
                     [
                         ("type", enum_of(&["http"])),
-                        ("name", described(string(), "1 to 64 letters, digits, `_` or `-`")),
+                        (
+                            "name",
+                            described(string(), "1 to 64 letters, digits, `_` or `-`"),
+                        ),
                         ("description", opt(string())),
                         (
                             "parameters",
                             described(opt(any_object()), "The arguments' JSON Schema"),
                         ),
-                        ("url", described(string(), "Called with a POST of the arguments")),
+                        (
+                            "url",
+                            described(string(), "Called with a POST of the arguments"),
+                        ),
                         (
                             "timeout_ms",
                             described(opt(integer()), "1 to 60000, default 10000"),

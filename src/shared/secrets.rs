@@ -138,7 +138,12 @@ impl SecretBox {
 
     /// A value [`SecretBox::seal_value`] stored, opened (a value never sealed is returned as
     /// it is).
-    pub fn open_value(&self, owner: Uuid, field: &str, stored: &str) -> Result<String, SecretsError> {
+    pub fn open_value(
+        &self,
+        owner: Uuid,
+        field: &str,
+        stored: &str,
+    ) -> Result<String, SecretsError> {
         match stored.strip_prefix(PREFIX) {
             Some(sealed) => self.open(owner, field, sealed),
             None => Ok(stored.to_owned()),

@@ -182,13 +182,16 @@ fn parse_tool(
             })?;
             schema.clone()
         }
-        _ => return Err(refuse(field("parameters"), "parameters must be a JSON Schema object")),
+        _ => {
+            return Err(refuse(
+                field("parameters"),
+                "parameters must be a JSON Schema object",
+            ));
+        }
     };
     let url = tool["url"]
         .as_str()
-        .filter(|u| {
-            reqwest::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
-        })
+        .filter(|u| reqwest::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https")))
         .ok_or_else(|| refuse(field("url"), "url must be an http:// or https:// URL"))?;
     let timeout_ms = match &tool["timeout_ms"] {
         Value::Null => DEFAULT_TIMEOUT_MS,
@@ -234,7 +237,10 @@ pub fn signature(secret: &str, unix_secs: u64, body: &[u8]) -> String {
     mac.update(unix_secs.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("t={unix_secs},v1={}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "t={unix_secs},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod assistant_tools;
 mod bad_input;
 mod bounded_work;
 mod channels;

@@ -46,6 +46,26 @@ pub struct WorkerConfig {
     /// Where this process serves `GET /metrics` (Prometheus text), if anywhere.
     /// `CONFAB_WORKER_METRICS_LISTEN`, e.g. `0.0.0.0:9091`; default empty: not served.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    pub tools: ToolLimits,
+}
+
+/// How far an assistant's tool loop may go in one turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToolLimits {
+    /// Rounds of tool calls before the model must answer (`CONFAB_TOOL_MAX_STEPS`, default 5).
+    pub max_steps: u32,
+    /// Largest answer of a tool the model reads; a larger one is an error result
+    /// (`CONFAB_TOOL_RESULT_MAX_BYTES`, default 16384).
+    pub result_max_bytes: usize,
+}
+
+impl ToolLimits {
+    fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            max_steps: parsed_var("CONFAB_TOOL_MAX_STEPS", 5u32)?,
+            result_max_bytes: parsed_var("CONFAB_TOOL_RESULT_MAX_BYTES", 16_384usize)?.max(1),
+        })
+    }
 }
 
 /// The jobs a worker process takes: any mix, so operators can scale each on its own.
@@ -198,6 +218,7 @@ impl WorkerConfig {
                     problem: format!("{addr:?} is not an address like 0.0.0.0:9091 ({e})"),
                 })?),
             },
+            tools: ToolLimits::from_env()?,
         })
     }
 }

@@ -89,6 +89,9 @@ pub struct Parts {
     /// The call the new message answers, when it is a function's result rather than the
     /// user's words.
     pub answers_call: Option<String>,
+    /// The tool loop's steps an earlier attempt of this turn took (calls and results), which
+    /// follow the message; they always go in.
+    pub steps: Vec<Turn>,
 }
 
 /// The messages for the model and what went into them.
@@ -161,7 +164,12 @@ fn knowledge_block(passages: &[Passage]) -> String {
 /// Fit the parts into `budget` tokens, as `tokens` counts them, in priority order.
 pub fn assemble(parts: Parts, budget: u32, tokens: Tokenizer) -> Assembled {
     let message = truncate_to(&parts.message, budget, tokens).unwrap_or_default();
-    let mut left = budget.saturating_sub(tokens.count(&message));
+    let steps_cost: u32 = parts
+        .steps
+        .iter()
+        .map(|s| cost(&s.content, &s.tool_calls, tokens))
+        .sum();
+    let mut left = budget.saturating_sub(tokens.count(&message) + steps_cost);
     let mut head = Vec::new();
     if !parts.instructions.trim().is_empty() {
         head.extend(take(&parts.instructions, &mut left, tokens).map(system));
@@ -211,6 +219,7 @@ pub fn assemble(parts: Parts, budget: u32, tokens: Tokenizer) -> Assembled {
         tool_calls: Vec::new(),
         tool_call_id: parts.answers_call,
     });
+    messages.extend(parts.steps.into_iter().map(Turn::into_message));
     Assembled {
         tokens: messages
             .iter()
@@ -274,6 +283,7 @@ mod tests {
             turns: vec![turn(1, Role::User, "hi"), turn(2, Role::Assistant, "hello")],
             message: "bye".into(),
             answers_call: None,
+            steps: Vec::new(),
         }
     }
 

@@ -15,6 +15,7 @@ mod reply;
 pub mod store;
 mod summary;
 pub mod tokenizer;
+pub mod tools;
 mod turn;
 
 use std::future::Future;
@@ -43,6 +44,8 @@ pub enum WorkerError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot set up the HTTP client of server-side tools: {0}")]
+    Tools(String),
 }
 
 /// Run one worker until `shutdown` completes, then finish or return its jobs and exit.
@@ -95,6 +98,12 @@ pub async fn run(
             resume_grace: config.shared.resume_grace,
             reply_log: (config.shared.queue_limits.resume_retention_secs > 0)
                 .then(|| config.shared.names.reply_log()),
+            tools: tools::ToolRunner::new(
+                config.delivery.secrets.clone(),
+                config.tools.result_max_bytes,
+            )
+            .map_err(|e| WorkerError::Tools(e.to_string()))?,
+            tool_limits: config.tools,
         });
         consume::run_sessions(&config, env, stopped).await?;
     }

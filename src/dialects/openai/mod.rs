@@ -139,6 +139,7 @@ async fn chat_completions(
     if builtin {
         refuse_what_the_builtin_model_cannot_do(&request)?;
     }
+    refuse_functions_named_like_the_assistants_tools(&request, &assistant.tools)?;
     let created_ms = now_ms();
     let idempotent = named.is_some() && headers.contains_key("idempotency-key");
     let (conversation_id, history, message) = match named {
@@ -239,6 +240,29 @@ fn refuse_what_the_builtin_model_cannot_do(request: &ChatRequest) -> Result<(), 
             format!("messages[{at}].role"),
             "cannot call functions, so it has no function results to read",
         );
+    }
+    Ok(())
+}
+
+/// A call of a name the assistant's own tools have would be run by confab, not returned to the
+/// caller: such a function of the caller's is refused.
+fn refuse_functions_named_like_the_assistants_tools(
+    request: &ChatRequest,
+    tools: &[confab_shared::tools::ServerTool],
+) -> Result<(), OpenAiError> {
+    let functions = &request.tools.tools.definitions;
+    for (i, function) in functions.iter().enumerate() {
+        let name = function["function"]["name"].as_str().unwrap_or_default();
+        if tools.iter().any(|tool| tool.name() == name) {
+            return Err(OpenAiError::invalid(
+                format!("tools[{i}].function"),
+                format!(
+                    "The assistant '{}' has a tool of its own named '{name}'; name your \
+                     function differently.",
+                    request.model
+                ),
+            ));
+        }
     }
     Ok(())
 }

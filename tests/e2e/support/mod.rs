@@ -15,3 +15,4 @@ pub mod private_rabbitmq;
 pub mod python;
 pub mod stack;
 pub mod tool_cache;
+pub mod tool_server;

@@ -14,7 +14,7 @@ use confab_shared::db::PoolSettings;
 use confab_shared::platforms::Endpoints;
 use confab_shared::secrets::SecretBox;
 use confab_worker::WorkerConfig;
-use confab_worker::config::{DeliveryConfig, Roles};
+use confab_worker::config::{DeliveryConfig, Roles, ToolLimits};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -93,6 +93,8 @@ pub struct Options {
     pub heavy_writes: HeavyWrites,
     /// What one document and one folder may hold.
     pub knowledge: KnowledgeLimits,
+    /// How far an assistant's tool loop goes in one turn.
+    pub tools: ToolLimits,
     /// More variables for the stack's processes (`process_command`), set after its own: how a
     /// test configures what only the environment configures (OpenTelemetry, say).
     pub process_env: Vec<(String, String)>,
@@ -141,6 +143,10 @@ impl Default for Options {
                 wait: Duration::from_secs(10),
             },
             knowledge: KnowledgeLimits::DEFAULT,
+            tools: ToolLimits {
+                max_steps: 5,
+                result_max_bytes: 16_384,
+            },
             process_env: Vec::new(),
         }
     }
@@ -279,6 +285,7 @@ impl Stack {
                 secrets: self.secrets(),
             },
             metrics_listen: None,
+            tools: self.options.tools,
         }
     }
 
@@ -400,6 +407,16 @@ impl Stack {
             .env(
                 "CONFAB_RESUME_GRACE_SECS",
                 self.options.resume_grace.as_secs().to_string(),
+            )
+            .env("CONFAB_OPENAI_BASE_URL", &self.options.openai_base_url)
+            .env("CONFAB_OPENAI_API_KEY", &self.options.openai_api_key)
+            .env(
+                "CONFAB_TOOL_MAX_STEPS",
+                self.options.tools.max_steps.to_string(),
+            )
+            .env(
+                "CONFAB_TOOL_RESULT_MAX_BYTES",
+                self.options.tools.result_max_bytes.to_string(),
             )
             .env(
                 "CONFAB_RESUME_RETENTION_SECS",

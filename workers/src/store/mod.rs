@@ -8,6 +8,7 @@
 
 pub mod answer;
 pub mod prepare;
+pub mod steps;
 
 use confab_contract::{AssistantRef, Job, ToolCall};
 use confab_shared::db::DbError;
@@ -21,6 +22,8 @@ pub struct Assistant {
     pub model: String,
     /// Folders searched when the request names none.
     pub folder_ids: Vec<Uuid>,
+    /// The functions it calls itself while it answers (secrets still sealed).
+    pub tools: Vec<confab_shared::tools::ServerTool>,
 }
 
 /// An answer already stored for a turn (a redelivered job whose first attempt got that far).
@@ -88,11 +91,12 @@ async fn load_assistant(
             instructions: preview.instructions.clone(),
             model: preview.model.clone(),
             folder_ids: Vec::new(),
+            tools: Vec::new(),
         }),
         AssistantRef::Stored { id } => {
             let row = tx
                 .query_opt(
-                    "SELECT name, instructions, model, folder_ids FROM assistants \
+                    "SELECT name, instructions, model, folder_ids, tools FROM assistants \
                      WHERE id = $1 AND tenant_id = $2",
                     &[id, &job.tenant_id],
                 )
@@ -103,6 +107,8 @@ async fn load_assistant(
                 instructions: row.get(1),
                 model: row.get(2),
                 folder_ids: row.get(3),
+                // Only the ingress writes it, checked; a value that does not read is no tools.
+                tools: serde_json::from_value(row.get(4)).unwrap_or_default(),
             })
         }
     }

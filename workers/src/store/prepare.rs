@@ -251,8 +251,16 @@ async fn read_context(
         message_pk,
         window,
     );
-    let ((turns, unsummarised_from_pk), memory, passages) =
-        tokio::try_join!(turns, memory, passages)?;
+    // Only a turn with tools can have steps, and only a redelivered one has any stored.
+    let steps = async {
+        if assistant.tools.is_empty() {
+            Ok(Vec::new())
+        } else {
+            steps_so_far(tx, conversation.pk, message_pk, job.request_id).await
+        }
+    };
+    let ((turns, unsummarised_from_pk), memory, passages, steps) =
+        tokio::try_join!(turns, memory, passages, steps)?;
     let parts = Parts {
         instructions: assistant.instructions.clone(),
         memory,
@@ -261,8 +269,38 @@ async fn read_context(
         turns,
         message: job.message.content.clone(),
         answers_call: job.message.tool_call_id.clone(),
+        steps,
     };
     Ok((parts, unsummarised_from_pk))
+}
+
+/// The tool loop's steps an earlier attempt of this turn stored (`steps.rs`), in order.
+async fn steps_so_far(
+    tx: &deadpool_postgres::Transaction<'_>,
+    conversation_pk: i64,
+    message_pk: i64,
+    request_id: Uuid,
+) -> Result<Vec<Turn>, DbError> {
+    let rows = tx
+        .query(
+            "SELECT pk, role, content, tool_calls, tool_call_id FROM messages \
+             WHERE conversation_pk = $1 AND pk > $2 AND request_id = $3 AND answers IS NULL \
+             ORDER BY pk",
+            &[&conversation_pk, &message_pk, &request_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            Some(Turn {
+                pk: row.get(0),
+                role: Role::parse(row.get(1))?,
+                content: row.get(2),
+                tool_calls: super::tool_calls_of(row.get(3)),
+                tool_call_id: row.get(4),
+            })
+        })
+        .collect())
 }
 
 /// What is known about an identity; `None` if it no longer exists.

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 
+use crate::config::ToolLimits;
 use crate::inflight::InFlight;
 use crate::model::Models;
+use crate::tools::ToolRunner;
 
 /// What the worker shares between its turns.
 pub struct TurnEnv {
@@ -25,4 +27,7 @@ pub struct TurnEnv {
     /// The stream queue every streamed turn's events are also logged to; none when streams
     /// are not resumable (`CONFAB_RESUME_RETENTION_SECS=0`).
     pub reply_log: Option<String>,
+    /// Calls assistants' server-side tools.
+    pub tools: ToolRunner,
+    pub tool_limits: ToolLimits,
 }

@@ -5,7 +5,10 @@
 //! is silent, keepalives find out whether the caller is still there; and generation stops as
 //! soon as the caller is gone or the deadline passes, keeping what was said so far. A call that
 //! continues what earlier attempts streamed asks the model for the rest only, and numbers its
-//! deltas on from theirs. Nothing here touches the database.
+//! deltas on from theirs. When the model calls the assistant's own tools, their round runs
+//! (`tools.rs`, which records it) and the model is called again with the results, up to the
+//! step limit; the caller sees the text of every call as one answer. Nothing here touches the
+//! database itself.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +23,7 @@ use tracing::{Instrument, info_span};
 
 use super::earlier::Earlier;
 use super::env::TurnEnv;
+use super::tools::{ToolSteps, unanswered};
 use crate::context::{self, Parts};
 use crate::model::{ModelError, ModelEvent, ModelRequest, Provider};
 use crate::reply::{Replies, ReplyError};
@@ -37,6 +41,8 @@ pub(super) enum Generation {
     Failed(ModelError),
     CallerGone,
     DeadlineExceeded,
+    /// A round of tool calls could not be recorded: the job goes back to the queue.
+    StoreFailed(confab_shared::db::DbError),
 }
 
 /// The model's answer to a turn, as far as it got.
@@ -69,6 +75,8 @@ pub(super) struct Call<'a> {
     pub sampling: &'a Sampling,
     /// The caller's functions the model may call.
     pub tools: &'a ClientTools,
+    /// The assistant's own tools, and the rounds of them taken.
+    pub steps: ToolSteps<'a>,
 }
 
 /// Fit the turn's context into the model's window, call the model and relay its answer until it
@@ -89,6 +97,7 @@ pub(super) async fn generate(
         earlier,
         sampling,
         tools,
+        steps,
     } = call;
     // The answer's share of the window: what the caller allows it, else the default.
     let answer_tokens = sampling.max_tokens.unwrap_or(context::ANSWER_TOKENS);
@@ -96,6 +105,7 @@ pub(super) async fn generate(
         .context_window(env.default_context_window)
         .saturating_sub(answer_tokens);
     let tokenizer = Tokenizer::for_model(spec);
+    let pending = unanswered(&parts.steps);
     let assembled = context_span.in_scope(|| context::assemble(parts, budget, tokenizer));
     drop(context_span);
     let sources: Vec<Source> = assembled.passages.iter().map(|p| p.source()).collect();
@@ -106,7 +116,7 @@ pub(super) async fn generate(
         stream.text = earlier.text();
         stream.seq = earlier.next_seq();
     }
-    let request = ModelRequest {
+    let mut request = ModelRequest {
         model: spec.model_name().to_owned(),
         messages: assembled.messages,
         passages: assembled.passages,
@@ -120,16 +130,19 @@ pub(super) async fn generate(
         continues: (!stream.text.is_empty()).then(|| stream.text.clone()),
         tools: tools.clone(),
     };
-    let model_call = info_span!(
-        "model call",
-        model = %spec.model_name(),
-        purpose = "answer",
-        prompt_tokens = prompt_estimate,
-    );
+    let mut calls = Calls {
+        env,
+        spec,
+        client_tools: tools,
+        steps,
+        deadline_ms,
+        gone,
+        prompt_tokens: prompt_estimate,
+    };
     let ending = stream
-        .relay(env, replies, spec, request, deadline_ms, gone)
-        .instrument(model_call)
+        .call_model(replies, &mut request, &mut calls, pending)
         .await?;
+
     let first_token_ms = stream
         .first_token
         .map(|t| t.duration_since(started).as_millis() as u64);
@@ -152,6 +165,17 @@ pub(super) async fn generate(
     })
 }
 
+/// What the model calls of one generation share.
+struct Calls<'e> {
+    env: &'e TurnEnv,
+    spec: &'e ModelSpec,
+    client_tools: &'e ClientTools,
+    steps: ToolSteps<'e>,
+    deadline_ms: i64,
+    gone: watch::Receiver<bool>,
+    prompt_tokens: u32,
+}
+
 /// The model's output as relayed so far.
 #[derive(Default)]
 struct Streamed {
@@ -166,6 +190,59 @@ struct Streamed {
 }
 
 impl Streamed {
+    /// Call the model, and again after each round of the assistant's tools it calls, until it
+    /// answers, calls only the caller's functions, or stops. `pending` are calls an earlier
+    /// attempt recorded but did not finish: they are answered first.
+    async fn call_model(
+        &mut self,
+        replies: &mut Replies,
+        request: &mut ModelRequest,
+        calls: &mut Calls<'_>,
+        pending: Vec<ToolCall>,
+    ) -> Result<Generation, ReplyError> {
+        if !pending.is_empty() {
+            match calls.steps.answer(&pending).await {
+                Ok(results) => request.messages.extend(results),
+                Err(e) => return Ok(Generation::StoreFailed(e)),
+            }
+        }
+        loop {
+            request.tools = calls.steps.offered(calls.client_tools);
+            let model_call = info_span!(
+                "model call",
+                model = %calls.spec.model_name(),
+                purpose = "answer",
+                prompt_tokens = calls.prompt_tokens,
+            );
+            let ending = self
+                .relay(calls, replies, request.clone())
+                .instrument(model_call)
+                .await?;
+            let (ours, theirs): (Vec<_>, Vec<_>) = std::mem::take(&mut self.tool_calls)
+                .into_iter()
+                .partition(|call| calls.steps.owns(call));
+            self.tool_calls = theirs;
+            if !matches!(ending, Generation::Complete) || ours.is_empty() {
+                return Ok(ending);
+            }
+            let mut gone = calls.gone.clone();
+            let round = tokio::select! {
+                round = calls.steps.round(ours) => round,
+                _ = gone.wait_for(|gone| *gone) => return Ok(Generation::CallerGone),
+            };
+            match round {
+                Ok(messages) => request.messages.extend(messages),
+                Err(e) => return Ok(Generation::StoreFailed(e)),
+            }
+            // The caller's functions called in the same round go back to the caller now.
+            if !self.tool_calls.is_empty() {
+                return Ok(Generation::Complete);
+            }
+            self.finish_reason = FinishReason::Stop;
+            request.continues = None;
+        }
+    }
+
     async fn flush(&mut self, replies: &mut Replies) -> Result<(), ReplyError> {
         if self.pending.is_empty() {
             return Ok(());
@@ -182,14 +259,13 @@ impl Streamed {
     /// The first delta goes out at once; later ones are merged over the coalescing window.
     async fn relay(
         &mut self,
-        env: &TurnEnv,
+        calls: &Calls<'_>,
         replies: &mut Replies,
-        spec: &ModelSpec,
         request: ModelRequest,
-        deadline_ms: i64,
-        mut gone: watch::Receiver<bool>,
     ) -> Result<Generation, ReplyError> {
-        let provider: Arc<dyn Provider> = env.models.provider(spec);
+        let (env, deadline_ms) = (calls.env, calls.deadline_ms);
+        let mut gone = calls.gone.clone();
+        let provider: Arc<dyn Provider> = env.models.provider(calls.spec);
         let mut model = provider.stream(request);
         let deadline = tokio::time::Instant::now()
             + Duration::from_millis((deadline_ms - now_ms()).max(0) as u64);

@@ -15,11 +15,12 @@ mod generate;
 mod prepare;
 mod retry;
 mod settle;
+mod tools;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confab_contract::{ErrorCode, Job, ReplyEvent, now_ms};
+use confab_contract::{AssistantRef, ErrorCode, Job, ReplyEvent, now_ms};
 use confab_shared::ModelSpec;
 use confab_shared::db::DbError;
 use lapin::Channel;
@@ -34,6 +35,8 @@ pub use settle::Settle;
 use settle::TurnError;
 
 use crate::reply::{Delivered, Replies};
+use crate::store::steps::StepLog;
+use crate::tools::CallContext;
 
 /// How long a job's reply destination may be missing when the job starts before its caller
 /// counts as gone: longer than the ingress takes to reconnect after a broker restart (its retry
@@ -231,6 +234,18 @@ async fn answer(
         return Ok(Settle::Ack);
     };
     let parts = std::mem::take(&mut prepared.parts);
+    let steps = tools::ToolSteps::new(
+        env,
+        &prepared.assistant.tools,
+        call_context(job),
+        (!job.ephemeral).then(|| StepLog {
+            conversation_pk: prepared.conversation_pk,
+            message_id: job.message.id.clone(),
+            request_id: job.request_id,
+        }),
+        &parts.steps,
+        job.deadline_ms,
+    );
     let call = generate::Call {
         spec: &spec,
         parts,
@@ -240,12 +255,28 @@ async fn answer(
         earlier,
         sampling: &job.sampling,
         tools: &job.tools,
+        steps,
     };
     let generated = generate::generate(env, replies, call, gone).await?;
     settle::answered(
         env, replies, job, &prepared, &spec, generated, started, queued_ms,
     )
     .await
+}
+
+/// Who the assistant's tools are called for.
+fn call_context(job: &Job) -> CallContext {
+    CallContext {
+        tenant_id: job.tenant_id,
+        assistant_id: match job.assistant {
+            AssistantRef::Stored { id } => id,
+            // A preview has no stored tools.
+            AssistantRef::Preview(_) => uuid::Uuid::nil(),
+        },
+        conversation_id: job.conversation_id.clone(),
+        identity_id: job.identity_id,
+        request_id: job.request_id,
+    }
 }
 
 fn started_ms(started: Instant) -> i64 {

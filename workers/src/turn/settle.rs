@@ -135,6 +135,9 @@ pub(super) async fn answered(
         finish_reason,
         tool_calls,
     } = generated;
+    if let Generation::StoreFailed(e) = ending {
+        return Err(TurnError::Store(e));
+    }
     let summarise_before = oldest_turn_pk.unwrap_or(prepared.message_pk);
     let interrupted = !matches!(ending, Generation::Complete);
     // A turn cut before its first word (the caller left, the deadline passed) still gets its
@@ -221,6 +224,13 @@ pub(super) async fn without_answer(
             }
         }
         Generation::DeadlineExceeded => deadline_error(),
+        Generation::StoreFailed(error) => {
+            warn!(%error, "a round of tool calls could not be recorded");
+            ReplyEvent::Error {
+                code: ErrorCode::Internal,
+                message: "the conversation store is unavailable".into(),
+            }
+        }
         Generation::Failed(error) => {
             warn!(%error, "model call failed");
             let (code, kind) = match error {
