@@ -156,14 +156,18 @@ fn read_tools(
     secrets: &SecretBox,
 ) -> Result<Vec<ServerTool>, ApiError> {
     let kept = |name: &str| {
-        stored.iter().find(|t| t.name() == name).map(|t| match t {
-            ServerTool::Http(tool) => tool.secret.clone(),
+        stored.iter().find_map(|t| match t {
+            ServerTool::Http(tool) if tool.name == name => Some(tool.secret.clone()),
+            _ => None,
         })
     };
-    let mut tools = parse_tools(given, kept).map_err(|e| ApiError::invalid(&e.field, e.message))?;
+    let mut tools =
+        parse_tools(given, kept).map_err(|e| ApiError::invalid(&e.field, e.message))?;
     for tool in &mut tools {
-        let ServerTool::Http(tool) = tool;
-        tool.secret = secrets.seal_value(id, &ServerTool::secret_field(&tool.name), &tool.secret);
+        if let ServerTool::Http(tool) = tool {
+            tool.secret =
+                secrets.seal_value(id, &ServerTool::secret_field(&tool.name), &tool.secret);
+        }
     }
     Ok(tools)
 }

@@ -4,8 +4,8 @@
 use serde_json::Value;
 
 use crate::http::openapi::schema::{
-    any_object, array, boolean, closed, date_time, described, enum_of, integer, nullable, page,
-    record, string, uuid,
+    any_object, array, boolean, closed, date_time, described, enum_of, integer, nullable, one_of,
+    page, record, string, uuid,
 };
 use crate::store::channels::KINDS;
 
@@ -56,42 +56,82 @@ fn assistant_fields(create: bool) -> Vec<(&'static str, Value)> {
         (
             "tools",
             described(
-                opt(array(closed(
-                    [
-                        ("type", enum_of(&["http"])),
-                        (
-                            "name",
-                            described(string(), "1 to 64 letters, digits, `_` or `-`"),
-                        ),
-                        ("description", opt(string())),
-                        (
-                            "parameters",
-                            described(opt(any_object()), "The arguments' JSON Schema"),
-                        ),
-                        (
-                            "url",
-                            described(string(), "Called with a POST of the arguments"),
-                        ),
-                        (
-                            "timeout_ms",
-                            described(opt(integer()), "1 to 60000, default 10000"),
-                        ),
-                        (
-                            "secret",
-                            described(
-                                opt(string()),
-                                "16 to 256 characters; signs each call (`X-Confab-Signature`). \
-                                 Write-only; on update, a tool sent without it keeps its own",
-                            ),
-                        ),
-                    ],
-                    &["type", "name", "url"],
-                ))),
+                opt(array(tool_write())),
                 "Functions the assistant calls itself while it answers (an OpenAI-compatible \
                  model only); replaces the list",
             ),
         ),
     ]
+}
+
+/// An assistant's tool as a create or update body gives it.
+fn tool_write() -> Value {
+    closed(
+        [
+            ("type", enum_of(&["http", "mcp"])),
+            (
+                "name",
+                described(
+                    opt(string()),
+                    "`http`, required: 1 to 64 letters, digits, `_` or `-`",
+                ),
+            ),
+            ("description", opt(string())),
+            (
+                "parameters",
+                described(opt(any_object()), "`http`: the arguments' JSON Schema"),
+            ),
+            (
+                "url",
+                described(
+                    string(),
+                    "`http`: called with a POST of the arguments; `mcp`: the server's \
+                     streamable HTTP endpoint",
+                ),
+            ),
+            (
+                "allowed_tools",
+                described(
+                    opt(array(string())),
+                    "`mcp`: the server's tools offered (default all)",
+                ),
+            ),
+            (
+                "timeout_ms",
+                described(opt(integer()), "1 to 60000, default 10000"),
+            ),
+            (
+                "secret",
+                described(
+                    opt(string()),
+                    "`http`, required: 16 to 256 characters; signs each call \
+                     (`X-Confab-Signature`). Write-only; on update, a tool sent without it \
+                     keeps its own",
+                ),
+            ),
+        ],
+        &["type", "url"],
+    )
+}
+
+/// An assistant's tool as the API shows it.
+fn tool_view() -> Value {
+    one_of([
+        record([
+            ("type", enum_of(&["http"])),
+            ("name", string()),
+            ("description", string()),
+            ("parameters", any_object()),
+            ("url", string()),
+            ("timeout_ms", integer()),
+        ]),
+        record([
+            ("type", enum_of(&["mcp"])),
+            ("url", string()),
+            ("allowed_tools", nullable(array(string()))),
+            ("timeout_ms", integer()),
+        ]),
+    ])
 }
 
 fn key_fields() -> Vec<(&'static str, Value)> {
@@ -134,17 +174,7 @@ fn resources() -> Vec<(&'static str, Value)> {
                 ("folder_ids", array(uuid())),
                 (
                     "tools",
-                    described(
-                        array(record([
-                            ("type", enum_of(&["http"])),
-                            ("name", string()),
-                            ("description", string()),
-                            ("parameters", any_object()),
-                            ("url", string()),
-                            ("timeout_ms", integer()),
-                        ])),
-                        "Without their secrets",
-                    ),
+                    described(array(tool_view()), "Without their secrets"),
                 ),
                 ("created_at", date_time()),
                 ("updated_at", date_time()),

@@ -8,6 +8,10 @@
 //! signed with the tool's secret ([`signature`]): `X-Confab-Signature: t=<unix seconds>,v1=<hex
 //! HMAC-SHA256 of "<t>.<body>">`, so the tool can tell confab's calls from anyone else's. The
 //! secret is write-only: sealed at rest like channel secrets, never returned by the API.
+//!
+//! An MCP server, `{"type": "mcp", "url", "allowed_tools", "timeout_ms"}`, lends the assistant
+//! its tools (those `allowed_tools` names, or all of them): the worker lists them over MCP's
+//! streamable HTTP transport at the start of a turn and calls them with `tools/call`.
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
@@ -29,6 +33,18 @@ pub const MAX_TOOLS: usize = 64;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerTool {
     Http(HttpTool),
+    Mcp(McpServer),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpServer {
+    /// The server's streamable HTTP endpoint.
+    pub url: String,
+    /// The only tools of the server the model is offered; `None`: all of them.
+    #[serde(default)]
+    pub allowed_tools: Option<Vec<String>>,
+    /// The longest wait for the server's tool list, and for each call.
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,18 +62,11 @@ pub struct HttpTool {
 }
 
 impl ServerTool {
-    pub fn name(&self) -> &str {
+    /// The function's name; an MCP server's functions are named by the server.
+    pub fn name(&self) -> Option<&str> {
         match self {
-            ServerTool::Http(tool) => &tool.name,
-        }
-    }
-
-    /// The tool as a model is offered it: an OpenAI function tool.
-    pub fn as_function(&self) -> Value {
-        match self {
-            ServerTool::Http(tool) => json!({"type": "function", "function": {
-                "name": tool.name, "description": tool.description,
-                "parameters": tool.parameters}}),
+            ServerTool::Http(tool) => Some(&tool.name),
+            ServerTool::Mcp(_) => None,
         }
     }
 
@@ -67,6 +76,10 @@ impl ServerTool {
             ServerTool::Http(tool) => json!({
                 "type": "http", "name": tool.name, "description": tool.description,
                 "parameters": tool.parameters, "url": tool.url, "timeout_ms": tool.timeout_ms,
+            }),
+            ServerTool::Mcp(server) => json!({
+                "type": "mcp", "url": server.url, "allowed_tools": server.allowed_tools,
+                "timeout_ms": server.timeout_ms,
             }),
         }
     }
@@ -116,8 +129,11 @@ pub fn parse_tools(
     };
     let mut tools = Vec::with_capacity(list.len());
     for (i, tool) in list.iter().enumerate() {
-        let tool = parse_tool(tool, i, &kept_secret)?;
-        if tools.iter().any(|t: &ServerTool| t.name() == tool.name()) {
+        let tool = match tool["type"].as_str() {
+            Some("mcp") => parse_mcp(tool, i)?,
+            _ => parse_tool(tool, i, &kept_secret)?,
+        };
+        if tool.name().is_some() && tools.iter().any(|t: &ServerTool| t.name() == tool.name()) {
             return Err(refuse(
                 format!("tools[{i}].name"),
                 "each tool of an assistant needs a name of its own",
@@ -126,6 +142,65 @@ pub fn parse_tools(
         tools.push(tool);
     }
     Ok(tools)
+}
+
+/// The keys of a tool object that are not among `known`, as an error naming the first.
+fn only_fields(tool: &Value, i: usize, known: &[&str]) -> Result<(), ToolError> {
+    let unknown = tool
+        .as_object()
+        .and_then(|fields| fields.keys().find(|k| !known.contains(&k.as_str())));
+    match unknown {
+        Some(unknown) => Err(refuse(format!("tools[{i}].{unknown}"), "unknown field")),
+        None => Ok(()),
+    }
+}
+
+fn timeout_ms(value: &Value, field: String) -> Result<u64, ToolError> {
+    match value {
+        Value::Null => Ok(DEFAULT_TIMEOUT_MS),
+        t => t
+            .as_u64()
+            .filter(|t| (1..=MAX_TIMEOUT_MS).contains(t))
+            .ok_or_else(|| refuse(field, format!("timeout_ms must be 1 to {MAX_TIMEOUT_MS}"))),
+    }
+}
+
+fn http_url(value: &Value, field: String) -> Result<String, ToolError> {
+    value
+        .as_str()
+        .filter(|u| {
+            reqwest::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        })
+        .map(str::to_owned)
+        .ok_or_else(|| refuse(field, "url must be an http:// or https:// URL"))
+}
+
+fn parse_mcp(tool: &Value, i: usize) -> Result<ServerTool, ToolError> {
+    let field = |name: &str| format!("tools[{i}].{name}");
+    only_fields(tool, i, &["type", "url", "allowed_tools", "timeout_ms"])?;
+    let allowed_tools = match &tool["allowed_tools"] {
+        Value::Null => None,
+        Value::Array(names) if names.len() <= MAX_TOOLS => Some(
+            names
+                .iter()
+                .map(|n| n.as_str().filter(|n| is_function_name(n)).map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    refuse(field("allowed_tools"), "allowed_tools must be tool names")
+                })?,
+        ),
+        _ => {
+            return Err(refuse(
+                field("allowed_tools"),
+                format!("allowed_tools must be a list of at most {MAX_TOOLS} tool names"),
+            ));
+        }
+    };
+    Ok(ServerTool::Mcp(McpServer {
+        url: http_url(&tool["url"], field("url"))?,
+        allowed_tools,
+        timeout_ms: timeout_ms(&tool["timeout_ms"], field("timeout_ms"))?,
+    }))
 }
 
 fn parse_tool(
@@ -137,21 +212,22 @@ fn parse_tool(
     let Some(fields) = tool.as_object() else {
         return Err(refuse(format!("tools[{i}]"), "each tool must be an object"));
     };
-    if tool["type"] != "http" {
-        return Err(refuse(field("type"), "type must be \"http\""));
+    if fields.get("type").and_then(Value::as_str) != Some("http") {
+        return Err(refuse(field("type"), "type must be \"http\" or \"mcp\""));
     }
-    let known = [
-        "type",
-        "name",
-        "description",
-        "parameters",
-        "url",
-        "timeout_ms",
-        "secret",
-    ];
-    if let Some(unknown) = fields.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(refuse(field(unknown), "unknown field"));
-    }
+    only_fields(
+        tool,
+        i,
+        &[
+            "type",
+            "name",
+            "description",
+            "parameters",
+            "url",
+            "timeout_ms",
+            "secret",
+        ],
+    )?;
     let name = tool["name"]
         .as_str()
         .filter(|n| is_function_name(n))
@@ -189,22 +265,8 @@ fn parse_tool(
             ));
         }
     };
-    let url = tool["url"]
-        .as_str()
-        .filter(|u| reqwest::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https")))
-        .ok_or_else(|| refuse(field("url"), "url must be an http:// or https:// URL"))?;
-    let timeout_ms = match &tool["timeout_ms"] {
-        Value::Null => DEFAULT_TIMEOUT_MS,
-        t => t
-            .as_u64()
-            .filter(|t| (1..=MAX_TIMEOUT_MS).contains(t))
-            .ok_or_else(|| {
-                refuse(
-                    field("timeout_ms"),
-                    format!("timeout_ms must be 1 to {MAX_TIMEOUT_MS}"),
-                )
-            })?,
-    };
+    let url = http_url(&tool["url"], field("url"))?;
+    let timeout_ms = timeout_ms(&tool["timeout_ms"], field("timeout_ms"))?;
     let secret = match &tool["secret"] {
         Value::String(s) if (16..=256).contains(&s.len()) => s.clone(),
         Value::Null => kept_secret(name).ok_or_else(|| {
@@ -224,7 +286,7 @@ fn parse_tool(
         name: name.to_owned(),
         description,
         parameters,
-        url: url.to_owned(),
+        url,
         timeout_ms,
         secret,
     }))
@@ -256,13 +318,16 @@ mod tests {
 
     #[test]
     fn a_tool_is_read_with_its_defaults_and_shown_without_its_secret() {
-        let tools = parse_tools(&json!([lookup()]), |_| None).unwrap();
-        let ServerTool::Http(tool) = &tools[0];
+        let mcp = json!({"type": "mcp", "url": "http://127.0.0.1:9/mcp", "allowed_tools": ["a"]});
+        let tools = parse_tools(&json!([lookup(), mcp]), |_| None).unwrap();
+        let ServerTool::Http(tool) = &tools[0] else {
+            panic!("an HTTP tool");
+        };
         assert_eq!(tool.timeout_ms, DEFAULT_TIMEOUT_MS);
         assert_eq!(tool.secret, "0123456789abcdef");
         let shown = tools[0].public_view();
         assert!(shown.get("secret").is_none(), "{shown}");
-        assert_eq!(tools[0].as_function()["function"]["name"], "lookup_order");
+        assert_eq!(tools[1].public_view()["allowed_tools"], json!(["a"]));
     }
 
     #[test]
@@ -276,7 +341,11 @@ mod tests {
         no_secret.as_object_mut().unwrap().remove("secret");
         for (tools, field) in [
             (json!({}), "tools"),
-            (with("type", json!("mcp")), "tools[0].type"),
+            (with("type", json!("ftp")), "tools[0].type"),
+            (
+                json!([{"type": "mcp", "url": "http://x/mcp", "allowed_tools": ["a b"]}]),
+                "tools[0].allowed_tools",
+            ),
             (with("name", json!("two words")), "tools[0].name"),
             (with("url", json!("ftp://x")), "tools[0].url"),
             (with("timeout_ms", json!(0)), "tools[0].timeout_ms"),
@@ -300,8 +369,7 @@ mod tests {
         tool.as_object_mut().unwrap().remove("secret");
         let kept = |name: &str| (name == "lookup_order").then(|| "stored-secret-1234".to_owned());
         let tools = parse_tools(&json!([tool]), kept).unwrap();
-        let ServerTool::Http(tool) = &tools[0];
-        assert_eq!(tool.secret, "stored-secret-1234");
+        assert!(matches!(&tools[0], ServerTool::Http(t) if t.secret == "stored-secret-1234"));
     }
 
     #[test]

@@ -253,7 +253,7 @@ fn refuse_functions_named_like_the_assistants_tools(
     let functions = &request.tools.tools.definitions;
     for (i, function) in functions.iter().enumerate() {
         let name = function["function"]["name"].as_str().unwrap_or_default();
-        if tools.iter().any(|tool| tool.name() == name) {
+        if tools.iter().any(|tool| tool.name() == Some(name)) {
             return Err(OpenAiError::invalid(
                 format!("tools[{i}].function"),
                 format!(

@@ -234,9 +234,10 @@ async fn answer(
         return Ok(Settle::Ack);
     };
     let parts = std::mem::take(&mut prepared.parts);
+    let toolbox = env.tools.toolbox(&prepared.assistant.tools).await;
     let steps = tools::ToolSteps::new(
         env,
-        &prepared.assistant.tools,
+        toolbox,
         call_context(job),
         (!job.ephemeral).then(|| StepLog {
             conversation_pk: prepared.conversation_pk,

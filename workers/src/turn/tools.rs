@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use confab_contract::{ClientTools, Role, ToolCall, now_ms};
 use confab_shared::db::DbError;
-use confab_shared::tools::ServerTool;
 use futures_util::future::try_join_all;
 use tracing::info;
 
@@ -17,12 +16,12 @@ use super::retry;
 use crate::context::Turn;
 use crate::model::ChatMessage;
 use crate::store::steps::StepLog;
-use crate::tools::{CallContext, error_result};
+use crate::tools::{CallContext, Function, Toolbox, error_result};
 
 /// The assistant's tools for one turn, and the rounds taken so far.
 pub(super) struct ToolSteps<'a> {
     env: &'a TurnEnv,
-    tools: &'a [ServerTool],
+    toolbox: Toolbox,
     context: CallContext,
     /// Where rounds are recorded; none for an ephemeral turn.
     log: Option<StepLog>,
@@ -34,7 +33,7 @@ impl<'a> ToolSteps<'a> {
     /// `earlier` is what an earlier attempt of the turn recorded (`Parts::steps`).
     pub fn new(
         env: &'a TurnEnv,
-        tools: &'a [ServerTool],
+        toolbox: Toolbox,
         context: CallContext,
         log: Option<StepLog>,
         earlier: &[Turn],
@@ -46,7 +45,7 @@ impl<'a> ToolSteps<'a> {
             .count() as u32;
         Self {
             env,
-            tools,
+            toolbox,
             context,
             log,
             taken,
@@ -61,18 +60,14 @@ impl<'a> ToolSteps<'a> {
         if self.taken < self.env.tool_limits.max_steps {
             offered
                 .definitions
-                .extend(self.tools.iter().map(ServerTool::as_function));
+                .extend(self.toolbox.functions().iter().map(Function::definition));
         }
         offered
     }
 
-    fn tool(&self, name: &str) -> Option<&ServerTool> {
-        self.tools.iter().find(|tool| tool.name() == name)
-    }
-
     /// Whether the call is to one of the assistant's tools (the others are the caller's).
     pub fn owns(&self, call: &ToolCall) -> bool {
-        self.tool(&call.name).is_some()
+        self.toolbox.get(&call.name).is_some()
     }
 
     /// Record a round of calls, run them and record their results: the messages that carry
@@ -109,8 +104,8 @@ impl<'a> ToolSteps<'a> {
 
     async fn answer_one(&self, call: &ToolCall) -> Result<ChatMessage, DbError> {
         let within = Duration::from_millis((self.deadline_ms - now_ms()).max(0) as u64);
-        let content = match self.tool(&call.name) {
-            Some(tool) => self.env.tools.run(&self.context, tool, call, within).await,
+        let content = match self.toolbox.get(&call.name) {
+            Some(function) => self.env.tools.run(&self.context, function, call, within).await,
             None => error_result(format!("there is no tool named {:?}", call.name)),
         };
         if let Some(log) = &self.log {
