@@ -161,8 +161,7 @@ fn read_tools(
             _ => None,
         })
     };
-    let mut tools =
-        parse_tools(given, kept).map_err(|e| ApiError::invalid(&e.field, e.message))?;
+    let mut tools = parse_tools(given, kept).map_err(|e| ApiError::invalid(&e.field, e.message))?;
     for tool in &mut tools {
         if let ServerTool::Http(tool) = tool {
             tool.secret =

@@ -168,9 +168,7 @@ fn timeout_ms(value: &Value, field: String) -> Result<u64, ToolError> {
 fn http_url(value: &Value, field: String) -> Result<String, ToolError> {
     value
         .as_str()
-        .filter(|u| {
-            reqwest::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
-        })
+        .filter(|u| reqwest::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https")))
         .map(str::to_owned)
         .ok_or_else(|| refuse(field, "url must be an http:// or https:// URL"))
 }
@@ -183,7 +181,11 @@ fn parse_mcp(tool: &Value, i: usize) -> Result<ServerTool, ToolError> {
         Value::Array(names) if names.len() <= MAX_TOOLS => Some(
             names
                 .iter()
-                .map(|n| n.as_str().filter(|n| is_function_name(n)).map(str::to_owned))
+                .map(|n| {
+                    n.as_str()
+                        .filter(|n| is_function_name(n))
+                        .map(str::to_owned)
+                })
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| {
                     refuse(field("allowed_tools"), "allowed_tools must be tool names")

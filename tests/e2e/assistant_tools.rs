@@ -1,4 +1,5 @@
-//! Server-side tools: an assistant's HTTP tools, called by the worker while it answers. The
+//! Server-side tools: an assistant's HTTP tools and an MCP server's (`support/mcp_server.rs`,
+//! on the official SDK), called by the worker while it answers. The
 //! model (the local OpenAI-compatible server, scripted to call them) gets each result and
 //! answers from it; every call is signed and carries its context; arguments are checked
 //! before any call; a tool's failure or timeout is a result the model reads, never a failed
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::support::mcp_server::McpServer;
 use crate::support::openai_server::{FakeOpenAi, Recorded, Script};
 use crate::support::stack::{Options, Stack};
 use crate::support::tool_server::{Behaviour, ToolServer};
@@ -404,4 +406,57 @@ async fn tools_are_checked_by_field_and_their_secrets_never_shown() {
         sealed.starts_with("enc:v1:") && !sealed.contains(SECRET),
         "{sealed}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_servers_allowed_tools_are_offered_called_and_their_errors_read() {
+    let mcp = McpServer::start().await;
+    let script = Script::Sequence(vec![
+        calls(&[
+            ("call_1", "lookup_order", r#"{"order":"A-1001"}"#),
+            ("call_2", "lookup_order", r#"{"order":"Z-9"}"#),
+        ]),
+        answer("A-1001 has shipped; Z-9 is not an order I know."),
+    ]);
+    let server = json!([{"type": "mcp", "url": mcp.url(), "allowed_tools": ["lookup_order"]}]);
+    let (vendor, stack, assistant) = shop(script, server, Options::default()).await;
+    assert_eq!(assistant["tools"][0]["type"], "mcp", "{assistant}");
+    let body = ask(&stack, "Where are A-1001 and Z-9?").await;
+    assert_eq!(
+        body["data"]["response"],
+        "A-1001 has shipped; Z-9 is not an order I know."
+    );
+    let requests = vendor.requests();
+    let offered: Vec<&str> = requests[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["lookup_order"], "cancel_order is not allowed");
+    assert_eq!(
+        requests[0].body["tools"][0]["function"]["parameters"]["required"],
+        json!(["order"])
+    );
+    let mut made = mcp.calls();
+    made.sort_by_key(|call| call.1.to_string());
+    assert_eq!(
+        made,
+        [
+            ("lookup_order".to_owned(), json!({"order": "A-1001"})),
+            ("lookup_order".to_owned(), json!({"order": "Z-9"})),
+        ]
+    );
+    let results = results_sent(&requests, 1);
+    let result = |id: &str| {
+        results
+            .iter()
+            .find(|(call, _)| call == id)
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert!(result("call_1").contains("shipped"), "{results:?}");
+    let failed: Value = serde_json::from_str(&result("call_2")).unwrap();
+    assert_eq!(failed["error"], "no such order");
 }

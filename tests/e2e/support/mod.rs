@@ -7,6 +7,7 @@ pub mod browser;
 pub mod cut_proxy;
 pub mod fake_platform;
 pub mod host_page;
+pub mod mcp_server;
 pub mod node;
 pub mod openai_server;
 pub mod otlp_collector;

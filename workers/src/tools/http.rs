@@ -32,7 +32,10 @@ pub(super) async fn post(
         .post(&tool.url)
         .header("content-type", "application/json")
         .header(SIGNATURE_HEADER, signature(&secret, now, &body))
-        .header("Idempotency-Key", idempotency_key(context.request_id, &call.id))
+        .header(
+            "Idempotency-Key",
+            idempotency_key(context.request_id, &call.id),
+        )
         .header("X-Confab-Tool-Call-Id", &call.id)
         .header("X-Confab-Tenant-Id", context.tenant_id.to_string())
         .header("X-Confab-Assistant-Id", context.assistant_id.to_string())
@@ -65,6 +68,9 @@ pub(super) async fn post(
         Ok(text)
     } else {
         let excerpt: String = text.chars().take(500).collect();
-        Err(format!("the tool answered HTTP {}: {excerpt}", status.as_u16()))
+        Err(format!(
+            "the tool answered HTTP {}: {excerpt}",
+            status.as_u16()
+        ))
     }
 }

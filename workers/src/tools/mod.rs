@@ -119,7 +119,13 @@ impl ToolRunner {
         }
         let opened = join_all(servers.iter().map(|server| {
             let timeout = Duration::from_millis(server.timeout_ms);
-            async move { (server, timeout, mcp::Session::open(&server.url, timeout).await) }
+            async move {
+                (
+                    server,
+                    timeout,
+                    mcp::Session::open(&server.url, timeout).await,
+                )
+            }
         }))
         .await;
         for (server, timeout, opened) in opened {

@@ -105,7 +105,12 @@ impl<'a> ToolSteps<'a> {
     async fn answer_one(&self, call: &ToolCall) -> Result<ChatMessage, DbError> {
         let within = Duration::from_millis((self.deadline_ms - now_ms()).max(0) as u64);
         let content = match self.toolbox.get(&call.name) {
-            Some(function) => self.env.tools.run(&self.context, function, call, within).await,
+            Some(function) => {
+                self.env
+                    .tools
+                    .run(&self.context, function, call, within)
+                    .await
+            }
             None => error_result(format!("there is no tool named {:?}", call.name)),
         };
         if let Some(log) = &self.log {
