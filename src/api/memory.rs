@@ -9,13 +9,11 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use serde::de::Error as _;
-use serde::{Deserialize, Deserializer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::fields;
-use super::{ApiError, Resource, found};
+use super::{ApiError, Resource, found, object_body};
 use crate::http::openapi::schema::{
     any_object, closed, described, nullable, record, reference, string,
 };
@@ -98,41 +96,6 @@ fn schemas() -> Vec<(&'static str, Value)> {
     ]
 }
 
-/// A `PUT` or `PATCH` body. `stage` tells a given `null` (clear it) from a field left out.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MemoryBody {
-    #[serde(default, deserialize_with = "fields::object")]
-    preferences: Option<Map<String, Value>>,
-    #[serde(default, deserialize_with = "fields::object")]
-    data: Option<Map<String, Value>>,
-    #[serde(default, deserialize_with = "fields::object")]
-    associations: Option<Map<String, Value>>,
-    #[serde(default, deserialize_with = "stage")]
-    stage: Option<Option<String>>,
-}
-
-fn stage<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    match Value::deserialize(d)? {
-        Value::Null => Ok(Some(None)),
-        Value::String(s) if s.chars().count() <= 100 => Ok(Some(Some(s))),
-        _ => Err(D::Error::custom(
-            "must be a string of at most 100 characters, or null",
-        )),
-    }
-}
-
-impl From<MemoryBody> for MemoryUpdate {
-    fn from(body: MemoryBody) -> Self {
-        MemoryUpdate {
-            preferences: body.preferences.map(Value::Object),
-            data: body.data.map(Value::Object),
-            associations: body.associations.map(Value::Object),
-            stage: body.stage,
-        }
-    }
-}
-
 async fn read(
     State(state): State<AppState>,
     caller: Authenticated<ApiError>,
@@ -152,7 +115,9 @@ async fn write(
     replace: bool,
 ) -> Result<Json<Memory>, ApiError> {
     let id = fields::path_uuid(&id, "identity")?;
-    let update = MemoryUpdate::from(fields::read::<MemoryBody>(body)?);
+    // The same rules as the memory tool's writes (`confab_shared::memory`).
+    let update = MemoryUpdate::parse(&object_body(body)?)
+        .map_err(|e| ApiError::invalid(&e.field, e.message))?;
     let db = state.db.get().await?;
     found(
         identities::write_memory(&**db, tenant_id, id, &update, replace).await,

@@ -68,7 +68,14 @@ fn assistant_fields(create: bool) -> Vec<(&'static str, Value)> {
 fn tool_write() -> Value {
     closed(
         [
-            ("type", enum_of(&["http", "mcp"])),
+            (
+                "type",
+                described(
+                    enum_of(&["http", "mcp", "memory"]),
+                    "`memory` (no other field): the model may record what it learns about the \
+                     identity, as the memory API would",
+                ),
+            ),
             (
                 "name",
                 described(
@@ -84,9 +91,9 @@ fn tool_write() -> Value {
             (
                 "url",
                 described(
-                    string(),
-                    "`http`: called with a POST of the arguments; `mcp`: the server's \
-                     streamable HTTP endpoint",
+                    opt(string()),
+                    "Required for `http` (called with a POST of the arguments) and `mcp` (the \
+                     server's streamable HTTP endpoint)",
                 ),
             ),
             (
@@ -110,7 +117,7 @@ fn tool_write() -> Value {
                 ),
             ),
         ],
-        &["type", "url"],
+        &["type"],
     )
 }
 
@@ -131,6 +138,7 @@ fn tool_view() -> Value {
             ("allowed_tools", nullable(array(string()))),
             ("timeout_ms", integer()),
         ]),
+        record([("type", enum_of(&["memory"]))]),
     ])
 }
 

@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
-use confab_shared::text::json_contains_nul;
+use confab_shared::text::{depth, json_contains_nul};
 
 /// Why a body could not be read as JSON: a status and a message for the client.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,18 +53,7 @@ pub fn json_body(body: Result<Bytes, BytesRejection>) -> Result<serde_json::Valu
     Ok(value)
 }
 
-/// How deep a body's arrays and objects may nest.
-pub const MAX_NESTING: usize = 32;
-
-/// Nesting depth of arrays and objects (a scalar is 0). Bounded by serde_json's own recursion
-/// limit of 128, so this recursion cannot run away.
-fn depth(value: &serde_json::Value) -> usize {
-    match value {
-        serde_json::Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
-        serde_json::Value::Object(fields) => 1 + fields.values().map(depth).max().unwrap_or(0),
-        _ => 0,
-    }
-}
+pub use confab_shared::text::MAX_NESTING;
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,7 @@
 //! workers both depend on this crate and never on each other.
 
 pub mod db;
+pub mod memory;
 pub mod metrics;
 pub mod model_spec;
 pub mod platforms;

@@ -18,6 +18,21 @@ pub fn json_contains_nul(value: &Value) -> bool {
     }
 }
 
+/// How deep a body's arrays and objects may nest: what is stored must read back, and serde_json
+/// refuses documents nested deeper than 128 when Postgres hands them back; stored JSON sits a
+/// few levels below a body (memory sections, metadata), so bodies get a limit well inside that.
+pub const MAX_NESTING: usize = 32;
+
+/// Nesting depth of arrays and objects (a scalar is 0). Bounded by serde_json's own recursion
+/// limit of 128, so this recursion cannot run away.
+pub fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(fields) => 1 + fields.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// Remove every NUL from the strings and object keys of `value`.
 pub fn strip_nul_from_json(value: &mut Value) {
     match value {

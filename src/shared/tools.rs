@@ -12,6 +12,10 @@
 //! An MCP server, `{"type": "mcp", "url", "allowed_tools", "timeout_ms"}`, lends the assistant
 //! its tools (those `allowed_tools` names, or all of them): the worker lists them over MCP's
 //! streamable HTTP transport at the start of a turn and calls them with `tools/call`.
+//!
+//! The memory tool, `{"type": "memory"}`, lets the model record what it learned about the
+//! identity it talks to ([`MEMORY_TOOL`]): the seed-000 memory grows from the conversation,
+//! under the same rules as the memory API (`memory.rs`).
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
@@ -34,6 +38,31 @@ pub const MAX_TOOLS: usize = 64;
 pub enum ServerTool {
     Http(HttpTool),
     Mcp(McpServer),
+    Memory,
+}
+
+/// The memory tool's function name.
+pub const MEMORY_TOOL: &str = "remember";
+
+/// The memory tool's function, as a model is offered it.
+pub fn memory_function() -> (String, Value) {
+    let object = |what: &str| json!({"type": "object", "description": what});
+    let description = "Remember what you learned about the user you are talking to, for this \
+        and every later conversation. Keys of preferences, data and associations are merged \
+        into what is known (a null value forgets a key); stage replaces their stage (null \
+        clears it). Call it when the user tells you something worth keeping.";
+    let parameters = json!({
+        "type": "object",
+        "properties": {
+            "preferences": object("What the user likes or wants, by key"),
+            "data": object("Facts about the user, by key"),
+            "associations": object("Links to other records (an order, an account), by key"),
+            "stage": {"type": ["string", "null"], "maxLength": crate::memory::MAX_STAGE_CHARS,
+                      "description": "Where the user is (a lead, a customer...)"},
+        },
+        "additionalProperties": false,
+    });
+    (description.to_owned(), parameters)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +96,7 @@ impl ServerTool {
         match self {
             ServerTool::Http(tool) => Some(&tool.name),
             ServerTool::Mcp(_) => None,
+            ServerTool::Memory => Some(MEMORY_TOOL),
         }
     }
 
@@ -81,6 +111,7 @@ impl ServerTool {
                 "type": "mcp", "url": server.url, "allowed_tools": server.allowed_tools,
                 "timeout_ms": server.timeout_ms,
             }),
+            ServerTool::Memory => json!({"type": "memory"}),
         }
     }
 
@@ -131,6 +162,10 @@ pub fn parse_tools(
     for (i, tool) in list.iter().enumerate() {
         let tool = match tool["type"].as_str() {
             Some("mcp") => parse_mcp(tool, i)?,
+            Some("memory") => {
+                only_fields(tool, i, &["type"])?;
+                ServerTool::Memory
+            }
             _ => parse_tool(tool, i, &kept_secret)?,
         };
         if tool.name().is_some() && tools.iter().any(|t: &ServerTool| t.name() == tool.name()) {
@@ -215,7 +250,10 @@ fn parse_tool(
         return Err(refuse(format!("tools[{i}]"), "each tool must be an object"));
     };
     if fields.get("type").and_then(Value::as_str) != Some("http") {
-        return Err(refuse(field("type"), "type must be \"http\" or \"mcp\""));
+        return Err(refuse(
+            field("type"),
+            "type must be \"http\", \"mcp\" or \"memory\"",
+        ));
     }
     only_fields(
         tool,

@@ -5,6 +5,8 @@ use serde::Serialize;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
+pub use confab_shared::memory::{MEMORY_COLUMNS, Memory, MemoryUpdate, write_memory};
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Identity {
     pub id: Uuid,
@@ -145,15 +147,6 @@ pub async fn delete(
     Ok(n > 0)
 }
 
-/// What the assistant knows about an identity; included in the context of its every turn.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Memory {
-    pub preferences: serde_json::Value,
-    pub data: serde_json::Value,
-    pub stage: Option<String>,
-    pub associations: serde_json::Value,
-}
-
 /// The parts of memory that are key-value objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
@@ -182,18 +175,6 @@ impl Section {
     }
 }
 
-const MEMORY_COLUMNS: &str = "preferences, data, stage, associations";
-
-/// Fallible for the same reason as [`from_row`]: every section is JSON a client wrote.
-fn memory_from_row(row: &tokio_postgres::Row) -> Result<Memory, tokio_postgres::Error> {
-    Ok(Memory {
-        preferences: row.try_get(0)?,
-        data: row.try_get(1)?,
-        stage: row.try_get(2)?,
-        associations: row.try_get(3)?,
-    })
-}
-
 pub async fn memory(
     client: &impl GenericClient,
     tenant_id: Uuid,
@@ -205,62 +186,7 @@ pub async fn memory(
             &[&tenant_id, &id],
         )
         .await?;
-    row.map(|row| memory_from_row(&row)).transpose()
-}
-
-/// Replace the whole memory (`replace`), or merge into it: objects key by key (a `null` value
-/// removes a key), the stage when given (`Some(None)` clears it).
-pub async fn write_memory(
-    client: &impl GenericClient,
-    tenant_id: Uuid,
-    id: Uuid,
-    memory: &MemoryUpdate,
-    replace: bool,
-) -> Result<Option<Memory>, tokio_postgres::Error> {
-    let sql = if replace {
-        format!(
-            "UPDATE identities SET preferences = coalesce($3::jsonb, '{{}}'), \
-               data = coalesce($4::jsonb, '{{}}'), associations = coalesce($5::jsonb, '{{}}'), \
-               stage = $6::text, updated_at = now() \
-             WHERE tenant_id = $1 AND id = $2 RETURNING {MEMORY_COLUMNS}"
-        )
-    } else {
-        format!(
-            "UPDATE identities SET \
-               preferences = jsonb_strip_nulls(preferences || coalesce($3::jsonb, '{{}}')), \
-               data = jsonb_strip_nulls(data || coalesce($4::jsonb, '{{}}')), \
-               associations = jsonb_strip_nulls(associations || coalesce($5::jsonb, '{{}}')), \
-               stage = CASE WHEN $7::bool THEN $6::text ELSE stage END, updated_at = now() \
-             WHERE tenant_id = $1 AND id = $2 RETURNING {MEMORY_COLUMNS}"
-        )
-    };
-    let stage_given = memory.stage.is_some();
-    let stage = memory.stage.clone().flatten();
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
-        &tenant_id,
-        &id,
-        &memory.preferences,
-        &memory.data,
-        &memory.associations,
-        &stage,
-        &stage_given,
-    ];
-    let row = if replace {
-        client.query_opt(&sql, &params[..6]).await?
-    } else {
-        client.query_opt(&sql, &params).await?
-    };
-    row.map(|row| memory_from_row(&row)).transpose()
-}
-
-/// A write to memory; `None` leaves a part as it is.
-#[derive(Debug, Clone, Default)]
-pub struct MemoryUpdate {
-    pub preferences: Option<serde_json::Value>,
-    pub data: Option<serde_json::Value>,
-    pub associations: Option<serde_json::Value>,
-    /// `Some(None)` clears the stage.
-    pub stage: Option<Option<String>>,
+    row.map(|row| Memory::from_row(&row)).transpose()
 }
 
 /// Set (`Some`) or remove (`None`) one key of a memory section.
@@ -297,7 +223,7 @@ pub async fn set_memory_key(
                 .await?
         }
     };
-    row.map(|row| memory_from_row(&row)).transpose()
+    row.map(|row| Memory::from_row(&row)).transpose()
 }
 
 /// A channel platform's user (a WhatsApp number, a Telegram user) as the tenant's identity:

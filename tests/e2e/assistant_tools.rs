@@ -460,3 +460,77 @@ async fn an_mcp_servers_allowed_tools_are_offered_called_and_their_errors_read()
     let failed: Value = serde_json::from_str(&result("call_2")).unwrap();
     assert_eq!(failed["error"], "no such order");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_tool_grows_the_identitys_memory_from_the_conversation() {
+    let script = Script::Sequence(vec![
+        calls(&[
+            (
+                "call_ok",
+                "remember",
+                r#"{"preferences": {"colour": "teal"}, "stage": "customer"}"#,
+            ),
+            ("call_bad", "remember", r#"{"mood": "happy"}"#),
+        ]),
+        answer("Noted: teal."),
+        answer("Teal, as you told me."),
+    ]);
+    let (vendor, stack, assistant) =
+        shop(script, json!([{"type": "memory"}]), Options::default()).await;
+    let (_, identity) = stack
+        .api("POST", "/v1/identities", Some(json!({"name": "Ada"})))
+        .await;
+    let (_, channel) = stack
+        .api(
+            "POST",
+            "/v1/channels",
+            Some(json!({"name": "W", "kind": "whatsapp", "assistant_id": assistant["id"]})),
+        )
+        .await;
+    let chat = format!(
+        "/conversation/{}/chat/{}",
+        identity["id"].as_str().unwrap(),
+        channel["id"].as_str().unwrap()
+    );
+    let (status, first) = stack
+        .api(
+            "POST",
+            &chat,
+            Some(json!({"text": "I love teal. I bought one."})),
+        )
+        .await;
+    assert_eq!(status, 200, "{first}");
+
+    let memory = format!("/v1/identities/{}/memory", identity["id"].as_str().unwrap());
+    let (_, remembered) = stack.api("GET", &memory, None).await;
+    assert_eq!(remembered["preferences"], json!({"colour": "teal"}));
+    assert_eq!(remembered["stage"], "customer");
+    let requests = vendor.requests();
+    let offered = &requests[0].body["tools"][0]["function"];
+    assert_eq!(offered["name"], "remember");
+    let results = results_sent(&requests, 1);
+    let bad = &results.iter().find(|(id, _)| id == "call_bad").unwrap().1;
+    assert!(bad.contains("invalid arguments"), "{bad}");
+
+    // The next turn's context holds what was remembered.
+    stack
+        .api(
+            "POST",
+            &chat,
+            Some(json!({"text": "Which colour do I like?"})),
+        )
+        .await;
+    let requests = vendor.requests();
+    let system = requests[2].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "system")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        system.contains("\"colour\":\"teal\"") && system.contains("Stage: customer"),
+        "{system}"
+    );
+}

@@ -89,7 +89,7 @@ pub async fn run(
     if config.roles.chat {
         let env = Arc::new(turn::TurnEnv {
             worker_id,
-            pool,
+            pool: pool.clone(),
             models,
             inflight: InFlight::default(),
             coalesce: config.coalesce,
@@ -100,6 +100,7 @@ pub async fn run(
                 .then(|| config.shared.names.reply_log()),
             tools: tools::ToolRunner::new(
                 config.delivery.secrets.clone(),
+                pool.clone(),
                 config.tools.result_max_bytes,
             )
             .map_err(|e| WorkerError::Tools(e.to_string()))?,

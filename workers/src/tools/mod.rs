@@ -8,13 +8,14 @@
 
 mod http;
 mod mcp;
+mod memory;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use confab_contract::ToolCall;
 use confab_shared::secrets::SecretBox;
-use confab_shared::tools::{HttpTool, ServerTool};
+use confab_shared::tools::{HttpTool, MEMORY_TOOL, ServerTool, memory_function};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use tracing::warn;
@@ -44,6 +45,7 @@ enum Target {
         session: Arc<mcp::Session>,
         timeout: Duration,
     },
+    Memory,
 }
 
 impl Function {
@@ -85,12 +87,18 @@ impl Toolbox {
 pub struct ToolRunner {
     http: reqwest::Client,
     secrets: SecretBox,
+    /// Where the memory tool writes.
+    pool: deadpool_postgres::Pool,
     /// Largest answer of a tool passed to the model (`CONFAB_TOOL_RESULT_MAX_BYTES`).
     result_limit: usize,
 }
 
 impl ToolRunner {
-    pub fn new(secrets: SecretBox, result_limit: usize) -> Result<ToolRunner, reqwest::Error> {
+    pub fn new(
+        secrets: SecretBox,
+        pool: deadpool_postgres::Pool,
+        result_limit: usize,
+    ) -> Result<ToolRunner, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
@@ -98,6 +106,7 @@ impl ToolRunner {
         Ok(ToolRunner {
             http,
             secrets,
+            pool,
             result_limit,
         })
     }
@@ -115,6 +124,15 @@ impl ToolRunner {
                     target: Target::Http(tool.clone()),
                 }),
                 ServerTool::Mcp(server) => servers.push(server),
+                ServerTool::Memory => {
+                    let (description, parameters) = memory_function();
+                    toolbox.add(Function {
+                        name: MEMORY_TOOL.to_owned(),
+                        description,
+                        parameters,
+                        target: Target::Memory,
+                    });
+                }
             }
         }
         let opened = join_all(servers.iter().map(|server| {
@@ -188,6 +206,10 @@ impl ToolRunner {
                 };
                 let calling = session.call(&function.name, arguments);
                 (timeout, tokio::time::timeout(timeout, calling).await)
+            }
+            Target::Memory => {
+                let remembering = memory::remember(&self.pool, context, &arguments);
+                (within, tokio::time::timeout(within, remembering).await)
             }
         };
         let result = match outcome {
