@@ -534,3 +534,103 @@ async fn the_memory_tool_grows_the_identitys_memory_from_the_conversation() {
         "{system}"
     );
 }
+
+/// The OpenAI dialect streams the answer the tools led to, and never shows the assistant's own
+/// calls as calls of the caller's functions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_stream_shows_only_the_answer_of_a_server_side_tool_loop() {
+    let tools = ToolServer::start([(
+        "lookup_order",
+        Behaviour::Answer(json!({"status": "shipped"})),
+    )])
+    .await;
+    let script = Script::Sequence(vec![
+        calls(&[("call_1", "lookup_order", r#"{"order":"A-1001"}"#)]),
+        answer("It has shipped."),
+    ]);
+    let (_vendor, stack, _) = shop(
+        script,
+        json!([http_tool(&tools, "lookup_order", 2000)]),
+        Options::default(),
+    )
+    .await;
+    let streamed = stack
+        .http
+        .post(stack.url("/v1/chat/completions"))
+        .bearer_auth(&stack.api_key)
+        .json(&json!({"model": "shop", "stream": true,
+                      "messages": [{"role": "user", "content": "Where is A-1001?"}]}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let chunks: Vec<Value> = crate::support::stack::sse_data(&streamed)
+        .iter()
+        .filter_map(|data| serde_json::from_str(data).ok())
+        .collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "It has shipped.");
+    assert!(!streamed.contains("tool_calls"), "{streamed}");
+    let finish = chunks
+        .iter()
+        .find_map(|c| c["choices"][0]["finish_reason"].as_str());
+    assert_eq!(finish, Some("stop"));
+    assert_eq!(tools.calls().len(), 1);
+}
+
+/// A cancel stops the calls under way: the request ends at once, not when the tool answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_stops_the_tool_calls_under_way() {
+    let tools = ToolServer::start([(
+        "lookup_order",
+        Behaviour::Slow(Duration::from_secs(20), json!({"status": "late"})),
+    )])
+    .await;
+    let script = Script::Sequence(vec![
+        calls(&[("call_1", "lookup_order", r#"{"order":"A-1001"}"#)]),
+        answer("Too late."),
+    ]);
+    let (vendor, stack, _) = shop(
+        script,
+        json!([http_tool(&tools, "lookup_order", 30000)]),
+        Options::default(),
+    )
+    .await;
+    let response = stack
+        .http
+        .post(stack.url("/v1/api/chat/shop"))
+        .bearer_auth(&stack.api_key)
+        .json(&json!({"message": "Where is A-1001?", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..200 {
+        if !tools.calls().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(tools.calls().len(), 1, "the call is under way");
+    let cancelled_at = std::time::Instant::now();
+    let (status, _) = stack
+        .api("POST", &format!("/v1/requests/{request_id}/cancel"), None)
+        .await;
+    assert_eq!(status, 202);
+    let rest = response.text().await.unwrap();
+    assert!(rest.contains("CancelledError"), "{rest}");
+    assert!(
+        cancelled_at.elapsed() < Duration::from_secs(10),
+        "ended {:?} after the cancel",
+        cancelled_at.elapsed()
+    );
+    assert_eq!(vendor.requests().len(), 1, "the model was not called again");
+}
