@@ -82,7 +82,8 @@ enum Admin {
         #[arg(long, value_name = "NAME")]
         name: String,
     },
-    /// Encrypt every channel's credentials under the first CONFAB_SECRET_KEYS key
+    /// Encrypt every channel's credentials and assistant tool's secret under the first
+    /// CONFAB_SECRET_KEYS key
     ResealSecrets,
 }
 
@@ -212,10 +213,10 @@ async fn reseal_secrets() -> Result<(), String> {
     let mut client = confab::cli::admin::connect(&config.shared.database_url)
         .await
         .map_err(|e| e.to_string())?;
-    let changed = confab::cli::admin::reseal_secrets(&mut client, &config.secrets)
+    let resealed = confab::cli::admin::reseal_secrets(&mut client, &config.secrets)
         .await
         .map_err(|e| e.to_string())?;
-    println!("{}", serde_json::json!({ "channels_resealed": changed }));
+    println!("{}", serde_json::json!(resealed));
     Ok(())
 }
 

@@ -17,6 +17,11 @@ pub enum AdminError {
     Migrate(#[from] crate::store::migrate::MigrateError),
     #[error("channel {channel}: {error}")]
     Secrets { channel: Uuid, error: SecretsError },
+    #[error("assistant {assistant}'s tools: {error}")]
+    ToolSecrets {
+        assistant: Uuid,
+        error: SecretsError,
+    },
     #[error("CONFAB_SECRET_KEYS is not set: there is no key to seal with")]
     NoSecretKeys,
 }
@@ -49,14 +54,24 @@ pub async fn create_tenant(
     }))
 }
 
-/// Seal every channel's credentials under the first of `secrets`' keys: those stored in plain
-/// (before encryption was turned on) and those sealed with an older key. One transaction, so a
-/// secret that does not open (its key already dropped) changes nothing. How many channels
-/// changed.
+/// What `reseal_secrets` changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Resealed {
+    #[serde(rename = "channels_resealed")]
+    pub channels: u64,
+    /// Assistants whose tools' secrets were resealed.
+    #[serde(rename = "assistants_resealed")]
+    pub assistants: u64,
+}
+
+/// Seal every channel's credentials and every assistant tool's secret under the first of
+/// `secrets`' keys: those stored in plain (before encryption was turned on) and those sealed
+/// with an older key. One transaction, so a secret that does not open (its key already
+/// dropped) changes nothing.
 pub async fn reseal_secrets(
     client: &mut tokio_postgres::Client,
     secrets: &SecretBox,
-) -> Result<u64, AdminError> {
+) -> Result<Resealed, AdminError> {
     if !secrets.is_enabled() {
         return Err(AdminError::NoSecretKeys);
     }
@@ -77,8 +92,60 @@ pub async fn reseal_secrets(
         crate::store::channels::set_stored_config(&tx, id, &config).await?;
         changed += 1;
     }
-    tx.commit().await?;
     progress.finish_and_clear();
+    let assistants = reseal_tool_secrets(&tx, secrets).await?;
+    tx.commit().await?;
+    Ok(Resealed {
+        channels: changed,
+        assistants,
+    })
+}
+
+/// Reseal the secrets of assistants' HTTP tools; how many assistants changed.
+async fn reseal_tool_secrets(
+    tx: &tokio_postgres::Transaction<'_>,
+    secrets: &SecretBox,
+) -> Result<u64, AdminError> {
+    use confab_shared::tools::ServerTool;
+    let rows = tx
+        .query(
+            "SELECT id, tools FROM assistants WHERE tools <> '[]' FOR UPDATE",
+            &[],
+        )
+        .await?;
+    let mut changed = 0;
+    for row in rows {
+        let id: Uuid = row.get(0);
+        let Ok(mut tools) = serde_json::from_value::<Vec<ServerTool>>(row.get(1)) else {
+            continue;
+        };
+        let mut resealed = false;
+        for tool in &mut tools {
+            let ServerTool::Http(tool) = tool else {
+                continue;
+            };
+            if !secrets.value_needs_reseal(&tool.secret) {
+                continue;
+            }
+            let field = ServerTool::secret_field(&tool.name);
+            let plain = secrets
+                .open_value(id, &field, &tool.secret)
+                .map_err(|error| AdminError::ToolSecrets {
+                    assistant: id,
+                    error,
+                })?;
+            tool.secret = secrets.seal_value(id, &field, &plain);
+            resealed = true;
+        }
+        if resealed {
+            tx.execute(
+                "UPDATE assistants SET tools = $2 WHERE id = $1",
+                &[&id, &serde_json::json!(tools)],
+            )
+            .await?;
+            changed += 1;
+        }
+    }
     Ok(changed)
 }
 

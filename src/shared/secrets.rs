@@ -198,6 +198,13 @@ impl SecretBox {
         String::from_utf8(plain).map_err(|_| corrupt())
     }
 
+    /// Whether a stored value is not sealed with the current key (plain, or an older key).
+    pub fn value_needs_reseal(&self, stored: &str) -> bool {
+        self.keys
+            .first()
+            .is_some_and(|(current, _)| !stored.starts_with(&format!("{PREFIX}{current}:")))
+    }
+
     /// Whether a stored config has a credential not sealed with the current key (plain, or an
     /// older key): what `reseal` would change.
     pub fn needs_reseal(&self, config: &Map<String, Value>) -> bool {

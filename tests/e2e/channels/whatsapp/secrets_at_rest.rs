@@ -68,6 +68,16 @@ async fn rotating_keys_reseals_every_channel_and_the_old_key_can_then_go() {
         .await
         .unwrap();
 
+    // An assistant tool's secret, sealed with the old key.
+    let tool_secret = "tool-secret-0123456789";
+    let assistant = channel
+        .stack
+        .create_assistant(json!({"name": "Tools", "model": "openai/m", "tools": [
+            {"type": "http", "name": "lookup", "url": "http://127.0.0.1:9/t",
+             "secret": tool_secret}]}))
+        .await;
+    let assistant_id = uuid::Uuid::parse_str(assistant["id"].as_str().unwrap()).unwrap();
+
     let old_keys = channel.stack.options.secret_keys.clone();
     let new_key = SecretBox::generate_key("new");
     let output = channel
@@ -81,12 +91,33 @@ async fn rotating_keys_reseals_every_channel_and_the_old_key_can_then_go() {
         .unwrap();
     assert!(output.status.success(), "{output:?}");
     let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(printed, json!({"channels_resealed": 1}));
+    assert_eq!(
+        printed,
+        json!({"channels_resealed": 1, "assistants_resealed": 1})
+    );
     let stored = stored_config(&channel).await;
     for field in ["app_secret", "access_token", "verify_token"] {
         let value = stored[field].as_str().unwrap();
         assert!(value.starts_with("enc:v1:new:"), "{field}: {value}");
     }
+    let tools: Value = channel
+        .stack
+        .db()
+        .await
+        .query_one(
+            "SELECT tools FROM assistants WHERE id = $1",
+            &[&assistant_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let sealed = tools[0]["secret"].as_str().unwrap();
+    assert!(sealed.starts_with("enc:v1:new:"), "{sealed}");
+    let opened = SecretBox::parse(&new_key)
+        .unwrap()
+        .open_value(assistant_id, "tool:lookup:secret", sealed)
+        .unwrap();
+    assert_eq!(opened, tool_secret);
 
     // An ingress that knows only the new key verifies the handshake and the signature.
     channel.stack.options.secret_keys = new_key;
