@@ -12,12 +12,15 @@
 //! Sections: `raw` (broker RPC and Postgres turn transaction), `turns` (time to first token and
 //! turns per second in both reply modes), `turns::coalescing` (reply events per turn),
 //! `streams` (ingress memory per idle SSE stream), `scaling` (1, 2 and 4 workers), `resume`
-//! (streamed turns with the reply log on and off).
+//! (streamed turns with the reply log on and off), `costs` (what one turn costs the ingress and
+//! the worker in Postgres statements and round trips, broker messages and CPU, counted on the
+//! wire and in `/proc`).
 
 #[path = "../../tests/e2e/support/stack.rs"]
 #[allow(dead_code)]
 mod stack;
 
+mod costs;
 mod measure;
 mod procs;
 mod raw;
@@ -26,6 +29,7 @@ mod resume;
 mod scaling;
 mod streams;
 mod turns;
+mod wire;
 
 use std::time::Duration;
 
@@ -38,14 +42,19 @@ use report::{Table, ms, rate, ratio, verdict};
 use turns::{Coalescing, ModeTurns};
 
 /// The sections, in the order they run (`--only` takes a comma-separated list of them).
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "baselines",
     "turns",
     "coalescing",
     "streams",
     "scaling",
     "resume",
+    "costs",
 ];
+/// Most Postgres round trips of a plain turn: ingress, worker; most statements of both (issue
+/// targets for the work outside the model).
+const ROUND_TRIP_TARGETS: (f64, f64) = (2.0, 3.0);
+const STATEMENT_TARGET: f64 = 6.0;
 /// Conversations at once for the cost of resumable streams.
 const RESUME_CONCURRENCIES: [usize; 2] = [1, 50];
 const MODES: [ReplyMode; 2] = [ReplyMode::PerRequest, ReplyMode::Shared];
@@ -146,6 +155,7 @@ struct Results {
     streams: Vec<streams::StreamMemory>,
     scaling: Vec<scaling::Scaling>,
     resume: Vec<resume::ResumeCost>,
+    costs: Vec<costs::TurnCosts>,
 }
 
 impl Results {
@@ -223,6 +233,14 @@ async fn main() {
         )
         .await;
         print_resume(&results);
+    }
+    if settings.runs("costs") {
+        for mode in MODES {
+            results
+                .costs
+                .push(costs::turn_costs(mode, settings.phase).await);
+        }
+        print_costs(&results);
     }
     print_targets(&results);
 }
@@ -609,6 +627,64 @@ fn print_scaling(results: &Results) {
     );
 }
 
+/// One figure of a turn's costs.
+type Figure = fn(&costs::TurnCosts) -> f64;
+
+fn print_costs(results: &Results) {
+    let mut table = Table::new(
+        "8. What a plain JSON turn costs outside the model (1 client, per turn; counted on the \
+         wire between each process and Postgres or RabbitMQ, CPU from /proc)",
+        &[("measure", 44), ("per-request", 12), ("shared", 12)],
+    );
+    let cell = |f: Figure| -> Vec<String> {
+        MODES
+            .iter()
+            .map(|mode| {
+                results
+                    .costs
+                    .iter()
+                    .find(|c| c.mode == *mode)
+                    .map(|c| format!("{:.2}", f(c)))
+                    .unwrap_or_else(|| "-".into())
+            })
+            .collect()
+    };
+    let rows: [(&str, Figure); 12] = [
+        ("turns measured", |c| c.turns as f64),
+        ("Postgres statements, ingress", |c| {
+            c.per_turn(c.ingress.statements)
+        }),
+        ("Postgres round trips, ingress", |c| {
+            c.per_turn(c.ingress.round_trips)
+        }),
+        ("Postgres statements, worker", |c| {
+            c.per_turn(c.worker.statements)
+        }),
+        ("Postgres round trips, worker", |c| {
+            c.per_turn(c.worker.round_trips)
+        }),
+        ("broker messages published, ingress", |c| {
+            c.per_turn(c.ingress.publishes)
+        }),
+        ("broker messages delivered, ingress", |c| {
+            c.per_turn(c.ingress.deliveries)
+        }),
+        ("broker messages published, worker", |c| {
+            c.per_turn(c.worker.publishes)
+        }),
+        ("CPU µs, ingress", |c| c.cpu_us[0]),
+        ("CPU µs, worker", |c| c.cpu_us[1]),
+        ("CPU µs, Postgres", |c| c.cpu_us[2]),
+        ("CPU µs, RabbitMQ", |c| c.cpu_us[3]),
+    ];
+    for (name, f) in rows {
+        let mut cells = vec![name.to_owned()];
+        cells.extend(cell(f));
+        table.row(cells);
+    }
+    table.print();
+}
+
 fn print_targets(results: &Results) {
     let mut table = Table::new(
         "7. Brief section 6 targets",
@@ -690,6 +766,27 @@ fn print_targets(results: &Results) {
                 verdict(s.opened == s.streams),
             ]);
         }
+    }
+    for c in &results.costs {
+        let name = mode_name(c.mode);
+        let (ingress, worker) = (
+            c.per_turn(c.ingress.round_trips),
+            c.per_turn(c.worker.round_trips),
+        );
+        table.row(vec![
+            format!(
+                "Postgres round trips per turn, {name}: ingress <= {}, worker <= {}",
+                ROUND_TRIP_TARGETS.0, ROUND_TRIP_TARGETS.1
+            ),
+            format!("{ingress:.1} / {worker:.1}"),
+            verdict(ingress <= ROUND_TRIP_TARGETS.0 && worker <= ROUND_TRIP_TARGETS.1),
+        ]);
+        let statements = c.per_turn(c.ingress.statements + c.worker.statements);
+        table.row(vec![
+            format!("Postgres statements per turn, {name}: <= {STATEMENT_TARGET}"),
+            format!("{statements:.1}"),
+            verdict(statements <= STATEMENT_TARGET),
+        ]);
     }
     for pair in results.scaling.windows(2) {
         let x = pair[1].run.per_second / pair[0].run.per_second;

@@ -43,6 +43,16 @@ impl Ingress {
 
 /// `confab ingress` for this stack in `mode`, once it answers `/readyz`.
 pub async fn ingress(stack: &Stack, mode: ReplyMode, deadline: Duration) -> Ingress {
+    ingress_with(stack, mode, deadline, &[]).await
+}
+
+/// [`ingress`] with more variables (set after the stack's own).
+pub async fn ingress_with(
+    stack: &Stack,
+    mode: ReplyMode,
+    deadline: Duration,
+    env: &[(&str, String)],
+) -> Ingress {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("a free port")
         .local_addr()
@@ -53,6 +63,7 @@ pub async fn ingress(stack: &Stack, mode: ReplyMode, deadline: Duration) -> Ingr
         .env("CONFAB_LISTEN", format!("127.0.0.1:{port}"))
         .env("CONFAB_REPLY_MODE", mode_name(mode))
         .env("CONFAB_JOB_DEADLINE_SECS", deadline.as_secs().to_string())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn an ingress process");
@@ -69,9 +80,15 @@ pub async fn ingress(stack: &Stack, mode: ReplyMode, deadline: Duration) -> Ingr
 
 /// `confab worker --concurrency N` for this stack; the model's pace comes from `stack.options`.
 pub fn worker(stack: &Stack, concurrency: u16) -> Child {
+    worker_with(stack, concurrency, &[])
+}
+
+/// [`worker`] with more variables (set after the stack's own).
+pub fn worker_with(stack: &Stack, concurrency: u16, env: &[(&str, String)]) -> Child {
     stack
         .process_command("worker")
         .args(["--concurrency", &concurrency.to_string()])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn a worker process")

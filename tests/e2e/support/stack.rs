@@ -175,8 +175,12 @@ pub struct Stack {
 }
 
 /// The in-process ingresses' and workers' warnings go to the test's captured output, which
-/// nextest shows when the test fails: a failure in CI then says what the server saw.
+/// nextest shows when the test fails: a failure in CI then says what the server saw. (The
+/// benchmark, which shares this file, prints its tables on stdout and nothing else.)
 fn capture_server_warnings() {
+    if !cfg!(test) {
+        return;
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
         .with_test_writer()
