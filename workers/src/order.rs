@@ -10,9 +10,9 @@
 use std::time::Duration;
 
 use confab_contract::{Job, now_ms};
+use deadpool_postgres::GenericClient;
 use deadpool_postgres::Pool;
 use tokio::sync::watch;
-use tokio_postgres::GenericClient;
 
 use confab_shared::db::DbError;
 
@@ -38,7 +38,7 @@ pub async fn wait_for_earlier_turns(
     loop {
         let place = {
             let client = pool.get().await?;
-            check(&**client, job).await?
+            check(&client, job).await?
         };
         match place {
             Place::Cancelled => return Ok(WaitEnded::Cancelled),
@@ -71,12 +71,16 @@ pub enum Place {
 pub async fn check(client: &impl GenericClient, job: &Job) -> Result<Place, DbError> {
     let row = client
         .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pending_turns earlier, pending_turns me \
+            &client
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM pending_turns earlier, pending_turns me \
                WHERE me.tenant_id = $1 AND me.conversation_id = $2 AND me.request_id = $3 \
                  AND earlier.tenant_id = $1 AND earlier.conversation_id = $2 \
                  AND earlier.place < me.place AND earlier.deadline > now()), \
              EXISTS (SELECT 1 FROM pending_turns WHERE tenant_id = $1 \
                AND conversation_id = $2 AND request_id = $3 AND cancelled)",
+                )
+                .await?,
             &[&job.tenant_id, &job.conversation_id, &job.request_id],
         )
         .await?;
@@ -92,8 +96,12 @@ pub async fn release(pool: &Pool, job: &Job) -> Result<(), DbError> {
     let client = pool.get().await?;
     client
         .execute(
-            "DELETE FROM pending_turns \
+            &client
+                .prepare_cached(
+                    "DELETE FROM pending_turns \
              WHERE tenant_id = $1 AND conversation_id = $2 AND request_id = $3",
+                )
+                .await?,
             &[&job.tenant_id, &job.conversation_id, &job.request_id],
         )
         .await?;

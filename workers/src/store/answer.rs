@@ -57,12 +57,12 @@ pub async fn store_answer(pool: &Pool, answer: &NewAnswer<'_>) -> Result<StoredA
     };
     let inserted = client
         .query_opt(
-            "INSERT INTO messages (conversation_pk, id, role, content, tokens, answers, status, \
+            &client.prepare_cached("INSERT INTO messages (conversation_pk, id, role, content, tokens, answers, status, \
                model, prompt_tokens, completion_tokens, first_token_ms, total_ms, request_id, \
                metadata, tool_calls) \
              VALUES ($1, $2, 'assistant', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
              ON CONFLICT DO NOTHING \
-             RETURNING (extract(epoch FROM created_at) * 1000)::int8",
+             RETURNING (extract(epoch FROM created_at) * 1000)::int8").await?,
             &[
                 &answer.conversation_pk,
                 &id,
@@ -96,7 +96,10 @@ pub async fn store_answer(pool: &Pool, answer: &NewAnswer<'_>) -> Result<StoredA
         });
     }
     let row = client
-        .query_one(ANSWER_OF_TURN, &[&answer.conversation_pk, &answer.answers])
+        .query_one(
+            &client.prepare_cached(ANSWER_OF_TURN).await?,
+            &[&answer.conversation_pk, &answer.answers],
+        )
         .await?;
     Ok(stored_answer(&row))
 }

@@ -96,8 +96,11 @@ async fn load_assistant(
         AssistantRef::Stored { id } => {
             let row = tx
                 .query_opt(
-                    "SELECT name, instructions, model, folder_ids, tools FROM assistants \
+                    &tx.prepare_cached(
+                        "SELECT name, instructions, model, folder_ids, tools FROM assistants \
                      WHERE id = $1 AND tenant_id = $2",
+                    )
+                    .await?,
                     &[id, &job.tenant_id],
                 )
                 .await?

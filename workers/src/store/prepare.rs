@@ -41,12 +41,15 @@ async fn insert_message(
     let tool_calls = super::tool_calls_json(&message.tool_calls);
     let row = tx
         .query_one(
-            "INSERT INTO messages \
+            &tx.prepare_cached(
+                "INSERT INTO messages \
            (conversation_pk, id, role, content, tokens, metadata, request_id, created_at, \
             tool_calls, tool_call_id) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::float8 / 1000), $9, $10) \
          ON CONFLICT (conversation_pk, id) DO UPDATE SET id = EXCLUDED.id \
          RETURNING pk",
+            )
+            .await?,
             &[
                 &conversation_pk,
                 &message.id,
@@ -80,7 +83,7 @@ pub async fn prepare_turn(
     let tx = client.transaction().await?;
     let order = async {
         if check_order {
-            order::check(&*tx, job).await
+            order::check(&tx, job).await
         } else {
             Ok(order::Place::Free)
         }
@@ -116,9 +119,12 @@ pub async fn prepare_turn(
     let message_pk = insert_message(&tx, conversation.pk, message, &metadata, job).await?;
     let answer_of_turn = async {
         Ok::<_, DbError>(
-            tx.query_opt(ANSWER_OF_TURN, &[&conversation.pk, &message.id])
-                .await?
-                .map(|row| stored_answer(&row)),
+            tx.query_opt(
+                &tx.prepare_cached(ANSWER_OF_TURN).await?,
+                &[&conversation.pk, &message.id],
+            )
+            .await?
+            .map(|row| stored_answer(&row)),
         )
     };
     let (existing_answer, context) = if message.role.awaits_answer() {
@@ -186,10 +192,13 @@ async fn upsert_conversation(
     };
     let row = tx
         .query_one(
-            "INSERT INTO conversations (tenant_id, id, assistant_id, identity_id, channel_id) \
+            &tx.prepare_cached(
+                "INSERT INTO conversations (tenant_id, id, assistant_id, identity_id, channel_id) \
              VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (tenant_id, id) DO UPDATE SET updated_at = now() \
              RETURNING pk, summary, summary_upto_pk",
+            )
+            .await?,
             &[
                 &job.tenant_id,
                 &job.conversation_id,
@@ -283,9 +292,12 @@ async fn steps_so_far(
 ) -> Result<Vec<Turn>, DbError> {
     let rows = tx
         .query(
-            "SELECT pk, role, content, tool_calls, tool_call_id FROM messages \
+            &tx.prepare_cached(
+                "SELECT pk, role, content, tool_calls, tool_call_id FROM messages \
              WHERE conversation_pk = $1 AND pk > $2 AND request_id = $3 AND answers IS NULL \
              ORDER BY pk",
+            )
+            .await?,
             &[&conversation_pk, &message_pk, &request_id],
         )
         .await?;
@@ -311,8 +323,11 @@ async fn identity_memory(
 ) -> Result<Option<IdentityMemory>, DbError> {
     let row = tx
         .query_opt(
-            "SELECT name, stage, preferences, data, associations FROM identities \
+            &tx.prepare_cached(
+                "SELECT name, stage, preferences, data, associations FROM identities \
              WHERE tenant_id = $1 AND id = $2",
+            )
+            .await?,
             &[&tenant_id, &identity_id],
         )
         .await?;
@@ -341,7 +356,8 @@ async fn recent_turns(
 ) -> Result<(Vec<Turn>, Option<i64>), DbError> {
     let rows = tx
         .query(
-            "SELECT pk, role, content, oldest, running <= $4, tool_calls, tool_call_id FROM ( \
+            &tx.prepare_cached(
+                "SELECT pk, role, content, oldest, running <= $4, tool_calls, tool_call_id FROM ( \
                SELECT pk, role, content, sum(tokens) OVER (ORDER BY pk DESC) AS running, \
                       min(pk) OVER () AS oldest, tool_calls, tool_call_id \
                FROM (SELECT pk, role, content, tokens, tool_calls, tool_call_id FROM messages \
@@ -349,6 +365,8 @@ async fn recent_turns(
                        AND status = 'complete' \
                      ORDER BY pk DESC LIMIT 1000) newest \
              ) sized WHERE running <= $4 OR pk = oldest ORDER BY pk",
+            )
+            .await?,
             &[&conversation_pk, &after_pk, &before_pk, &i64::from(window)],
         )
         .await?;

@@ -58,10 +58,10 @@ impl StepLog {
         let calls = calls.unwrap_or_default();
         client
             .execute(
-                "INSERT INTO messages (conversation_pk, id, role, content, tokens, request_id, \
+                &client.prepare_cached("INSERT INTO messages (conversation_pk, id, role, content, tokens, request_id, \
                    tool_calls, tool_call_id, metadata) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '{\"server_tool\": true}') \
-                 ON CONFLICT (conversation_pk, id) DO NOTHING",
+                 ON CONFLICT (conversation_pk, id) DO NOTHING").await?,
                 &[
                     &self.conversation_pk,
                     &id,
