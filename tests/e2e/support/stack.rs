@@ -174,16 +174,13 @@ pub struct Stack {
     children: Vec<tokio::process::Child>,
 }
 
-/// The in-process ingresses' and workers' warnings go to the test's captured output, which
-/// nextest shows when the test fails: a failure in CI then says what the server saw. (The
-/// benchmark, which shares this file, prints its tables on stdout and nothing else.)
+/// The in-process ingresses' and workers' warnings go to stderr, which nextest captures and
+/// shows when a test fails: a failure in CI then says what the server saw. (The benchmark,
+/// which shares this file, keeps its tables on stdout.)
 fn capture_server_warnings() {
-    if !cfg!(test) {
-        return;
-    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
-        .with_test_writer()
+        .with_writer(std::io::stderr)
         .try_init();
 }
 
