@@ -54,6 +54,23 @@ async fn shop(script: Script, tools: Value, options: Options) -> (FakeOpenAi, St
     (vendor, stack, assistant)
 }
 
+/// A tool server whose `lookup_order` behaves as `behaviour`, and a shop assistant whose model
+/// calls it once (`call_1`, order A-1001) and then answers `text`.
+async fn one_lookup(
+    behaviour: Behaviour,
+    timeout_ms: u64,
+    text: &str,
+) -> (ToolServer, FakeOpenAi, Stack, Value) {
+    let tools = ToolServer::start([("lookup_order", behaviour)]).await;
+    let script = Script::Sequence(vec![
+        calls(&[("call_1", "lookup_order", r#"{"order":"A-1001"}"#)]),
+        answer(text),
+    ]);
+    let tool = json!([http_tool(&tools, "lookup_order", timeout_ms)]);
+    let (vendor, stack, assistant) = shop(script, tool, Options::default()).await;
+    (tools, vendor, stack, assistant)
+}
+
 async fn ask(stack: &Stack, message: &str) -> Value {
     let response = stack
         .http
@@ -98,21 +115,9 @@ async fn stored(stack: &Stack) -> Vec<(String, Option<Value>, Option<String>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seed_001_answer_uses_a_signed_tool_call_and_every_step_is_stored() {
-    let tools = ToolServer::start([(
-        "lookup_order",
-        Behaviour::Answer(json!({"order": "A-1001", "status": "shipped"})),
-    )])
-    .await;
-    let script = Script::Sequence(vec![
-        calls(&[("call_1", "lookup_order", r#"{"order":"A-1001"}"#)]),
-        answer("Your order A-1001 has shipped."),
-    ]);
-    let (vendor, stack, assistant) = shop(
-        script,
-        json!([http_tool(&tools, "lookup_order", 2000)]),
-        Options::default(),
-    )
-    .await;
+    let shipped = Behaviour::Answer(json!({"order": "A-1001", "status": "shipped"}));
+    let (tools, vendor, stack, assistant) =
+        one_lookup(shipped, 2000, "Your order A-1001 has shipped.").await;
     assert!(assistant["tools"][0].get("secret").is_none(), "{assistant}");
 
     let body = ask(&stack, "Where is my order A-1001?").await;
@@ -539,21 +544,8 @@ async fn the_memory_tool_grows_the_identitys_memory_from_the_conversation() {
 /// calls as calls of the caller's functions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_openai_stream_shows_only_the_answer_of_a_server_side_tool_loop() {
-    let tools = ToolServer::start([(
-        "lookup_order",
-        Behaviour::Answer(json!({"status": "shipped"})),
-    )])
-    .await;
-    let script = Script::Sequence(vec![
-        calls(&[("call_1", "lookup_order", r#"{"order":"A-1001"}"#)]),
-        answer("It has shipped."),
-    ]);
-    let (_vendor, stack, _) = shop(
-        script,
-        json!([http_tool(&tools, "lookup_order", 2000)]),
-        Options::default(),
-    )
-    .await;
+    let shipped = Behaviour::Answer(json!({"status": "shipped"}));
+    let (tools, _vendor, stack, _) = one_lookup(shipped, 2000, "It has shipped.").await;
     let streamed = stack
         .http
         .post(stack.url("/v1/chat/completions"))
@@ -586,21 +578,8 @@ async fn an_openai_stream_shows_only_the_answer_of_a_server_side_tool_loop() {
 /// A cancel stops the calls under way: the request ends at once, not when the tool answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_stops_the_tool_calls_under_way() {
-    let tools = ToolServer::start([(
-        "lookup_order",
-        Behaviour::Slow(Duration::from_secs(20), json!({"status": "late"})),
-    )])
-    .await;
-    let script = Script::Sequence(vec![
-        calls(&[("call_1", "lookup_order", r#"{"order":"A-1001"}"#)]),
-        answer("Too late."),
-    ]);
-    let (vendor, stack, _) = shop(
-        script,
-        json!([http_tool(&tools, "lookup_order", 30000)]),
-        Options::default(),
-    )
-    .await;
+    let late = Behaviour::Slow(Duration::from_secs(20), json!({"status": "late"}));
+    let (tools, vendor, stack, _) = one_lookup(late, 30000, "Too late.").await;
     let response = stack
         .http
         .post(stack.url("/v1/api/chat/shop"))

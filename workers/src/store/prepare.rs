@@ -301,18 +301,19 @@ async fn steps_so_far(
             &[&conversation_pk, &message_pk, &request_id],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|row| {
-            Some(Turn {
-                pk: row.get(0),
-                role: Role::parse(row.get(1))?,
-                content: row.get(2),
-                tool_calls: super::tool_calls_of(row.get(3)),
-                tool_call_id: row.get(4),
-            })
-        })
-        .collect())
+    Ok(rows.iter().filter_map(turn_of).collect())
+}
+
+/// A stored message as a turn of the context, from a row that starts with `pk, role, content,
+/// tool_calls, tool_call_id`.
+fn turn_of(row: &tokio_postgres::Row) -> Option<Turn> {
+    Some(Turn {
+        pk: row.get(0),
+        role: Role::parse(row.get(1))?,
+        content: row.get(2),
+        tool_calls: super::tool_calls_of(row.get(3)),
+        tool_call_id: row.get(4),
+    })
 }
 
 /// What is known about an identity; `None` if it no longer exists.
@@ -357,7 +358,7 @@ async fn recent_turns(
     let rows = tx
         .query(
             &tx.prepare_cached(
-                "SELECT pk, role, content, oldest, running <= $4, tool_calls, tool_call_id FROM ( \
+                "SELECT pk, role, content, tool_calls, tool_call_id, oldest, running <= $4 FROM ( \
                SELECT pk, role, content, sum(tokens) OVER (ORDER BY pk DESC) AS running, \
                       min(pk) OVER () AS oldest, tool_calls, tool_call_id \
                FROM (SELECT pk, role, content, tokens, tool_calls, tool_call_id FROM messages \
@@ -370,20 +371,12 @@ async fn recent_turns(
             &[&conversation_pk, &after_pk, &before_pk, &i64::from(window)],
         )
         .await?;
-    let oldest = rows.first().map(|row| row.get::<_, i64>(3));
+    let oldest = rows.first().map(|row| row.get::<_, i64>(5));
     // The oldest row comes along even when it does not fit, to tell what the summary lacks.
     let turns = rows
         .iter()
-        .filter(|row| row.get::<_, bool>(4))
-        .filter_map(|row| {
-            Some(Turn {
-                pk: row.get(0),
-                role: Role::parse(row.get(1))?,
-                content: row.get(2),
-                tool_calls: super::tool_calls_of(row.get(5)),
-                tool_call_id: row.get(6),
-            })
-        })
+        .filter(|row| row.get::<_, bool>(6))
+        .filter_map(turn_of)
         .collect();
     Ok((turns, oldest))
 }

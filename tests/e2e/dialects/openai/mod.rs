@@ -28,6 +28,22 @@ pub async fn completions(stack: &Stack, body: Value) -> reqwest::Response {
         .expect("POST /v1/chat/completions")
 }
 
+/// A stack whose assistant "shop" answers through the local vendor server, scripted.
+async fn vendor_stack(
+    script: crate::support::openai_server::Script,
+) -> (crate::support::openai_server::FakeOpenAi, Stack) {
+    let vendor = crate::support::openai_server::FakeOpenAi::start(script).await;
+    let stack = Stack::start(Options {
+        openai_base_url: vendor.base_url(),
+        ..Options::default()
+    })
+    .await;
+    stack
+        .create_assistant(json!({"name": "Shop", "model": "openai/test-model"}))
+        .await;
+    (vendor, stack)
+}
+
 fn user(content: &str) -> Value {
     json!({"role": "user", "content": content})
 }

@@ -5,9 +5,9 @@
 
 use serde_json::json;
 
+use super::vendor_stack;
 use crate::support::node;
-use crate::support::openai_server::{FakeOpenAi, Script};
-use crate::support::stack::{Options, Stack};
+use crate::support::openai_server::Script;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_sdk_runs_tools_and_streams_a_call_through_confab() {
@@ -21,15 +21,7 @@ async fn the_node_sdk_runs_tools_and_streams_a_call_through_confab() {
         prompt_tokens: 40,
         completion_tokens: 5,
     };
-    let vendor = FakeOpenAi::start(Script::Sequence(vec![call.clone(), answer, call])).await;
-    let stack = Stack::start(Options {
-        openai_base_url: vendor.base_url(),
-        ..Options::default()
-    })
-    .await;
-    stack
-        .create_assistant(json!({"name": "Shop", "model": "openai/test-model"}))
-        .await;
+    let (vendor, stack) = vendor_stack(Script::Sequence(vec![call.clone(), answer, call])).await;
     let base_url = format!("http://{}/v1", stack.addr);
     let result = node::run_script("client_tools.mjs", &[&base_url, &stack.api_key, "shop"]).await;
     assert_eq!(result["answer"], "Order A-1001 has shipped.", "{result}");

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::vendor_stack;
 use crate::support::openai_server::{FakeOpenAi, Script};
 use crate::support::python;
 use crate::support::stack::{Options, Stack};
@@ -144,19 +145,6 @@ async fn run_script(script: &str, stack: &Stack, model: &str) -> Value {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{script} failed:\n{stderr}");
     serde_json::from_slice(&output.stdout).unwrap()
-}
-
-async fn vendor_stack(script: Script) -> (FakeOpenAi, Stack) {
-    let vendor = FakeOpenAi::start(script).await;
-    let stack = Stack::start(Options {
-        openai_base_url: vendor.base_url(),
-        ..Options::default()
-    })
-    .await;
-    stack
-        .create_assistant(serde_json::json!({"name": "Shop", "model": "openai/test-model"}))
-        .await;
-    (vendor, stack)
 }
 
 fn lookup_call() -> Script {

@@ -5,9 +5,9 @@
 
 use serde_json::{Value, json};
 
-use super::{completions, user};
-use crate::support::openai_server::{FakeOpenAi, Recorded, Script};
-use crate::support::stack::{Options, Stack, sse_data};
+use super::{completions, user, vendor_stack};
+use crate::support::openai_server::{Recorded, Script};
+use crate::support::stack::sse_data;
 
 const ARGUMENTS: &str = r#"{"order":"A-1001"}"#;
 
@@ -32,19 +32,6 @@ fn answer(text: &str) -> Script {
         prompt_tokens: 30,
         completion_tokens: 6,
     }
-}
-
-async fn vendor_stack(script: Script) -> (FakeOpenAi, Stack) {
-    let vendor = FakeOpenAi::start(script).await;
-    let stack = Stack::start(Options {
-        openai_base_url: vendor.base_url(),
-        ..Options::default()
-    })
-    .await;
-    stack
-        .create_assistant(json!({"name": "Shop", "model": "openai/test-model"}))
-        .await;
-    (vendor, stack)
 }
 
 /// The messages the vendor was sent, as (role, content, tool_call_id).
