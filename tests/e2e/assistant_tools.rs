@@ -122,6 +122,20 @@ async fn a_seed_001_answer_uses_a_signed_tool_call_and_every_step_is_stored() {
 
     let body = ask(&stack, "Where is my order A-1001?").await;
     assert_eq!(body["data"]["response"], "Your order A-1001 has shipped.");
+    // Both model calls' tokens: the call (20 + 10) and the answer (50 + 8).
+    let usage: (i32, i32) = {
+        let db = stack.db().await;
+        let row = db
+            .query_one(
+                "SELECT prompt_tokens, completion_tokens FROM messages \
+                 WHERE role = 'assistant' AND answers IS NOT NULL",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(usage, (70, 18));
 
     // The vendor was offered the tool, then read its result.
     let requests = vendor.requests();

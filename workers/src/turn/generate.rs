@@ -299,7 +299,17 @@ impl Streamed {
                             flush_at = Some(tokio::time::Instant::now() + env.coalesce);
                         }
                     }
-                    Some(Ok(ModelEvent::Usage(usage))) => self.usage = Some(usage),
+                    // A tool loop calls the model more than once: the turn used them all.
+                    Some(Ok(ModelEvent::Usage(usage))) => {
+                        self.usage = Some(match self.usage {
+                            Some(so_far) => Usage {
+                                prompt_tokens: so_far.prompt_tokens + usage.prompt_tokens,
+                                completion_tokens: so_far.completion_tokens
+                                    + usage.completion_tokens,
+                            },
+                            None => usage,
+                        });
+                    }
                     Some(Ok(ModelEvent::Finish(reason))) => self.finish_reason = reason,
                     Some(Ok(ModelEvent::ToolCalls(calls))) => {
                         self.tool_calls = calls;
