@@ -191,7 +191,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 #[tracing::instrument(name = "auth", skip_all, fields(credential = "api_key"))]
 async fn authorize_key(state: &AppState, key: &str) -> Result<Caller, AuthError> {
     let client = state.db.get().await.map_err(DatabaseError::from)?;
-    let usage = tenants::use_key(&**client, key, state.rate_limit_per_min)
+    let usage = tenants::use_key(&client, key, state.rate_limit_per_min)
         .await
         .map_err(DatabaseError::from)?;
     within_limit(usage)

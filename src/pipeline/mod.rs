@@ -352,7 +352,7 @@ impl Pipeline {
             SubmitError::Unavailable
         })?;
         pending_turns::record(
-            &**client,
+            &client,
             request.tenant_id,
             &request.conversation_id,
             request.request_id,

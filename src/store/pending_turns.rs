@@ -11,7 +11,7 @@ use uuid::Uuid;
 /// its job is published. One statement: the counter's row lock is held until the pending row is
 /// committed, so places follow the order in which turns are recorded (`0006_turn_places.sql`).
 pub async fn record(
-    client: &impl GenericClient,
+    client: &impl deadpool_postgres::GenericClient,
     tenant_id: Uuid,
     conversation_id: &str,
     request_id: Uuid,
@@ -19,7 +19,9 @@ pub async fn record(
 ) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
-            "WITH place AS ( \
+            &client
+                .prepare_cached(
+                    "WITH place AS ( \
                INSERT INTO turn_places (tenant_id, conversation_id, last_place) VALUES ($1, $2, 1) \
                ON CONFLICT (tenant_id, conversation_id) DO UPDATE \
                  SET last_place = turn_places.last_place + 1, recorded_at = now() \
@@ -28,6 +30,8 @@ pub async fn record(
              INSERT INTO pending_turns (tenant_id, conversation_id, request_id, deadline, place) \
              SELECT $1, $2, $3, to_timestamp($4::float8 / 1000), last_place FROM place \
              ON CONFLICT DO NOTHING",
+                )
+                .await?,
             &[
                 &tenant_id,
                 &conversation_id,

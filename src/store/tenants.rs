@@ -376,8 +376,11 @@ pub struct KeyUse {
 
 /// Look up a presented key and count this request against its rate limit, in one round trip.
 /// The limit's state lives in an unlogged table: shared by every ingress process, cheap to bump.
+///
+/// On every API call: its statement is prepared once per pooled connection, so it costs one
+/// round trip.
 pub async fn use_key(
-    client: &impl GenericClient,
+    client: &impl deadpool_postgres::GenericClient,
     secret: &str,
     default_limit: i32,
 ) -> Result<Option<KeyUse>, tokio_postgres::Error> {
@@ -385,14 +388,14 @@ pub async fn use_key(
         return Ok(None);
     }
     let presented = digest(secret);
+    let statement = client
+        .prepare_cached(gcra_use!(
+            "SELECT id, tenant_id, digest, coalesce(rate_limit_per_min, $2) AS lim \
+             FROM api_keys WHERE digest = $1 AND revoked_at IS NULL"
+        ))
+        .await?;
     let row = client
-        .query_opt(
-            gcra_use!(
-                "SELECT id, tenant_id, digest, coalesce(rate_limit_per_min, $2) AS lim \
-                 FROM api_keys WHERE digest = $1 AND revoked_at IS NULL"
-            ),
-            &[&presented, &default_limit],
-        )
+        .query_opt(&statement, &[&presented, &default_limit])
         .await?;
     Ok(row.and_then(|row| key_use(&row, &presented)))
 }

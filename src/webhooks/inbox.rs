@@ -120,7 +120,7 @@ pub async fn take(
     let job = (outcome == Outcome::Queued).then(|| turn.job(state));
     if let Some(job) = &job {
         pending_turns::record(
-            &**client,
+            &client,
             job.tenant_id,
             &job.conversation_id,
             job.request_id,

@@ -230,7 +230,8 @@ async fn a_refused_request_is_not_counted_and_does_not_push_the_next_admission_b
     let key = tenants::create_key(&db, tenant, "ten", Some(10))
         .await
         .unwrap();
-    let (client, secret) = (&db, &key.secret);
+    let pooled = stack.pooled_db().await;
+    let (client, secret) = (&pooled, &key.secret);
     let spend = move || async move {
         tenants::use_key(client, secret, 600)
             .await
@@ -282,7 +283,7 @@ async fn a_refused_request_is_not_counted_and_does_not_push_the_next_admission_b
     let other = tenants::create_key(&db, tenant, "other", Some(10))
         .await
         .unwrap();
-    let used = tenants::use_key(&db, &other.secret, 600)
+    let used = tenants::use_key(&pooled, &other.secret, 600)
         .await
         .unwrap()
         .unwrap();
@@ -301,8 +302,9 @@ async fn housekeeping_forgets_only_keys_whose_burst_is_whole_again() {
     let busy = tenants::create_key(&db, tenant, "busy", Some(1))
         .await
         .unwrap();
+    let pooled = stack.pooled_db().await;
     for key in [&idle, &busy] {
-        let used = tenants::use_key(&db, &key.secret, 60).await.unwrap();
+        let used = tenants::use_key(&pooled, &key.secret, 60).await.unwrap();
         assert!(used.unwrap().allowed);
     }
     // The idle key's last request was long enough ago that its tat has passed.

@@ -122,7 +122,8 @@ async fn a_turn_recorded_first_holds_up_a_later_one_whatever_their_request_ids()
     let in_an_hour = uuid::Timestamp::from_unix(uuid::NoContext, now.as_secs() + 3600, 0);
     let held = uuid::Uuid::new_v7(in_an_hour);
     let deadline_ms = now.as_millis() as i64 + 60_000;
-    confab::store::pending_turns::record(&db, tenant_id, &conversation, held, deadline_ms)
+    let pooled = stack.pooled_db().await;
+    confab::store::pending_turns::record(&pooled, tenant_id, &conversation, held, deadline_ms)
         .await
         .unwrap();
 

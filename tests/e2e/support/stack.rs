@@ -500,6 +500,14 @@ impl Stack {
             .expect("connect")
     }
 
+    /// A connection of a pool like the processes' own, for the store functions that take one
+    /// (their statements are cached per pooled connection).
+    pub async fn pooled_db(&self) -> deadpool_postgres::Object {
+        let pool = confab_shared::db::pool(&self.database_url, self.options.database)
+            .expect("a pool of the test database");
+        pool.get().await.expect("a pooled connection")
+    }
+
     /// Create an assistant through the management API; returns its JSON.
     pub async fn create_assistant(&self, body: Value) -> Value {
         let response = self
