@@ -74,9 +74,11 @@ async fn killing_broker_nodes_under_load_loses_no_answered_turn_and_answers_flow
     let tally = super::load::tally(&db, &sent, &faults).await;
     println!("broker cluster (jobs queue leader killed, twice): {tally}");
     tally.assert_nothing_lost();
+    // A node stays down 6 s; the survivors elect a new leader and every process reconnects
+    // well within that here, but a 2-core machine busy with other work once took 12 s.
     for (i, after) in tally.back_after.iter().enumerate() {
         assert!(
-            after.is_some_and(|after| after < Duration::from_secs(10)),
+            after.is_some_and(|after| after < Duration::from_secs(20)),
             "answers flow again after fault {i}: {tally}"
         );
     }
