@@ -39,3 +39,14 @@ pub struct ToolCall {
     /// The arguments as the model wrote them: JSON text, not checked (OpenAI's SDKs parse it).
     pub arguments: String,
 }
+
+impl ToolCall {
+    /// The calls a stored message's `tool_calls` column holds (this type's JSON; NULL for a
+    /// message of text). Only confab writes the column, so a value that does not read is none
+    /// rather than a failed conversation.
+    pub fn list_from_column(column: Option<serde_json::Value>) -> Vec<ToolCall> {
+        column
+            .and_then(|calls| serde_json::from_value(calls).ok())
+            .unwrap_or_default()
+    }
+}

@@ -339,13 +339,6 @@ pub async fn append(
     Ok(())
 }
 
-/// The calls in a stored message's `tool_calls` column (none for a message of text).
-pub fn tool_calls_of(column: Option<serde_json::Value>) -> Vec<confab_contract::ToolCall> {
-    column
-        .and_then(|calls| serde_json::from_value(calls).ok())
-        .unwrap_or_default()
-}
-
 /// The answer stored for request `request_id`, complete, as its `done` event would carry it:
 /// for a caller whose reply path was lost while a worker answered (the answer's publish then
 /// reached nobody). Request ids are UUIDv7s, unique across tenants.
@@ -365,7 +358,7 @@ pub async fn answer_of_request(
         )
         .await?;
     row.map(|row| {
-        let tool_calls = tool_calls_of(row.try_get(7)?);
+        let tool_calls = confab_contract::ToolCall::list_from_column(row.try_get(7)?);
         Ok(confab_contract::Done {
             message_id: row.try_get(0)?,
             conversation_id: row.try_get(1)?,

@@ -49,14 +49,6 @@ fn tool_calls_json(calls: &[ToolCall]) -> Option<serde_json::Value> {
     (!calls.is_empty()).then(|| serde_json::json!(calls))
 }
 
-/// The calls in a `tool_calls` column; only this crate and the ingress write it, so a value
-/// that does not read is treated as none rather than failing the conversation.
-fn tool_calls_of(column: Option<serde_json::Value>) -> Vec<ToolCall> {
-    column
-        .and_then(|calls| serde_json::from_value(calls).ok())
-        .unwrap_or_default()
-}
-
 /// What a message costs in a context, as stored with it: its text and its calls.
 fn message_tokens(content: &str, calls: &[ToolCall]) -> u32 {
     use confab_shared::tokens::estimate_tokens;
@@ -75,7 +67,7 @@ fn stored_answer(row: &tokio_postgres::Row) -> StoredAnswer {
         model: row.get(3),
         prompt_tokens: row.get::<_, i32>(4) as u32,
         completion_tokens: row.get::<_, i32>(5) as u32,
-        tool_calls: tool_calls_of(row.get(6)),
+        tool_calls: ToolCall::list_from_column(row.get(6)),
     }
 }
 

@@ -311,7 +311,7 @@ fn turn_of(row: &tokio_postgres::Row) -> Option<Turn> {
         pk: row.get(0),
         role: Role::parse(row.get(1))?,
         content: row.get(2),
-        tool_calls: super::tool_calls_of(row.get(3)),
+        tool_calls: confab_contract::ToolCall::list_from_column(row.get(3)),
         tool_call_id: row.get(4),
     })
 }

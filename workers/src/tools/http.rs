@@ -58,9 +58,7 @@ pub(super) async fn post(
     {
         answer.extend_from_slice(&chunk);
         if answer.len() > result_limit {
-            return Err(format!(
-                "the tool's answer is larger than {result_limit} bytes"
-            ));
+            return Err(super::too_large(result_limit));
         }
     }
     let text = String::from_utf8_lossy(&answer).into_owned();

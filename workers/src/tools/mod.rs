@@ -213,10 +213,7 @@ impl ToolRunner {
             }
         };
         let result = match outcome {
-            Ok(Ok(result)) if result.len() > self.result_limit => Err(format!(
-                "the tool's answer is larger than {} bytes",
-                self.result_limit
-            )),
+            Ok(Ok(result)) if result.len() > self.result_limit => Err(too_large(self.result_limit)),
             Ok(result) => result,
             Err(_) => Err(format!(
                 "the tool did not answer within {} ms",
@@ -262,6 +259,11 @@ fn checked_arguments(schema: &Value, arguments: &str) -> Result<Value, String> {
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// Why an answer over the result limit is not passed on.
+fn too_large(limit: usize) -> String {
+    format!("the tool's answer is larger than {limit} bytes")
 }
 
 /// A result that tells the model the call failed, and why.

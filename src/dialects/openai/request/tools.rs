@@ -4,6 +4,7 @@
 //! which calls no functions. Every problem is a 400 naming its `param`.
 
 use confab_contract::ClientTools;
+use confab_shared::tools::is_function_name;
 use serde_json::{Map, Value, json};
 
 use super::OpenAiError;
@@ -64,14 +65,6 @@ pub fn tools(fields: &mut Map<String, Value>) -> Result<RequestedTools, OpenAiEr
     })
 }
 
-/// OpenAI's rule for function names: letters, digits, underscores and dashes, up to 64.
-fn valid_function_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 /// A function object (`{name, description?, parameters?, strict?}`) checked, as it was given.
 fn function_definition(function: &Value, param: &str) -> Result<(), OpenAiError> {
     let invalid = |message: &str| OpenAiError::invalid(param, message.to_owned());
@@ -81,7 +74,7 @@ fn function_definition(function: &Value, param: &str) -> Result<(), OpenAiError>
     if !fields
         .get("name")
         .and_then(Value::as_str)
-        .is_some_and(valid_function_name)
+        .is_some_and(is_function_name)
     {
         return Err(invalid(
             "A function name must be 1 to 64 letters, digits, underscores or dashes.",
