@@ -320,7 +320,10 @@ impl Pipeline {
     }
 
     async fn publish(&self, session: &Session, job: &Job) -> Result<(), SubmitError> {
-        let published = tokio::time::timeout(self.deadline, self.broker.publish_job(session, job))
+        // What is left of the request's one deadline: opening the reply path may already have
+        // waited on a broker node's loss, and the caller must not wait twice.
+        let left = Duration::from_millis((job.deadline_ms - now_ms()).max(0) as u64);
+        let published = tokio::time::timeout(left, self.broker.publish_job(session, job))
             .await
             .unwrap_or_else(|_| {
                 Err(PublishError::Unavailable(
