@@ -101,6 +101,15 @@ pub enum DbError {
     Config(String),
     #[error("database error: {0}")]
     Query(tokio_postgres::Error),
+    /// A value read back in a shape this build does not know (a schema older or newer than it).
+    #[error("unexpected value from the database: {0}")]
+    Unexpected(String),
+}
+
+impl From<serde_json::Error> for DbError {
+    fn from(error: serde_json::Error) -> Self {
+        DbError::Unexpected(error.to_string())
+    }
 }
 
 impl From<tokio_postgres::Error> for DbError {

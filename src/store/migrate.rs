@@ -62,6 +62,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0011_tools",
         include_str!("../../migrations/0011_tools.sql"),
     ),
+    (
+        13,
+        "0012_turn_functions",
+        include_str!("../../migrations/0012_turn_functions.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming confab's migration lock in `pg_advisory_lock`.

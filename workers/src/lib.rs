@@ -94,6 +94,7 @@ pub async fn run(
             inflight: InFlight::default(),
             coalesce: config.coalesce,
             default_context_window: config.default_context_window,
+            windows: store::windows::ContextWindows::new(config.default_context_window),
             final_attempt: config.shared.queue_limits.delivery_limit + 1,
             resume_grace: config.shared.resume_grace,
             reply_log: (config.shared.queue_limits.resume_retention_secs > 0)

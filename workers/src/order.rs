@@ -1,10 +1,11 @@
 //! Turns of one conversation are answered in arrival order, so a second message sees the first
 //! answer. The ingress records each turn in `pending_turns`, at the next place of its
 //! conversation, before publishing its job (`migrations/0006_turn_places.sql`); this
-//! module is the worker's whole side of that table: the check whether earlier turns are still
+//! module is the worker's side of that table: the check whether earlier turns are still
 //! pending (or this one was cancelled), the wait for them, and the removal of a turn's row once
-//! it is settled. It depends on no other worker module, so the store can take the check inside
-//! its own transaction without the two knowing each other. Waiting polls with short queries, so
+//! it is settled without an answer. The first check and the removal after an answer are taken
+//! by the store's own statements (`store/prepare.rs`, `store/answer.rs`), through the same SQL
+//! functions (`migrations/0012_turn_functions.sql`). Waiting polls with short queries, so
 //! no database connection is held while a turn waits or a model generates.
 
 use std::time::Duration;
@@ -66,28 +67,22 @@ pub enum Place {
     Cancelled,
 }
 
-/// One look at the order, on any connection or transaction: the turn's preparation takes it in
-/// the same round trip as its first reads, so a turn that need not wait pays nothing extra.
+/// One look at the order (`confab_turn_place`, `migrations/0012_turn_functions.sql`), which
+/// the turn's preparation takes in its own statement, so a turn that need not wait pays nothing
+/// extra; this is the look of a turn waiting for its place.
 pub async fn check(client: &impl GenericClient, job: &Job) -> Result<Place, DbError> {
     let row = client
         .query_one(
             &client
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM pending_turns earlier, pending_turns me \
-               WHERE me.tenant_id = $1 AND me.conversation_id = $2 AND me.request_id = $3 \
-                 AND earlier.tenant_id = $1 AND earlier.conversation_id = $2 \
-                 AND earlier.place < me.place AND earlier.deadline > now()), \
-             EXISTS (SELECT 1 FROM pending_turns WHERE tenant_id = $1 \
-               AND conversation_id = $2 AND request_id = $3 AND cancelled)",
-                )
+                .prepare_cached("SELECT confab_turn_place($1, $2, $3)")
                 .await?,
             &[&job.tenant_id, &job.conversation_id, &job.request_id],
         )
         .await?;
-    Ok(match (row.get::<_, bool>(0), row.get::<_, bool>(1)) {
-        (_, true) => Place::Cancelled,
-        (true, false) => Place::Behind,
-        (false, false) => Place::Free,
+    Ok(match row.get::<_, &str>(0) {
+        "cancelled" => Place::Cancelled,
+        "behind" => Place::Behind,
+        _ => Place::Free,
     })
 }
 

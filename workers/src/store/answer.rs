@@ -1,16 +1,21 @@
-//! The second of a turn's two transactions: store the assistant's answer once the model is
-//! done, complete or interrupted. A turn has one answer, so a concurrent redelivery that stored
-//! its answer first wins and its answer is the one returned.
+//! The second of a turn's two statements: store the assistant's answer once the model is done,
+//! complete or interrupted, and release the turn's place in its conversation's order, in one
+//! call of `confab_store_answer` (`migrations/0012_turn_functions.sql`). A turn has one answer,
+//! so a concurrent redelivery that stored its answer first wins and its answer is the one
+//! returned.
 
 use confab_shared::db::DbError;
 use deadpool_postgres::Pool;
 use uuid::Uuid;
 
-use super::{ANSWER_OF_TURN, StoredAnswer, stored_answer};
+use super::StoredAnswer;
 
 /// An assistant message to store.
 #[derive(Debug)]
 pub struct NewAnswer<'a> {
+    pub tenant_id: Uuid,
+    /// The conversation's public id, which names the turn's place in its order.
+    pub conversation_id: &'a str,
     pub conversation_pk: i64,
     pub answers: &'a str,
     pub content: &'a str,
@@ -27,8 +32,6 @@ pub struct NewAnswer<'a> {
     pub tool_calls: &'a [confab_contract::ToolCall],
 }
 
-/// Store the assistant's answer to a turn. If an answer to that turn is already stored (a
-/// concurrent redelivery won the race), that one is returned instead: a turn has one answer.
 /// The answer as [`store_answer`] would return it, for an ephemeral turn that keeps nothing.
 pub fn unstored_answer(answer: &NewAnswer<'_>) -> StoredAnswer {
     StoredAnswer {
@@ -42,6 +45,9 @@ pub fn unstored_answer(answer: &NewAnswer<'_>) -> StoredAnswer {
     }
 }
 
+/// Store the assistant's answer to a turn and release the turn's place. If an answer to that
+/// turn is already stored (a concurrent redelivery won the race), that one is returned instead:
+/// a turn has one answer.
 pub async fn store_answer(pool: &Pool, answer: &NewAnswer<'_>) -> Result<StoredAnswer, DbError> {
     let client = pool.get().await?;
     let id = format!("msg_{}", Uuid::now_v7().simple());
@@ -55,51 +61,50 @@ pub async fn store_answer(pool: &Pool, answer: &NewAnswer<'_>) -> Result<StoredA
     } else {
         "complete"
     };
-    let inserted = client
-        .query_opt(
-            &client.prepare_cached("INSERT INTO messages (conversation_pk, id, role, content, tokens, answers, status, \
-               model, prompt_tokens, completion_tokens, first_token_ms, total_ms, request_id, \
-               metadata, tool_calls) \
-             VALUES ($1, $2, 'assistant', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-             ON CONFLICT DO NOTHING \
-             RETURNING (extract(epoch FROM created_at) * 1000)::int8").await?,
+    let row = client
+        .query_one(
+            &client
+                .prepare_cached(
+                    "SELECT * FROM confab_store_answer($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                     $11, $12, $13, $14, $15, $16)",
+                )
+                .await?,
             &[
+                &answer.tenant_id,
+                &answer.conversation_id,
+                &answer.request_id,
                 &answer.conversation_pk,
                 &id,
+                &answer.answers,
                 &answer.content,
                 &(answer
                     .completion_tokens
                     .max(super::message_tokens(answer.content, answer.tool_calls))
                     as i32),
-                &answer.answers,
                 &status,
                 &answer.model,
                 &(answer.prompt_tokens as i32),
                 &(answer.completion_tokens as i32),
                 &answer.first_token_ms.map(|ms| ms as i32),
                 &(answer.total_ms as i32),
-                &answer.request_id,
                 &metadata,
                 &super::tool_calls_json(answer.tool_calls),
             ],
         )
         .await?;
-    if let Some(row) = inserted {
-        return Ok(StoredAnswer {
-            id,
-            content: answer.content.to_owned(),
-            created_ms: row.get(0),
-            model: answer.model.to_owned(),
-            prompt_tokens: answer.prompt_tokens,
-            completion_tokens: answer.completion_tokens,
-            tool_calls: answer.tool_calls.to_vec(),
-        });
+    if !row.get::<_, bool>(0) {
+        let existing = row
+            .get::<_, Option<serde_json::Value>>(2)
+            .ok_or(DbError::NotFound("answer of the turn"))?;
+        return StoredAnswer::from_json(existing);
     }
-    let row = client
-        .query_one(
-            &client.prepare_cached(ANSWER_OF_TURN).await?,
-            &[&answer.conversation_pk, &answer.answers],
-        )
-        .await?;
-    Ok(stored_answer(&row))
+    Ok(StoredAnswer {
+        id,
+        content: answer.content.to_owned(),
+        created_ms: row.get(1),
+        model: answer.model.to_owned(),
+        prompt_tokens: answer.prompt_tokens,
+        completion_tokens: answer.completion_tokens,
+        tool_calls: answer.tool_calls.to_vec(),
+    })
 }

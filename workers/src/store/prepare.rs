@@ -1,18 +1,22 @@
-//! The first of a turn's two transactions: store the job's message (once, however often the job
+//! The first of a turn's two statements: store the job's message (once, however often the job
 //! is delivered), check the turn's place in its conversation's order, and read everything the
-//! context may hold. It commits before the model is called, so no connection is held while the
-//! model generates, and a redelivered job finds its message stored instead of storing it twice.
+//! context may hold, all in one call of `confab_prepare_turn`
+//! (`migrations/0012_turn_functions.sql`), in that statement's own transaction. It commits
+//! before the model is called, so no connection is held while the model generates, and a
+//! redelivered job finds its message stored instead of storing it twice.
 
 use confab_contract::{AssistantRef, Job, Role};
-use confab_shared::ModelSpec;
 use confab_shared::db::DbError;
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
+use serde::Deserialize;
+use serde_json::{Value, json};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{ANSWER_OF_TURN, Assistant, StoredAnswer, load_assistant, stored_answer};
+use super::windows::ContextWindows;
+use super::{Assistant, StoredAnswer};
 use crate::context::{IdentityMemory, Parts, Turn};
-use crate::{knowledge, order};
+use crate::knowledge;
 
 /// A turn whose message is stored, with what answering it needs.
 #[derive(Debug)]
@@ -28,142 +32,6 @@ pub struct PreparedTurn {
     pub existing_answer: Option<StoredAnswer>,
 }
 
-/// Insert a message unless one with its id is already in the conversation; its key either way.
-/// (On a conflict the no-op update is what makes `RETURNING` answer; it only happens when a
-/// job is delivered again.)
-async fn insert_message(
-    tx: &deadpool_postgres::Transaction<'_>,
-    conversation_pk: i64,
-    message: &confab_contract::Message,
-    metadata: &serde_json::Value,
-    job: &Job,
-) -> Result<i64, DbError> {
-    let tool_calls = super::tool_calls_json(&message.tool_calls);
-    let row = tx
-        .query_one(
-            &tx.prepare_cached(
-                "INSERT INTO messages \
-           (conversation_pk, id, role, content, tokens, metadata, request_id, created_at, \
-            tool_calls, tool_call_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::float8 / 1000), $9, $10) \
-         ON CONFLICT (conversation_pk, id) DO UPDATE SET id = EXCLUDED.id \
-         RETURNING pk",
-            )
-            .await?,
-            &[
-                &conversation_pk,
-                &message.id,
-                &message.role.as_str(),
-                &message.content,
-                &(super::message_tokens(&message.content, &message.tool_calls) as i32),
-                metadata,
-                &job.request_id,
-                &(message.created_ms as f64),
-                &tool_calls,
-                &message.tool_call_id,
-            ],
-        )
-        .await?;
-    Ok(row.get(0))
-}
-
-/// Store the job's message (once, whatever the number of deliveries) and read what the context
-/// needs, in one transaction. Statements that do not depend on each other are sent together:
-/// tokio-postgres pipelines them on the connection, so each group costs one round trip.
-///
-/// With `check_order`, the turn's place in its conversation's order is checked in the first
-/// round trip; if it must wait (or was cancelled) nothing is written and that is the answer.
-pub async fn prepare_turn(
-    pool: &Pool,
-    job: &Job,
-    default_window: u32,
-    check_order: bool,
-) -> Result<Prepared, DbError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let order = async {
-        if check_order {
-            order::check(&tx, job).await
-        } else {
-            Ok(order::Place::Free)
-        }
-    };
-    // This transaction need not wait for its WAL flush: until the answer's own (synchronous)
-    // commit, which flushes this one's WAL too, the job stays unacked in its queue, and a
-    // redelivery after a database crash prepares the turn again.
-    let relaxed = async {
-        Ok::<_, DbError>(
-            tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
-                .await?,
-        )
-    };
-    let (order, assistant, conversation, ()) = tokio::try_join!(
-        order,
-        load_assistant(&tx, job),
-        upsert_conversation(&tx, job),
-        relaxed
-    )?;
-    match order {
-        order::Place::Free => {}
-        // Dropping the transaction rolls back the conversation's upsert.
-        order::Place::Behind => return Ok(Prepared::Wait),
-        order::Place::Cancelled => return Ok(Prepared::Cancelled),
-    }
-    let no_metadata = serde_json::Value::Object(Default::default());
-    for earlier in &job.history {
-        insert_message(&tx, conversation.pk, earlier, &no_metadata, job).await?;
-    }
-    let message = &job.message;
-    let metadata = serde_json::Value::Object(job.metadata.clone());
-    // The message's key, whether stored now or by an earlier delivery of the job.
-    let message_pk = insert_message(&tx, conversation.pk, message, &metadata, job).await?;
-    let answer_of_turn = async {
-        Ok::<_, DbError>(
-            tx.query_opt(
-                &tx.prepare_cached(ANSWER_OF_TURN).await?,
-                &[&conversation.pk, &message.id],
-            )
-            .await?
-            .map(|row| stored_answer(&row)),
-        )
-    };
-    let (existing_answer, context) = if message.role.awaits_answer() {
-        // The context is read alongside the check for an earlier answer and dropped if there
-        // is one: a redelivery is rare, a round trip on every turn is not.
-        let context = read_context(
-            &tx,
-            job,
-            &assistant,
-            &conversation,
-            message_pk,
-            default_window,
-        );
-        let (existing_answer, context) = tokio::try_join!(answer_of_turn, context)?;
-        (existing_answer, Some(context))
-    } else {
-        (answer_of_turn.await?, None)
-    };
-    let (parts, unsummarised_from_pk) = match context {
-        Some(context) if existing_answer.is_none() => context,
-        _ => (Parts::default(), None),
-    };
-    // An ephemeral turn's messages were written only so that its context reads like any
-    // other's; rolling back leaves nothing of them.
-    if job.ephemeral {
-        tx.rollback().await?;
-    } else {
-        tx.commit().await?;
-    }
-    Ok(Prepared::Ready(Box::new(PreparedTurn {
-        conversation_pk: conversation.pk,
-        assistant,
-        parts,
-        message_pk,
-        unsummarised_from_pk,
-        existing_answer,
-    })))
-}
-
 /// What [`prepare_turn`] found.
 #[derive(Debug)]
 pub enum Prepared {
@@ -174,6 +42,169 @@ pub enum Prepared {
     Cancelled,
 }
 
+const PREPARE_TURN: &str =
+    "SELECT * FROM confab_prepare_turn($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/// Store the job's message and read what the context needs: one statement for a plain turn, a
+/// second only for a knowledge search or when the window guess was too small.
+///
+/// With `check_order`, the turn's place in its conversation's order is checked first; if it
+/// must wait (or was cancelled) nothing is written and that is the answer.
+pub async fn prepare_turn(
+    pool: &Pool,
+    job: &Job,
+    windows: &ContextWindows,
+    check_order: bool,
+) -> Result<Prepared, DbError> {
+    let mut client = pool.get().await?;
+    if !job.ephemeral {
+        let on = On {
+            client: &client,
+            raw: &**client,
+        };
+        return prepare_on(on, job, windows, check_order).await;
+    }
+    // An ephemeral turn's messages are written only so that its context reads like any
+    // other's; rolling back leaves nothing of them.
+    let tx = client.transaction().await?;
+    let on = On {
+        client: &tx,
+        raw: &*tx,
+    };
+    let prepared = prepare_on(on, job, windows, check_order).await;
+    tx.rollback().await?;
+    prepared
+}
+
+/// One connection (or transaction), as the pool's client for prepared statements and as the
+/// driver's for the knowledge search, which takes either.
+#[derive(Clone, Copy)]
+struct On<'a, C, R> {
+    client: &'a C,
+    raw: &'a R,
+}
+
+async fn prepare_on<C: GenericClient, R: tokio_postgres::GenericClient>(
+    on: On<'_, C, R>,
+    job: &Job,
+    windows: &ContextWindows,
+    check_order: bool,
+) -> Result<Prepared, DbError> {
+    let client = on.client;
+    let guess = windows.guess(&job.assistant);
+    let stored_assistant_id = match job.assistant {
+        AssistantRef::Stored { id } => Some(id),
+        AssistantRef::Preview(_) => None,
+    };
+    let row = client
+        .query_one(
+            &client.prepare_cached(PREPARE_TURN).await?,
+            &[
+                &job.tenant_id,
+                &job.conversation_id,
+                &job.request_id,
+                &check_order,
+                &stored_assistant_id,
+                &job.identity_id,
+                &job.channel_id,
+                &messages_of(job),
+                &job.message.role.awaits_answer(),
+                &i64::from(guess),
+            ],
+        )
+        .await?;
+    match row.get::<_, &str>(0) {
+        "behind" => return Ok(Prepared::Wait),
+        "cancelled" => return Ok(Prepared::Cancelled),
+        _ => {}
+    }
+    let assistant = match &job.assistant {
+        AssistantRef::Preview(preview) => Assistant {
+            name: preview.name.clone(),
+            instructions: preview.instructions.clone(),
+            model: preview.model.clone(),
+            folder_ids: Vec::new(),
+            tools: Vec::new(),
+        },
+        AssistantRef::Stored { .. } => row
+            .get::<_, Option<Value>>(1)
+            .ok_or(DbError::NotFound("assistant"))
+            .and_then(assistant_of)?,
+    };
+    let conversation = ConversationRow {
+        pk: row.get(2),
+        summary: row.get(3),
+        summary_upto_pk: row.get(4),
+    };
+    let message_pk: i64 = row.get(5);
+    let existing_answer = row
+        .get::<_, Option<Value>>(6)
+        .map(StoredAnswer::from_json)
+        .transpose()?;
+    let needs_context = existing_answer.is_none() && job.message.role.awaits_answer();
+    let (parts, unsummarised_from_pk) = if needs_context {
+        let read = Read {
+            job,
+            assistant: &assistant,
+            conversation: &conversation,
+            message_pk,
+            guess,
+        };
+        read.context(on, &row, windows).await?
+    } else {
+        (Parts::default(), None)
+    };
+    Ok(Prepared::Ready(Box::new(PreparedTurn {
+        conversation_pk: conversation.pk,
+        assistant,
+        parts,
+        message_pk,
+        unsummarised_from_pk,
+        existing_answer,
+    })))
+}
+
+/// The job's messages as `confab_prepare_turn` stores them: its history, then its message
+/// (the only one that keeps the caller's metadata).
+fn messages_of(job: &Job) -> Value {
+    let stored = |message: &confab_contract::Message, metadata: Value| {
+        json!({
+            "id": message.id,
+            "role": message.role.as_str(),
+            "content": message.content,
+            "tokens": super::message_tokens(&message.content, &message.tool_calls),
+            "metadata": metadata,
+            "created_ms": message.created_ms,
+            "tool_calls": super::tool_calls_json(&message.tool_calls),
+            "tool_call_id": message.tool_call_id,
+        })
+    };
+    let history = job.history.iter().map(|earlier| stored(earlier, json!({})));
+    let message = stored(&job.message, Value::Object(job.metadata.clone()));
+    Value::Array(history.chain([message]).collect())
+}
+
+/// An assistant as `confab_prepare_turn` reads it.
+fn assistant_of(value: Value) -> Result<Assistant, DbError> {
+    #[derive(Deserialize)]
+    struct Row {
+        name: String,
+        instructions: String,
+        model: String,
+        folder_ids: Vec<Uuid>,
+        tools: Value,
+    }
+    let row: Row = serde_json::from_value(value)?;
+    Ok(Assistant {
+        name: row.name,
+        instructions: row.instructions,
+        model: row.model,
+        folder_ids: row.folder_ids,
+        // Only the ingress writes it, checked; a value that does not read is no tools.
+        tools: serde_json::from_value(row.tools).unwrap_or_default(),
+    })
+}
+
 /// The conversation row a turn writes to, with its summary so far.
 struct ConversationRow {
     pk: i64,
@@ -181,202 +212,174 @@ struct ConversationRow {
     summary_upto_pk: i64,
 }
 
-/// The turn's conversation: created by its first turn; later turns only touch `updated_at`.
-async fn upsert_conversation(
-    tx: &deadpool_postgres::Transaction<'_>,
-    job: &Job,
-) -> Result<ConversationRow, DbError> {
-    let stored_assistant_id: Option<Uuid> = match job.assistant {
-        AssistantRef::Stored { id } => Some(id),
-        AssistantRef::Preview(_) => None,
-    };
-    let row = tx
-        .query_one(
-            &tx.prepare_cached(
-                "INSERT INTO conversations (tenant_id, id, assistant_id, identity_id, channel_id) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (tenant_id, id) DO UPDATE SET updated_at = now() \
-             RETURNING pk, summary, summary_upto_pk",
-            )
-            .await?,
-            &[
-                &job.tenant_id,
-                &job.conversation_id,
-                &stored_assistant_id,
-                &job.identity_id,
-                &job.channel_id,
-            ],
-        )
-        .await?;
-    Ok(ConversationRow {
-        pk: row.get(0),
-        summary: row.get(1),
-        summary_upto_pk: row.get(2),
-    })
+/// What reading a turn's context needs to know.
+struct Read<'a> {
+    job: &'a Job,
+    assistant: &'a Assistant,
+    conversation: &'a ConversationRow,
+    message_pk: i64,
+    /// The window the recent turns in the row were read for.
+    guess: u32,
 }
 
-/// Everything the model may see besides the new message, read in one pipelined round trip, and
-/// the oldest turn the summary does not cover yet.
-async fn read_context(
-    tx: &deadpool_postgres::Transaction<'_>,
-    job: &Job,
-    assistant: &Assistant,
-    conversation: &ConversationRow,
-    message_pk: i64,
-    default_window: u32,
-) -> Result<(Parts, Option<i64>), DbError> {
-    let window = ModelSpec::parse(&assistant.model)
-        .map(|spec| spec.context_window(default_window))
-        .unwrap_or(8_192);
-    let folders = if job.folder_ids.is_empty() {
-        &assistant.folder_ids
-    } else {
-        &job.folder_ids
-    };
-    let memory = async {
-        match job.identity_id {
-            Some(identity_id) => identity_memory(tx, job.tenant_id, identity_id).await,
-            None => Ok(None),
-        }
-    };
-    let retrieval = tracing::info_span!("retrieval", folders = folders.len());
-    let passages = async {
-        Ok::<_, DbError>(
-            knowledge::search(
-                &**tx,
-                job.tenant_id,
-                folders,
-                &job.message.content,
-                knowledge::MAX_PASSAGES,
-            )
-            .await?,
-        )
-    }
-    .instrument(retrieval);
-    let turns = recent_turns(
-        tx,
-        conversation.pk,
-        conversation.summary_upto_pk,
-        message_pk,
-        window,
-    );
-    // Only a turn with tools can have steps, and only a redelivered one has any stored.
-    let steps = async {
-        if assistant.tools.is_empty() {
-            Ok(Vec::new())
+impl Read<'_> {
+    /// Everything the model may see besides the new message, and the oldest turn the summary
+    /// does not cover yet: what the row holds, plus the knowledge search (and the recent turns
+    /// again, if the assistant's window is larger than the one they were read for).
+    async fn context<C: GenericClient, R: tokio_postgres::GenericClient>(
+        &self,
+        on: On<'_, C, R>,
+        row: &tokio_postgres::Row,
+        windows: &ContextWindows,
+    ) -> Result<(Parts, Option<i64>), DbError> {
+        let job = self.job;
+        let window = windows.of(&self.assistant.model);
+        windows.learn(&job.assistant, window);
+        let read = RecentTurns {
+            turns: row.get::<_, Option<Value>>(8).map(turns_of).transpose()?,
+            oldest_pk: row.get(9),
+        };
+        let (turns, unsummarised_from_pk) = if window <= self.guess {
+            read.within(window)
         } else {
-            steps_so_far(tx, conversation.pk, message_pk, job.request_id).await
-        }
-    };
-    let ((turns, unsummarised_from_pk), memory, passages, steps) =
-        tokio::try_join!(turns, memory, passages, steps)?;
-    let parts = Parts {
-        instructions: assistant.instructions.clone(),
-        memory,
-        passages,
-        summary: conversation.summary.clone(),
-        turns,
-        message: job.message.content.clone(),
-        answers_call: job.message.tool_call_id.clone(),
-        steps,
-    };
-    Ok((parts, unsummarised_from_pk))
-}
+            self.recent_turns(on.client, window).await?
+        };
+        let memory = row.get::<_, Option<Value>>(7).map(memory_of).transpose()?;
+        let steps = row
+            .get::<_, Option<Value>>(10)
+            .map(turns_of)
+            .transpose()?
+            .map(|steps| steps.into_iter().map(|(turn, _)| turn).collect())
+            .unwrap_or_default();
+        let parts = Parts {
+            instructions: self.assistant.instructions.clone(),
+            memory,
+            passages: self.passages(on.raw).await?,
+            summary: self.conversation.summary.clone(),
+            turns,
+            message: job.message.content.clone(),
+            answers_call: job.message.tool_call_id.clone(),
+            steps,
+        };
+        Ok((parts, unsummarised_from_pk))
+    }
 
-/// The tool loop's steps an earlier attempt of this turn stored (`steps.rs`), in order.
-async fn steps_so_far(
-    tx: &deadpool_postgres::Transaction<'_>,
-    conversation_pk: i64,
-    message_pk: i64,
-    request_id: Uuid,
-) -> Result<Vec<Turn>, DbError> {
-    let rows = tx
-        .query(
-            &tx.prepare_cached(
-                "SELECT pk, role, content, tool_calls, tool_call_id FROM messages \
-             WHERE conversation_pk = $1 AND pk > $2 AND request_id = $3 AND answers IS NULL \
-             ORDER BY pk",
+    /// The knowledge passages for the message, from the request's folders or else the
+    /// assistant's.
+    async fn passages(
+        &self,
+        client: &impl tokio_postgres::GenericClient,
+    ) -> Result<Vec<knowledge::Passage>, DbError> {
+        let job = self.job;
+        let folders = if job.folder_ids.is_empty() {
+            &self.assistant.folder_ids
+        } else {
+            &job.folder_ids
+        };
+        let retrieval = tracing::info_span!("retrieval", folders = folders.len());
+        let search = knowledge::search(
+            client,
+            job.tenant_id,
+            folders,
+            &job.message.content,
+            knowledge::MAX_PASSAGES,
+        );
+        Ok(search.instrument(retrieval).await?)
+    }
+
+    /// The recent turns read again for a window larger than the guess.
+    async fn recent_turns(
+        &self,
+        client: &impl GenericClient,
+        window: u32,
+    ) -> Result<(Vec<Turn>, Option<i64>), DbError> {
+        let row = client
+            .query_one(
+                &client
+                    .prepare_cached("SELECT * FROM confab_recent_turns($1, $2, $3, $4)")
+                    .await?,
+                &[
+                    &self.conversation.pk,
+                    &self.conversation.summary_upto_pk,
+                    &self.message_pk,
+                    &i64::from(window),
+                ],
             )
-            .await?,
-            &[&conversation_pk, &message_pk, &request_id],
-        )
-        .await?;
-    Ok(rows.iter().filter_map(turn_of).collect())
+            .await?;
+        let read = RecentTurns {
+            turns: row.get::<_, Option<Value>>(0).map(turns_of).transpose()?,
+            oldest_pk: row.get(1),
+        };
+        Ok(read.within(window))
+    }
 }
 
-/// A stored message as a turn of the context, from a row that starts with `pk, role, content,
-/// tool_calls, tool_call_id`.
-fn turn_of(row: &tokio_postgres::Row) -> Option<Turn> {
-    Some(Turn {
-        pk: row.get(0),
-        role: Role::parse(row.get(1))?,
-        content: row.get(2),
-        tool_calls: confab_contract::ToolCall::list_from_column(row.get(3)),
-        tool_call_id: row.get(4),
-    })
+/// The recent turns `confab_prepare_turn` read, each with the tokens of it and every newer one.
+struct RecentTurns {
+    turns: Option<Vec<(Turn, i64)>>,
+    oldest_pk: Option<i64>,
 }
 
-/// What is known about an identity; `None` if it no longer exists.
-async fn identity_memory(
-    tx: &deadpool_postgres::Transaction<'_>,
-    tenant_id: Uuid,
-    identity_id: Uuid,
-) -> Result<Option<IdentityMemory>, DbError> {
-    let row = tx
-        .query_opt(
-            &tx.prepare_cached(
-                "SELECT name, stage, preferences, data, associations FROM identities \
-             WHERE tenant_id = $1 AND id = $2",
-            )
-            .await?,
-            &[&tenant_id, &identity_id],
-        )
-        .await?;
-    // Fallible reads: every memory section is JSON a client wrote.
-    let memory = row.map(|row| {
-        Ok::<_, tokio_postgres::Error>(IdentityMemory {
-            name: row.try_get(0)?,
-            stage: row.try_get(1)?,
-            preferences: row.try_get(2)?,
-            data: row.try_get(3)?,
-            associations: row.try_get(4)?,
+impl RecentTurns {
+    /// Those that fit `window` (no larger than the one they were read for), oldest first, and
+    /// the oldest turn the summary does not cover yet.
+    fn within(self, window: u32) -> (Vec<Turn>, Option<i64>) {
+        let turns = self
+            .turns
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, running)| *running <= i64::from(window))
+            .map(|(turn, _)| turn)
+            .collect();
+        (turns, self.oldest_pk)
+    }
+}
+
+/// Stored messages as turns of the context, each with its running token count (0 if none), from
+/// `[{pk, role, content, tool_calls, tool_call_id, running?}]`.
+fn turns_of(value: Value) -> Result<Vec<(Turn, i64)>, DbError> {
+    #[derive(Deserialize)]
+    struct Row {
+        pk: i64,
+        role: String,
+        content: String,
+        tool_calls: Option<Value>,
+        tool_call_id: Option<String>,
+        #[serde(default)]
+        running: i64,
+    }
+    let rows: Vec<Row> = serde_json::from_value(value)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let turn = Turn {
+                pk: row.pk,
+                role: Role::parse(&row.role)?,
+                content: row.content,
+                tool_calls: confab_contract::ToolCall::list_from_column(row.tool_calls),
+                tool_call_id: row.tool_call_id,
+            };
+            Some((turn, row.running))
         })
-    });
-    Ok(memory.transpose()?)
+        .collect())
 }
 
-/// The newest complete turns after the summary and before the new message that could fit the
-/// whole window, oldest first (`context::assemble` decides how many really go in), and the
-/// oldest turn the summary does not cover yet.
-async fn recent_turns(
-    tx: &deadpool_postgres::Transaction<'_>,
-    conversation_pk: i64,
-    after_pk: i64,
-    before_pk: i64,
-    window: u32,
-) -> Result<(Vec<Turn>, Option<i64>), DbError> {
-    let rows = tx
-        .query(
-            &tx.prepare_cached(
-                "SELECT pk, role, content, tool_calls, tool_call_id, oldest, running <= $4 FROM ( \
-               SELECT pk, role, content, sum(tokens) OVER (ORDER BY pk DESC) AS running, \
-                      min(pk) OVER () AS oldest, tool_calls, tool_call_id \
-               FROM (SELECT pk, role, content, tokens, tool_calls, tool_call_id FROM messages \
-                     WHERE conversation_pk = $1 AND pk > $2 AND pk < $3 \
-                       AND status = 'complete' \
-                     ORDER BY pk DESC LIMIT 1000) newest \
-             ) sized WHERE running <= $4 OR pk = oldest ORDER BY pk",
-            )
-            .await?,
-            &[&conversation_pk, &after_pk, &before_pk, &i64::from(window)],
-        )
-        .await?;
-    let oldest = rows.first().map(|row| row.get::<_, i64>(5));
-    // The oldest row comes along even when it does not fit, to tell what the summary lacks.
-    let turns = rows
-        .iter()
-        .filter(|row| row.get::<_, bool>(6))
-        .filter_map(turn_of)
-        .collect();
-    Ok((turns, oldest))
+/// What is known about an identity, from `{name, stage, preferences, data, associations}`.
+fn memory_of(value: Value) -> Result<IdentityMemory, DbError> {
+    #[derive(Deserialize)]
+    struct Row {
+        name: Option<String>,
+        stage: Option<String>,
+        preferences: Value,
+        data: Value,
+        associations: Value,
+    }
+    let row: Row = serde_json::from_value(value)?;
+    Ok(IdentityMemory {
+        name: row.name,
+        stage: row.stage,
+        preferences: row.preferences,
+        data: row.data,
+        associations: row.associations,
+    })
 }

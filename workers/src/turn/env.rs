@@ -20,6 +20,8 @@ pub struct TurnEnv {
     pub coalesce: Duration,
     /// Context window assumed for models confab does not know.
     pub default_context_window: u32,
+    /// The windows of the assistants' models, as last seen (for reading recent turns).
+    pub windows: crate::store::windows::ContextWindows,
     /// Last attempt the broker allows before dead-lettering (delivery limit + 1).
     pub final_attempt: u32,
     /// How long a streamed turn outlives a caller that left, for it to reconnect.

@@ -126,7 +126,19 @@ pub async fn run(
         warn!(error = %e, "cannot publish to the broker; returning the job");
         return Settle::Requeue;
     }
-    let outcome = answer(env, &mut replies, job, attempt, started, gone, earlier).await;
+    // Storing the answer releases the turn's place too, in the same statement.
+    let mut released = false;
+    let outcome = answer(
+        env,
+        &mut replies,
+        job,
+        attempt,
+        started,
+        gone,
+        earlier,
+        &mut released,
+    )
+    .await;
     let (verdict, label) = match outcome {
         Ok(verdict) => (verdict, "answered"),
         Err(TurnError::Reply(e)) => {
@@ -149,7 +161,7 @@ pub async fn run(
     metrics::histogram!("confab_worker_turn_seconds").record(started.elapsed().as_secs_f64());
     // A returned job keeps its place in its conversation, unless the broker is about to
     // dead-letter it.
-    if verdict == Settle::Ack || attempt >= env.final_attempt {
+    if !released && (verdict == Settle::Ack || attempt >= env.final_attempt) {
         settle::release_turn(env, job).await;
     }
     verdict
@@ -183,6 +195,7 @@ async fn read_earlier(channels: &Channels, log: &str, job: &Job) -> Option<Earli
 }
 
 /// The turn's phases after `accepted`; any of them may end the turn early.
+#[allow(clippy::too_many_arguments)]
 async fn answer(
     env: &TurnEnv,
     replies: &mut Replies,
@@ -191,6 +204,7 @@ async fn answer(
     started: Instant,
     gone: watch::Receiver<bool>,
     earlier: Option<Earlier>,
+    released: &mut bool,
 ) -> Result<Settle, TurnError> {
     // Ends once the context is fitted to the model's window, in `generate`.
     let context_span = info_span!("context assembly");
@@ -259,10 +273,14 @@ async fn answer(
         steps,
     };
     let generated = generate::generate(env, replies, call, gone).await?;
-    settle::answered(
-        env, replies, job, &prepared, &spec, generated, started, queued_ms,
-    )
-    .await
+    let answered = settle::Answered {
+        prepared: &prepared,
+        spec: &spec,
+        generated,
+        started,
+        queued_ms,
+    };
+    settle::answered(env, replies, job, answered, released).await
 }
 
 /// Who the assistant's tools are called for.

@@ -32,7 +32,7 @@ pub(super) async fn in_order(
     let mut check_order = true;
     loop {
         let prepared = retry::until_deadline(job.deadline_ms, || {
-            prepare_turn(&env.pool, job, env.default_context_window, check_order)
+            prepare_turn(&env.pool, job, &env.windows, check_order)
         })
         .await?;
         match prepared {

@@ -112,19 +112,31 @@ pub(super) async fn without_model_call(
     Ok(Settle::Ack)
 }
 
-/// Store what the model said (as interrupted if it was cut short), then publish `done` or the
-/// reason it stopped.
-#[allow(clippy::too_many_arguments)]
+/// What a turn the model answered has to settle.
+pub(super) struct Answered<'a> {
+    pub prepared: &'a PreparedTurn,
+    pub spec: &'a ModelSpec,
+    pub generated: Generated,
+    pub started: Instant,
+    pub queued_ms: u64,
+}
+
+/// Store what the model said (as interrupted if it was cut short), which releases the turn's
+/// place (then `released` is set), then publish `done` or the reason it stopped.
 pub(super) async fn answered(
     env: &TurnEnv,
     replies: &mut Replies,
     job: &Job,
-    prepared: &PreparedTurn,
-    spec: &ModelSpec,
-    generated: Generated,
-    started: Instant,
-    queued_ms: u64,
+    answered: Answered<'_>,
+    released: &mut bool,
 ) -> Result<Settle, TurnError> {
+    let Answered {
+        prepared,
+        spec,
+        generated,
+        started,
+        queued_ms,
+    } = answered;
     let Generated {
         text,
         ending,
@@ -147,6 +159,8 @@ pub(super) async fn answered(
         return without_answer(replies, ending).await;
     }
     let new_answer = NewAnswer {
+        tenant_id: job.tenant_id,
+        conversation_id: &job.conversation_id,
         conversation_pk: prepared.conversation_pk,
         answers: &job.message.id,
         content: &text,
@@ -163,9 +177,12 @@ pub(super) async fn answered(
     let stored = if job.ephemeral {
         unstored_answer(&new_answer)
     } else {
-        retry::until_deadline(job.deadline_ms, || store_answer(&env.pool, &new_answer))
-            .await
-            .map_err(TurnError::Store)?
+        let stored =
+            retry::until_deadline(job.deadline_ms, || store_answer(&env.pool, &new_answer))
+                .await
+                .map_err(TurnError::Store)?;
+        *released = true;
+        stored
     };
     if interrupted {
         info!(chars = text.len(), "partial answer stored as interrupted");
