@@ -1,7 +1,8 @@
 //! Counting proxies: a TCP relay between one confab process and Postgres or RabbitMQ that reads
 //! the protocol going through it, so the harness counts what a turn costs on the wire instead
 //! of anyone estimating it. Postgres: statements (`Query` and `Execute` messages) and round trips
-//! (each burst of client messages sent after the server last spoke). RabbitMQ: `basic.publish`
+//! (each burst of client messages sent after the server last spoke; counted on Postgres
+//! connections only, since the figures sum each process's two proxies). RabbitMQ: `basic.publish`
 //! sent and `basic.deliver` received.
 
 use std::net::SocketAddr;
@@ -107,7 +108,9 @@ async fn relay(client: TcpStream, server: TcpStream, protocol: Protocol, counter
             let mut parser = Parser::new(protocol, Direction::FromClient);
             let mut buffer = vec![0u8; 64 * 1024];
             while let Ok(n @ 1..) = client_read.read(&mut buffer).await {
-                if server_spoke.swap(false, Ordering::Relaxed) {
+                // Round trips are a Postgres figure: AMQP traffic is asynchronous (publishes,
+                // deliveries and acks interleave), so its bursts measure nothing.
+                if server_spoke.swap(false, Ordering::Relaxed) && protocol == Protocol::Postgres {
                     counters.round_trips.fetch_add(1, Ordering::Relaxed);
                 }
                 parser.feed(&buffer[..n], &counters);
