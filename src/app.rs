@@ -17,6 +17,7 @@ use crate::config::{ConnectionLimits, IngressConfig};
 use crate::http::{ApiRouter, AppState, HeavyWriteGate, OpenApiJson, metrics, request_id};
 use crate::pipeline::Pipeline;
 use crate::relay::SharedRoutes;
+use crate::store::assistant_cache::AssistantCache;
 
 mod family;
 mod guard;
@@ -203,6 +204,7 @@ impl Application {
             heavy_writes: HeavyWriteGate::new(config.heavy_writes),
             knowledge: config.knowledge,
             visitors: config.visitors,
+            assistants: AssistantCache::listening(&config.shared.database_url)?,
         };
         if !state.secrets.is_enabled() {
             tracing::warn!("CONFAB_SECRET_KEYS is not set: channel secrets are stored unencrypted");

@@ -287,8 +287,9 @@ async fn update(
     let mut new = NewAssistant::from_existing(&current);
     apply(fields::typed(body)?, &mut new, id, &state.secrets)?;
     check_folders(&**db, tenant_id, &new.folder_ids).await?;
-    assistants::update(&**db, tenant_id, id, &new)
-        .await
+    let updated = assistants::update(&**db, tenant_id, id, &new).await;
+    state.assistants.changed(tenant_id);
+    updated
         .map_err(assistant_error)?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("assistant"))
@@ -302,7 +303,9 @@ async fn remove(
     let tenant_id = caller.tenant_id;
     let id = fields::path_uuid(&id, "assistant")?;
     let db = state.db.get().await?;
-    match assistants::delete(&**db, tenant_id, id).await {
+    let deleted = assistants::delete(&**db, tenant_id, id).await;
+    state.assistants.changed(tenant_id);
+    match deleted {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
         Ok(false) => Err(ApiError::not_found("assistant")),
         Err(e) => Err(assistant_error(e)),

@@ -24,7 +24,6 @@ use crate::http::{
     resumed_sse_response, sse_response,
 };
 use crate::pipeline::{Turn, TurnEvent, TurnRequest};
-use crate::store::assistants;
 use crate::store::conversations;
 
 pub fn router() -> ApiRouter {
@@ -133,7 +132,9 @@ async fn chat(
     let tenant_id = caller.tenant_id;
     let request = ChatRequest::parse(json_body(body)?)?;
     let db = state.db.get().await?;
-    let assistant = assistants::by_slug(&**db, tenant_id, &slug)
+    let assistant = state
+        .assistants
+        .by_slug(&db, tenant_id, &slug)
         .await?
         .filter(|a| a.deployed)
         .ok_or_else(|| AgentsError::not_found(format!("Agent with slug '{slug}' not found")))?;

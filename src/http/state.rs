@@ -29,6 +29,8 @@ pub struct AppState {
     pub knowledge: KnowledgeLimits,
     /// What the visitors of public web channels may do.
     pub visitors: VisitorLimits,
+    /// The assistants looked up by slug, kept true by the database's notifications.
+    pub assistants: crate::store::assistant_cache::AssistantCache,
 }
 
 /// Heavy writes (document uploads) each hold one of a few permits while they use the database,

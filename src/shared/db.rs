@@ -57,11 +57,16 @@ impl PoolSettings {
     }
 }
 
+/// The connection settings `url` names (libpq style: several hosts, `target_session_attrs`).
+pub fn config(url: &str) -> Result<tokio_postgres::Config, DbError> {
+    tokio_postgres::Config::from_str(url)
+        .map_err(|e| DbError::Config(format!("CONFAB_DATABASE_URL: {e}")))
+}
+
 /// A connection pool for `url`: at most `settings.size` connections, a wait for one bounded by
 /// `settings.wait`, every statement bounded by `settings.statement_timeout`.
 pub fn pool(url: &str, settings: PoolSettings) -> Result<Pool, DbError> {
-    let mut config = tokio_postgres::Config::from_str(url)
-        .map_err(|e| DbError::Config(format!("CONFAB_DATABASE_URL: {e}")))?;
+    let mut config = config(url)?;
     // A startup option, so every connection has it from its first statement and no session
     // can forget it (a URL's own `options` come first and are kept).
     let timeout = format!(

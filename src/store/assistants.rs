@@ -143,18 +143,32 @@ pub async fn create(
         .ok_or_else(|| AssistantError::SlugTaken(new.slug.clone()))
 }
 
+/// The tenant's assistant with this slug, read once. Requests find theirs through the ingress's
+/// [`AssistantCache`](super::assistant_cache::AssistantCache) instead.
 pub async fn by_slug(
     client: &impl GenericClient,
     tenant_id: Uuid,
     slug: &str,
 ) -> Result<Option<Assistant>, tokio_postgres::Error> {
     let row = client
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM assistants WHERE tenant_id = $1 AND slug = $2"),
-            &[&tenant_id, &slug],
-        )
+        .query_opt(&by_slug_sql(), &[&tenant_id, &slug])
         .await?;
     Ok(row.map(|row| from_row(&row)))
+}
+
+/// [`by_slug`] as a statement prepared once per pooled connection.
+pub(super) async fn by_slug_cached(
+    client: &impl deadpool_postgres::GenericClient,
+    tenant_id: Uuid,
+    slug: &str,
+) -> Result<Option<Assistant>, tokio_postgres::Error> {
+    let statement = client.prepare_cached(&by_slug_sql()).await?;
+    let row = client.query_opt(&statement, &[&tenant_id, &slug]).await?;
+    Ok(row.map(|row| from_row(&row)))
+}
+
+fn by_slug_sql() -> String {
+    format!("SELECT {COLUMNS} FROM assistants WHERE tenant_id = $1 AND slug = $2")
 }
 
 pub async fn by_id(

@@ -67,6 +67,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0012_turn_functions",
         include_str!("../../migrations/0012_turn_functions.sql"),
     ),
+    (
+        14,
+        "0013_assistant_changes",
+        include_str!("../../migrations/0013_assistant_changes.sql"),
+    ),
 ];
 
 /// Arbitrary constant naming confab's migration lock in `pg_advisory_lock`.

@@ -2,6 +2,7 @@
 //! its tables, plus the SQL fragments they share (below) and the migration runner. The worker's
 //! reads and writes of a turn are in `workers/src/store/`.
 
+pub mod assistant_cache;
 pub mod assistants;
 pub mod channels;
 pub mod conversations;

@@ -465,3 +465,100 @@ async fn folders_have_a_text_search_language() {
     let (_, listed) = stack.api("GET", "/v1/folders", None).await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 2);
 }
+
+/// `POST /v1/api/chat/support-agent` on the ingress at `base`; its status.
+async fn chat_status(stack: &Stack, base: &str) -> u16 {
+    stack
+        .http
+        .post(format!("{base}/v1/api/chat/support-agent"))
+        .bearer_auth(&stack.api_key)
+        .json(&json!({"message": "hi"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The server processes of this stack's database listening for assistant changes.
+async fn listeners(stack: &Stack) -> Vec<i32> {
+    let db = stack.db().await;
+    let rows = db
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND query = 'LISTEN confab_assistants' ORDER BY pid",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|row| row.get(0)).collect()
+}
+
+/// Wait up to 10 s for `done`; whether it came true.
+async fn eventually<F, Fut>(mut done: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::time::Instant::now() < until {
+        if done().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assistant_changed_through_one_ingress_is_refused_by_every_ingress() {
+    let mut stack = Stack::start(Options::default()).await;
+    let first = stack.url("");
+    let second = stack.another_ingress().await;
+    let agent = stack.support_agent().await;
+    let id = agent["id"].as_str().unwrap().to_owned();
+    assert!(eventually(|| async { listeners(&stack).await.len() == 2 }).await);
+    // Both ingresses answer, and so remember, the agent.
+    assert_eq!(chat_status(&stack, &first).await, 200);
+    assert_eq!(chat_status(&stack, &second).await, 200);
+
+    let patch = |deployed: bool| {
+        let path = format!("/v1/assistants/{id}");
+        let stack = &stack;
+        async move {
+            let (status, body) = stack
+                .api("PATCH", &path, Some(json!({ "deployed": deployed })))
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    patch(false).await;
+    // The ingress that made the change sees it on its next request; the other once the
+    // database's notification reaches it, and from then on.
+    assert_eq!(chat_status(&stack, &first).await, 404);
+    assert!(eventually(|| async { chat_status(&stack, &second).await == 404 }).await);
+    assert_eq!(chat_status(&stack, &second).await, 404);
+
+    // A change made while an ingress is not listening is never missed: losing the connection
+    // forgot everything, and the listener connects again.
+    patch(true).await;
+    assert!(eventually(|| async { chat_status(&stack, &second).await == 200 }).await);
+    let before = listeners(&stack).await;
+    let db = stack.db().await;
+    db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query = 'LISTEN confab_assistants'",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert!(eventually(|| async { listeners(&stack).await.is_empty() }).await);
+    patch(false).await;
+    let reconnected = eventually(|| async {
+        let now = listeners(&stack).await;
+        now.len() == 2 && now.iter().all(|pid| !before.contains(pid))
+    })
+    .await;
+    assert!(reconnected, "both ingresses listen again");
+    assert_eq!(chat_status(&stack, &second).await, 404);
+}

@@ -110,7 +110,8 @@ async fn two_migrators_at_once_apply_each_migration_exactly_once() {
             "0009_messages_by_request",
             "0010_web_visitors",
             "0011_tools",
-            "0012_turn_functions"
+            "0012_turn_functions",
+            "0013_assistant_changes"
         ]
     );
     let recorded: i64 = a

@@ -130,7 +130,9 @@ async fn chat_completions(
         ));
     }
     let db = state.db.get().await?;
-    let assistant = assistants::by_slug(&**db, tenant_id, &request.model)
+    let assistant = state
+        .assistants
+        .by_slug(&db, tenant_id, &request.model)
         .await?
         .filter(|a| a.deployed)
         .ok_or_else(|| OpenAiError::model_not_found(&request.model))?;
