@@ -270,8 +270,10 @@ impl Streamed {
         let deadline = tokio::time::Instant::now()
             + Duration::from_millis((deadline_ms - now_ms()).max(0) as u64);
         let mut flush_at: Option<tokio::time::Instant> = None;
-        let mut keepalive = tokio::time::interval(KEEPALIVE);
-        keepalive.tick().await;
+        // Not `interval`, whose first tick is due at once: tokio rounds a due time up to its
+        // next millisecond tick, so awaiting it delayed every first token by up to 1 ms.
+        let mut keepalive =
+            tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
         loop {
             tokio::select! {
                 biased;
