@@ -41,12 +41,8 @@ impl Ingress {
     }
 }
 
-/// `confab ingress` for this stack in `mode`, once it answers `/readyz`.
-pub async fn ingress(stack: &Stack, mode: ReplyMode, deadline: Duration) -> Ingress {
-    ingress_with(stack, mode, deadline, &[]).await
-}
-
-/// [`ingress`] with more variables (set after the stack's own).
+/// `confab ingress` for this stack in `mode`, once it answers `/readyz`, with more variables
+/// (set after the stack's own).
 pub async fn ingress_with(
     stack: &Stack,
     mode: ReplyMode,

@@ -34,7 +34,10 @@ impl StreamMemory {
 }
 
 pub async fn idle_streams(mode: ReplyMode, streams: usize) -> StreamMemory {
-    let confab = Confab::start(
+    // The ingress's connection cap (`CONFAB_MAX_CONNECTIONS`, default 4096) raised as a
+    // deployment holding this many streams would.
+    let cap = (streams + WARM_STREAMS + 100).to_string();
+    let confab = Confab::start_with(
         mode,
         Options {
             deadline: Duration::from_secs(600),
@@ -44,6 +47,7 @@ pub async fn idle_streams(mode: ReplyMode, streams: usize) -> StreamMemory {
             },
             ..Options::default()
         },
+        &[("CONFAB_MAX_CONNECTIONS", cap)],
     )
     .await;
     let client = confab.client();

@@ -30,6 +30,15 @@ pub struct Confab {
 impl Confab {
     /// The stack in `mode`, no workers yet (`options.workers` is ignored).
     pub async fn start(mode: ReplyMode, options: Options) -> Confab {
+        Confab::start_with(mode, options, &[]).await
+    }
+
+    /// [`Confab::start`] with more variables for the ingress.
+    pub async fn start_with(
+        mode: ReplyMode,
+        options: Options,
+        ingress_env: &[(&str, String)],
+    ) -> Confab {
         let stack = Stack::start(Options {
             workers: 0,
             reply_mode: mode,
@@ -39,7 +48,7 @@ impl Confab {
         stack
             .create_assistant(json!({"name": "Bench", "instructions": INSTRUCTIONS}))
             .await;
-        let ingress = procs::ingress(&stack, mode, stack.options.deadline).await;
+        let ingress = procs::ingress_with(&stack, mode, stack.options.deadline, ingress_env).await;
         Confab {
             workers: Vec::new(),
             ingress,
