@@ -58,8 +58,9 @@ const STATEMENT_TARGET: f64 = 6.0;
 /// Conversations at once for the cost of resumable streams.
 const RESUME_CONCURRENCIES: [usize; 2] = [1, 50];
 const MODES: [ReplyMode; 2] = [ReplyMode::PerRequest, ReplyMode::Shared];
-/// Concurrent conversations (and raw RPC clients) of the latency and throughput runs.
-const CONCURRENCIES: [usize; 3] = [1, 50, 200];
+/// Concurrent conversations (and raw RPC clients) of the latency and throughput runs (issue
+/// 18 sets its throughput targets at 64 and 200 clients).
+const CONCURRENCIES: [usize; 3] = [1, 64, 200];
 /// Connections of the parallel Postgres baseline.
 const PG_CONNECTIONS: usize = 16;
 /// Worker processes, and jobs each takes at once, in the turn runs (the default concurrency).
@@ -147,6 +148,8 @@ impl Settings {
 struct Results {
     /// Raw RPC runs by mode, one per concurrency.
     raw: Vec<(ReplyMode, Vec<Run>)>,
+    /// The layout of each raw RPC run, in the same order.
+    raw_layouts: Vec<Vec<raw::Layout>>,
     postgres: Option<PostgresFigures>,
     /// Persistent publish with confirm to a quorum queue: 1 client, `PG_CONNECTIONS` clients.
     quorum: Option<(Run, Run)>,
@@ -174,8 +177,12 @@ async fn main() {
     let mut results = Results::default();
     if settings.runs("baselines") {
         for mode in MODES {
-            let runs = raw::rpc_runs(mode, &CONCURRENCIES, settings.phase).await;
+            let (runs, layouts) = raw::rpc_runs(mode, &CONCURRENCIES, settings.phase)
+                .await
+                .into_iter()
+                .unzip();
             results.raw.push((mode, runs));
+            results.raw_layouts.push(layouts);
         }
         results.quorum = Some(raw::quorum_publish(PG_CONNECTIONS, settings.phase).await);
         results.postgres = Some(raw::postgres(PG_CONNECTIONS, settings.phase).await);
@@ -286,8 +293,10 @@ async fn print_setting(settings: &Settings) {
 fn print_baselines(results: &Results) {
     let mut table = Table::new(
         format!(
-            "1. Raw baselines, no confab code (RPC = lapin only, {RAW_REPLIES} reply messages; \
-             Postgres = tokio-postgres, one transaction inserting a turn and reading the last 20)"
+            "1. Raw baselines, no confab code (RPC = lapin only, as durable as a turn: a \
+             persistent request to a quorum queue, confirmed, acked after its {RAW_REPLIES} \
+             replies, the better of two connection layouts; Postgres = tokio-postgres, one \
+             transaction inserting a turn and reading the last 20)"
         ),
         &[
             ("baseline", 34),
@@ -302,10 +311,10 @@ fn print_baselines(results: &Results) {
             ("per s", 6),
         ],
     );
-    for (mode, runs) in &results.raw {
-        for run in runs {
+    for ((mode, runs), layouts) in results.raw.iter().zip(&results.raw_layouts) {
+        for (run, layout) in runs.iter().zip(layouts) {
             table.row(vec![
-                format!("RPC, {}", mode_name(*mode)),
+                format!("RPC, {}, {}", mode_name(*mode), layout.name()),
                 run.clients.to_string(),
                 run.samples.to_string(),
                 ms(run.first.p50),
@@ -687,15 +696,16 @@ fn print_costs(results: &Results) {
 
 fn print_targets(results: &Results) {
     let mut table = Table::new(
-        "7. Brief section 6 targets",
+        "7. Targets (brief section 6; issue 18's where it is stricter)",
         &[("target", 62), ("measured", 14), ("verdict", 7)],
     );
     for turns in &results.turns {
         let mode = turns.mode;
         let name = mode_name(mode);
+        // Issue 18: 3 ms shared, 6 ms per-request (the brief allowed 8).
         let limit = match mode {
             ReplyMode::Shared => 3.0,
-            ReplyMode::PerRequest => 8.0,
+            ReplyMode::PerRequest => 6.0,
         };
         if let Some(one) = turns.sse.first() {
             table.row(vec![

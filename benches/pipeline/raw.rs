@@ -1,5 +1,13 @@
 //! The raw baselines, with no confab code: an RPC over RabbitMQ with lapin alone, and the
 //! Postgres transaction a turn needs, with tokio-postgres alone.
+//!
+//! The RPC is as durable as a turn, so that no ratio can improve by weakening it (issue 18):
+//! each request is a persistent message to a quorum queue, published with a confirm waited
+//! for, taken with a manual ack given once its replies are out; the replies go out as a
+//! turn's events do (mandatory on a confirm channel, only the last confirm waited for), each
+//! request answered by a task of its own, as a worker's prefetch of 16 answers jobs at once.
+//! Two layouts are tried, requester and responder on one connection or on two (as the
+//! ingress and a worker are), and each figure is the better layout's, printed with it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,8 +16,8 @@ use std::time::Instant;
 use confab::ReplyMode;
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
@@ -24,10 +32,31 @@ pub const RAW_REPLIES: usize = 20;
 /// Waiting raw requests by correlation id (shared mode).
 type Routes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<()>>>>;
 
-/// A requester and a responder on one connection: each request gets `RAW_REPLIES` messages
-/// back, in a queue declared for it (per-request) or in the requester's one queue (shared).
+/// Requests the responder takes at once, as a worker's default prefetch.
+const RESPONDER_PREFETCH: u16 = 16;
+
+/// Where the requester and the responder hold their channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    OneConnection,
+    TwoConnections,
+}
+
+impl Layout {
+    pub const ALL: [Layout; 2] = [Layout::OneConnection, Layout::TwoConnections];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::OneConnection => "1 connection",
+            Layout::TwoConnections => "2 connections",
+        }
+    }
+}
+
+/// A requester and a responder: each request gets `RAW_REPLIES` messages back, in a queue
+/// declared for it (per-request) or in the requester's one queue (shared).
 pub struct RawRpc {
-    connection: Connection,
+    connections: Vec<Connection>,
     channel: Channel,
     request_queue: String,
     /// Shared mode: the one reply queue and the waiting requests by correlation id.
@@ -49,54 +78,106 @@ fn no_ack() -> BasicConsumeOptions {
     }
 }
 
-impl RawRpc {
-    pub async fn start(mode: ReplyMode) -> Arc<RawRpc> {
-        let connection = Connection::connect(&amqp_url(), Default::default())
-            .await
-            .expect("broker");
-        let prefix = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let request_queue = format!("{prefix}.rpc");
-        let responder = connection.create_channel().await.expect("channel");
-        responder
-            .queue_declare(
-                request_queue.as_str().into(),
-                exclusive(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("declare");
-        let mut requests = responder
-            .basic_consume(
-                request_queue.as_str().into(),
-                "responder".into(),
-                no_ack(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("consume");
-        let reply_channel = connection.create_channel().await.expect("channel");
-        tokio::spawn(async move {
-            while let Some(Ok(request)) = requests.next().await {
+async fn connect() -> Connection {
+    Connection::connect(&amqp_url(), Default::default())
+        .await
+        .expect("broker")
+}
+
+/// Answer each request on `requests` with `RAW_REPLIES` messages, in a task of its own.
+fn respond(mut requests: lapin::Consumer, replies: Channel) {
+    tokio::spawn(async move {
+        while let Some(Ok(request)) = requests.next().await {
+            let replies = replies.clone();
+            tokio::spawn(async move {
                 let reply_to = request.properties.reply_to().clone().unwrap_or_default();
                 let correlation = request
                     .properties
                     .correlation_id()
                     .clone()
                     .unwrap_or_default();
+                let mut last = None;
                 for i in 0..RAW_REPLIES {
-                    let _ = reply_channel
+                    let confirm = replies
                         .basic_publish(
                             "".into(),
                             reply_to.clone(),
-                            BasicPublishOptions::default(),
+                            BasicPublishOptions {
+                                mandatory: true,
+                                ..Default::default()
+                            },
                             format!("{{\"seq\":{i},\"text\":\"token\"}}").as_bytes(),
                             BasicProperties::default().with_correlation_id(correlation.clone()),
                         )
                         .await;
+                    last = confirm.ok();
                 }
-            }
-        });
-        let channel = connection.create_channel().await.expect("channel");
+                if let Some(confirm) = last {
+                    let _ = confirm.await;
+                }
+                let _ = request.ack(BasicAckOptions::default()).await;
+            });
+        }
+    });
+}
+
+impl RawRpc {
+    pub async fn start(mode: ReplyMode, layout: Layout) -> Arc<RawRpc> {
+        let mut connections = vec![connect().await];
+        if layout == Layout::TwoConnections {
+            connections.push(connect().await);
+        }
+        let (requester, responder_connection) =
+            (&connections[0], &connections[connections.len() - 1]);
+        let prefix = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let request_queue = format!("{prefix}.rpc");
+        let responder = responder_connection
+            .create_channel()
+            .await
+            .expect("channel");
+        let mut quorum = FieldTable::default();
+        quorum.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        responder
+            .queue_declare(
+                request_queue.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                quorum,
+            )
+            .await
+            .expect("declare");
+        responder
+            .basic_qos(RESPONDER_PREFETCH, BasicQosOptions::default())
+            .await
+            .expect("prefetch");
+        let requests = responder
+            .basic_consume(
+                request_queue.as_str().into(),
+                "responder".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let replies = responder_connection
+            .create_channel()
+            .await
+            .expect("channel");
+        replies
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm mode");
+        respond(requests, replies);
+        let channel = requester.create_channel().await.expect("channel");
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm mode");
         let shared = if mode == ReplyMode::Shared {
             let queue = format!("{prefix}.replies");
             channel
@@ -131,7 +212,7 @@ impl RawRpc {
             None
         };
         Arc::new(RawRpc {
-            connection,
+            connections,
             channel,
             request_queue,
             shared,
@@ -187,6 +268,7 @@ impl RawRpc {
         }
     }
 
+    /// The request, as a job is published: persistent, confirmed.
     async fn publish(&self, reply_to: &str, id: &str) {
         self.channel
             .basic_publish(
@@ -195,35 +277,58 @@ impl RawRpc {
                 BasicPublishOptions::default(),
                 b"{}",
                 BasicProperties::default()
+                    .with_delivery_mode(2)
                     .with_reply_to(reply_to.into())
                     .with_correlation_id(id.into()),
             )
             .await
-            .expect("publish");
+            .expect("publish")
+            .await
+            .expect("confirm");
     }
 
-    /// Close the connection; its exclusive queues go with it.
+    /// Delete the request queue and close the connections; the exclusive queues go with them.
     pub async fn close(&self) {
-        let _ = self.connection.close(200, "bench done".into()).await;
+        let _ = self
+            .channel
+            .queue_delete(
+                self.request_queue.as_str().into(),
+                QueueDeleteOptions::default(),
+            )
+            .await;
+        for connection in &self.connections {
+            let _ = connection.close(200, "bench done".into()).await;
+        }
     }
 }
 
-/// Raw RPC runs of `mode`, one per concurrency.
-pub async fn rpc_runs(mode: ReplyMode, concurrencies: &[usize], phase: Phase) -> Vec<Run> {
-    let rpc = RawRpc::start(mode).await;
-    let mut runs = Vec::new();
-    for &clients in concurrencies {
-        let rpc = rpc.clone();
-        runs.push(
-            closed_loop(clients, phase, move |_| {
+/// Raw RPC runs of `mode`, one per concurrency, each the better of the layouts (the one with
+/// more calls per second), with the layout.
+pub async fn rpc_runs(
+    mode: ReplyMode,
+    concurrencies: &[usize],
+    phase: Phase,
+) -> Vec<(Run, Layout)> {
+    let mut best: Vec<Option<(Run, Layout)>> = vec![None; concurrencies.len()];
+    for layout in Layout::ALL {
+        let rpc = RawRpc::start(mode, layout).await;
+        for (slot, &clients) in best.iter_mut().zip(concurrencies) {
+            let rpc = rpc.clone();
+            let run = closed_loop(clients, phase, move |_| {
                 let rpc = rpc.clone();
                 async move { rpc.call().await }
             })
-            .await,
-        );
+            .await;
+            if slot
+                .as_ref()
+                .is_none_or(|(kept, _)| run.per_second > kept.per_second)
+            {
+                *slot = Some((run, layout));
+            }
+        }
+        rpc.close().await;
     }
-    rpc.close().await;
-    runs
+    best.into_iter().flatten().collect()
 }
 
 /// A job's publish with no confab code: a persistent 1 KiB message to a quorum queue, waiting
