@@ -77,6 +77,8 @@ pub(super) struct Call<'a> {
     pub tools: &'a ClientTools,
     /// The assistant's own tools, and the rounds of them taken.
     pub steps: ToolSteps<'a>,
+    /// Whether the caller relays the answer as it comes (a stream) or waits for all of it.
+    pub stream: bool,
 }
 
 /// Fit the turn's context into the model's window, call the model and relay its answer until it
@@ -98,6 +100,7 @@ pub(super) async fn generate(
         sampling,
         tools,
         steps,
+        stream: streamed,
     } = call;
     // The answer's share of the window: what the caller allows it, else the default.
     let answer_tokens = sampling.max_tokens.unwrap_or(context::ANSWER_TOKENS);
@@ -111,7 +114,10 @@ pub(super) async fn generate(
     let sources: Vec<Source> = assembled.passages.iter().map(|p| p.source()).collect();
     let prompt_estimate = assembled.tokens;
     let oldest_turn_pk = assembled.oldest_turn_pk;
-    let mut stream = Streamed::default();
+    let mut stream = Streamed {
+        only_first: !streamed,
+        ..Streamed::default()
+    };
     if let Some(earlier) = earlier {
         stream.text = earlier.text();
         stream.seq = earlier.next_seq();
@@ -181,6 +187,9 @@ struct Calls<'e> {
 struct Streamed {
     text: String,
     pending: String,
+    /// The caller waits for the whole answer (`done` carries it): of the deltas, only the first
+    /// is published, which marks its time to first token and finds out early if it is gone.
+    only_first: bool,
     seq: u32,
     pieces: u32,
     first_token: Option<Instant>,
@@ -245,6 +254,11 @@ impl Streamed {
 
     async fn flush(&mut self, replies: &mut Replies) -> Result<(), ReplyError> {
         if self.pending.is_empty() {
+            return Ok(());
+        }
+        if self.only_first && self.seq > 0 {
+            // Already in `text`, which the stored answer and `done` carry.
+            self.pending.clear();
             return Ok(());
         }
         let event = ReplyEvent::Delta {

@@ -271,6 +271,7 @@ async fn answer(
         sampling: &job.sampling,
         tools: &job.tools,
         steps,
+        stream: job.stream,
     };
     let generated = generate::generate(env, replies, call, gone).await?;
     let answered = settle::Answered {
