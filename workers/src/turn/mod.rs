@@ -102,36 +102,30 @@ pub async fn run(
         attempt,
         continues: earlier.as_ref().map(Earlier::next_seq),
     };
-    let announced = if reconnected {
-        let patience = REPLY_PATH_PATIENCE.min(Duration::from_millis(
-            (job.deadline_ms - now_ms()).max(0) as u64,
-        ));
-        match replies.announce(&accepted, patience).await {
-            Ok(Delivered::CallerGone) => {
-                info!("nobody listens for this request's replies");
-                Ok(())
-            }
-            other => other.map(|_| ()),
+    // Ends once the context is fitted to the model's window, in `generate`.
+    let context_span = info_span!("context assembly");
+    // The turn is prepared while `accepted` goes out: one waits on the database, the other on
+    // the broker, and the first delta needs both.
+    let preparing = prepare::in_order(env, job, gone.clone()).instrument(context_span.clone());
+    let preparing = async { Ok(preparing.await) };
+    let announcing = announce(&mut replies, &accepted, earlier.as_ref(), reconnected, job);
+    let prepared = match tokio::try_join!(announcing, preparing) {
+        Ok(((), prepared)) => prepared,
+        Err(e) => {
+            warn!(error = %e, "cannot publish to the broker; returning the job");
+            return Settle::Requeue;
         }
-    } else {
-        replies.send(&accepted).await
     };
-    let resent = async {
-        for delta in earlier.iter().flat_map(Earlier::deltas) {
-            replies.resend(&delta).await?;
-        }
-        Ok(())
-    };
-    if let Err(e) = announced.and(resent.await) {
-        warn!(error = %e, "cannot publish to the broker; returning the job");
-        return Settle::Requeue;
-    }
     // Storing the answer releases the turn's place too, in the same statement.
     let mut released = false;
     let outcome = answer(
         env,
         &mut replies,
         job,
+        Prepare {
+            prepared,
+            context_span,
+        },
         attempt,
         started,
         gone,
@@ -194,22 +188,55 @@ async fn read_earlier(channels: &Channels, log: &str, job: &Job) -> Option<Earli
     }
 }
 
+/// Publish `accepted`, waiting for the reply path if the job came back after a broker
+/// reconnection, then what earlier attempts streamed, for a stream that continues them.
+async fn announce(
+    replies: &mut Replies,
+    accepted: &ReplyEvent,
+    earlier: Option<&Earlier>,
+    reconnected: bool,
+    job: &Job,
+) -> Result<(), crate::reply::ReplyError> {
+    if reconnected {
+        let patience = REPLY_PATH_PATIENCE.min(Duration::from_millis(
+            (job.deadline_ms - now_ms()).max(0) as u64,
+        ));
+        if replies.announce(accepted, patience).await? == Delivered::CallerGone {
+            info!("nobody listens for this request's replies");
+        }
+    } else {
+        replies.send(accepted).await?;
+    }
+    for delta in earlier.iter().flat_map(|earlier| earlier.deltas()) {
+        replies.resend(&delta).await?;
+    }
+    Ok(())
+}
+
+/// The turn's preparation, and the span it ran in.
+struct Prepare {
+    prepared: Result<Readiness, DbError>,
+    context_span: tracing::Span,
+}
+
 /// The turn's phases after `accepted`; any of them may end the turn early.
 #[allow(clippy::too_many_arguments)]
 async fn answer(
     env: &TurnEnv,
     replies: &mut Replies,
     job: &Job,
+    preparation: Prepare,
     attempt: u32,
     started: Instant,
     gone: watch::Receiver<bool>,
     earlier: Option<Earlier>,
     released: &mut bool,
 ) -> Result<Settle, TurnError> {
-    // Ends once the context is fitted to the model's window, in `generate`.
-    let context_span = info_span!("context assembly");
-    let preparing = prepare::in_order(env, job, gone.clone()).instrument(context_span.clone());
-    let mut prepared = match preparing.await {
+    let Prepare {
+        prepared,
+        context_span,
+    } = preparation;
+    let mut prepared = match prepared {
         Ok(Readiness::Ready(prepared)) => *prepared,
         Ok(Readiness::Cancelled) => {
             info!("request cancelled before it started");
