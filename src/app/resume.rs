@@ -3,7 +3,7 @@
 //! `Last-Event-ID` (or `last_event_id`; none means the whole stream), in the family's own
 //! shape, then the live rest, with no second model call. It lives here, above the families,
 //! because it renders each family's stream: the family is named by the format the ingress
-//! logged before the stream's job (`TurnRequest::stream_format`).
+//! logged with the stream's job (`TurnRequest::stream_format`).
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};

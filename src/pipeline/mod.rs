@@ -153,21 +153,28 @@ impl Pipeline {
 
     /// Log the stream's format, when the reply log is on. A stream whose format could not be
     /// logged still works; only its reconnects through `/v1/requests/{id}/events` cannot.
-    async fn log_format(&self, session: &Session, request: &TurnRequest) {
-        let Some(format) = request.stream_format.as_ref().filter(|_| request.stream) else {
+    /// The format to log for `request`: a stream's, when streams are resumable.
+    fn format_to_log(&self, request: &TurnRequest) -> Option<serde_json::Value> {
+        let resumable = request.stream && !self.resume_retention.is_zero();
+        request.stream_format.clone().filter(|_| resumable)
+    }
+
+    async fn log_format(
+        &self,
+        session: &Session,
+        request_id: Uuid,
+        format: Option<serde_json::Value>,
+    ) {
+        let Some(format) = format else {
             return;
         };
-        if self.resume_retention.is_zero() {
-            return;
-        }
         let logged = tokio::time::timeout(
             self.deadline,
-            self.broker
-                .log_stream_format(session, request.request_id, format),
+            self.broker.log_stream_format(session, request_id, &format),
         )
         .await;
         if !matches!(logged, Ok(Ok(()))) {
-            warn!(request_id = %request.request_id, "cannot log the stream's format");
+            warn!(%request_id, "cannot log the stream's format");
         }
     }
 
@@ -204,8 +211,8 @@ impl Pipeline {
             SubmitError::Unavailable
         })?;
         let mut subscription = subscription;
-        // Logged before the job, so it is the request's first record when there is one; a
-        // request with no records (a JSON turn, or events past the retention) has none.
+        // Logged with the job, so nearly always the request's first record; a request with no
+        // records (a JSON turn, or events past the retention) has none.
         let format = tokio::time::timeout(FORMAT_WAIT, subscription.stream_format())
             .await
             .unwrap_or(None);
@@ -244,14 +251,13 @@ impl Pipeline {
             self.deadline,
             session.relay.subscribe(request_id, expires_ms),
         );
-        let (subscription, marked, ()) = tokio::join!(
+        let (subscription, marked) = tokio::join!(
             async {
                 subscribing
                     .await
                     .map_err(|_| "no answer from the broker".to_owned())
             },
-            self.mark_pending(&request, deadline_ms),
-            self.log_format(&session, &request)
+            self.mark_pending(&request, deadline_ms)
         );
         let subscription = subscription.and_then(|s| s.map_err(|e| e.to_string()));
         let subscription = match (subscription, marked) {
@@ -274,8 +280,15 @@ impl Pipeline {
                 return Err(marked.err().unwrap_or(SubmitError::Unavailable));
             }
         };
+        let format = self.format_to_log(&request);
         let job = request.into_job(deadline_ms, subscription.reply_to.clone());
-        self.publish(&session, &job).await?;
+        // The format goes first on the same channel, but its confirm is not waited for before
+        // the job's: a reader of the log finds it wherever it lands (`Subscription::stream_format`).
+        let ((), published) = tokio::join!(
+            self.log_format(&session, job.request_id, format),
+            self.publish(&session, &job)
+        );
+        published?;
         info!(%request_id, conversation_id = %job.conversation_id, stream = job.stream, "job queued");
         metrics::gauge!("confab_jobs_in_flight").increment(1.0);
         let mut turn = Turn::accepted(

@@ -59,8 +59,8 @@ pub enum Events {
     Log {
         consumer: lapin::Consumer,
         request_id: Uuid,
-        /// An event read while looking for the stream's format, to be read again.
-        held: Option<ReplyEvent>,
+        /// Events read while looking for the stream's format, to be read again, in order.
+        held: std::collections::VecDeque<ReplyEvent>,
     },
 }
 
@@ -91,7 +91,7 @@ impl Events {
                 request_id,
                 held,
             } => {
-                if let Some(event) = held.take() {
+                if let Some(event) = held.pop_front() {
                     return Some(event);
                 }
                 loop {
@@ -145,8 +145,11 @@ async fn next_logged(consumer: &mut lapin::Consumer, request_id: Uuid) -> Option
 }
 
 impl Subscription {
-    /// A replayed stream's format, logged before its first event; `None` if it was not logged
-    /// (the first event is then kept for [`Events::recv`]).
+    /// A replayed stream's format. The ingress logs it as it publishes the job, without waiting
+    /// for it first, so it is nearly always the request's first record, but the worker's first
+    /// events may come before it: those are kept for [`Events::recv`] while it is looked for.
+    /// Waits until it comes; the caller bounds the wait (a stream whose format was never logged
+    /// has none, nor does a JSON turn, which logs nothing).
     pub async fn stream_format(&mut self) -> Option<serde_json::Value> {
         let Events::Log {
             consumer,
@@ -156,11 +159,10 @@ impl Subscription {
         else {
             return None;
         };
-        match next_logged(consumer, *request_id).await? {
-            Logged::Format(format) => Some(format),
-            Logged::Event(event) => {
-                *held = Some(event);
-                None
+        loop {
+            match next_logged(consumer, *request_id).await? {
+                Logged::Format(format) => return Some(format),
+                Logged::Event(event) => held.push_back(event),
             }
         }
     }
@@ -177,7 +179,7 @@ impl Subscription {
             events: Events::Log {
                 consumer,
                 request_id,
-                held: None,
+                held: Default::default(),
             },
             _teardown: Teardown::Log(teardown),
         })

@@ -469,13 +469,8 @@ async fn folders_have_a_text_search_language() {
 /// `POST /v1/api/chat/support-agent` on the ingress at `base`; its status.
 async fn chat_status(stack: &Stack, base: &str) -> u16 {
     stack
-        .http
-        .post(format!("{base}/v1/api/chat/support-agent"))
-        .bearer_auth(&stack.api_key)
-        .json(&json!({"message": "hi"}))
-        .send()
+        .chat_at(base, "support-agent", json!({"message": "hi"}))
         .await
-        .unwrap()
         .status()
         .as_u16()
 }

@@ -295,13 +295,12 @@ async fn spans_still_queued_at_a_graceful_exit_are_exported_before_it() {
     let worker = stack.worker_process_with(|_| {});
     let (ingress, url) = stack.ingress_process().await;
     let response = stack
-        .http
-        .post(format!("{url}/v1/api/chat/support-agent"))
-        .bearer_auth(&stack.api_key)
-        .json(&json!({"message": "When are you open?"}))
-        .send()
-        .await
-        .unwrap();
+        .chat_at(
+            &url,
+            "support-agent",
+            json!({"message": "When are you open?"}),
+        )
+        .await;
     assert_eq!(response.status(), 200);
     let request_id = response.headers()["x-request-id"]
         .to_str()

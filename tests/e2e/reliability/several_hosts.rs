@@ -52,13 +52,12 @@ async fn the_processes_use_the_database_host_that_answers_as_a_primary() {
     let mut worker = stack.worker_process_with(with_hosts);
     let (mut ingress, base) = stack.ingress_process_with(with_hosts).await;
     let response = stack
-        .http
-        .post(format!("{base}/v1/api/chat/support-agent"))
-        .bearer_auth(&stack.api_key)
-        .json(&json!({"message": "What are your business hours?"}))
-        .send()
-        .await
-        .unwrap();
+        .chat_at(
+            &base,
+            "support-agent",
+            json!({"message": "What are your business hours?"}),
+        )
+        .await;
     let status = response.status();
     let body: Value = response.json().await.unwrap();
     let _ = ingress.kill().await;

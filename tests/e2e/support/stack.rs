@@ -533,8 +533,13 @@ impl Stack {
 
     /// `POST /v1/api/chat/{slug}` with a JSON body.
     pub async fn chat(&self, slug: &str, body: Value) -> reqwest::Response {
+        self.chat_at(&self.url(""), slug, body).await
+    }
+
+    /// [`Stack::chat`] on the ingress at `base` (another process or replica of this stack).
+    pub async fn chat_at(&self, base: &str, slug: &str, body: Value) -> reqwest::Response {
         self.http
-            .post(self.url(&format!("/v1/api/chat/{slug}")))
+            .post(format!("{base}/v1/api/chat/{slug}"))
             .bearer_auth(&self.api_key)
             .json(&body)
             .send()
