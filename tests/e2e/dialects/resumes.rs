@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use reqwest::header::ACCEPT;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use super::ai_hub::support::{SEED_ASSISTANT, seed_stack};
 use crate::support::stack::{Options, Stack, sse_data};
@@ -307,4 +308,126 @@ async fn a_seed_002_stream_is_read_again_in_its_own_shape() {
         "the same tokens"
     );
     assert_eq!(again.last().unwrap().0, "done");
+}
+
+/// Publish `body` to the stack's reply log as `request_id`'s record, as a worker publishes an
+/// event (or, with `format`, as the ingress logs a stream's format), and wait for its confirm.
+async fn log_record(
+    channel: &lapin::Channel,
+    stack: &Stack,
+    request_id: Uuid,
+    body: &[u8],
+    format: bool,
+) {
+    use lapin::types::{AMQPValue, FieldTable};
+    let mut headers = FieldTable::default();
+    headers.insert(
+        confab_contract::HEADER_VERSION.into(),
+        AMQPValue::ShortUInt(confab_contract::VERSION),
+    );
+    if format {
+        headers.insert(
+            confab_contract::HEADER_STREAM_FORMAT.into(),
+            AMQPValue::Boolean(true),
+        );
+    }
+    let properties = lapin::BasicProperties::default()
+        .with_correlation_id(request_id.to_string().into())
+        .with_content_type("application/json".into())
+        .with_headers(headers);
+    let log = stack.names.reply_log();
+    channel
+        .basic_publish(
+            "".into(),
+            log.as_str().into(),
+            Default::default(),
+            body,
+            properties,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+/// The ingress does not wait for a stream's format to be confirmed before it publishes the job,
+/// so the worker's first events may reach the log first: a resume still finds the format and
+/// renders every event, those before it included, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_format_reached_the_log_after_its_first_events_is_read_again_whole() {
+    use confab_contract::{Done, ReplyEvent};
+    let stack = Stack::start(Options::default()).await;
+    stack.support_agent().await;
+    let db = stack.db().await;
+    let tenant_id: Uuid = db
+        .query_one(
+            "SELECT tenant_id FROM assistants WHERE slug = 'support-agent'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // A request the ingress accepted: pending in its conversation.
+    let request_id = Uuid::now_v7();
+    db.execute(
+        "INSERT INTO pending_turns (tenant_id, conversation_id, request_id, deadline, place) \
+         VALUES ($1, 'conv_reordered', $2, now() + interval '1 minute', 1)",
+        &[&tenant_id, &request_id],
+    )
+    .await
+    .unwrap();
+    let connection = lapin::Connection::connect(&stack.options.amqp_url, Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(Default::default()).await.unwrap();
+    let event = |event: ReplyEvent| event.encode().unwrap();
+    let done = ReplyEvent::Done(Box::new(Done {
+        message_id: "msg_1".into(),
+        conversation_id: "conv_reordered".into(),
+        text: "Hello there".into(),
+        created_ms: 0,
+        usage: Default::default(),
+        model: "builtin".into(),
+        sources: Vec::new(),
+        timing: Default::default(),
+        finish_reason: Default::default(),
+        tool_calls: Vec::new(),
+    }));
+    let accepted = ReplyEvent::Accepted {
+        worker: "w".into(),
+        attempt: 1,
+        continues: None,
+    };
+    let first = ReplyEvent::Delta {
+        seq: 0,
+        text: "Hello".into(),
+    };
+    let second = ReplyEvent::Delta {
+        seq: 1,
+        text: " there".into(),
+    };
+    log_record(&channel, &stack, request_id, &event(accepted), false).await;
+    log_record(&channel, &stack, request_id, &event(first), false).await;
+    let format = serde_json::to_vec(&json!({"family": confab::dialects::agents::FORMAT})).unwrap();
+    log_record(&channel, &stack, request_id, &format, true).await;
+    log_record(&channel, &stack, request_id, &event(second), false).await;
+    log_record(&channel, &stack, request_id, &event(done), false).await;
+
+    let (status, body) = events_of(
+        &stack,
+        &stack.url(""),
+        &request_id.to_string(),
+        None,
+        &stack.api_key,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(chunks(&body), "Hello there", "{body}");
+    assert_eq!(
+        sse_data(&body).last().map(String::as_str),
+        Some("[DONE]"),
+        "{body}"
+    );
+    let _ = connection.close(200, "done".into()).await;
 }
