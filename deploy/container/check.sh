@@ -155,14 +155,14 @@ cleanup() {
   done
   psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 \
     || log "could not drop database $DB"
-  local name
+  local name  # (rabbitmqctl reads stdin: each call gets </dev/null, or it eats the list)
   rabbitmqctl -q list_queues name 2>/dev/null | grep "^$PREFIX\." | while read -r name; do
-    rabbitmqctl -q delete_queue "$name" >/dev/null 2>&1 || log "could not delete queue $name"
+    rabbitmqctl -q delete_queue "$name" </dev/null >/dev/null 2>&1 || log "could not delete queue $name"
   done || true
   rabbitmqctl -q list_exchanges name 2>/dev/null | grep "^$PREFIX\." | while read -r name; do
     rabbitmqctl -q eval \
       "rabbit_exchange:delete(rabbit_misc:r(<<\"/\">>, exchange, <<\"$name\">>), false, <<\"cli\">>)." \
-      >/dev/null 2>&1 || log "could not delete exchange $name"
+      </dev/null >/dev/null 2>&1 || log "could not delete exchange $name"
   done || true
   exit "$status"
 }
