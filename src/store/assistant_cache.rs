@@ -29,6 +29,13 @@ const CHANNEL: &str = "confab_assistants";
 /// often it looks whether anyone still holds the cache.
 const PAUSE: Duration = Duration::from_secs(1);
 
+/// How often the listener asks its server whether it is still there: a server that vanished
+/// without closing the connection (a host lost, a network cut before a failover) would
+/// otherwise leave it listening to nobody, remembering assistants no notice can reach, for as
+/// long as TCP keepalives take (hours). A probe unanswered within `PROBE_WAIT` counts as lost.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+const PROBE_WAIT: Duration = Duration::from_secs(2);
+
 /// Assistants remembered at most; past it the memory starts again.
 const REMEMBERED: usize = 10_000;
 
@@ -127,6 +134,11 @@ async fn listen(cache: Weak<Mutex<Memory>>, config: tokio_postgres::Config) {
             Ok(Ended::ConnectionClosed) => {
                 tracing::warn!("assistant changes: connection closed; reading every lookup")
             }
+            Ok(Ended::Unanswered) => {
+                tracing::warn!(
+                    "assistant changes: the server stopped answering; reading every lookup"
+                )
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "assistant changes: not listening; reading every lookup")
             }
@@ -142,6 +154,8 @@ enum Ended {
     /// Nobody holds the cache any more.
     Unheld,
     ConnectionClosed,
+    /// A probe got no answer in time.
+    Unanswered,
 }
 
 async fn listen_once(
@@ -172,12 +186,21 @@ async fn listen_once(
     };
     started.forget(Change::Listening(true));
     drop(started);
+    let mut probed = tokio::time::Instant::now();
     loop {
         let next = tokio::time::timeout(PAUSE, notifications.recv()).await;
         let Some(cache) = held(cache) else {
             driver.abort();
             return Ok(Ended::Unheld);
         };
+        if probed.elapsed() >= PROBE_EVERY {
+            probed = tokio::time::Instant::now();
+            let answered = tokio::time::timeout(PROBE_WAIT, client.simple_query("SELECT 1")).await;
+            if !matches!(answered, Ok(Ok(_))) {
+                driver.abort();
+                return Ok(Ended::Unanswered);
+            }
+        }
         match next {
             Err(_) => {}
             Ok(Some(payload)) => match payload.parse::<Uuid>() {

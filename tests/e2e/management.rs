@@ -490,12 +490,21 @@ async fn listeners(stack: &Stack) -> Vec<i32> {
 }
 
 /// Wait up to 10 s for `done`; whether it came true.
-async fn eventually<F, Fut>(mut done: F) -> bool
+async fn eventually<F, Fut>(done: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    eventually_within(std::time::Duration::from_secs(10), done).await
+}
+
+/// Wait up to `limit` for `done`; whether it came true.
+async fn eventually_within<F, Fut>(limit: std::time::Duration, mut done: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < until {
         if done().await {
             return true;
@@ -556,4 +565,69 @@ async fn an_assistant_changed_through_one_ingress_is_refused_by_every_ingress() 
     .await;
     assert!(reconnected, "both ingresses listen again");
     assert_eq!(chat_status(&stack, &second).await, 404);
+}
+
+/// A listener whose server vanished without closing the connection hears no more notices: it
+/// finds that out by itself and stops remembering, so a change made meanwhile is seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingress_whose_listener_silently_lost_its_server_remembers_nothing_stale() {
+    use confab::store::assistant_cache::AssistantCache;
+    let stack = Stack::start(Options::default()).await;
+    stack.support_agent().await;
+    let db = stack.db().await;
+    let tenant_id: uuid::Uuid = db
+        .query_one(
+            "SELECT tenant_id FROM assistants WHERE slug = 'support-agent'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let upstream: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
+    let proxy = crate::support::freeze_proxy::FreezeProxy::start(upstream).await;
+    let through_proxy = stack
+        .database_url
+        .replace("127.0.0.1:5432", &proxy.addr.to_string());
+    assert_ne!(
+        through_proxy, stack.database_url,
+        "the stack's database is on 127.0.0.1:5432"
+    );
+    let before = listeners(&stack).await.len();
+    let cache = AssistantCache::listening(&through_proxy).unwrap();
+    assert!(eventually(|| async { listeners(&stack).await.len() == before + 1 }).await);
+    let pooled = stack.pooled_db().await;
+    let deployed = |cache: AssistantCache| {
+        let pooled = &pooled;
+        async move {
+            let found = cache
+                .by_slug(pooled, tenant_id, "support-agent")
+                .await
+                .unwrap();
+            found.expect("the agent").deployed
+        }
+    };
+    // Looked up once the listener listens, so remembered.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(deployed(cache.clone()).await);
+    proxy.freeze();
+    db.execute(
+        "UPDATE assistants SET deployed = false WHERE tenant_id = $1 AND slug = 'support-agent'",
+        &[&tenant_id],
+    )
+    .await
+    .unwrap();
+    // Its notice is stuck in the silent connection, and a probe takes seconds to give up, so
+    // right now the remembered assistant is what the cache says.
+    assert!(
+        deployed(cache.clone()).await,
+        "remembered before the listener gives up"
+    );
+    // Given up within a probe's period and wait (8 s at most).
+    let seen = eventually_within(std::time::Duration::from_secs(30), || async {
+        !deployed(cache.clone()).await
+    });
+    assert!(
+        seen.await,
+        "the change is seen once the silent listener is given up"
+    );
 }

@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod cut_proxy;
 pub mod fake_platform;
+pub mod freeze_proxy;
 pub mod host_page;
 pub mod mcp_server;
 pub mod node;
