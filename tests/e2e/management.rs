@@ -575,14 +575,7 @@ async fn an_ingress_whose_listener_silently_lost_its_server_remembers_nothing_st
     let stack = Stack::start(Options::default()).await;
     stack.support_agent().await;
     let db = stack.db().await;
-    let tenant_id: uuid::Uuid = db
-        .query_one(
-            "SELECT tenant_id FROM assistants WHERE slug = 'support-agent'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let tenant_id = stack.tenant_id;
     let upstream: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
     let proxy = crate::support::freeze_proxy::FreezeProxy::start(upstream).await;
     let through_proxy = stack

@@ -359,14 +359,7 @@ async fn a_stream_whose_format_reached_the_log_after_its_first_events_is_read_ag
     let stack = Stack::start(Options::default()).await;
     stack.support_agent().await;
     let db = stack.db().await;
-    let tenant_id: Uuid = db
-        .query_one(
-            "SELECT tenant_id FROM assistants WHERE slug = 'support-agent'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let tenant_id = stack.tenant_id;
     // A request the ingress accepted: pending in its conversation.
     let request_id = Uuid::now_v7();
     db.execute(

@@ -165,6 +165,8 @@ pub struct Stack {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
     pub api_key: String,
+    /// The tenant `api_key` belongs to.
+    pub tenant_id: uuid::Uuid,
     pub database: String,
     pub database_url: String,
     pub names: Names,
@@ -209,6 +211,7 @@ impl Stack {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             http: reqwest::Client::new(),
             api_key: tenant["api_key"].as_str().expect("api_key").to_owned(),
+            tenant_id: serde_json::from_value(tenant["tenant_id"].clone()).expect("tenant_id"),
             database,
             database_url,
             names,
