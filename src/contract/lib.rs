@@ -22,8 +22,8 @@ pub use reply::{Done, ErrorCode, FinishReason, ReplyEvent, Source, Timing, Usage
 pub use settings::{ConfigError, SharedSettings};
 pub use tools::{ClientTools, ToolCall};
 pub use topology::{
-    QueueLimits, TopologyError, declare_cancel_queue, declare_reply_log, declare_reply_queue,
-    declare_work_topology, reply_log_from,
+    QueueLimits, TopologyError, close_log_reader, declare_cancel_queue, declare_reply_log,
+    declare_reply_queue, declare_work_topology, reply_log_from,
 };
 pub use trace::{HEADER_TRACEPARENT, HEADER_TRACESTATE, TraceHeaders};
 

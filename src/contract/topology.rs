@@ -6,7 +6,7 @@
 
 use lapin::{
     Channel, ExchangeKind,
-    options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+    options::{BasicCancelOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
     types::{AMQPValue, FieldTable},
 };
 
@@ -230,6 +230,19 @@ pub fn reply_log_from(request_id: uuid::Uuid) -> FieldTable {
         AMQPValue::Timestamp(started_secs.saturating_sub(LOG_CLOCK_MARGIN_SECS)),
     );
     arguments
+}
+
+/// End a reader of the reply log: cancel its consumer, then close its channel. The caller keeps
+/// a handle of `consumer` until here because lapin cancels a consumer whose last handle drops
+/// from a task of its own, and a cancel that finds its channel already closing fails the whole
+/// connection (every request then on it with it). A cancel under way makes that drop a no-op.
+pub async fn close_log_reader(channel: &Channel, consumer: Option<lapin::Consumer>) {
+    if let Some(consumer) = &consumer {
+        let _ = channel
+            .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+            .await;
+    }
+    let _ = channel.close(200, "read".into()).await;
 }
 
 /// Declare a reply queue (one request's, or one ingress process's). Exclusive: it disappears with

@@ -13,17 +13,18 @@ use super::RelayError;
 /// Events a log reader takes before acknowledging; a stream consumer needs a limit.
 const PREFETCH: u16 = 512;
 
-/// Closes the reader's channel when dropped (streams are consumed on a channel of their own).
+/// Ends the reader when dropped (streams are consumed on a channel of their own), holding a
+/// handle of its consumer so that it is cancelled before its channel closes.
 pub struct LogTeardown {
     channel: Channel,
+    consumer: Option<lapin::Consumer>,
 }
 
 impl Drop for LogTeardown {
     fn drop(&mut self) {
         let channel = self.channel.clone();
-        tokio::spawn(async move {
-            let _ = channel.close(200, "done".into()).await;
-        });
+        let consumer = self.consumer.take();
+        tokio::spawn(async move { confab_contract::close_log_reader(&channel, consumer).await });
     }
 }
 
@@ -34,8 +35,9 @@ pub async fn open(
     request_id: Uuid,
 ) -> Result<(Channel, lapin::Consumer, LogTeardown), RelayError> {
     let channel = connection.create_channel().await?;
-    let teardown = LogTeardown {
+    let mut teardown = LogTeardown {
         channel: channel.clone(),
+        consumer: None,
     };
     channel
         .basic_qos(PREFETCH, BasicQosOptions::default())
@@ -48,5 +50,6 @@ pub async fn open(
             confab_contract::reply_log_from(request_id),
         )
         .await?;
+    teardown.consumer = Some(consumer.clone());
     Ok((channel, consumer, teardown))
 }

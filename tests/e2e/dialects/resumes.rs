@@ -424,3 +424,56 @@ async fn a_stream_whose_format_reached_the_log_after_its_first_events_is_read_ag
     );
     let _ = connection.close(200, "done".into()).await;
 }
+
+/// Every resume reads the reply log on a channel of its own, torn down when the reader is done.
+/// Many readers coming and going must leave the ingress's broker session whole: a teardown that
+/// raced the consumer's cancel once made lapin fail the whole connection, and every request then
+/// in flight answered 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_readers_of_a_finished_stream_leave_the_broker_session_intact() {
+    let stack = Stack::start(Options::default()).await;
+    stack
+        .create_assistant(json!({"name": "Hours", "instructions": LONG_ANSWER}))
+        .await;
+    let response = stack
+        .http
+        .post(stack.url("/v1/api/chat/hours"))
+        .bearer_auth(&stack.api_key)
+        .json(&json!({"message": "What are your opening hours?", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let answer = chunks(&response.text().await.unwrap());
+    assert_eq!(answer, LONG_ANSWER);
+
+    let base = stack.url("");
+    for _round in 0..10 {
+        // Live streams meanwhile, so that readers are torn down with the log's later records
+        // still arriving on their channels.
+        let live = (0..3).map(|_| async {
+            let body = json!({"message": "What are your opening hours?", "stream": true});
+            stack.chat("hours", body).await.text().await.unwrap()
+        });
+        let reads = (0..12).map(|_| events_of(&stack, &base, &request_id, None, &stack.api_key));
+        let (reads, live) = tokio::join!(
+            futures_util::future::join_all(reads),
+            futures_util::future::join_all(live)
+        );
+        for (status, whole) in reads {
+            assert_eq!((status, chunks(&whole)), (200, answer.clone()), "{whole}");
+        }
+        for body in live {
+            assert_eq!(chunks(&body), LONG_ANSWER, "{body}");
+        }
+    }
+    let after = stack.chat("hours", json!({"message": "Thanks!"})).await;
+    assert_eq!(
+        after.status(),
+        200,
+        "the broker session still carries turns"
+    );
+}

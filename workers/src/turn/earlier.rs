@@ -83,6 +83,7 @@ pub(super) async fn read(
     within: Duration,
 ) -> Result<Earlier, EarlierError> {
     let reader = connection.create_channel().await?;
+    let mut consuming = None;
     let read = tokio::time::timeout(within, async {
         // A stream consumer needs a prefetch.
         reader
@@ -96,11 +97,12 @@ pub(super) async fn read(
                 reply_log_from(request_id),
             )
             .await?;
+        consuming = Some(consumer.clone());
         until_fence(consumer, publisher, log, request_id).await
     })
     .await
     .unwrap_or(Err(EarlierError::Timeout(within)));
-    let _ = reader.close(200, "read".into()).await;
+    confab_contract::close_log_reader(&reader, consuming).await;
     read
 }
 
