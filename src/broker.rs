@@ -402,6 +402,11 @@ async fn wait_until_lost(session: &Session) {
     loop {
         tokio::select! {
             event = events.next() => match event {
+                // lapin reports a channel the broker closed with an error (a declare or consume
+                // refused) here too; only a connection that stopped being connected is lost.
+                Some(lapin::Event::Error(e)) if session.is_alive() => {
+                    info!(error = %e, "broker channel error; the connection goes on");
+                }
                 Some(lapin::Event::Error(e)) => {
                     warn!(error = %e, "broker connection error");
                     return;

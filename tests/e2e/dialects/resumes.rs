@@ -28,6 +28,22 @@ fn options() -> Options {
 /// Start a stream, read its first `events` whole events and drop the connection: the request
 /// id, what was read, and the id of its last event.
 async fn cut(response: reqwest::Response, events: usize) -> (String, String, String) {
+    let (request_id, received, _body) = read_first(response, events).await;
+    let whole = received[..received.rfind("\n\n").unwrap() + 2].to_owned();
+    let last = last_id(&whole);
+    (request_id, whole, last)
+}
+
+/// The request id of a stream, what it sent up to at least its first `events` events, and
+/// its body, still open, to read the rest from.
+async fn read_first(
+    response: reqwest::Response,
+    events: usize,
+) -> (
+    String,
+    String,
+    impl futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>>,
+) {
     assert_eq!(response.status(), 200);
     let request_id = response.headers()["x-request-id"]
         .to_str()
@@ -39,9 +55,7 @@ async fn cut(response: reqwest::Response, events: usize) -> (String, String, Str
         let chunk = body.next().await.expect("more events").unwrap();
         received.push_str(&String::from_utf8_lossy(&chunk));
     }
-    let whole = received[..received.rfind("\n\n").unwrap() + 2].to_owned();
-    let last = last_id(&whole);
-    (request_id, whole, last)
+    (request_id, received, body)
 }
 
 fn last_id(body: &str) -> String {
@@ -476,4 +490,44 @@ async fn many_readers_of_a_finished_stream_leave_the_broker_session_intact() {
         200,
         "the broker session still carries turns"
     );
+}
+
+/// A resume the broker refuses (here the reply log is gone, as for a while after a broker
+/// restart) closes only the reader's channel: lapin reports that on the connection's events
+/// too, and the ingress once took it for a lost connection and failed every stream in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_the_broker_refuses_fails_alone_and_the_streams_in_flight_go_on() {
+    let stack = Stack::start(options()).await;
+    stack
+        .create_assistant(json!({"name": "Hours", "instructions": LONG_ANSWER}))
+        .await;
+    let started = stack
+        .chat(
+            "hours",
+            json!({"message": "What are your opening hours?", "stream": true}),
+        )
+        .await;
+    let (request_id, mut received, mut body) = read_first(started, 2).await;
+
+    let amqp = lapin::Connection::connect(&stack.options.amqp_url, Default::default())
+        .await
+        .unwrap();
+    let channel = amqp.create_channel().await.unwrap();
+    channel
+        .queue_delete(stack.names.reply_log().as_str().into(), Default::default())
+        .await
+        .unwrap();
+    let (status, refused) =
+        events_of(&stack, &stack.url(""), &request_id, None, &stack.api_key).await;
+    assert_eq!(status, 503, "{refused}");
+
+    while let Some(chunk) = body.next().await {
+        received.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    assert!(!received.contains("\"error\""), "{received}");
+    assert_eq!(
+        sse_data(&received).last().map(String::as_str),
+        Some("[DONE]")
+    );
+    assert_eq!(chunks(&received), LONG_ANSWER);
 }
