@@ -172,17 +172,20 @@ fn probes_are_routes_and_ports_agree() {
     );
 
     let (worker, env) = container_and_env(&objects, "confab-worker");
-    let get = &worker["livenessProbe"]["httpGet"];
-    let metrics = fs::read_to_string(root().join("workers/src/metrics.rs")).expect("metrics.rs");
-    assert!(
-        metrics.contains(&format!("\"{}\"", text(&get["path"]))),
-        "the worker serves no {:?}",
-        get["path"]
-    );
-    assert_eq!(
-        container_port(&worker, &get["port"]),
-        port_of(&env["CONFAB_WORKER_METRICS_LISTEN"])
-    );
+    for (probe, wanted) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+        let get = &worker[probe]["httpGet"];
+        let path = text(&get["path"]);
+        assert_eq!(path, wanted, "the worker's {probe}");
+        assert_eq!(
+            worker_answers(path),
+            200,
+            "the worker's {probe} {path} is no route of its metrics listener"
+        );
+        assert_eq!(
+            container_port(&worker, &get["port"]),
+            port_of(&env["CONFAB_WORKER_METRICS_LISTEN"])
+        );
+    }
 
     let service = named(&objects, "Service", "confab-ingress");
     assert_eq!(
@@ -192,6 +195,25 @@ fn probes_are_routes_and_ports_agree() {
     for port in service["spec"]["ports"].as_sequence().expect("ports") {
         assert_eq!(container_port(&ingress, &port["targetPort"]), 8080);
     }
+}
+
+/// The status the worker's metrics listener answers `GET path` with, for a worker that consumes.
+fn worker_answers(path: &str) -> u16 {
+    use tower::ServiceExt;
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .build_recorder()
+        .handle();
+    let ready = confab_worker::readiness::Readiness::new(0);
+    let request = axum::http::Request::get(path)
+        .body(axum::body::Body::empty())
+        .expect("request");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let answer = runtime
+        .block_on(confab_worker::metrics::router(handle, ready).oneshot(request))
+        .expect("answer");
+    answer.status().as_u16()
 }
 
 #[test]

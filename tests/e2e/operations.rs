@@ -1,5 +1,7 @@
 //! Health, readiness, metrics, migrations and the admin command line.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::support::stack::{Options, Stack, admin_database_url};
@@ -244,4 +246,76 @@ async fn a_worker_process_serves_its_own_metrics() {
         .await
         .unwrap();
     assert_eq!(other.status(), 404);
+}
+
+/// A worker's probes: alive as soon as it answers, ready only while it consumes its queues, so
+/// an orchestrator waits for a new worker to take jobs and sees one whose broker is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_is_ready_only_while_it_consumes_its_queues() {
+    let mut stack = Stack::start(Options {
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
+    let http = stack.http.clone();
+    let probe = |port: u16, path: &'static str| {
+        let http = http.clone();
+        async move {
+            match http
+                .get(format!("http://127.0.0.1:{port}{path}"))
+                .send()
+                .await
+            {
+                Ok(response) => Some(response.status().as_u16()),
+                Err(_) => None,
+            }
+        }
+    };
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let until = |port: u16, path: &'static str, wanted: u16| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = probe(port, path).await;
+            if status == Some(wanted) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{path} answered {status:?}, not {wanted}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+
+    // A broker nobody answers at: alive, never ready.
+    let (cut_off, dead_broker) = (free_port(), free_port());
+    let worker = stack.worker_process_with(|command| {
+        command
+            .env(
+                "CONFAB_WORKER_METRICS_LISTEN",
+                format!("127.0.0.1:{cut_off}"),
+            )
+            .env(
+                "CONFAB_AMQP_URL",
+                format!("amqp://guest:guest@127.0.0.1:{dead_broker}/%2f"),
+            );
+    });
+    stack.adopt_child(worker);
+    until(cut_off, "/healthz", 200).await;
+    assert_eq!(probe(cut_off, "/readyz").await, Some(503));
+
+    // The stack's broker: ready once both roles consume.
+    let port = free_port();
+    let worker = stack.worker_process_with(|command| {
+        command.env("CONFAB_WORKER_METRICS_LISTEN", format!("127.0.0.1:{port}"));
+    });
+    stack.adopt_child(worker);
+    until(port, "/readyz", 200).await;
+    assert_eq!(probe(port, "/healthz").await, Some(200));
 }

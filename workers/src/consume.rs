@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::WorkerConfig;
+use crate::readiness::Readiness;
 use crate::turn::{self, Settle, TurnEnv};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,11 +44,12 @@ pub enum SessionError {
 pub async fn run_sessions(
     config: &WorkerConfig,
     env: Arc<TurnEnv>,
+    readiness: Arc<Readiness>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
     let nodes = broker_nodes(config)?;
     reconnecting("job", shutdown.clone(), || {
-        session(config, &nodes, &env, shutdown.clone())
+        session(config, &nodes, &env, &readiness, shutdown.clone())
     })
     .await
 }
@@ -96,6 +98,7 @@ async fn session(
     config: &WorkerConfig,
     nodes: &BrokerNodes,
     env: &Arc<TurnEnv>,
+    readiness: &Arc<Readiness>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
     let names = &config.shared.names;
@@ -150,6 +153,7 @@ async fn session(
         )
         .await?;
     info!(worker = %env.worker_id, concurrency = config.concurrency, queue = %names.jobs(), "consuming jobs");
+    let consuming = readiness.consuming();
 
     let mut turns = JoinSet::new();
     let ended = loop {
@@ -177,6 +181,7 @@ async fn session(
             Some(_) = turns.join_next() => {}
         }
     };
+    drop(consuming);
     if ended.is_ok() {
         drain(&consume, &env.worker_id, &mut turns, config.shutdown_grace).await;
         let _ = connection.close(200, "worker stopping".into()).await;

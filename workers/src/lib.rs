@@ -11,6 +11,7 @@ pub mod knowledge;
 pub mod metrics;
 pub mod model;
 mod order;
+pub mod readiness;
 mod reply;
 pub mod store;
 mod summary;
@@ -64,6 +65,8 @@ pub async fn run(
     );
     let worker_id = instance_id();
     let (stop, stopped) = watch::channel(false);
+    let roles = usize::from(config.roles.chat) + usize::from(config.roles.delivery);
+    let readiness = readiness::Readiness::new(roles);
     tokio::spawn(async move {
         shutdown.await;
         stop.send_replace(true);
@@ -75,16 +78,24 @@ pub async fn run(
         info!(%addr, "serving GET /metrics");
         // Installed before any job runs, so no measurement is lost to a recorder-less start.
         let handle = confab_shared::metrics::recorder();
-        tokio::spawn(metrics::serve(listener, handle, stopped.clone()));
+        tokio::spawn(metrics::serve(
+            listener,
+            handle,
+            readiness.clone(),
+            stopped.clone(),
+        ));
     }
     let delivery = config.roles.delivery.then(|| {
-        let (config, pool, worker_id, stopped) = (
+        let (config, pool, worker_id, readiness, stopped) = (
             config.clone(),
             pool.clone(),
             worker_id.clone(),
+            readiness.clone(),
             stopped.clone(),
         );
-        tokio::spawn(async move { delivery::run(&config, pool, &worker_id, stopped).await })
+        tokio::spawn(
+            async move { delivery::run(&config, pool, &worker_id, readiness, stopped).await },
+        )
     });
     if config.roles.chat {
         let env = Arc::new(turn::TurnEnv {
@@ -107,7 +118,7 @@ pub async fn run(
             .map_err(|e| WorkerError::Tools(e.to_string()))?,
             tool_limits: config.tools,
         });
-        consume::run_sessions(&config, env, stopped).await?;
+        consume::run_sessions(&config, env, readiness, stopped).await?;
     }
     if let Some(delivery) = delivery {
         match delivery.await {

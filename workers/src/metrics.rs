@@ -1,8 +1,10 @@
 //! A worker process's own `GET /metrics` endpoint (`CONFAB_WORKER_METRICS_LISTEN`), so operators
-//! can scrape each worker they run. The recorder is `confab_shared::metrics`; the route is an
+//! can scrape each worker they run, with the probes an orchestrator asks: `GET /healthz` (the
+//! process answers) and `GET /readyz` (it consumes its queues; see `readiness.rs`). The recorder is `confab_shared::metrics`; the route is an
 //! axum router on hyper's HTTP/1.1 connection, as the ingress serves its own (not
 //! `axum::serve`, which cannot set a deadline for a request's headers).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -17,15 +19,32 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::warn;
 
+use crate::readiness::Readiness;
+
 /// A scrape request is one short line and a few headers; anything longer is not one.
 const MAX_HEADER_BYTES: usize = 8 * 1024;
 /// A client gets this long to send its request's headers, and then to take the answer.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `GET /metrics` in Prometheus text; every other request is a 404 (a 405 for another method).
-fn router(handle: PrometheusHandle) -> Router {
+/// `GET /metrics` in Prometheus text and the two probes; every other request is a 404 (a 405 for
+/// another method).
+pub fn router(handle: PrometheusHandle, readiness: Arc<Readiness>) -> Router {
     Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || async move {
+                if readiness.is_ready() {
+                    (StatusCode::OK, "ready\n")
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not consuming its queues\n",
+                    )
+                }
+            }),
+        )
         .route(
             "/metrics",
             get(move || async move {
@@ -36,7 +55,11 @@ fn router(handle: PrometheusHandle) -> Router {
             }),
         )
         .fallback(|| async {
-            (StatusCode::NOT_FOUND, "only GET /metrics is served here\n").into_response()
+            (
+                StatusCode::NOT_FOUND,
+                "only GET /metrics, /healthz and /readyz are served here\n",
+            )
+                .into_response()
         })
 }
 
@@ -45,9 +68,10 @@ fn router(handle: PrometheusHandle) -> Router {
 pub async fn serve(
     listener: TcpListener,
     handle: PrometheusHandle,
+    readiness: Arc<Readiness>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let service = TowerToHyperService::new(router(handle));
+    let service = TowerToHyperService::new(router(handle, readiness));
     loop {
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return,
@@ -79,12 +103,35 @@ mod tests {
     use super::*;
 
     async fn started() -> (std::net::SocketAddr, watch::Sender<bool>) {
+        started_with(Readiness::new(1)).await
+    }
+
+    async fn started_with(
+        readiness: Arc<Readiness>,
+    ) -> (std::net::SocketAddr, watch::Sender<bool>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let handle = PrometheusBuilder::new().build_recorder().handle();
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(serve(listener, handle, stopped));
+        tokio::spawn(serve(listener, handle, readiness, stopped));
         (addr, stop)
+    }
+
+    #[tokio::test]
+    async fn the_probes_say_alive_always_and_ready_only_while_consuming() {
+        let readiness = Readiness::new(1);
+        let (addr, _stop) = started_with(readiness.clone()).await;
+        let get = |path: &str| format!("GET {path} HTTP/1.1\r\nhost: w\r\n\r\n");
+        let health = exchange(addr, get("/healthz").as_bytes()).await;
+        assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+        let ready = exchange(addr, get("/readyz").as_bytes()).await;
+        assert!(ready.starts_with("HTTP/1.1 503 "), "{ready}");
+        let consuming = readiness.consuming();
+        let ready = exchange(addr, get("/readyz").as_bytes()).await;
+        assert!(ready.starts_with("HTTP/1.1 200 OK\r\n"), "{ready}");
+        drop(consuming);
+        let ready = exchange(addr, get("/readyz").as_bytes()).await;
+        assert!(ready.starts_with("HTTP/1.1 503 "), "{ready}");
     }
 
     async fn exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
@@ -110,7 +157,7 @@ mod tests {
         let other = exchange(addr, b"GET / HTTP/1.1\r\nhost: w\r\n\r\n").await;
         assert!(other.starts_with("HTTP/1.1 404 Not Found\r\n"), "{other}");
         assert!(
-            other.ends_with("only GET /metrics is served here\n"),
+            other.ends_with("only GET /metrics, /healthz and /readyz are served here\n"),
             "{other}"
         );
         let post = exchange(

@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use crate::WorkerConfig;
 use crate::consume::SessionError;
+use crate::readiness::Readiness;
 use confab_shared::{platforms, telemetry};
 use send::Deliverer;
 
@@ -33,6 +34,7 @@ pub async fn run(
     config: &WorkerConfig,
     pool: Pool,
     worker_id: &str,
+    readiness: Arc<Readiness>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
     if !config.delivery.secrets.is_enabled() {
@@ -47,7 +49,14 @@ pub async fn run(
     });
     let nodes = crate::consume::broker_nodes(config)?;
     crate::consume::reconnecting("delivery", shutdown.clone(), || {
-        session(config, &nodes, &deliverer, worker_id, shutdown.clone())
+        session(
+            config,
+            &nodes,
+            &deliverer,
+            worker_id,
+            &readiness,
+            shutdown.clone(),
+        )
     })
     .await
 }
@@ -59,6 +68,7 @@ async fn session(
     nodes: &confab_contract::BrokerNodes,
     deliverer: &Arc<Deliverer>,
     worker_id: &str,
+    readiness: &Arc<Readiness>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
     let names = &config.shared.names;
@@ -83,6 +93,7 @@ async fn session(
         )
         .await?;
     info!(queue = %names.deliveries(), "delivering channel answers");
+    let consuming = readiness.consuming();
     let mut sends = JoinSet::new();
     let ended = loop {
         tokio::select! {
@@ -97,6 +108,7 @@ async fn session(
             Some(_) = sends.join_next() => {}
         }
     };
+    drop(consuming);
     if ended.is_ok() {
         crate::consume::drain(&channel, &tag, &mut sends, config.shutdown_grace).await;
         let _ = connection.close(200, "worker stopping".into()).await;
