@@ -327,7 +327,7 @@ async fn open(settings: &BrokerSettings, routes: &SharedRoutes) -> Result<Sessio
         .confirm_select(ConfirmSelectOptions::default())
         .await
         .map_err(|e| e.to_string())?;
-    declare_work_topology(&publish, &settings.names, settings.queue_limits)
+    declare_work_topology(&connection, &settings.names, settings.queue_limits)
         .await
         .map_err(|e| e.to_string())?;
     if let Err(e) =

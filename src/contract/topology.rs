@@ -10,6 +10,8 @@ use lapin::{
     types::{AMQPValue, FieldTable},
 };
 
+use tracing::warn;
+
 use crate::Names;
 
 /// Bounds of the work queue, read by both sides from the same variables.
@@ -89,12 +91,33 @@ const DURABLE: QueueDeclareOptions = QueueDeclareOptions {
     nowait: false,
 };
 
-/// Declare the work queue, the deliveries queue, their dead-letter path and the cancel exchange.
+/// Declare the work queue, the deliveries queue, their dead-letter path and the cancel exchange,
+/// on a channel of their own (a refused declare closes its channel).
 pub async fn declare_work_topology(
-    channel: &Channel,
+    connection: &lapin::Connection,
     names: &Names,
     limits: QueueLimits,
 ) -> Result<(), TopologyError> {
+    let opening = |e| declare_error(&names.jobs(), e);
+    let mut channel = connection.create_channel().await.map_err(opening)?;
+    if let Err(e) = declare_dead_letters(&channel, names).await {
+        let TopologyError::Mismatch { name, .. } = &e else {
+            return Err(e);
+        };
+        // Earlier builds declared it as a classic queue; it still takes dead jobs, only
+        // unreplicated. Deleting it (once its jobs are read) lets the next start replicate it.
+        warn!(queue = %name, "the dead-letter queue exists with other arguments (an earlier \
+              version's classic queue); dead jobs are kept unreplicated until it is deleted");
+        channel = connection.create_channel().await.map_err(opening)?;
+    }
+    let declared = declare_work_queues(&channel, names, limits).await;
+    let _ = channel.close(200, "declared".into()).await;
+    declared
+}
+
+/// The dead-letter exchange and its queue: a quorum queue, so that a jobs queue's dead job
+/// survives a node's loss as the job did.
+async fn declare_dead_letters(channel: &Channel, names: &Names) -> Result<(), TopologyError> {
     let exchange_options = ExchangeDeclareOptions {
         durable: true,
         ..ExchangeDeclareOptions::default()
@@ -112,7 +135,7 @@ pub async fn declare_work_topology(
 
     let dead = names.dead_letters();
     let dead_args = args(&[
-        ("x-queue-type", text("classic")),
+        ("x-queue-type", text("quorum")),
         ("x-message-ttl", AMQPValue::LongLongInt(DEAD_LETTER_TTL_MS)),
         (
             "x-max-length",
@@ -133,7 +156,21 @@ pub async fn declare_work_topology(
             FieldTable::default(),
         )
         .await
-        .map_err(|e| declare_error(&dead, e))?;
+        .map_err(|e| declare_error(&dead, e))
+}
+
+/// The jobs and deliveries queues and the cancel exchange.
+async fn declare_work_queues(
+    channel: &Channel,
+    names: &Names,
+    limits: QueueLimits,
+) -> Result<(), TopologyError> {
+    let exchange_options = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    let dlx = names.dead_letter_exchange();
+    let dead = names.dead_letters();
 
     // A quorum queue: it counts deliveries (so a poison job or a job that kills its workers ends
     // in the dead-letter queue instead of looping), supports per-message TTL (job deadlines) and

@@ -6,7 +6,8 @@
 //! socket, then the channel; after `stall` without room the pump stops relaying, ends the body,
 //! and goes on reading the turn to its end without keeping anything, so the answer is still
 //! finished and stored while nothing piles up. A client that goes away closes the channel, and
-//! the pump drops the turn at once: that is a cancel, as before.
+//! the pump drops the turn at once: the turn tells the workers its caller left, and they go on
+//! for the resume grace (`CONFAB_RESUME_GRACE_SECS`) before they stop (`pipeline/turn.rs`).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -149,7 +150,8 @@ where
     while let Some(event) = events.next().await {
         match tx.send_timeout(event, stall).await {
             Ok(()) => {}
-            // The client went away: dropping the events cancels the turn.
+            // The client went away: dropping the events drops the turn, which says its caller
+            // left (a reconnect within the grace finds the answer still going).
             Err(SendTimeoutError::Closed(_)) => return,
             Err(SendTimeoutError::Timeout(_)) => {
                 tracing::warn!(

@@ -118,7 +118,7 @@ async fn session(
         publish,
         connection: connection.clone(),
     });
-    declare_work_topology(&consume, names, config.shared.queue_limits).await?;
+    declare_work_topology(&connection, names, config.shared.queue_limits).await?;
     if let Err(e) =
         confab_contract::declare_reply_log(&connection, names, config.shared.queue_limits).await
     {

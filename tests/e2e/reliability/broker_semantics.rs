@@ -288,3 +288,62 @@ async fn a_job_that_always_fails_is_dead_lettered_after_its_delivery_limit() {
     assert_eq!(dead_job.request_id, job.request_id);
     let _ = connection.close(200, "".into()).await;
 }
+
+/// The type of each of `prefix`'s queues, as the broker reports it.
+fn queue_types(prefix: &str) -> std::collections::BTreeMap<String, String> {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_queues",
+            "name",
+            "type",
+            "--quiet",
+            "--no-table-headers",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("rabbitmqctl");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_once(char::is_whitespace))
+        .filter(|(name, _)| name.starts_with(&format!("{prefix}.")))
+        .map(|(name, kind)| (name.to_owned(), kind.trim().to_owned()))
+        .collect()
+}
+
+/// Dead jobs survive a node's loss as the jobs did: their queue is a quorum queue too. A
+/// deployment whose dead-letter queue an earlier build declared classic still starts, and
+/// keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dead_letter_queue_is_replicated_and_an_earlier_classic_one_still_starts() {
+    let stack = Stack::start(Options {
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
+    let types = queue_types(stack.names.prefix());
+    assert_eq!(types[&stack.names.jobs()], "quorum", "{types:?}");
+    assert_eq!(types[&stack.names.dead_letters()], "quorum", "{types:?}");
+
+    let names = confab_contract::Names::new(crate::support::stack::random_name("t"));
+    let (connection, channel) = channel().await;
+    let classic = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(
+            names.dead_letters().as_str().into(),
+            classic,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let declared =
+        confab_contract::declare_work_topology(&connection, &names, QueueLimits::default()).await;
+    let types = queue_types(names.prefix());
+    crate::support::stack::remove_broker_objects(&amqp_url(), &names).await;
+    declared.expect("the topology is declared beside the old queue");
+    assert_eq!(types[&names.jobs()], "quorum", "{types:?}");
+    assert_eq!(types[&names.dead_letters()], "classic", "{types:?}");
+    let _ = connection.close(200, "".into()).await;
+}

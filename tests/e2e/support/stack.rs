@@ -30,7 +30,8 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
-fn random_name(prefix: &str) -> String {
+/// `prefix` and 12 random hex digits: a name of one test's own (queue prefix, database).
+pub fn random_name(prefix: &str) -> String {
     format!(
         "{prefix}{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]

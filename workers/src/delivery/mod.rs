@@ -76,7 +76,7 @@ async fn session(
         .with_connection_name(format!("confab-worker {worker_id} delivery").into());
     let (connection, _node) = nodes.connect(properties).await?;
     let channel = connection.create_channel().await?;
-    declare_work_topology(&channel, names, config.shared.queue_limits).await?;
+    declare_work_topology(&connection, names, config.shared.queue_limits).await?;
     channel
         .basic_qos(
             deliverer.settings.concurrency,
