@@ -73,7 +73,10 @@ impl Turn {
     ) -> Turn {
         let (id, conversation) = (job.request_id, job.conversation_id);
         let mut turn = Turn::reading(id, conversation, job.stream, subscription, lost, broker);
-        turn.deadline = tokio::time::Instant::now() + until_deadline;
+        // The request's one deadline, the job's, counted from its submission: opening the reply
+        // path and publishing may already have waited out a broker node's loss, and the caller
+        // must not wait a second deadline here.
+        turn.deadline = tokio::time::Instant::from_std(submitted) + until_deadline;
         turn.submitted = submitted;
         turn
     }

@@ -172,7 +172,7 @@ async fn session(
                     && let Some(signals) = env.inflight.get(cancel.request_id)
                 {
                     match cancel.kind {
-                        CancelKind::Stop => signals.stop(),
+                        CancelKind::Stop => signals.cancel(),
                         CancelKind::Left => signals.left(),
                         CancelKind::Listening => signals.listening(),
                     }

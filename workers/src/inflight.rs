@@ -6,6 +6,7 @@
 //! (its `listening` broadcasts): a dropped connection is not a cancel.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,8 @@ pub struct Signals {
     pub gone: watch::Sender<bool>,
     grace: Duration,
     presence: Arc<Mutex<Presence>>,
+    /// Gone because somebody cancelled the request, not because its caller left.
+    cancelled: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -34,6 +37,17 @@ struct Presence {
 }
 
 impl Signals {
+    /// An explicit cancel: stop at once, and say so to whoever still listens.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        self.stop();
+    }
+
+    /// Whether the request was cancelled (rather than left by its caller).
+    pub fn was_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
     /// Stop at once.
     pub fn stop(&self) {
         self.gone.send_replace(true);
@@ -107,6 +121,7 @@ impl InFlight {
             gone,
             grace,
             presence: Arc::default(),
+            cancelled: Arc::default(),
         };
         self.lock().insert(request_id, signals.clone());
         Registration {
@@ -142,6 +157,22 @@ impl Drop for Registration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_explicit_cancel_counts_as_cancelled() {
+        let inflight = InFlight::default();
+        let left = inflight.register(Uuid::now_v7(), Duration::ZERO);
+        left.signals.left();
+        assert!(*left.signals.gone.borrow(), "gone at once without a grace");
+        assert!(
+            !left.signals.was_cancelled(),
+            "a caller that left cancelled nothing"
+        );
+        let cancelled = inflight.register(Uuid::now_v7(), Duration::from_secs(60));
+        cancelled.signals.cancel();
+        assert!(*cancelled.signals.gone.borrow(), "a cancel needs no grace");
+        assert!(cancelled.signals.was_cancelled());
+    }
 
     #[tokio::test]
     async fn a_caller_that_left_is_gone_after_the_grace_unless_someone_listens() {

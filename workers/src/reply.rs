@@ -99,6 +99,11 @@ impl Replies {
         Ok(())
     }
 
+    /// Whether the request was cancelled (the caller did not merely leave).
+    pub fn cancelled(&self) -> bool {
+        self.signals.was_cancelled()
+    }
+
     /// A publish that comes back unroutable means the caller left.
     fn watch_return(&self, confirm: lapin::PublisherConfirm) {
         let signals = self.signals.clone();

@@ -56,9 +56,11 @@ async fn killing_broker_nodes_under_load_loses_no_answered_turn_and_answers_flow
     let load = Load::start(&stack, vec![a, b]);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut faults = Vec::new();
+    let mut killed = Vec::new();
     for _ in 0..2 {
         // Every node is up here: any of them tells.
         let leader = leader_of_jobs(&nodes, &jobs);
+        killed.push(leader);
         faults.push(Instant::now());
         nodes[leader].kill().await;
         tokio::time::sleep(Duration::from_secs(6)).await;
@@ -66,13 +68,15 @@ async fn killing_broker_nodes_under_load_loses_no_answered_turn_and_answers_flow
         tokio::time::sleep(Duration::from_secs(4)).await;
     }
     let sent = load.stop().await;
+    let db = stack.db().await;
+    super::load::settle(&db, &sent, Duration::from_secs(30)).await;
     for child in &mut children {
         let _ = child.kill().await;
     }
 
-    let db = stack.db().await;
     let tally = super::load::tally(&db, &sent, &faults).await;
-    println!("broker cluster (jobs queue leader killed, twice): {tally}");
+    println!("broker cluster (jobs queue leader killed: node {killed:?}): {tally}");
+    assert_ne!(killed[0], killed[1], "the second fault is another node");
     tally.assert_nothing_lost();
     // A node stays down 6 s; the survivors elect a new leader and every process reconnects
     // well within that here, but a 2-core machine busy with other work once took 12 s.
@@ -82,9 +86,6 @@ async fn killing_broker_nodes_under_load_loses_no_answered_turn_and_answers_flow
             "answers flow again after fault {i}: {tally}"
         );
     }
-    assert!(
-        tally.failures.keys().all(|k| k.starts_with('5')),
-        "every failure is a clear server-side error: {tally}"
-    );
+    tally.assert_every_failure_clear();
     drop(stack);
 }

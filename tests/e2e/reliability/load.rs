@@ -1,8 +1,10 @@
 //! A steady load of turns for the chaos tests, and its tally: clients that each send one turn
-//! after another (seed 001, each question unique) through the given ingress processes until
-//! stopped, then what was sent, answered, failed and how (status and error name), what the
-//! database holds of it, duplicates, answered turns it does not hold, and how long after each
-//! fault answers flowed again.
+//! after another (seed 001, each question unique; half of the clients JSON, half streaming)
+//! through the given ingress processes until stopped, then what was sent, answered, failed and
+//! how (status and error name), what the database holds of it, duplicates, accepted turns it
+//! does not hold, and how long after each fault answers flowed again. A turn is accepted once
+//! the ingress has its job confirmed: a JSON turn that was answered, and every stream that
+//! started (its headers are sent after the confirm), even one a fault then cut.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,20 +12,33 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::support::stack::Stack;
+use crate::support::stack::{Stack, sse_data};
 
 const CLIENTS: usize = 6;
 
-/// One request of the load: when it was sent and answered, its question, and its status (0: no
-/// answer at all).
+/// One request of the load: when it was sent and answered, its question, its status (0: no
+/// answer at all), whether it streamed, whether its turn was accepted and whether it was
+/// answered whole.
 pub struct Sent {
     at: Instant,
     done: Instant,
     question: String,
     status: u16,
+    stream: bool,
+    accepted: bool,
+    answered: bool,
+    error: Option<String>,
+}
+
+/// How one request ended.
+struct Outcome {
+    status: u16,
+    accepted: bool,
+    answered: bool,
     error: Option<String>,
 }
 
@@ -80,30 +95,41 @@ async fn client(
         let question = format!("Client {id} turn {n}: what are your business hours?");
         let base = &bases[(id + n) % bases.len()];
         let at = Instant::now();
+        // Odd clients stream, so that streams run through every fault too.
+        let stream = id % 2 == 1;
         let response = http
             .post(format!("{base}/v1/api/chat/support-agent"))
             .bearer_auth(&key)
             .timeout(Duration::from_secs(60))
-            .json(&json!({"message": question}))
+            .json(&json!({"message": question, "stream": stream}))
             .send()
             .await;
-        let (status, error) = match response {
+        let Outcome {
+            status,
+            accepted,
+            answered,
+            error,
+        } = match response {
+            Ok(response) if stream && response.status() == 200 => read_stream(response).await,
             Ok(response) => {
                 let status = response.status().as_u16();
                 let body: Value = response.json().await.unwrap_or(Value::Null);
                 let error = (status != 200).then(|| body["error"]["name"].to_string());
-                (status, error)
-            }
-            Err(e) => {
-                // The innermost cause says what happened to the connection.
-                let mut cause: &dyn std::error::Error = &e;
-                while let Some(inner) = cause.source() {
-                    cause = inner;
+                Outcome {
+                    status,
+                    accepted: status == 200,
+                    answered: status == 200,
+                    error,
                 }
-                (0, Some(cause.to_string()))
             }
+            Err(e) => Outcome {
+                status: 0,
+                accepted: false,
+                answered: false,
+                error: Some(innermost(&e)),
+            },
         };
-        if status != 200 {
+        if !answered {
             // A refused client backs off a little, as a real one would.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -112,11 +138,59 @@ async fn client(
             done: Instant::now(),
             question,
             status,
+            stream,
+            accepted,
+            answered,
             error,
         });
         n += 1;
     }
     sent
+}
+
+/// The innermost cause of an HTTP client error: it says what happened to the connection.
+fn innermost(e: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
+}
+
+/// Read a started stream to its end: answered if it ends in `[DONE]` with no error event,
+/// else failed with the error event's name (or how the connection broke).
+async fn read_stream(response: reqwest::Response) -> Outcome {
+    let mut body = response.bytes_stream();
+    let mut received = String::new();
+    let mut broken = None;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(chunk) => received.push_str(&String::from_utf8_lossy(&chunk)),
+            Err(e) => {
+                broken = Some(format!("cut: {}", innermost(&e)));
+                break;
+            }
+        }
+    }
+    let events = sse_data(&received);
+    let error_event = events
+        .iter()
+        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+        .find(|event| !event["error"].is_null());
+    let error = match (error_event, broken) {
+        (Some(event), _) => Some(event["error"]["name"].to_string()),
+        (None, Some(broken)) => Some(broken),
+        (None, None) if events.last().map(String::as_str) != Some("[DONE]") => {
+            Some("ended without [DONE]".to_owned())
+        }
+        (None, None) => None,
+    };
+    Outcome {
+        status: 200,
+        accepted: true,
+        answered: error.is_none(),
+        error,
+    }
 }
 
 /// What a load came to.
@@ -128,14 +202,14 @@ pub struct Tally {
     pub turns_stored: usize,
     pub answers_stored: usize,
     pub duplicates: usize,
-    /// Turns a client was answered that the database does not hold (question and answer).
+    /// Accepted turns (see the module's doc) the database does not hold with an answer.
     pub lost: usize,
     /// After each fault: from the fault to the first answer of a request sent after it.
     pub back_after: Vec<Option<Duration>>,
 }
 
-/// Tally `sent` against the database `db` holds, with faults at `faults`.
-pub async fn tally(db: &tokio_postgres::Client, sent: &[Sent], faults: &[Instant]) -> Tally {
+/// Each stored question, and whether it has an answer (`None`: stored more than once).
+async fn stored_turns(db: &tokio_postgres::Client) -> (BTreeMap<String, bool>, usize) {
     let rows = db
         .query(
             "SELECT u.content, count(*) OVER (PARTITION BY u.content), \
@@ -154,18 +228,41 @@ pub async fn tally(db: &tokio_postgres::Client, sent: &[Sent], faults: &[Instant
         }
         stored.insert(row.get::<_, String>(0), row.get::<_, bool>(2));
     }
-    let answered: Vec<&Sent> = sent.iter().filter(|s| s.status == 200).collect();
-    let lost = answered
-        .iter()
-        .filter(|s| stored.get(&s.question) != Some(&true))
-        .count();
+    (stored, duplicates)
+}
+
+fn accepted_not_stored(sent: &[Sent], stored: &BTreeMap<String, bool>) -> usize {
+    sent.iter()
+        .filter(|s| s.accepted && stored.get(&s.question) != Some(&true))
+        .count()
+}
+
+/// Wait (up to `within`) until every accepted turn of `sent` is stored with its answer: a
+/// stream a fault cut is still answered by a worker, after the client saw its end.
+pub async fn settle(db: &tokio_postgres::Client, sent: &[Sent], within: Duration) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let (stored, _) = stored_turns(db).await;
+        if accepted_not_stored(sent, &stored) == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Tally `sent` against the database `db` holds, with faults at `faults`.
+pub async fn tally(db: &tokio_postgres::Client, sent: &[Sent], faults: &[Instant]) -> Tally {
+    let (stored, duplicates) = stored_turns(db).await;
+    let answered: Vec<&Sent> = sent.iter().filter(|s| s.answered).collect();
+    let lost = accepted_not_stored(sent, &stored);
     let mut failures: BTreeMap<String, usize> = BTreeMap::new();
-    for failed in sent.iter().filter(|s| s.status != 200) {
-        let kind = format!(
-            "{} {}",
-            failed.status,
-            failed.error.clone().unwrap_or_default()
-        );
+    for failed in sent.iter().filter(|s| !s.answered) {
+        let error = failed.error.clone().unwrap_or_default();
+        let kind = if failed.stream && failed.status == 200 {
+            format!("stream {error}")
+        } else {
+            format!("{} {error}", failed.status)
+        };
         *failures.entry(kind).or_default() += 1;
     }
     let back_after = faults
@@ -193,11 +290,19 @@ pub async fn tally(db: &tokio_postgres::Client, sent: &[Sent], faults: &[Instant
 impl Tally {
     pub fn assert_nothing_lost(&self) {
         assert_eq!(self.duplicates, 0, "a turn stored twice: {self}");
-        assert_eq!(
-            self.lost, 0,
-            "a turn a client was answered is not stored: {self}"
-        );
+        assert_eq!(self.lost, 0, "an accepted turn is not stored: {self}");
         assert!(self.answered > 0, "{self}");
+    }
+
+    /// Every failure told its client what happened: a 5xx with the dialect's error, or a
+    /// stream that ended with the dialect's error event (a name, quoted), not a cut one.
+    pub fn assert_every_failure_clear(&self) {
+        let unclear: Vec<&String> = self
+            .failures
+            .keys()
+            .filter(|kind| !(kind.starts_with('5') || kind.starts_with("stream \"")))
+            .collect();
+        assert!(unclear.is_empty(), "unclear failures {unclear:?}: {self}");
     }
 }
 
@@ -206,7 +311,7 @@ impl fmt::Display for Tally {
         write!(
             f,
             "sent {}, answered {}, failed {:?}, turns stored {} ({} answered), duplicates {}, \
-             answered turns lost {}, answers flowing again after each fault {:?}",
+             accepted turns lost {}, answers flowing again after each fault {:?}",
             self.sent,
             self.answered,
             self.failures,

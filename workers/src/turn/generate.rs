@@ -39,10 +39,22 @@ const MAX_PENDING_BYTES: usize = 8 * 1024;
 pub(super) enum Generation {
     Complete,
     Failed(ModelError),
+    /// Somebody cancelled the request.
+    Cancelled,
+    /// Its caller left (and did not come back within the resume grace).
     CallerGone,
     DeadlineExceeded,
     /// A round of tool calls could not be recorded: the job goes back to the queue.
     StoreFailed(confab_shared::db::DbError),
+}
+
+/// Why a generation whose "gone" signal rose ended.
+fn gone_ending(replies: &Replies) -> Generation {
+    if replies.cancelled() {
+        Generation::Cancelled
+    } else {
+        Generation::CallerGone
+    }
 }
 
 /// The model's answer to a turn, as far as it got.
@@ -237,7 +249,7 @@ impl Streamed {
             let mut gone = calls.gone.clone();
             let round = tokio::select! {
                 round = calls.steps.round(ours) => round,
-                _ = gone.wait_for(|gone| *gone) => return Ok(Generation::CallerGone),
+                _ = gone.wait_for(|gone| *gone) => return Ok(gone_ending(replies)),
             };
             match round {
                 Ok(messages) => request.messages.extend(messages),
@@ -291,7 +303,7 @@ impl Streamed {
         loop {
             tokio::select! {
                 biased;
-                _ = async { gone.wait_for(|gone| *gone).await.is_ok() } => return Ok(Generation::CallerGone),
+                _ = async { gone.wait_for(|gone| *gone).await.is_ok() } => return Ok(gone_ending(replies)),
                 _ = tokio::time::sleep_until(deadline) => {
                     self.flush(replies).await?;
                     return Ok(Generation::DeadlineExceeded);

@@ -240,7 +240,7 @@ async fn answer(
         Ok(Readiness::Ready(prepared)) => *prepared,
         Ok(Readiness::Cancelled) => {
             info!("request cancelled before it started");
-            return settle::without_answer(replies, Generation::CallerGone).await;
+            return settle::without_answer(replies, Generation::Cancelled).await;
         }
         Err(DbError::NotFound(what)) => {
             let event = ReplyEvent::Error {

@@ -231,13 +231,22 @@ pub(super) async fn without_answer(
     ending: Generation,
 ) -> Result<Settle, TurnError> {
     let event = match ending {
-        // A cancelled request's caller may still be listening (an explicit cancel); one that
-        // went away makes this publish come back unroutable, which is harmless.
-        Generation::Complete | Generation::CallerGone => {
-            info!("request cancelled or caller gone; generation stopped");
+        // A cancelled request's caller may still be listening (an explicit cancel).
+        Generation::Complete | Generation::Cancelled => {
+            info!("request cancelled; generation stopped");
             ReplyEvent::Error {
                 code: ErrorCode::Cancelled,
                 message: "The request was cancelled".into(),
+            }
+        }
+        // Usually nobody reads this (the publish comes back unroutable); but a caller whose
+        // reply path was lost with a broker node and opened again gets it, and must hear that
+        // its answer was cut short, not that it cancelled.
+        Generation::CallerGone => {
+            info!("caller gone; generation stopped");
+            ReplyEvent::Error {
+                code: ErrorCode::Interrupted,
+                message: "the reply path to this request was lost; the answer was stopped".into(),
             }
         }
         Generation::DeadlineExceeded => deadline_error(),
