@@ -195,12 +195,16 @@ async fn seed_001_and_openai_streams_cut_midway_resume_on_another_ingress_with_e
             .send()
     };
 
-    // Seed 001.
-    let started = post(
-        "/v1/api/chat/hours",
-        json!({"message": "What are your opening hours?", "stream": true}),
-    );
+    // Seed 001, started on an ingress process that is gone before the client reconnects.
+    let (mut first_ingress, first_url) = stack.ingress_process().await;
+    let started = stack
+        .http
+        .post(format!("{first_url}/v1/api/chat/hours"))
+        .bearer_auth(&stack.api_key)
+        .json(&json!({"message": "What are your opening hours?", "stream": true}))
+        .send();
     let (request_id, before, last) = cut(started.await.unwrap(), 3).await;
+    first_ingress.kill().await.unwrap();
     let (status, rest) = events_of(
         &stack,
         &other_ingress,
