@@ -143,7 +143,8 @@ async fn chat_completions(
     }
     refuse_functions_named_like_the_assistants_tools(&request, &assistant.tools)?;
     let created_ms = now_ms();
-    let idempotent = named.is_some() && headers.contains_key("idempotency-key");
+    // Nothing of a `store: false` exchange is kept, so nothing can answer its retry.
+    let idempotent = request.store && headers.contains_key("idempotency-key");
     let (conversation_id, history, message) = match named {
         Some(id) => {
             check_named_conversation(&**db, tenant_id, &id, assistant.id, &request.model).await?;
@@ -153,11 +154,12 @@ async fn chat_completions(
         None => {
             request.check_results_answer_calls()?;
             let (history, message) = request.stateless_turn(created_ms);
-            (
-                format!("chatcmpl-{}", Uuid::now_v7().simple()),
-                history,
-                message,
-            )
+            let id = if idempotent {
+                request::stateless_conversation_id(&headers)?
+            } else {
+                format!("chatcmpl-{}", Uuid::now_v7().simple())
+            };
+            (id, history, message)
         }
     };
     drop(db);

@@ -197,15 +197,32 @@ pub fn named_conversation(
 /// derived from the key, so a client's retry of the same request (an SDK retrying after a
 /// timeout) is stored once and answered with the first answer instead of a second turn.
 pub fn message_id(headers: &HeaderMap) -> Result<String, OpenAiError> {
+    Ok(match idempotency_digest(headers)? {
+        Some(hex) => format!("msg_idem_{hex}"),
+        None => crate::store::conversations::new_message_id(),
+    })
+}
+
+/// The conversation a stateless exchange is stored as: its own, new, or with an
+/// `Idempotency-Key` one derived from the key, so that a retry finds its first turn there (its
+/// messages' ids are positional) and is answered with the first answer.
+pub fn stateless_conversation_id(headers: &HeaderMap) -> Result<String, OpenAiError> {
+    Ok(match idempotency_digest(headers)? {
+        Some(hex) => format!("chatcmpl-idem-{hex}"),
+        None => format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
+    })
+}
+
+/// A digest of the request's `Idempotency-Key`, if it sent one.
+fn idempotency_digest(headers: &HeaderMap) -> Result<Option<String>, OpenAiError> {
     const HEADER: &str = "Idempotency-Key";
     let Some(value) = headers.get(HEADER) else {
-        return Ok(crate::store::conversations::new_message_id());
+        return Ok(None);
     };
     match value.to_str() {
         Ok(key) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
             let digest = Sha256::digest(key.as_bytes());
-            let hex = hex::encode(&digest[..16]);
-            Ok(format!("msg_idem_{hex}"))
+            Ok(Some(hex::encode(&digest[..16])))
         }
         _ => Err(OpenAiError::invalid(
             HEADER,

@@ -407,6 +407,69 @@ async fn openai_models_lists_the_deployed_assistants_by_slug() {
     }
 }
 
+/// A stateless exchange (no conversation named, as OpenAI's own SDKs send) retried under its
+/// `Idempotency-Key` is one stored turn and the first response again, under its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_retry_with_the_same_idempotency_key_is_answered_once() {
+    let stack = Stack::start(Options::default()).await;
+    stack.support_agent().await;
+    let send = |key: &str, stream: bool| {
+        stack
+            .http
+            .post(stack.url("/v1/chat/completions"))
+            .bearer_auth(&stack.api_key)
+            .header("idempotency-key", key)
+            .json(&json!({"model": "support-agent", "stream": stream,
+                          "messages": [{"role": "system", "content": "Be brief."},
+                                       user("What are your business hours?")]}))
+            .send()
+    };
+    let first = send("stateless-1", false).await.unwrap();
+    let conversation = first.headers()["x-conversation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let first: Value = first.json().await.unwrap();
+    let retry = send("stateless-1", true).await.unwrap();
+    assert_eq!(retry.headers()["x-conversation-id"], conversation.as_str());
+    let chunks = chunks_of(retry).await;
+    assert!(chunks.iter().all(|c| c["id"] == first["id"]), "{chunks:?}");
+    let replayed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(replayed, first["choices"][0]["message"]["content"]);
+
+    let (_, messages) = stack
+        .api(
+            "GET",
+            &format!("/v1/conversations/{conversation}/messages"),
+            None,
+        )
+        .await;
+    let roles: Vec<&str> = messages["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["system", "user", "assistant"], "{messages}");
+    // Without the key, the same exchange is a conversation and a turn of its own.
+    let again: Value = stack
+        .http
+        .post(stack.url("/v1/chat/completions"))
+        .bearer_auth(&stack.api_key)
+        .json(&json!({"model": "support-agent",
+                      "messages": [user("What are your business hours?")]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(again["id"], first["id"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_retry_with_the_same_idempotency_key_is_answered_once() {
     let stack = Stack::start(Options::default()).await;
