@@ -159,23 +159,31 @@ impl Pipeline {
         request.stream_format.clone().filter(|_| resumable)
     }
 
-    async fn log_format(
+    /// Log the format in a task of its own, bounded by the request's deadline: the request never
+    /// waits for it. A stream queue's confirm can hang for as long as its leader is gone, and a
+    /// reader of the log finds the format wherever it lands (`Subscription::stream_format`).
+    fn log_format(
         &self,
-        session: &Session,
+        session: Arc<Session>,
         request_id: Uuid,
         format: Option<serde_json::Value>,
+        deadline_ms: i64,
     ) {
         let Some(format) = format else {
             return;
         };
-        let logged = tokio::time::timeout(
-            self.deadline,
-            self.broker.log_stream_format(session, request_id, &format),
-        )
-        .await;
-        if !matches!(logged, Ok(Ok(()))) {
-            warn!(%request_id, "cannot log the stream's format");
-        }
+        let broker = self.broker.clone();
+        let left = Duration::from_millis((deadline_ms - now_ms()).max(0) as u64);
+        tokio::spawn(async move {
+            let logged = tokio::time::timeout(
+                left,
+                broker.log_stream_format(&session, request_id, &format),
+            )
+            .await;
+            if !matches!(logged, Ok(Ok(()))) {
+                warn!(%request_id, "cannot log the stream's format");
+            }
+        });
     }
 
     /// Whether `request_id` started longer ago than the reply log keeps events.
@@ -282,13 +290,8 @@ impl Pipeline {
         };
         let format = self.format_to_log(&request);
         let job = request.into_job(deadline_ms, subscription.reply_to.clone());
-        // The format goes first on the same channel, but its confirm is not waited for before
-        // the job's: a reader of the log finds it wherever it lands (`Subscription::stream_format`).
-        let ((), published) = tokio::join!(
-            self.log_format(&session, job.request_id, format),
-            self.publish(&session, &job)
-        );
-        published?;
+        self.log_format(session.clone(), job.request_id, format, deadline_ms);
+        self.publish(&session, &job).await?;
         info!(%request_id, conversation_id = %job.conversation_id, stream = job.stream, "job queued");
         metrics::gauge!("confab_jobs_in_flight").increment(1.0);
         let mut turn = Turn::accepted(

@@ -29,6 +29,8 @@ pub struct Sent {
     question: String,
     status: u16,
     stream: bool,
+    /// Which of the ingress processes it went to.
+    ingress: usize,
     accepted: bool,
     answered: bool,
     error: Option<String>,
@@ -93,7 +95,8 @@ async fn client(
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
         let question = format!("Client {id} turn {n}: what are your business hours?");
-        let base = &bases[(id + n) % bases.len()];
+        let ingress = (id + n) % bases.len();
+        let base = &bases[ingress];
         let at = Instant::now();
         // Odd clients stream, so that streams run through every fault too.
         let stream = id % 2 == 1;
@@ -139,6 +142,7 @@ async fn client(
             question,
             status,
             stream,
+            ingress,
             accepted,
             answered,
             error,
@@ -206,6 +210,11 @@ pub struct Tally {
     pub lost: usize,
     /// After each fault: from the fault to the first answer of a request sent after it.
     pub back_after: Vec<Option<Duration>>,
+    /// The requests that got no HTTP answer at all: which kind, which ingress, when (seconds
+    /// from the load's start, as the faults), and how they ended.
+    pub unanswered: Vec<String>,
+    /// The faults, in seconds from the load's start.
+    pub faults_at: Vec<f64>,
 }
 
 /// Each stored question, and whether it has an answer (`None`: stored more than once).
@@ -275,7 +284,25 @@ pub async fn tally(db: &tokio_postgres::Client, sent: &[Sent], faults: &[Instant
                 .min()
         })
         .collect();
+    let origin = sent.iter().map(|s| s.at).min().unwrap_or_else(Instant::now);
+    let since = |at: Instant| at.saturating_duration_since(origin).as_secs_f64();
+    let unanswered = sent
+        .iter()
+        .filter(|s| s.status == 0)
+        .map(|s| {
+            format!(
+                "{} to ingress {} at {:.1} s, {:.1} s: {}",
+                if s.stream { "stream" } else { "JSON" },
+                s.ingress,
+                since(s.at),
+                s.done.duration_since(s.at).as_secs_f64(),
+                s.error.clone().unwrap_or_default()
+            )
+        })
+        .collect();
     Tally {
+        unanswered,
+        faults_at: faults.iter().map(|f| since(*f)).collect(),
         sent: sent.len(),
         answered: answered.len(),
         failures,
@@ -311,7 +338,8 @@ impl fmt::Display for Tally {
         write!(
             f,
             "sent {}, answered {}, failed {:?}, turns stored {} ({} answered), duplicates {}, \
-             accepted turns lost {}, answers flowing again after each fault {:?}",
+             accepted turns lost {}, answers flowing again after each fault {:?}; faults at \
+             {:?} s; no answer at all: {:?}",
             self.sent,
             self.answered,
             self.failures,
@@ -319,7 +347,9 @@ impl fmt::Display for Tally {
             self.answers_stored,
             self.duplicates,
             self.lost,
-            self.back_after
+            self.back_after,
+            self.faults_at,
+            self.unanswered
         )
     }
 }
