@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::support::mcp_server::McpServer;
 use crate::support::openai_server::{FakeOpenAi, Recorded, Script};
-use crate::support::stack::{Options, Stack};
+use crate::support::stack::{Options, Stack, request_id_of};
 use crate::support::tool_server::{Behaviour, ToolServer};
 
 const SECRET: &str = "tool-secret-0123456789";
@@ -602,10 +602,7 @@ async fn a_cancel_stops_the_tool_calls_under_way() {
         .send()
         .await
         .unwrap();
-    let request_id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let request_id = request_id_of(&response);
     for _ in 0..200 {
         if !tools.calls().is_empty() {
             break;

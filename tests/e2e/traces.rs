@@ -14,7 +14,7 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::support::fake_platform::FakePlatform;
 use crate::support::otlp_collector::{CollectedSpan, OtlpCollector};
-use crate::support::stack::{Options, Stack};
+use crate::support::stack::{Options, Stack, request_id_of};
 
 const INGRESS_SPANS: [&str; 4] = ["request", "auth", "publish", "relay"];
 const WORKER_SPANS: [&str; 5] = [
@@ -133,10 +133,7 @@ async fn one_trace_spans_the_ingress_and_the_worker_across_the_queue() {
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
-        let request_id = response.headers()["x-request-id"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let request_id = request_id_of(&response);
         let body = response.text().await.unwrap();
         assert!(body.contains("9:00"), "{body}");
         let trace_id = assert_one_trace_across_the_queue(&collector, &request_id, 1).await;
@@ -302,10 +299,7 @@ async fn spans_still_queued_at_a_graceful_exit_are_exported_before_it() {
         )
         .await;
     assert_eq!(response.status(), 200);
-    let request_id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let request_id = request_id_of(&response);
     response.text().await.unwrap();
     assert!(collector.spans().is_empty(), "exported before the exit");
 
@@ -410,10 +404,7 @@ async fn a_channel_message_is_one_trace_from_its_webhook_to_its_delivery() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let request_id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let request_id = request_id_of(&response);
     assert_eq!(platform.wait_for(1).await.len(), 1);
 
     // Each message of a webhook is a turn of its own, with a request id of its own; the webhook

@@ -6,7 +6,7 @@ use reqwest::header::ACCEPT;
 use serde_json::json;
 
 use super::ai_hub::support::{SEED_ASSISTANT, seed_stack};
-use crate::support::stack::{Options, Stack};
+use crate::support::stack::{Options, Stack, request_id_of};
 
 /// The SSE body's events (blocks of lines), leaving out keep-alive comments.
 fn blocks(body: &str) -> Vec<Vec<&str>> {
@@ -31,10 +31,7 @@ fn field<'a>(block: &[&'a str], name: &str) -> Option<&'a str> {
 /// Check a stream's ids and retry hint; the number of events.
 async fn assert_ids(dialect: &str, response: reqwest::Response) -> usize {
     assert_eq!(response.status(), 200, "{dialect}");
-    let request_id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let request_id = request_id_of(&response);
     let body = response.text().await.unwrap();
     let blocks = blocks(&body);
     assert!(blocks.len() >= 2, "{dialect}: {body}");

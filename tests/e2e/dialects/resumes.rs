@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::ai_hub::support::{SEED_ASSISTANT, seed_stack};
-use crate::support::stack::{Options, Stack, sse_data};
+use crate::support::stack::{Options, Stack, request_id_of, sse_data};
 
 const LONG_ANSWER: &str = "Our opening hours are long and varied because the shop serves \
     customers in many time zones, so the hours run from seven in the morning until eleven at \
@@ -45,10 +45,7 @@ async fn read_first(
     impl futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>>,
 ) {
     assert_eq!(response.status(), 200);
-    let request_id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let request_id = request_id_of(&response);
     let mut body = response.bytes_stream();
     let mut received = String::new();
     while sse_data(&received).len() < events {
@@ -277,10 +274,7 @@ async fn seed_001_and_openai_streams_cut_midway_resume_on_another_ingress_with_e
     let json_turn = post("/v1/api/chat/hours", json!({"message": "Hours?"}))
         .await
         .unwrap();
-    let json_id = json_turn.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let json_id = request_id_of(&json_turn);
     json_turn.text().await.unwrap();
     let (status, body) = events_of(&stack, &other_ingress, &json_id, None, &stack.api_key).await;
     assert_eq!(status, 404, "{body}");
@@ -303,10 +297,7 @@ async fn a_seed_002_stream_is_read_again_in_its_own_shape() {
         .send()
         .await
         .unwrap();
-    let request_id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let request_id = request_id_of(&response);
     let first = response.text().await.unwrap();
     let base = stack.url("").trim_end_matches('/').to_owned();
     let (status, again) = events_of(&stack, &base, &request_id, None, &stack.api_key).await;
@@ -461,10 +452,7 @@ async fn many_readers_of_a_finished_stream_leave_the_broker_session_intact() {
         .send()
         .await
         .unwrap();
-    let request_id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let request_id = request_id_of(&response);
     let answer = chunks(&response.text().await.unwrap());
     assert_eq!(answer, LONG_ANSWER);
 

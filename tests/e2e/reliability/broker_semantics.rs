@@ -8,7 +8,7 @@ use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use serde_json::{Value, json};
 
-use crate::support::stack::{Options, Stack, amqp_url};
+use crate::support::stack::{Options, Stack, amqp_url, request_id_of};
 
 async fn channel() -> (lapin::Connection, lapin::Channel) {
     let connection = lapin::Connection::connect(&amqp_url(), Default::default())
@@ -142,10 +142,7 @@ async fn a_job_nobody_takes_expires_at_its_deadline_into_the_dead_letter_queue()
             json!({"message": "anyone there?", "stream": true}),
         )
         .await;
-    let request_id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let request_id = request_id_of(&response);
     // The caller is told at the deadline...
     let body = response.text().await.unwrap();
     assert!(body.contains("TimeoutError"), "{body}");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::json;
 
-use crate::support::stack::{Options, Stack};
+use crate::support::stack::{Options, Stack, request_id_of};
 
 const LONG_ANSWER_INSTRUCTIONS: &str = "Our opening hours are long and varied because the shop \
     serves customers in many time zones, so the hours run from seven in the morning until eleven \
@@ -114,10 +114,7 @@ async fn a_cancelled_stream_ends_with_a_cancelled_error_and_keeps_the_partial_an
             json!({"message": "What are your opening hours?", "stream": true}),
         )
         .await;
-    let request_id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let request_id = request_id_of(&response);
     let mut body = response.bytes_stream();
     let first = body.next().await.expect("a first event").unwrap();
     assert!(String::from_utf8_lossy(&first).contains("chunk"));
@@ -149,10 +146,7 @@ async fn a_request_cancelled_before_a_worker_takes_it_never_starts() {
     let response = stack
         .chat("support-agent", json!({"message": "hello", "stream": true}))
         .await;
-    let request_id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let request_id = request_id_of(&response);
     // Another tenant cannot cancel it, nor can anyone cancel what does not exist.
     let other = stack.other_tenant().await;
     let (status, _) = stack

@@ -617,6 +617,14 @@ pub async fn remove_broker_objects(amqp: &str, names: &Names) {
     let _ = connection.close(200, "test cleanup".into()).await;
 }
 
+/// The request id a response names (`X-Request-Id`).
+pub fn request_id_of(response: &reqwest::Response) -> String {
+    response.headers()["x-request-id"]
+        .to_str()
+        .expect("a visible request id")
+        .to_owned()
+}
+
 /// The `data:` payloads of a complete SSE body.
 pub fn sse_data(body: &str) -> Vec<String> {
     body.lines()

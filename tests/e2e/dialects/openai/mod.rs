@@ -407,6 +407,18 @@ async fn openai_models_lists_the_deployed_assistants_by_slug() {
     }
 }
 
+/// The roles of a conversation's stored messages, in order.
+async fn stored_roles(stack: &Stack, conversation: &str) -> Vec<String> {
+    let path = format!("/v1/conversations/{conversation}/messages");
+    let (_, messages) = stack.api("GET", &path, None).await;
+    messages["data"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["role"].as_str().expect("a role").to_owned())
+        .collect()
+}
+
 /// A stateless exchange (no conversation named, as OpenAI's own SDKs send) retried under its
 /// `Idempotency-Key` is one stored turn and the first response again, under its id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,20 +452,10 @@ async fn a_stateless_retry_with_the_same_idempotency_key_is_answered_once() {
         .collect();
     assert_eq!(replayed, first["choices"][0]["message"]["content"]);
 
-    let (_, messages) = stack
-        .api(
-            "GET",
-            &format!("/v1/conversations/{conversation}/messages"),
-            None,
-        )
-        .await;
-    let roles: Vec<&str> = messages["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["role"].as_str().unwrap())
-        .collect();
-    assert_eq!(roles, ["system", "user", "assistant"], "{messages}");
+    assert_eq!(
+        stored_roles(&stack, &conversation).await,
+        ["system", "user", "assistant"]
+    );
     // Without the key, the same exchange is a conversation and a turn of its own.
     let again: Value = stack
         .http
@@ -526,16 +528,10 @@ async fn openai_retry_with_the_same_idempotency_key_is_answered_once() {
         .unwrap();
     assert_ne!(other["id"], first_id.as_str());
 
-    let (_, messages) = stack
-        .api("GET", "/v1/conversations/retry-1/messages", None)
-        .await;
-    let roles: Vec<&str> = messages["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["role"].as_str().unwrap())
-        .collect();
-    assert_eq!(roles, ["user", "assistant", "user", "assistant"]);
+    assert_eq!(
+        stored_roles(&stack, "retry-1").await,
+        ["user", "assistant", "user", "assistant"]
+    );
 
     let bad = send("has space", "Hi", false).await.unwrap();
     assert_eq!(bad.status(), 400);
