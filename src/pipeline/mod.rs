@@ -151,8 +151,6 @@ impl Pipeline {
         self
     }
 
-    /// Log the stream's format, when the reply log is on. A stream whose format could not be
-    /// logged still works; only its reconnects through `/v1/requests/{id}/events` cannot.
     /// The format to log for `request`: a stream's, when streams are resumable.
     fn format_to_log(&self, request: &TurnRequest) -> Option<serde_json::Value> {
         let resumable = request.stream && !self.resume_retention.is_zero();
@@ -160,7 +158,8 @@ impl Pipeline {
     }
 
     /// Log the format in a task of its own, bounded by the request's deadline: the request never
-    /// waits for it. A stream queue's confirm can hang for as long as its leader is gone, and a
+    /// waits for it. A stream whose format could not be logged still works; only its reconnects
+    /// through `/v1/requests/{id}/events` cannot. A stream queue's confirm can hang for as long as its leader is gone, and a
     /// reader of the log finds the format wherever it lands (`Subscription::stream_format`).
     fn log_format(
         &self,
