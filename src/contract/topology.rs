@@ -91,6 +91,14 @@ const DURABLE: QueueDeclareOptions = QueueDeclareOptions {
     nowait: false,
 };
 
+const DURABLE_EXCHANGE: ExchangeDeclareOptions = ExchangeDeclareOptions {
+    passive: false,
+    durable: true,
+    auto_delete: false,
+    internal: false,
+    nowait: false,
+};
+
 /// Declare the work queue, the deliveries queue, their dead-letter path and the cancel exchange,
 /// on a channel of their own (a refused declare closes its channel).
 pub async fn declare_work_topology(
@@ -118,16 +126,12 @@ pub async fn declare_work_topology(
 /// The dead-letter exchange and its queue: a quorum queue, so that a jobs queue's dead job
 /// survives a node's loss as the job did.
 async fn declare_dead_letters(channel: &Channel, names: &Names) -> Result<(), TopologyError> {
-    let exchange_options = ExchangeDeclareOptions {
-        durable: true,
-        ..ExchangeDeclareOptions::default()
-    };
     let dlx = names.dead_letter_exchange();
     channel
         .exchange_declare(
             dlx.as_str().into(),
             ExchangeKind::Direct,
-            exchange_options,
+            DURABLE_EXCHANGE,
             FieldTable::default(),
         )
         .await
@@ -165,10 +169,6 @@ async fn declare_work_queues(
     names: &Names,
     limits: QueueLimits,
 ) -> Result<(), TopologyError> {
-    let exchange_options = ExchangeDeclareOptions {
-        durable: true,
-        ..ExchangeDeclareOptions::default()
-    };
     let dlx = names.dead_letter_exchange();
     let dead = names.dead_letters();
 
@@ -209,7 +209,7 @@ async fn declare_work_queues(
         .exchange_declare(
             cancel.as_str().into(),
             ExchangeKind::Fanout,
-            exchange_options,
+            DURABLE_EXCHANGE,
             FieldTable::default(),
         )
         .await

@@ -158,9 +158,10 @@ impl Pipeline {
     }
 
     /// Log the format in a task of its own, bounded by the request's deadline: the request never
-    /// waits for it. A stream whose format could not be logged still works; only its reconnects
-    /// through `/v1/requests/{id}/events` cannot. A stream queue's confirm can hang for as long as its leader is gone, and a
-    /// reader of the log finds the format wherever it lands (`Subscription::stream_format`).
+    /// waits for it, since a stream queue's confirm can hang for as long as its leader is gone,
+    /// and a reader of the log finds the format wherever it lands
+    /// (`Subscription::stream_format`). A stream whose format could not be logged still works;
+    /// only its reconnects through `/v1/requests/{id}/events` cannot.
     fn log_format(
         &self,
         session: Arc<Session>,

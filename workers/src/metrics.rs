@@ -1,8 +1,9 @@
 //! A worker process's own `GET /metrics` endpoint (`CONFAB_WORKER_METRICS_LISTEN`), so operators
 //! can scrape each worker they run, with the probes an orchestrator asks: `GET /healthz` (the
-//! process answers) and `GET /readyz` (it consumes its queues; see `readiness.rs`). The recorder is `confab_shared::metrics`; the route is an
-//! axum router on hyper's HTTP/1.1 connection, as the ingress serves its own (not
-//! `axum::serve`, which cannot set a deadline for a request's headers).
+//! process answers) and `GET /readyz` (it consumes its queues; see `readiness.rs`). The
+//! recorder is `confab_shared::metrics`; the routes are an axum router on hyper's HTTP/1.1
+//! connection, as the ingress serves its own (not `axum::serve`, which cannot set a deadline
+//! for a request's headers).
 
 use std::sync::Arc;
 use std::time::Duration;
