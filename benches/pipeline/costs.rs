@@ -1,8 +1,9 @@
 //! Where a turn's time goes outside the model, counted per turn: Postgres statements and round
 //! trips of the ingress and of the worker (each talks to Postgres through a counting proxy,
 //! `wire.rs`), broker messages each publishes and receives, and the CPU time of the ingress,
-//! the worker, Postgres and RabbitMQ (from `/proc`). One client sends plain JSON turns (a new
-//! conversation each, the built-in model at zero latency) back to back.
+//! the workers, Postgres and RabbitMQ (from `/proc`). Closed-loop clients send plain JSON turns
+//! (a new conversation each, the built-in model at zero latency) back to back: one client shows
+//! a turn alone, many show what a turn costs where throughput is decided.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -20,10 +21,11 @@ use crate::wire::{Counts, Protocol, Proxy};
 #[derive(Clone, Debug)]
 pub struct TurnCosts {
     pub mode: ReplyMode,
+    pub clients: usize,
     pub turns: u64,
     pub ingress: Counts,
     pub worker: Counts,
-    /// CPU microseconds per turn: ingress, worker, Postgres (all its processes), RabbitMQ.
+    /// CPU microseconds per turn: ingress, workers, Postgres (all its processes), RabbitMQ.
     pub cpu_us: [f64; 4],
 }
 
@@ -49,7 +51,14 @@ fn through(url: &str, proxy: SocketAddr) -> String {
     url.replacen(&upstream(url).to_string(), &proxy.to_string(), 1)
 }
 
-pub async fn turn_costs(mode: ReplyMode, phase: Phase) -> TurnCosts {
+/// The costs of `clients` closed loops against one ingress and `workers` worker processes
+/// taking 16 jobs each.
+pub async fn turn_costs(
+    mode: ReplyMode,
+    clients: usize,
+    workers: usize,
+    phase: Phase,
+) -> TurnCosts {
     let stack = Stack::start(Options {
         workers: 0,
         reply_mode: mode,
@@ -82,19 +91,42 @@ pub async fn turn_costs(mode: ReplyMode, phase: Phase) -> TurnCosts {
         &env(&proxies[0], &proxies[1]),
     )
     .await;
-    let mut worker = procs::worker_with(&stack, 16, &env(&proxies[2], &proxies[3]));
-    procs::wait_for_consumers(&stack, 1).await;
-    let worker_pid = worker.id().expect("the worker runs");
+    let mut worker_procs: Vec<_> = (0..workers)
+        .map(|_| procs::worker_with(&stack, 16, &env(&proxies[2], &proxies[3])))
+        .collect();
+    procs::wait_for_consumers(&stack, workers as u32).await;
+    let worker_pids: Vec<u32> = worker_procs
+        .iter()
+        .map(|w| w.id().expect("the worker runs"))
+        .collect();
     let client = Client {
         http: reqwest::Client::new(),
         url: format!("{}/v1/api/chat/bench", ingress.url).into(),
         key: stack.api_key.clone().into(),
     };
-    let warm_until = Instant::now() + phase.warmup;
-    while Instant::now() < warm_until {
-        client.json_turn().await;
-    }
-    let pids = [ingress.pid(), worker_pid];
+    let turn_loops = |until: Instant| {
+        let client = client.clone();
+        async move {
+            let loops = (0..clients).map(|_| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let mut turns = 0u64;
+                    while Instant::now() < until {
+                        client.json_turn().await;
+                        turns += 1;
+                    }
+                    turns
+                })
+            });
+            let mut turns = 0;
+            for task in futures_util::future::join_all(loops).await {
+                turns += task.expect("a client task");
+            }
+            turns
+        }
+    };
+    turn_loops(Instant::now() + phase.warmup).await;
+    let ingress_pid = ingress.pid();
     let counted = |proxies: &[Proxy; 4]| {
         let add = |a: Counts, b: Counts| Counts {
             statements: a.statements + b.statements,
@@ -107,28 +139,26 @@ pub async fn turn_costs(mode: ReplyMode, phase: Phase) -> TurnCosts {
             add(proxies[2].counts(), proxies[3].counts()),
         )
     };
-    let cpu_before = cpu_ticks(pids);
+    let cpu_before = cpu_ticks(ingress_pid, &worker_pids);
     let (ingress_before, worker_before) = counted(&proxies);
-    let until = Instant::now() + phase.measure;
-    let mut turns = 0u64;
-    while Instant::now() < until {
-        client.json_turn().await;
-        turns += 1;
-    }
+    let turns = turn_loops(Instant::now() + phase.measure).await;
     // The worker acknowledges and the ingress drops a turn's reply path just after the answer:
     // let the last turn's traffic finish before counting.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (ingress_after, worker_after) = counted(&proxies);
-    let cpu_after = cpu_ticks(pids);
+    let cpu_after = cpu_ticks(ingress_pid, &worker_pids);
     let micros_per_tick = 1e6 / clock_ticks_per_second();
     let cpu_us = std::array::from_fn(|i| {
         (cpu_after[i] - cpu_before[i]) as f64 * micros_per_tick / turns.max(1) as f64
     });
-    let _ = worker.kill().await;
+    for worker in &mut worker_procs {
+        let _ = worker.kill().await;
+    }
     let _ = ingress.child.kill().await;
     drop(stack);
     TurnCosts {
         mode,
+        clients,
         turns,
         ingress: ingress_after.since(ingress_before),
         worker: worker_after.since(worker_before),
@@ -136,12 +166,15 @@ pub async fn turn_costs(mode: ReplyMode, phase: Phase) -> TurnCosts {
     }
 }
 
-/// CPU ticks (user and system) of the ingress and the worker, and of every `postgres` and
+/// CPU ticks (user and system) of the ingress and the workers, and of every `postgres` and
 /// every RabbitMQ (`beam.smp`) process.
-fn cpu_ticks([ingress, worker]: [u32; 2]) -> [u64; 4] {
+fn cpu_ticks(ingress: u32, workers: &[u32]) -> [u64; 4] {
     let mut ticks = [0u64; 4];
     ticks[0] = process_ticks(ingress).map(|(_, t)| t).unwrap_or_default();
-    ticks[1] = process_ticks(worker).map(|(_, t)| t).unwrap_or_default();
+    ticks[1] = workers
+        .iter()
+        .filter_map(|&w| process_ticks(w).map(|(_, t)| t))
+        .sum();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return ticks;
     };
