@@ -18,6 +18,7 @@ use crate::http::{ApiRouter, AppState, HeavyWriteGate, OpenApiJson, metrics, req
 use crate::pipeline::Pipeline;
 use crate::relay::SharedRoutes;
 use crate::store::assistant_cache::AssistantCache;
+use crate::store::key_cache::KeyCache;
 
 mod family;
 mod guard;
@@ -188,6 +189,7 @@ impl Application {
             ingress_id: confab_shared::process::instance_id(),
         };
         let broker = Broker::start(settings, SharedRoutes::default()).await;
+        let keys = KeyCache::default();
         let state = AppState {
             pipeline: Pipeline::new(broker, db.clone(), config.job_deadline, config.stream_stall)
                 .with_resume(
@@ -195,7 +197,8 @@ impl Application {
                     std::time::Duration::from_secs(
                         config.shared.queue_limits.resume_retention_secs.into(),
                     ),
-                ),
+                )
+                .with_keys(keys.clone()),
             db,
             metrics: metrics::recorder(),
             rate_limit_per_min: config.rate_limit_per_min,
@@ -205,6 +208,7 @@ impl Application {
             knowledge: config.knowledge,
             visitors: config.visitors,
             assistants: AssistantCache::listening(&config.shared.database_url)?,
+            keys,
         };
         if !state.secrets.is_enabled() {
             tracing::warn!("CONFAB_SECRET_KEYS is not set: channel secrets are stored unencrypted");

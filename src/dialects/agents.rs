@@ -20,8 +20,8 @@ pub use error::AgentsError;
 
 use crate::http::openapi::schema::reference;
 use crate::http::{
-    ApiRouter, AppState, Authenticated, Operation, Reply, RequestId, json_body,
-    resumed_sse_response, sse_response,
+    ApiRouter, AppState, Operation, Reply, RequestId, TurnCaller, json_body, resumed_sse_response,
+    sse_response, turn_route,
 };
 use crate::pipeline::{Turn, TurnEvent, TurnRequest};
 use crate::store::conversations;
@@ -35,7 +35,7 @@ pub fn router() -> ApiRouter {
         .components(schemas::components())
         .post(
             "/v1/api/chat/{slug}",
-            chat,
+            turn_route::<AgentsError, _, _>(chat),
             Operation::new("agentsChat", "Send a message to an agent")
                 .tag("agents")
                 .path_param("slug", "The assistant's slug")
@@ -124,7 +124,7 @@ impl ChatRequest {
 
 async fn chat(
     State(state): State<AppState>,
-    caller: Authenticated<AgentsError>,
+    caller: TurnCaller<AgentsError>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Path(slug): Path<String>,
     body: Result<Bytes, BytesRejection>,
@@ -175,6 +175,7 @@ async fn chat(
             sampling: Default::default(),
             tools: Default::default(),
             stream_format: Some(json!({"family": FORMAT})),
+            charge: caller.charge(),
         })
         .await?;
     if request.stream {

@@ -241,6 +241,7 @@ fn turn_request(
         sampling: Default::default(),
         tools: Default::default(),
         stream_format: stream.then(|| json!({"family": FORMAT})),
+        charge: None,
     }
 }
 

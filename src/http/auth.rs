@@ -12,18 +12,22 @@
 
 use std::marker::PhantomData;
 use std::ops::Deref;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::extract::{FromRequestParts, Query};
+use axum::extract::{FromRequestParts, Query, Request};
+use axum::handler::Handler;
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::failure::DatabaseError;
 use crate::http::AppState;
-use crate::store::tenants::{self, KeyUse, StreamGrant};
+use crate::store::key_cache::{KeyCache, KnownKey};
+use crate::store::tenants::{self, KeyCharge, KeyRefused, KeyUse, StreamGrant};
 use crate::store::visitors::{self, Visitor};
 
 /// Who is calling.
@@ -80,6 +84,145 @@ impl<E> AuthenticatedStream<E> {
     pub fn visitor(&self) -> Option<&Visitor> {
         self.visitor.as_ref()
     }
+}
+
+/// The caller of a chat turn route. A key this process has seen before (`store::key_cache`) is
+/// not looked up here: it is checked, and its request counted, in the statement that records
+/// the turn ([`TurnCaller::charge`], `TurnRequest::charge`), which saves the turn a round trip.
+/// A request that ends without recording a turn (a bad body, an unknown assistant) is charged
+/// after its handler by [`charge_unrecorded`], the route's layer, which answers a refused one
+/// with `E` in place of the handler's answer: a revoked or throttled key gets what it always
+/// got. A route without that layer charges every key here, as [`Authenticated`] does.
+pub struct TurnCaller<E> {
+    caller: Caller,
+    due: Option<ChargeSlot>,
+    rejection: PhantomData<fn() -> E>,
+}
+
+impl<E> Deref for TurnCaller<E> {
+    type Target = Caller;
+
+    fn deref(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+impl<E> TurnCaller<E> {
+    /// The charge to make where the turn is recorded, if the key was not charged yet. Taken by
+    /// the request that records the turn, so that the layer does not charge it again.
+    pub fn charge(&self) -> Option<KeyCharge> {
+        self.due.as_ref().and_then(ChargeSlot::take)
+    }
+}
+
+/// A request's charge still to make, shared by [`TurnCaller`] and [`charge_unrecorded`].
+#[derive(Clone, Default)]
+struct ChargeSlot(Arc<Mutex<Option<DueCharge>>>);
+
+struct DueCharge {
+    charge: KeyCharge,
+    db: deadpool_postgres::Pool,
+    keys: KeyCache,
+}
+
+impl ChargeSlot {
+    fn put(&self, due: DueCharge) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(due);
+    }
+
+    fn take_due(&self) -> Option<DueCharge> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    fn take(&self) -> Option<KeyCharge> {
+        self.take_due().map(|due| due.charge)
+    }
+}
+
+impl<E> FromRequestParts<AppState> for TurnCaller<E>
+where
+    E: From<AuthError> + IntoResponse + Send,
+{
+    type Rejection = E;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, E> {
+        let key = bearer(&parts.headers).ok_or(AuthError::Missing)?;
+        let digest = tenants::digest(key);
+        let slot = parts.extensions.get::<ChargeSlot>().cloned();
+        if let Some(slot) = slot
+            && let Some(known) = state.keys.get(&digest)
+        {
+            slot.put(DueCharge {
+                charge: KeyCharge {
+                    key_id: known.key_id,
+                    default_limit: state.rate_limit_per_min,
+                },
+                db: state.db.clone(),
+                keys: state.keys.clone(),
+            });
+            return Ok(Self {
+                caller: Caller {
+                    tenant_id: known.tenant_id,
+                    key_id: known.key_id,
+                },
+                due: Some(slot),
+                rejection: PhantomData,
+            });
+        }
+        let usage = key_use(state, key).await?;
+        if let Some(usage) = usage {
+            let known = KnownKey {
+                key_id: usage.key_id,
+                tenant_id: usage.tenant_id,
+            };
+            state.keys.remember(digest, known);
+        }
+        Ok(Self {
+            caller: within_limit(usage)?,
+            due: None,
+            rejection: PhantomData,
+        })
+    }
+}
+
+/// `handler`, which takes a [`TurnCaller<E>`], with [`charge_unrecorded`] around it.
+pub fn turn_route<E, H, T>(handler: H) -> impl Handler<T, AppState>
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+    E: From<AuthError> + IntoResponse + 'static,
+{
+    handler.layer(axum::middleware::from_fn(charge_unrecorded::<E>))
+}
+
+/// The layer of a route that takes a [`TurnCaller`]: charges the key of a request that ended
+/// without recording a turn, and answers with `E` instead if the key is refused.
+async fn charge_unrecorded<E>(mut request: Request, next: Next) -> Response
+where
+    E: From<AuthError> + IntoResponse,
+{
+    let slot = ChargeSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let response = next.run(request).await;
+    let Some(due) = slot.take_due() else {
+        return response;
+    };
+    match charge(&due).await {
+        Ok(()) => response,
+        Err(refused) => E::from(refused).into_response(),
+    }
+}
+
+#[tracing::instrument(name = "auth", skip_all, fields(credential = "api_key"))]
+async fn charge(due: &DueCharge) -> Result<(), AuthError> {
+    let client = due.db.get().await.map_err(DatabaseError::from)?;
+    let usage = tenants::charge_key(&client, due.charge)
+        .await
+        .map_err(DatabaseError::from)?;
+    if usage.is_none() {
+        due.keys.forget(due.charge.key_id);
+    }
+    within_limit(usage).map(|_| ())
 }
 
 impl<E> Deref for Authenticated<E> {
@@ -188,13 +331,18 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Authorise a presented API key.
-#[tracing::instrument(name = "auth", skip_all, fields(credential = "api_key"))]
 async fn authorize_key(state: &AppState, key: &str) -> Result<Caller, AuthError> {
+    within_limit(key_use(state, key).await?)
+}
+
+/// Look a presented API key up and count the request against its limit.
+#[tracing::instrument(name = "auth", skip_all, fields(credential = "api_key"))]
+async fn key_use(state: &AppState, key: &str) -> Result<Option<KeyUse>, AuthError> {
     let client = state.db.get().await.map_err(DatabaseError::from)?;
     let usage = tenants::use_key(&client, key, state.rate_limit_per_min)
         .await
         .map_err(DatabaseError::from)?;
-    within_limit(usage)
+    Ok(usage)
 }
 
 /// Authorise a short-lived stream token.
@@ -253,18 +401,20 @@ pub async fn admit(
 }
 
 fn within_limit(usage: Option<KeyUse>) -> Result<Caller, AuthError> {
-    let usage = usage.ok_or(AuthError::Invalid)?;
-    if !usage.allowed {
-        // `Retry-After` is whole seconds; a wait rounded down to 0 would invite a retry that is
-        // refused again.
-        return Err(AuthError::RateLimited {
-            retry_after: usage.wait_secs.max(1).unsigned_abs(),
-        });
-    }
+    let usage = tenants::admitted(usage)?;
     Ok(Caller {
         tenant_id: usage.tenant_id,
         key_id: usage.key_id,
     })
+}
+
+impl From<KeyRefused> for AuthError {
+    fn from(refused: KeyRefused) -> Self {
+        match refused {
+            KeyRefused::Invalid => AuthError::Invalid,
+            KeyRefused::RateLimited { retry_after } => AuthError::RateLimited { retry_after },
+        }
+    }
 }
 
 #[cfg(test)]

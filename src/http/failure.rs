@@ -316,10 +316,11 @@ impl From<BodyError> for EdgeFailure {
 
 impl From<SubmitError> for EdgeFailure {
     fn from(error: SubmitError) -> Self {
-        Self::new(match error {
-            SubmitError::Unavailable => Reason::Unavailable,
-            SubmitError::QueueFull => Reason::Overloaded,
-        })
+        match error {
+            SubmitError::Unavailable => Self::new(Reason::Unavailable),
+            SubmitError::QueueFull => Self::new(Reason::Overloaded),
+            SubmitError::KeyRefused(refused) => Self::from(AuthError::from(refused)),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ pub mod request_id;
 mod sse;
 mod state;
 
-pub use auth::{Authenticated, AuthenticatedStream, Caller, Visiting};
+pub use auth::{Authenticated, AuthenticatedStream, Caller, TurnCaller, Visiting, turn_route};
 pub use body::{BodyError, json_body};
 pub use failure::{EdgeFailure, Reason, error_response};
 pub use openapi::{ApiRouter, Auth, OpenApiJson, Operation, Reply};

@@ -31,6 +31,8 @@ pub struct AppState {
     pub visitors: VisitorLimits,
     /// The assistants looked up by slug, kept true by the database's notifications.
     pub assistants: crate::store::assistant_cache::AssistantCache,
+    /// The API keys chat turns came with, so that a turn's key is checked where it is recorded.
+    pub keys: crate::store::key_cache::KeyCache,
 }
 
 /// Heavy writes (document uploads) each hold one of a few permits while they use the database,

@@ -15,7 +15,9 @@ use uuid::Uuid;
 use deadpool_postgres::Pool;
 
 use crate::broker::{Broker, PublishError, Session};
+use crate::store::key_cache::KeyCache;
 use crate::store::pending_turns;
+use crate::store::tenants::{KeyCharge, KeyRefused};
 
 mod turn;
 
@@ -46,6 +48,9 @@ pub struct TurnRequest {
     /// How the dialect renders this stream, logged so that a reconnect renders it again (see
     /// `Pipeline::replay`); opaque here. `None` for JSON turns.
     pub stream_format: Option<serde_json::Value>,
+    /// The caller's key, when it is to be checked and counted as the turn is recorded, in the
+    /// same statement (`http::auth::TurnCaller`); `None` when it was already.
+    pub charge: Option<KeyCharge>,
 }
 
 impl TurnRequest {
@@ -79,6 +84,10 @@ pub enum SubmitError {
     Unavailable,
     #[error("too many requests are waiting for a worker")]
     QueueFull,
+    /// The caller's key, checked as the turn was to be recorded, is revoked or over its limit;
+    /// nothing was recorded.
+    #[error("the API key is refused")]
+    KeyRefused(KeyRefused),
 }
 
 /// How a turn failed after it was accepted.
@@ -129,6 +138,9 @@ pub struct Pipeline {
     resume_grace: Duration,
     /// How long the reply log keeps events.
     resume_retention: Duration,
+    /// The keys remembered by this process; one found revoked as its turn is recorded is
+    /// forgotten.
+    keys: KeyCache,
 }
 
 impl Pipeline {
@@ -140,7 +152,14 @@ impl Pipeline {
             stream_stall,
             resume_grace: Duration::from_secs(10),
             resume_retention: Duration::from_secs(600),
+            keys: KeyCache::default(),
         }
+    }
+
+    /// The keys the turn routes remember (`http::auth::TurnCaller`).
+    pub fn with_keys(mut self, keys: KeyCache) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// The resume grace the workers apply (`CONFAB_RESUME_GRACE_SECS`) and how long the reply
@@ -366,22 +385,36 @@ impl Pipeline {
         request: &TurnRequest,
         deadline_ms: i64,
     ) -> Result<(), SubmitError> {
-        let client = self.db.get().await.map_err(|e| {
+        let unrecorded = |e: &dyn std::fmt::Display| {
             warn!(error = %e, "cannot record the pending turn");
             SubmitError::Unavailable
-        })?;
-        pending_turns::record(
-            &client,
-            request.tenant_id,
-            &request.conversation_id,
-            request.request_id,
-            deadline_ms,
-        )
-        .await
-        .map_err(|e| {
-            warn!(error = %e, "cannot record the pending turn");
-            SubmitError::Unavailable
-        })
+        };
+        let client = self.db.get().await.map_err(|e| unrecorded(&e))?;
+        let (conversation, request_id) = (request.conversation_id.as_str(), request.request_id);
+        let Some(charge) = request.charge else {
+            return pending_turns::record(
+                &client,
+                request.tenant_id,
+                conversation,
+                request_id,
+                deadline_ms,
+            )
+            .await
+            .map_err(|e| unrecorded(&e));
+        };
+        let recorded =
+            pending_turns::record_charged(&client, charge, conversation, request_id, deadline_ms)
+                .await
+                .map_err(|e| unrecorded(&e))?;
+        match recorded {
+            Ok(_) => Ok(()),
+            Err(refused) => {
+                if refused == KeyRefused::Invalid {
+                    self.keys.forget(charge.key_id);
+                }
+                Err(SubmitError::KeyRefused(refused))
+            }
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod conversations;
 pub mod documents;
 pub mod folders;
 pub mod identities;
+pub mod key_cache;
 pub mod migrate;
 pub mod pending_turns;
 pub mod tenants;

@@ -7,6 +7,8 @@
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
+use super::tenants::{self, KeyCharge, KeyRefused, KeyUse, gcra_use, unrevoked_key_by_id};
+
 /// Record a turn as pending, at the next place of its conversation. Must be committed before
 /// its job is published. One statement: the counter's row lock is held until the pending row is
 /// committed, so places follow the order in which turns are recorded (`0006_turn_places.sql`).
@@ -41,6 +43,49 @@ pub async fn record(
         )
         .await?;
     Ok(())
+}
+
+/// [`record`], for a request whose key is charged here rather than before (a key the ingress
+/// remembers, `store::key_cache`): the key's check, its rate limit and the pending turn are one
+/// statement, and the turn is recorded only if the key is not revoked and its limit admits the
+/// request. The turn is the key's tenant's.
+pub async fn record_charged(
+    client: &impl deadpool_postgres::GenericClient,
+    charge: KeyCharge,
+    conversation_id: &str,
+    request_id: Uuid,
+    deadline_ms: i64,
+) -> Result<Result<KeyUse, KeyRefused>, tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached(gcra_use!(
+            unrevoked_key_by_id!(),
+            "",
+            ", place AS ( \
+               INSERT INTO turn_places (tenant_id, conversation_id, last_place) \
+               SELECT p.tenant_id, $3, 1 FROM g, p \
+               ON CONFLICT (tenant_id, conversation_id) DO UPDATE \
+                 SET last_place = turn_places.last_place + 1, recorded_at = now() \
+               RETURNING tenant_id, last_place \
+             ), pending AS ( \
+               INSERT INTO pending_turns (tenant_id, conversation_id, request_id, deadline, place) \
+               SELECT tenant_id, $3, $4, to_timestamp($5::float8 / 1000), last_place FROM place \
+               ON CONFLICT DO NOTHING \
+             )"
+        ))
+        .await?;
+    let row = client
+        .query_opt(
+            &statement,
+            &[
+                &charge.key_id,
+                &charge.default_limit,
+                &conversation_id,
+                &request_id,
+                &(deadline_ms as f64),
+            ],
+        )
+        .await?;
+    Ok(tenants::admitted(row.as_ref().map(tenants::charged_use)))
 }
 
 /// Forget a turn whose job was never queued: it holds nothing up. Best effort; a row left

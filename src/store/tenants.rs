@@ -179,11 +179,17 @@ pub async fn stream_of_token(
 /// lock the upsert already holds, so it waits for nothing) reads the latest version instead. Only
 /// a row inserted after the snapshot is not found; its key then spent a whole burst since, so the
 /// wait is one step. `coalesce` reads that row only when the request was refused.
+///
+/// `$admitted` adds statements that run only for an admitted request: common table expressions
+/// (`, name AS (...)`) that read `g`, which has a row only then (see `pending_turns`).
 macro_rules! gcra_use {
-    ($key:literal) => {
-        gcra_use!($key, "")
+    ($key:expr) => {
+        gcra_use!($key, "", "")
     };
-    ($key:literal, $extra_columns:literal) => {
+    ($key:expr, $extra_columns:literal) => {
+        gcra_use!($key, $extra_columns, "")
+    };
+    ($key:expr, $extra_columns:literal, $admitted:literal) => {
         concat!(
             "WITH k AS (",
             $key,
@@ -196,8 +202,9 @@ macro_rules! gcra_use {
                  WHERE greatest(r.tat, now()) + (SELECT step FROM p) \
                        <= now() + interval '1 minute' \
                RETURNING tat \
-             ) \
-             SELECT p.tenant_id, p.id, p.digest, p.lim, g.tat IS NOT NULL, \
+             )",
+            $admitted,
+            " SELECT p.tenant_id, p.id, p.digest, p.lim, g.tat IS NOT NULL, \
                     greatest(0, ceil(extract(epoch FROM coalesce( \
                       g.tat, \
                       (SELECT tat FROM rate_gcra WHERE key_id = p.id FOR NO KEY UPDATE), \
@@ -207,6 +214,75 @@ macro_rules! gcra_use {
             " FROM p LEFT JOIN g ON true"
         )
     };
+}
+pub(crate) use gcra_use;
+
+/// The key `$1`, by id, unless it is revoked (`$2` the default limit), for [`gcra_use`]: a key
+/// the ingress remembers (`store::key_cache`) had its digest checked when it was remembered, and
+/// is charged by id from then on.
+macro_rules! unrevoked_key_by_id {
+    () => {
+        "SELECT id, tenant_id, digest, coalesce(rate_limit_per_min, $2) AS lim \
+         FROM api_keys WHERE id = $1 AND revoked_at IS NULL"
+    };
+}
+pub(crate) use unrevoked_key_by_id;
+
+/// A request of a key known by id, to be counted against its limit where it is recorded (see
+/// `pending_turns::record_charged`) rather than before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyCharge {
+    pub key_id: Uuid,
+    pub default_limit: i32,
+}
+
+/// Why a key's request is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRefused {
+    /// Unknown, or revoked.
+    Invalid,
+    /// Over its limit; `retry_after` whole seconds, at least one.
+    RateLimited { retry_after: u64 },
+}
+
+/// The use of a key if its limit admits it: `None` (no such key, or revoked) and a refused use
+/// are the reasons.
+pub fn admitted(usage: Option<KeyUse>) -> Result<KeyUse, KeyRefused> {
+    let usage = usage.ok_or(KeyRefused::Invalid)?;
+    if !usage.allowed {
+        // `Retry-After` is whole seconds; a wait rounded down to 0 would invite a retry that is
+        // refused again.
+        return Err(KeyRefused::RateLimited {
+            retry_after: usage.wait_secs.max(1).unsigned_abs(),
+        });
+    }
+    Ok(usage)
+}
+
+/// Count one request of a key known by id (see [`KeyCharge`]), as [`use_key`] does for a
+/// presented one: one statement.
+pub async fn charge_key(
+    client: &impl deadpool_postgres::GenericClient,
+    charge: KeyCharge,
+) -> Result<Option<KeyUse>, tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached(gcra_use!(unrevoked_key_by_id!()))
+        .await?;
+    let row = client
+        .query_opt(&statement, &[&charge.key_id, &charge.default_limit])
+        .await?;
+    Ok(row.as_ref().map(charged_use))
+}
+
+/// The [`KeyUse`] of a row of [`gcra_use`] whose key was found by id.
+pub(crate) fn charged_use(row: &tokio_postgres::Row) -> KeyUse {
+    KeyUse {
+        tenant_id: row.get(0),
+        key_id: row.get(1),
+        limit: row.get(3),
+        allowed: row.get(4),
+        wait_secs: row.get(5),
+    }
 }
 
 /// Undo [`claim_stream_token`] for a stream that never started.

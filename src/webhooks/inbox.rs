@@ -205,6 +205,7 @@ impl Turn<'_> {
             sampling: Default::default(),
             tools: Default::default(),
             stream_format: None,
+            charge: None,
         };
         let deliveries = state.broker().names().deliveries();
         state.pipeline.detached_job(request, deliveries)

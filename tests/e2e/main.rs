@@ -23,5 +23,6 @@ mod operations;
 mod provider_openai;
 mod rate_limits;
 mod reliability;
+mod remembered_keys;
 mod slow_clients;
 mod traces;

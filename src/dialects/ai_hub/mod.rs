@@ -56,8 +56,8 @@ use request::{AskRequest, AssistantChoice, Parsed};
 
 use crate::http::openapi::schema::reference;
 use crate::http::{
-    ApiRouter, AppState, Authenticated, Operation, Reply, RequestId, json_body,
-    resumed_sse_response, sse_response,
+    ApiRouter, AppState, Operation, Reply, RequestId, TurnCaller, json_body, resumed_sse_response,
+    sse_response, turn_route,
 };
 use crate::pipeline::{Turn, TurnEvent, TurnRequest};
 use crate::store::assistants;
@@ -68,7 +68,7 @@ pub fn router() -> ApiRouter {
         .components(schemas::components())
         .post(
             "/api/ai-hub/assistant/ask",
-            ask,
+            turn_route::<AiHubError, _, _>(ask),
             Operation::new(
                 "aiHubAsk",
                 "Add a message to a conversation and get the answer",
@@ -105,7 +105,7 @@ struct Asked {
 
 async fn ask(
     State(state): State<AppState>,
-    caller: Authenticated<AiHubError>,
+    caller: TurnCaller<AiHubError>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -148,6 +148,7 @@ async fn ask(
             sampling: Default::default(),
             tools: Default::default(),
             stream_format: Some(stream_format(&asked)),
+            charge: caller.charge(),
         })
         .await?;
     if stream {

@@ -38,7 +38,10 @@ use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use crate::http::openapi::schema::{reference, string};
-use crate::http::{ApiRouter, AppState, Authenticated, Operation, Reply, RequestId, json_body};
+use crate::http::{
+    ApiRouter, AppState, Authenticated, Operation, Reply, RequestId, TurnCaller, json_body,
+    turn_route,
+};
 use crate::pipeline::TurnRequest;
 use crate::store::assistants;
 use crate::store::conversations;
@@ -60,7 +63,7 @@ pub fn router() -> ApiRouter {
         .components(schemas::components())
         .post(
             "/v1/chat/completions",
-            chat_completions,
+            turn_route::<OpenAiError, _, _>(chat_completions),
             op("createChatCompletion", "Answer the last user message")
                 .header(
                     "X-Conversation-Id",
@@ -114,7 +117,7 @@ pub fn router() -> ApiRouter {
 
 async fn chat_completions(
     State(state): State<AppState>,
-    caller: Authenticated<OpenAiError>,
+    caller: TurnCaller<OpenAiError>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -168,17 +171,16 @@ async fn chat_completions(
     if idempotent {
         completion = completion.for_turn(&conversation_id, &message.id);
     }
-    let turn = state
-        .pipeline
-        .submit(turn_request(
-            (request_id, tenant_id, assistant.id),
-            conversation_id,
-            message,
-            history,
-            &request,
-            reply::stream_format(&completion, request.include_usage),
-        ))
-        .await?;
+    let mut turn = turn_request(
+        (request_id, tenant_id, assistant.id),
+        conversation_id,
+        message,
+        history,
+        &request,
+        reply::stream_format(&completion, request.include_usage),
+    );
+    turn.charge = caller.charge();
+    let turn = state.pipeline.submit(turn).await?;
     if request.stream {
         Ok(reply::stream_reply(turn, completion, request.include_usage))
     } else {
@@ -212,6 +214,7 @@ fn turn_request(
         tools: request.tools.tools.clone(),
         // Nothing of a `store: false` exchange is kept, its reply log included.
         stream_format: request.store.then_some(stream_format),
+        charge: None,
     }
 }
 
