@@ -194,12 +194,18 @@ impl Turn {
 
     fn relayed(&mut self, text: String) -> TurnEvent {
         self.relayed = true;
-        self.mark_first_event();
+        self.mark_first_event(Instant::now());
         TurnEvent::Delta(text)
     }
 
     fn settle_done(&mut self, done: Box<Done>) -> TurnEvent {
-        self.mark_first_event();
+        // A JSON turn hears no delta: its first token came as long before `done` as the worker
+        // says.
+        let timing = done.timing;
+        let since_first_token =
+            Duration::from_millis(timing.total_ms.saturating_sub(timing.first_token_ms));
+        let now = Instant::now();
+        self.mark_first_event(now.checked_sub(since_first_token).unwrap_or(now));
         self.finish(true);
         TurnEvent::Done(done)
     }
@@ -219,12 +225,11 @@ impl Turn {
         })
     }
 
-    fn mark_first_event(&mut self) {
+    fn mark_first_event(&mut self, at: Instant) {
         if self.first_event.is_none() && !self.resumed {
-            let now = Instant::now();
-            self.first_event = Some(now);
+            self.first_event = Some(at);
             metrics::histogram!("confab_time_to_first_token_seconds")
-                .record(now.duration_since(self.submitted).as_secs_f64());
+                .record(at.saturating_duration_since(self.submitted).as_secs_f64());
         }
     }
 

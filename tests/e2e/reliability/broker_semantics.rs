@@ -232,7 +232,8 @@ async fn a_job_that_always_fails_is_dead_lettered_after_its_delivery_limit() {
         history: Vec::new(),
         metadata: Default::default(),
         folder_ids: Vec::new(),
-        stream: false,
+        // Streamed, so that each attempt says `accepted` (a JSON caller hears only the end).
+        stream: true,
         ephemeral: false,
         sampling: Default::default(),
         tools: Default::default(),

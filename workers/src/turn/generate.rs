@@ -127,7 +127,7 @@ pub(super) async fn generate(
     let prompt_estimate = assembled.tokens;
     let oldest_turn_pk = assembled.oldest_turn_pk;
     let mut stream = Streamed {
-        only_first: !streamed,
+        relays: streamed,
         ..Streamed::default()
     };
     if let Some(earlier) = earlier {
@@ -199,9 +199,9 @@ struct Calls<'e> {
 struct Streamed {
     text: String,
     pending: String,
-    /// The caller waits for the whole answer (`done` carries it): of the deltas, only the first
-    /// is published, which marks its time to first token and finds out early if it is gone.
-    only_first: bool,
+    /// The caller reads the answer as it comes. Otherwise it waits for `done`, which carries the
+    /// whole answer and its time to first token, and no delta is published.
+    relays: bool,
     seq: u32,
     pieces: u32,
     first_token: Option<Instant>,
@@ -268,7 +268,7 @@ impl Streamed {
         if self.pending.is_empty() {
             return Ok(());
         }
-        if self.only_first && self.seq > 0 {
+        if !self.relays {
             // Already in `text`, which the stored answer and `done` carry.
             self.pending.clear();
             return Ok(());

@@ -188,8 +188,9 @@ async fn read_earlier(channels: &Channels, log: &str, job: &Job) -> Option<Earli
     }
 }
 
-/// Publish `accepted`, waiting for the reply path if the job came back after a broker
-/// reconnection, then what earlier attempts streamed, for a stream that continues them.
+/// Publish `accepted` (to a stream's reader, or to anyone once the job came back after a broker
+/// reconnection: then it waits for the reply path), then what earlier attempts streamed, for a
+/// stream that continues them.
 async fn announce(
     replies: &mut Replies,
     accepted: &ReplyEvent,
@@ -204,7 +205,9 @@ async fn announce(
         if replies.announce(accepted, patience).await? == Delivered::CallerGone {
             info!("nobody listens for this request's replies");
         }
-    } else {
+    } else if job.stream {
+        // A stream's reader follows one attempt (`Turn` in the ingress); a JSON caller waits
+        // for `done` alone.
         replies.send(accepted).await?;
     }
     for delta in earlier.iter().flat_map(|earlier| earlier.deltas()) {
