@@ -35,6 +35,9 @@ pub struct Replies {
     properties: BasicProperties,
     signals: Signals,
     last_publish: Instant,
+    /// Until when the final event waits for a missing reply destination to come back (see
+    /// [`Replies::wait_for_path_at_the_end`]).
+    final_patience: Option<Instant>,
 }
 
 /// Whether the final event reached the reply destination.
@@ -76,6 +79,18 @@ impl Replies {
             properties,
             signals,
             last_publish: Instant::now(),
+            final_patience: None,
+        }
+    }
+
+    /// Let the final event, rather than a first one, wait for a reply destination that may be
+    /// coming back (see [`Replies::announce`]): for a JSON turn, which publishes nothing before
+    /// it. Its answer is stored meanwhile, so a destination that stays away loses nothing the
+    /// ingress cannot find. Only for a turn without a log, whose final event is then published
+    /// exactly as `announce` publishes.
+    pub fn wait_for_path_at_the_end(&mut self, patience: Duration) {
+        if self.log.is_none() {
+            self.final_patience = Some(Instant::now() + patience);
         }
     }
 
@@ -149,6 +164,10 @@ impl Replies {
 
     /// Publish the final event and wait until the broker has it.
     pub async fn finish(&mut self, event: &ReplyEvent) -> Result<Delivered, ReplyError> {
+        if let Some(until) = self.final_patience {
+            let patience = until.saturating_duration_since(Instant::now());
+            return self.announce(event, patience).await;
+        }
         let (confirm, logged) = self.publish(event, true).await?;
         if let Some(logged) = logged {
             logged.await?;

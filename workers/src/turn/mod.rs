@@ -188,8 +188,8 @@ async fn read_earlier(channels: &Channels, log: &str, job: &Job) -> Option<Earli
     }
 }
 
-/// Publish `accepted` (to a stream's reader, or to anyone once the job came back after a broker
-/// reconnection: then it waits for the reply path), then what earlier attempts streamed, for a
+/// Publish a stream's `accepted`, waiting for the reply path if the job came back after a broker
+/// reconnection (a JSON turn's `done` waits instead), then what earlier attempts streamed, for a
 /// stream that continues them.
 async fn announce(
     replies: &mut Replies,
@@ -198,17 +198,22 @@ async fn announce(
     reconnected: bool,
     job: &Job,
 ) -> Result<(), crate::reply::ReplyError> {
-    if reconnected {
-        let patience = REPLY_PATH_PATIENCE.min(Duration::from_millis(
-            (job.deadline_ms - now_ms()).max(0) as u64,
-        ));
-        if replies.announce(accepted, patience).await? == Delivered::CallerGone {
-            info!("nobody listens for this request's replies");
+    let patience = || {
+        REPLY_PATH_PATIENCE.min(Duration::from_millis(
+            (job.deadline_ms - now_ms()).max(0) as u64
+        ))
+    };
+    // A stream's reader follows one attempt (`Turn` in the ingress); a JSON caller waits for
+    // `done` alone, which is then what waits for the reply path.
+    match (job.stream, reconnected) {
+        (true, true) => {
+            if replies.announce(accepted, patience()).await? == Delivered::CallerGone {
+                info!("nobody listens for this request's replies");
+            }
         }
-    } else if job.stream {
-        // A stream's reader follows one attempt (`Turn` in the ingress); a JSON caller waits
-        // for `done` alone.
-        replies.send(accepted).await?;
+        (true, false) => replies.send(accepted).await?,
+        (false, true) => replies.wait_for_path_at_the_end(patience()),
+        (false, false) => {}
     }
     for delta in earlier.iter().flat_map(|earlier| earlier.deltas()) {
         replies.resend(&delta).await?;
