@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use confab_contract::{
     AssistantRef, ClientTools, Done, ErrorCode, Job, Message, Sampling, VERSION, now_ms,
 };
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 use uuid::Uuid;
 
 use deadpool_postgres::Pool;
@@ -402,8 +402,11 @@ impl Pipeline {
             .await
             .map_err(|e| unrecorded(&e));
         };
+        // The key's check is this statement: it is the request's `auth` span.
+        let auth = info_span!("auth", credential = "api_key", with = "pending turn");
         let recorded =
             pending_turns::record_charged(&client, charge, conversation, request_id, deadline_ms)
+                .instrument(auth)
                 .await
                 .map_err(|e| unrecorded(&e))?;
         match recorded {
