@@ -409,15 +409,12 @@ impl Pipeline {
                 .instrument(auth)
                 .await
                 .map_err(|e| unrecorded(&e))?;
-        match recorded {
-            Ok(_) => Ok(()),
-            Err(refused) => {
-                if refused == KeyRefused::Invalid {
-                    self.keys.forget(charge.key_id);
-                }
-                Err(SubmitError::KeyRefused(refused))
+        recorded.map_err(|refused| {
+            if refused == KeyRefused::Invalid {
+                self.keys.forget(charge.key_id);
             }
-        }
+            SubmitError::KeyRefused(refused)
+        })
     }
 }
 

@@ -7,7 +7,7 @@
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::tenants::{self, KeyCharge, KeyRefused, KeyUse, gcra_use, unrevoked_key_by_id};
+use super::tenants::{self, KeyCharge, KeyRefused, gcra_use, unrevoked_key_by_id};
 
 /// Record a turn as pending, at the next place of its conversation. Must be committed before
 /// its job is published. One statement: the counter's row lock is held until the pending row is
@@ -55,7 +55,7 @@ pub async fn record_charged(
     conversation_id: &str,
     request_id: Uuid,
     deadline_ms: i64,
-) -> Result<Result<KeyUse, KeyRefused>, tokio_postgres::Error> {
+) -> Result<Result<(), KeyRefused>, tokio_postgres::Error> {
     let statement = client
         .prepare_cached(gcra_use!(
             unrevoked_key_by_id!(),
@@ -85,7 +85,7 @@ pub async fn record_charged(
             ],
         )
         .await?;
-    Ok(tenants::admitted(row.as_ref().map(tenants::charged_use)))
+    Ok(tenants::admitted(row.as_ref().map(tenants::charged_use)).map(|_| ()))
 }
 
 /// Forget a turn whose job was never queued: it holds nothing up. Best effort; a row left

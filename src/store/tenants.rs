@@ -274,7 +274,7 @@ pub async fn charge_key(
     Ok(row.as_ref().map(charged_use))
 }
 
-/// The [`KeyUse`] of a row of [`gcra_use`] whose key was found by id.
+/// The [`KeyUse`] of a row of [`gcra_use`] (whose key was found by id, or whose digest matched).
 pub(crate) fn charged_use(row: &tokio_postgres::Row) -> KeyUse {
     KeyUse {
         tenant_id: row.get(0),
@@ -339,13 +339,7 @@ pub async fn use_stream_token(
 
 fn key_use(row: &tokio_postgres::Row, presented: &[u8]) -> Option<KeyUse> {
     let stored: Vec<u8> = row.get(2);
-    constant_time_eq(&stored, presented).then(|| KeyUse {
-        tenant_id: row.get(0),
-        key_id: row.get(1),
-        limit: row.get(3),
-        allowed: row.get(4),
-        wait_secs: row.get(5),
-    })
+    constant_time_eq(&stored, presented).then(|| charged_use(row))
 }
 
 /// A key as listings show it: never the secret, only its first characters.

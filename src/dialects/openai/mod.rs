@@ -157,11 +157,12 @@ async fn chat_completions(
         None => {
             request.check_results_answer_calls()?;
             let (history, message) = request.stateless_turn(created_ms);
-            let id = if idempotent {
-                request::stateless_conversation_id(&headers)?
+            let keyed = if idempotent {
+                request::keyed_conversation_id(&headers)?
             } else {
-                format!("chatcmpl-{}", Uuid::now_v7().simple())
+                None
             };
+            let id = keyed.unwrap_or_else(|| format!("chatcmpl-{}", Uuid::now_v7().simple()));
             (id, history, message)
         }
     };

@@ -203,14 +203,11 @@ pub fn message_id(headers: &HeaderMap) -> Result<String, OpenAiError> {
     })
 }
 
-/// The conversation a stateless exchange is stored as: its own, new, or with an
-/// `Idempotency-Key` one derived from the key, so that a retry finds its first turn there (its
-/// messages' ids are positional) and is answered with the first answer.
-pub fn stateless_conversation_id(headers: &HeaderMap) -> Result<String, OpenAiError> {
-    Ok(match idempotency_digest(headers)? {
-        Some(hex) => format!("chatcmpl-idem-{hex}"),
-        None => format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
-    })
+/// The conversation a stateless exchange with an `Idempotency-Key` is stored as, derived from
+/// the key, so that a retry finds its first turn there (its messages' ids are positional) and is
+/// answered with the first answer; `None` without the header (the exchange gets a new one).
+pub fn keyed_conversation_id(headers: &HeaderMap) -> Result<Option<String>, OpenAiError> {
+    Ok(idempotency_digest(headers)?.map(|hex| format!("chatcmpl-idem-{hex}")))
 }
 
 /// A digest of the request's `Idempotency-Key`, if it sent one.
