@@ -1,9 +1,9 @@
 //! Where a turn's time goes outside the model, counted per turn: Postgres statements and round
 //! trips of the ingress and of the worker (each talks to Postgres through a counting proxy,
 //! `wire.rs`), broker messages each publishes and receives, and the CPU time of the ingress,
-//! the workers, Postgres and RabbitMQ (from `/proc`). Closed-loop clients send plain JSON turns
-//! (a new conversation each, the built-in model at zero latency) back to back: one client shows
-//! a turn alone, many show what a turn costs where throughput is decided.
+//! the workers, Postgres and RabbitMQ (from `/proc`). Closed-loop clients send plain turns, JSON
+//! or streamed (a new conversation each, the built-in model at zero latency), back to back: one
+//! client shows a turn alone, many show what a turn costs where throughput is decided.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -17,11 +17,20 @@ use crate::stack::{Options, Stack};
 use crate::turns::{Client, INSTRUCTIONS};
 use crate::wire::{Counts, Protocol, Proxy};
 
+/// How the clients take their answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Json,
+    /// As an SSE stream, whose every event also goes to the reply log.
+    Streamed,
+}
+
 /// What one turn cost, averaged over the turns of the measured window.
 #[derive(Clone, Debug)]
 pub struct TurnCosts {
     pub mode: ReplyMode,
     pub clients: usize,
+    pub answer: Answer,
     pub turns: u64,
     pub ingress: Counts,
     pub worker: Counts,
@@ -57,6 +66,7 @@ pub async fn turn_costs(
     mode: ReplyMode,
     clients: usize,
     workers: usize,
+    answer: Answer,
     phase: Phase,
 ) -> TurnCosts {
     let stack = Stack::start(Options {
@@ -112,7 +122,14 @@ pub async fn turn_costs(
                 tokio::spawn(async move {
                     let mut turns = 0u64;
                     while Instant::now() < until {
-                        client.json_turn().await;
+                        match answer {
+                            Answer::Json => {
+                                client.json_turn().await;
+                            }
+                            Answer::Streamed => {
+                                client.sse_turn().await;
+                            }
+                        }
                         turns += 1;
                     }
                     turns
@@ -159,6 +176,7 @@ pub async fn turn_costs(
     TurnCosts {
         mode,
         clients,
+        answer,
         turns,
         ingress: ingress_after.since(ingress_before),
         worker: worker_after.since(worker_before),

@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use confab::ReplyMode;
 
+use costs::Answer;
 use measure::{Phase, Run};
 use procs::mode_name;
 use raw::{PostgresFigures, RAW_REPLIES};
@@ -60,10 +61,12 @@ const RESUME_CONCURRENCIES: [usize; 2] = [1, 50];
 const MODES: [ReplyMode; 2] = [ReplyMode::PerRequest, ReplyMode::Shared];
 /// The cost runs: reply mode, clients, worker processes. One client shows a turn alone, the
 /// shared mode under load what decides its throughput (the two cores are then the limit).
-const COST_RUNS: [(ReplyMode, usize, usize); 3] = [
-    (ReplyMode::PerRequest, 1, 1),
-    (ReplyMode::Shared, 1, 1),
-    (ReplyMode::Shared, 64, TURN_WORKERS),
+const COST_RUNS: [(ReplyMode, usize, usize, Answer); 5] = [
+    (ReplyMode::PerRequest, 1, 1, Answer::Json),
+    (ReplyMode::Shared, 1, 1, Answer::Json),
+    (ReplyMode::Shared, 64, TURN_WORKERS, Answer::Json),
+    (ReplyMode::Shared, 1, 1, Answer::Streamed),
+    (ReplyMode::Shared, 64, TURN_WORKERS, Answer::Streamed),
 ];
 /// Concurrent conversations (and raw RPC clients) of the latency and throughput runs (issue
 /// 18 sets its throughput targets at 64 and 200 clients).
@@ -249,10 +252,9 @@ async fn main() {
         print_resume(&results);
     }
     if settings.runs("costs") {
-        for (mode, clients, workers) in COST_RUNS {
-            results
-                .costs
-                .push(costs::turn_costs(mode, clients, workers, settings.phase).await);
+        for (mode, clients, workers, answer) in COST_RUNS {
+            let run = costs::turn_costs(mode, clients, workers, answer, settings.phase).await;
+            results.costs.push(run);
         }
         print_costs(&results);
     }
@@ -648,24 +650,26 @@ type Figure = fn(&costs::TurnCosts) -> f64;
 
 fn print_costs(results: &Results) {
     let mut table = Table::new(
-        "8. What a plain JSON turn costs outside the model (per turn; counted on the wire \
-         between each process and Postgres or RabbitMQ, CPU from /proc; 1 worker process for 1 \
-         client, 2 for 64)",
+        "8. What a plain turn costs outside the model, JSON or streamed (SSE) (per turn; \
+         counted on the wire between each process and Postgres or RabbitMQ, CPU from /proc; 1 \
+         worker process for 1 client, 2 for 64)",
         &[
             ("measure", 44),
             ("per-request 1", 14),
             ("shared 1", 12),
             ("shared 64", 12),
+            ("SSE shared 1", 13),
+            ("SSE shared 64", 14),
         ],
     );
     let cell = |f: Figure| -> Vec<String> {
         COST_RUNS
             .iter()
-            .map(|(mode, clients, _)| {
+            .map(|(mode, clients, _, answer)| {
                 results
                     .costs
                     .iter()
-                    .find(|c| c.mode == *mode && c.clients == *clients)
+                    .find(|c| c.mode == *mode && c.clients == *clients && c.answer == *answer)
                     .map(|c| format!("{:.2}", f(c)))
                     .unwrap_or_else(|| "-".into())
             })
@@ -791,7 +795,11 @@ fn print_targets(results: &Results) {
         }
     }
     // Round trips are bursts, which merge under load: the targets are a turn alone's.
-    for c in results.costs.iter().filter(|c| c.clients == 1) {
+    for c in results
+        .costs
+        .iter()
+        .filter(|c| c.clients == 1 && c.answer == Answer::Json)
+    {
         let name = mode_name(c.mode);
         let (ingress, worker) = (
             c.per_turn(c.ingress.round_trips),

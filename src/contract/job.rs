@@ -49,6 +49,12 @@ pub struct Job {
     pub published_ms: i64,
     /// Routing key (a queue name on the default exchange) for this request's reply events.
     pub reply_to: String,
+    /// The reader of this request's events takes a stream's last delta from `done`
+    /// (`Done::last_delta`), so the worker need not publish it on its own. Added without a
+    /// version bump: an older ingress leaves it false, and its streams get every delta as
+    /// before; an older worker ignores it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub last_delta_in_done: bool,
 }
 
 impl Versioned for Job {

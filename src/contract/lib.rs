@@ -18,7 +18,7 @@ mod trace;
 pub use job::{AssistantRef, Cancel, CancelKind, Job, Message, PreviewAssistant, Role, Sampling};
 pub use names::Names;
 pub use nodes::BrokerNodes;
-pub use reply::{Done, ErrorCode, FinishReason, ReplyEvent, Source, Timing, Usage};
+pub use reply::{Done, ErrorCode, FinishReason, LastDelta, ReplyEvent, Source, Timing, Usage};
 pub use settings::{ConfigError, SharedSettings};
 pub use tools::{ClientTools, ToolCall};
 pub use topology::{

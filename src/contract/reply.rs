@@ -1,7 +1,8 @@
 //! Reply events: what a worker sends to a request's reply destination, in this order:
 //! `accepted`, any number of `delta`s (and `keepalive`s while the model is silent), then exactly
-//! one of `done` or `error`. A redelivered job starts again with a new `accepted` whose `attempt`
-//! is higher. Its deltas restart at `seq` 0, unless it `continues` the earlier attempts' answer:
+//! one of `done` or `error`. A first delivery says `accepted` only to a stream, and only when
+//! it waits for the reply path after a broker reconnection; a JSON caller hears `done` alone.
+//! A redelivered job's stream starts again with a new `accepted` whose `attempt` is higher. Its deltas restart at `seq` 0, unless it `continues` the earlier attempts' answer:
 //! then it first sends their deltas again (to the reply destination, not the log, which has
 //! them), with their own `seq`s, and goes on from there, so a reader that skips every `seq` it
 //! already has sees one answer.
@@ -98,6 +99,18 @@ pub struct Done {
     /// `tool_calls`); the text is then usually empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<crate::ToolCall>,
+    /// A stream's last delta, which a job with `last_delta_in_done` gets here rather than as
+    /// an event of its own before `done` (one publish less to the reply destination and the
+    /// log): the reader relays it as that delta first. Its text is already in `text`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delta: Option<LastDelta>,
+}
+
+/// See [`Done::last_delta`]: what a `delta` event would have carried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastDelta {
+    pub seq: u32,
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

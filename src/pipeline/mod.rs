@@ -54,7 +54,9 @@ pub struct TurnRequest {
 }
 
 impl TurnRequest {
-    fn into_job(self, deadline_ms: i64, reply_to: String) -> Job {
+    /// The job of this turn; `last_delta_in_done` when its events are read by a `Turn`, which
+    /// takes a stream's last delta from `done`.
+    fn into_job(self, deadline_ms: i64, reply_to: String, last_delta_in_done: bool) -> Job {
         Job {
             v: VERSION,
             request_id: self.request_id,
@@ -74,6 +76,7 @@ impl TurnRequest {
             deadline_ms,
             published_ms: now_ms(),
             reply_to,
+            last_delta_in_done,
         }
     }
 }
@@ -308,7 +311,7 @@ impl Pipeline {
             }
         };
         let format = self.format_to_log(&request);
-        let job = request.into_job(deadline_ms, subscription.reply_to.clone());
+        let job = request.into_job(deadline_ms, subscription.reply_to.clone(), true);
         self.log_format(session.clone(), job.request_id, format, deadline_ms);
         self.publish(&session, &job).await?;
         info!(%request_id, conversation_id = %job.conversation_id, stream = job.stream, "job queued");
@@ -340,7 +343,7 @@ impl Pipeline {
     /// `webhooks::inbox`), all on one database connection.
     pub fn detached_job(&self, request: TurnRequest, reply_to: String) -> Job {
         let deadline_ms = now_ms() + self.deadline.as_millis() as i64;
-        request.into_job(deadline_ms, reply_to)
+        request.into_job(deadline_ms, reply_to, false)
     }
 
     /// Publish a job (see [`Pipeline::detached_job`]) and wait for the broker's confirmation.

@@ -39,7 +39,7 @@ pub struct Turn {
     /// The `seq` of the next delta of the answer; earlier ones were relayed (or skipped as not
     /// the answer's) and come again only from a redelivery that continues the answer.
     next_seq: u32,
-    /// A `done` held back while its text goes out as a delta first.
+    /// A `done` held back while its text, or its last delta, goes out as a delta first.
     held_done: Option<Box<Done>>,
     finished: bool,
     broker: Arc<Broker>,
@@ -318,7 +318,17 @@ impl Turn {
                     return TurnEvent::Delta(text);
                 }
                 ReplyEvent::Keepalive => {}
-                ReplyEvent::Done(done) => return TurnEvent::Done(done),
+                ReplyEvent::Done(mut done) => {
+                    // The answer's last delta, carried by `done`: relayed as a delta first.
+                    if let Some(last) = done.last_delta.take()
+                        && last.seq >= self.next_seq
+                    {
+                        self.next_seq = last.seq + 1;
+                        self.held_done = Some(done);
+                        return TurnEvent::Delta(last.text);
+                    }
+                    return TurnEvent::Done(done);
+                }
                 ReplyEvent::Error { code, message } => {
                     return failed(FailureKind::Worker(code), &message);
                 }

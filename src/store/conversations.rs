@@ -371,6 +371,7 @@ pub async fn answer_of_request(
             model: row.try_get(6)?,
             sources: Vec::new(),
             timing: Default::default(),
+            last_delta: None,
             finish_reason: if tool_calls.is_empty() {
                 confab_contract::FinishReason::Stop
             } else {

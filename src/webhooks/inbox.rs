@@ -327,6 +327,7 @@ impl Turn<'_> {
             timing: Default::default(),
             tool_calls: Vec::new(),
             finish_reason: Default::default(),
+            last_delta: None,
         }));
         let broker = state.broker();
         let session = broker

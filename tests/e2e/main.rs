@@ -24,5 +24,6 @@ mod provider_openai;
 mod rate_limits;
 mod reliability;
 mod remembered_keys;
+mod reply_events;
 mod slow_clients;
 mod traces;

@@ -35,9 +35,9 @@ pub struct Replies {
     properties: BasicProperties,
     signals: Signals,
     last_publish: Instant,
-    /// Until when the final event waits for a missing reply destination to come back (see
-    /// [`Replies::wait_for_path_at_the_end`]).
-    final_patience: Option<Instant>,
+    /// Until when the first event published waits for a missing reply destination to come
+    /// back (see [`Replies::wait_for_path_at_first_publish`]).
+    first_patience: Option<Instant>,
 }
 
 /// Whether the final event reached the reply destination.
@@ -79,19 +79,23 @@ impl Replies {
             properties,
             signals,
             last_publish: Instant::now(),
-            final_patience: None,
+            first_patience: None,
         }
     }
 
-    /// Let the final event, rather than a first one, wait for a reply destination that may be
-    /// coming back (see [`Replies::announce`]): for a JSON turn, which publishes nothing before
-    /// it. Its answer is stored meanwhile, so a destination that stays away loses nothing the
-    /// ingress cannot find. Only for a turn without a log, whose final event is then published
-    /// exactly as `announce` publishes.
-    pub fn wait_for_path_at_the_end(&mut self, patience: Duration) {
-        if self.log.is_none() {
-            self.final_patience = Some(Instant::now() + patience);
-        }
+    /// Let the first event published, whichever it is, wait for a reply destination that may be
+    /// coming back, as [`Replies::announce`] does: a job's first publish may be its first delta
+    /// or, for a JSON turn, its `done` (whose answer is stored meanwhile, so a destination that
+    /// stays away loses nothing the ingress cannot find). Patience counts from now.
+    pub fn wait_for_path_at_first_publish(&mut self, patience: Duration) {
+        self.first_patience = Some(Instant::now() + patience);
+    }
+
+    /// The patience left for this publish, if it is the first of a patient turn.
+    fn patience_now(&mut self) -> Option<Duration> {
+        self.first_patience
+            .take()
+            .map(|until| until.saturating_duration_since(Instant::now()))
     }
 
     /// Time since the last event was published.
@@ -99,8 +103,13 @@ impl Replies {
         self.last_publish.elapsed()
     }
 
-    /// Publish a non-final event without waiting for the broker's confirmation.
+    /// Publish a non-final event without waiting for the broker's confirmation (unless it is
+    /// the first one of a patient turn).
     pub async fn send(&mut self, event: &ReplyEvent) -> Result<(), ReplyError> {
+        if let Some(patience) = self.patience_now() {
+            self.announce(event, patience).await?;
+            return Ok(());
+        }
         let (confirm, _logged) = self.publish(event, true).await?;
         self.watch_return(confirm);
         Ok(())
@@ -108,6 +117,7 @@ impl Replies {
 
     /// Publish an event again to the reply destination only: the log has it already (an earlier
     /// attempt's delta, which a redelivery that continues the answer repeats for its caller).
+    /// Never a turn's first publish: `accepted` goes before.
     pub async fn resend(&mut self, event: &ReplyEvent) -> Result<(), ReplyError> {
         let (confirm, _) = self.publish(event, false).await?;
         self.watch_return(confirm);
@@ -134,8 +144,9 @@ impl Replies {
     /// Publish the first event and wait until the reply destination has it. A destination that
     /// is missing may be coming back: after a broker restart the ingress declares it again once
     /// it has reconnected, which can be after this worker did. So try again for `patience`
-    /// before concluding that the caller is gone.
-    pub async fn announce(
+    /// before concluding that the caller is gone. A final event's copy in the log is waited
+    /// for too, as [`Replies::finish`] does.
+    async fn announce(
         &mut self,
         event: &ReplyEvent,
         patience: Duration,
@@ -144,8 +155,13 @@ impl Replies {
         let mut logged = false;
         loop {
             // The log needs the event once, however often the destination is tried.
-            let (confirm, _) = self.publish(event, !logged).await?;
+            let (confirm, in_log) = self.publish(event, !logged).await?;
             logged = true;
+            if let Some(in_log) = in_log
+                && event.is_final()
+            {
+                in_log.await?;
+            }
             if confirm.await?.take_message().is_none() {
                 return Ok(Delivered::Yes);
             }
@@ -164,8 +180,7 @@ impl Replies {
 
     /// Publish the final event and wait until the broker has it.
     pub async fn finish(&mut self, event: &ReplyEvent) -> Result<Delivered, ReplyError> {
-        if let Some(until) = self.final_patience {
-            let patience = until.saturating_duration_since(Instant::now());
+        if let Some(patience) = self.patience_now() {
             return self.announce(event, patience).await;
         }
         let (confirm, logged) = self.publish(event, true).await?;

@@ -348,6 +348,7 @@ mod tests {
                 completion_tokens: 5,
             },
             model: "builtin".into(),
+            last_delta: None,
             sources: sources
                 .iter()
                 .map(|title| Source {

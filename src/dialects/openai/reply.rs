@@ -310,6 +310,7 @@ mod tests {
             created_ms: 0,
             usage,
             model: "m".into(),
+            last_delta: None,
             sources: Vec::new(),
             timing: Default::default(),
             finish_reason: if tool_calls.is_empty() {

@@ -395,6 +395,7 @@ async fn a_stream_whose_format_reached_the_log_after_its_first_events_is_read_ag
         timing: Default::default(),
         finish_reason: Default::default(),
         tool_calls: Vec::new(),
+        last_delta: None,
     }));
     let accepted = ReplyEvent::Accepted {
         worker: "w".into(),

@@ -68,6 +68,14 @@ impl Earlier {
             ReplyEvent::Delta { seq, text } if seq as usize == self.deltas.len() => {
                 self.deltas.push(text);
             }
+            // A complete answer's last delta came with its `done`.
+            ReplyEvent::Done(done) => {
+                if let Some(last) = done.last_delta
+                    && last.seq as usize == self.deltas.len()
+                {
+                    self.deltas.push(last.text);
+                }
+            }
             _ => {}
         }
     }
@@ -198,5 +206,42 @@ mod tests {
             earlier.deltas().collect::<Vec<_>>(),
             vec![delta(0, "Hello")]
         );
+    }
+
+    #[test]
+    fn a_first_attempt_logs_no_accepted_and_its_last_delta_comes_with_done() {
+        let done = |last_delta| {
+            ReplyEvent::Done(Box::new(confab_contract::Done {
+                message_id: "m".into(),
+                conversation_id: "c".into(),
+                text: "Our hours are long".into(),
+                created_ms: 0,
+                usage: Default::default(),
+                model: "builtin".into(),
+                sources: Vec::new(),
+                timing: Default::default(),
+                finish_reason: Default::default(),
+                tool_calls: Vec::new(),
+                last_delta,
+            }))
+        };
+        let last = |seq| {
+            Some(confab_contract::LastDelta {
+                seq,
+                text: "are long".into(),
+            })
+        };
+        let mut earlier = Earlier::default();
+        for event in [delta(0, "Our "), delta(1, "hours "), done(last(2))] {
+            earlier.follow(event);
+        }
+        assert_eq!(earlier.text(), "Our hours are long");
+        assert_eq!(earlier.next_seq(), 3);
+        // A last delta that does not follow the deltas logged is not the answer's.
+        let mut earlier = Earlier::default();
+        for event in [delta(0, "Our "), done(last(5))] {
+            earlier.follow(event);
+        }
+        assert_eq!(earlier.text(), "Our ");
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use confab_contract::{
-    ClientTools, FinishReason, ReplyEvent, Sampling, Source, ToolCall, Usage, now_ms,
+    ClientTools, FinishReason, LastDelta, ReplyEvent, Sampling, Source, ToolCall, Usage, now_ms,
 };
 use confab_shared::ModelSpec;
 use futures_util::StreamExt;
@@ -71,6 +71,8 @@ pub(super) struct Generated {
     /// Complete, cut at `max_tokens`, or ended with calls of the caller's functions.
     pub finish_reason: FinishReason,
     pub tool_calls: Vec<ToolCall>,
+    /// The answer's last delta, not yet published: `done` carries it (`Call::last_delta_in_done`).
+    pub last_delta: Option<LastDelta>,
 }
 
 /// One model call of a turn.
@@ -91,6 +93,9 @@ pub(super) struct Call<'a> {
     pub steps: ToolSteps<'a>,
     /// Whether the caller relays the answer as it comes (a stream) or waits for all of it.
     pub stream: bool,
+    /// A stream's caller takes the last delta of a complete answer from `done` (the job's
+    /// `last_delta_in_done`): it is kept for `done` rather than published.
+    pub last_delta_in_done: bool,
 }
 
 /// Fit the turn's context into the model's window, call the model and relay its answer until it
@@ -113,6 +118,7 @@ pub(super) async fn generate(
         tools,
         steps,
         stream: streamed,
+        last_delta_in_done,
     } = call;
     // The answer's share of the window: what the caller allows it, else the default.
     let answer_tokens = sampling.max_tokens.unwrap_or(context::ANSWER_TOKENS);
@@ -128,6 +134,7 @@ pub(super) async fn generate(
     let oldest_turn_pk = assembled.oldest_turn_pk;
     let mut stream = Streamed {
         relays: streamed,
+        keeps_last_delta: streamed && last_delta_in_done,
         ..Streamed::default()
     };
     if let Some(earlier) = earlier {
@@ -171,6 +178,7 @@ pub(super) async fn generate(
         prompt_tokens: prompt_estimate,
         completion_tokens: stream.pieces,
     });
+    let last_delta = stream.last_delta(&ending);
     Ok(Generated {
         text: stream.text,
         ending,
@@ -180,6 +188,7 @@ pub(super) async fn generate(
         oldest_turn_pk,
         finish_reason: stream.finish_reason,
         tool_calls: stream.tool_calls,
+        last_delta,
     })
 }
 
@@ -202,6 +211,8 @@ struct Streamed {
     /// The caller reads the answer as it comes. Otherwise it waits for `done`, which carries the
     /// whole answer and its time to first token, and no delta is published.
     relays: bool,
+    /// What is pending when the model completes stays for `done` (see `Call`).
+    keeps_last_delta: bool,
     seq: u32,
     pieces: u32,
     first_token: Option<Instant>,
@@ -246,6 +257,8 @@ impl Streamed {
             if !matches!(ending, Generation::Complete) || ours.is_empty() {
                 return Ok(ending);
             }
+            // The tools run, and the model is called again, after the caller saw all it said.
+            self.flush(replies).await?;
             let mut gone = calls.gone.clone();
             let round = tokio::select! {
                 round = calls.steps.round(ours) => round,
@@ -262,6 +275,20 @@ impl Streamed {
             self.finish_reason = FinishReason::Stop;
             request.continues = None;
         }
+    }
+
+    /// The delta still pending once the answer is complete, for `done`; nothing is pending
+    /// otherwise (every other ending flushed it).
+    fn last_delta(&mut self, ending: &Generation) -> Option<LastDelta> {
+        if !matches!(ending, Generation::Complete) || self.pending.is_empty() {
+            return None;
+        }
+        let last = LastDelta {
+            seq: self.seq,
+            text: std::mem::take(&mut self.pending),
+        };
+        self.seq += 1;
+        Some(last)
     }
 
     async fn flush(&mut self, replies: &mut Replies) -> Result<(), ReplyError> {
@@ -348,7 +375,9 @@ impl Streamed {
                         return Ok(Generation::Failed(error));
                     }
                     None => {
-                        self.flush(replies).await?;
+                        if !self.keeps_last_delta {
+                            self.flush(replies).await?;
+                        }
                         return Ok(Generation::Complete);
                     }
                 },

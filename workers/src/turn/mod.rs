@@ -3,8 +3,8 @@
 //! A job is acked only after its answer is stored and `done` is published, so a worker that dies
 //! mid-turn loses nothing: the broker delivers the job again, which finds its user turn already
 //! stored (message ids are idempotency keys) and, if its answer was stored too, replays it. This
-//! module runs the phases in their order: drop the job if past its deadline; announce
-//! `accepted`; [`prepare`] the turn in its conversation's order (store the user turn and read
+//! module runs the phases in their order: drop the job if past its deadline; announce a
+//! redelivered stream's `accepted`; [`prepare`] the turn in its conversation's order (store the user turn and read
 //! the context, one transaction); [`generate`] the answer as coalesced deltas; [`settle`] it
 //! (store the answer, publish `done`), and only then ack. A redelivered stream first reads what
 //! the [`earlier`] attempts streamed and continues that answer.
@@ -34,7 +34,7 @@ use prepare::Readiness;
 pub use settle::Settle;
 use settle::TurnError;
 
-use crate::reply::{Delivered, Replies};
+use crate::reply::Replies;
 use crate::store::steps::StepLog;
 use crate::tools::CallContext;
 
@@ -188,9 +188,9 @@ async fn read_earlier(channels: &Channels, log: &str, job: &Job) -> Option<Earli
     }
 }
 
-/// Publish a stream's `accepted`, waiting for the reply path if the job came back after a broker
-/// reconnection (a JSON turn's `done` waits instead), then what earlier attempts streamed, for a
-/// stream that continues them.
+/// Publish a redelivered stream's `accepted`, then what earlier attempts streamed, for a stream
+/// that continues them. A job that came back after a broker reconnection first lets its first
+/// publish, whichever it is, wait for the reply path.
 async fn announce(
     replies: &mut Replies,
     accepted: &ReplyEvent,
@@ -198,22 +198,18 @@ async fn announce(
     reconnected: bool,
     job: &Job,
 ) -> Result<(), crate::reply::ReplyError> {
-    let patience = || {
-        REPLY_PATH_PATIENCE.min(Duration::from_millis(
-            (job.deadline_ms - now_ms()).max(0) as u64
-        ))
-    };
-    // A stream's reader follows one attempt (`Turn` in the ingress); a JSON caller waits for
-    // `done` alone, which is then what waits for the reply path.
-    match (job.stream, reconnected) {
-        (true, true) => {
-            if replies.announce(accepted, patience()).await? == Delivered::CallerGone {
-                info!("nobody listens for this request's replies");
-            }
-        }
-        (true, false) => replies.send(accepted).await?,
-        (false, true) => replies.wait_for_path_at_the_end(patience()),
-        (false, false) => {}
+    if reconnected {
+        replies.wait_for_path_at_first_publish(REPLY_PATH_PATIENCE.min(Duration::from_millis(
+            (job.deadline_ms - now_ms()).max(0) as u64,
+        )));
+    }
+    // A stream's reader follows one attempt (`Turn` in the ingress), and only a redelivery
+    // tells it something new: a first delivery's stream starts with its first delta, which
+    // saves the reply destination and the log a message each. A JSON caller waits for `done`
+    // alone.
+    let redelivered = matches!(accepted, ReplyEvent::Accepted { attempt, .. } if *attempt > 1);
+    if job.stream && redelivered {
+        replies.send(accepted).await?;
     }
     for delta in earlier.iter().flat_map(|earlier| earlier.deltas()) {
         replies.resend(&delta).await?;
@@ -307,6 +303,7 @@ async fn answer(
         tools: &job.tools,
         steps,
         stream: job.stream,
+        last_delta_in_done: job.last_delta_in_done,
     };
     let generated = generate::generate(env, replies, call, gone).await?;
     let answered = settle::Answered {

@@ -107,6 +107,7 @@ pub(super) async fn without_model_call(
         },
         finish_reason: FinishReason::Stop,
         tool_calls: Vec::new(),
+        last_delta: None,
     }));
     replies.finish(&done).await?;
     Ok(Settle::Ack)
@@ -146,6 +147,7 @@ pub(super) async fn answered(
         oldest_turn_pk,
         finish_reason,
         tool_calls,
+        last_delta,
     } = generated;
     if let Generation::StoreFailed(e) = ending {
         return Err(TurnError::Store(e));
@@ -197,6 +199,7 @@ pub(super) async fn answered(
     if let ReplyEvent::Done(done) = &mut done {
         done.sources = sources;
         done.finish_reason = finish_reason;
+        done.last_delta = last_delta;
     }
     let delivered = replies.finish(&done).await?;
     // Turns that no longer fit are folded into the summary, off the reply's path.
@@ -293,5 +296,6 @@ fn done_event(job: &Job, answer: &StoredAnswer, timing: Timing) -> ReplyEvent {
             FinishReason::ToolCalls
         },
         tool_calls: answer.tool_calls.clone(),
+        last_delta: None,
     }))
 }
