@@ -543,15 +543,16 @@ fn print_resume(results: &Results) {
 fn print_coalescing(results: &Results) {
     let mut table = Table::new(
         format!(
-            "4. Reply events per turn (accepted + deltas + done) by the model's token pace; \
-             coalescing window 5 ms; the raw RPC sends {RAW_REPLIES} messages"
+            "4. SSE chunks per turn (the deltas a client is relayed) by the model's token pace; \
+             coalescing window 5 ms; the raw RPC sends {RAW_REPLIES} messages (reply events on \
+             the wire: section 8)"
         ),
         &[
             ("ms per token", 12),
             ("turns", 5),
             ("tokens/turn", 11),
-            ("events/turn", 11),
-            ("events/token", 12),
+            ("chunks/turn", 11),
+            ("chunks/token", 12),
             ("TTFT p50", 8),
             ("TTFT p99", 8),
         ],
@@ -561,8 +562,8 @@ fn print_coalescing(results: &Results) {
             c.token_delay.as_millis().to_string(),
             c.turns.to_string(),
             format!("{:.1}", c.tokens_per_turn),
-            format!("{:.1}", c.events_per_turn),
-            ratio(c.events_per_turn, c.tokens_per_turn),
+            format!("{:.1}", c.chunks_per_turn),
+            ratio(c.chunks_per_turn, c.tokens_per_turn),
             ms(c.first_token.p50),
             ms(c.first_token.p99),
         ]);
@@ -762,12 +763,12 @@ fn print_targets(results: &Results) {
         for c in &results.coalescing[1..] {
             table.row(vec![
                 format!(
-                    "Events/turn at {} ms/token vs {} tokens (0 ms/token: {:.1})",
+                    "SSE chunks/turn at {} ms/token vs {} tokens (0 ms/token: {:.1})",
                     c.token_delay.as_millis(),
                     c.tokens_per_turn.round(),
-                    zero.events_per_turn
+                    zero.chunks_per_turn
                 ),
-                format!("{:.1}", c.events_per_turn),
+                format!("{:.1}", c.chunks_per_turn),
                 "-".into(),
             ]);
         }

@@ -265,8 +265,9 @@ pub struct Coalescing {
     pub token_delay: Duration,
     pub turns: usize,
     pub tokens_per_turn: f64,
-    /// `accepted`, the deltas (one SSE chunk each), `done`.
-    pub events_per_turn: f64,
+    /// The answer's SSE chunks as the client got them, one per delta it was relayed (the
+    /// worker's reply events are counted on the wire, in the costs section).
+    pub chunks_per_turn: f64,
     pub first_token: Quantiles,
 }
 
@@ -288,13 +289,13 @@ pub async fn coalescing(delays: &[Duration], turns: usize) -> Vec<Coalescing> {
         let workers = procs::workers(&confab.stack, 1, 16).await;
         client.sse_turn().await;
         let mut tokens = 0;
-        let mut events = 0;
+        let mut chunks = 0;
         let mut firsts = Vec::new();
         for _ in 0..turns {
             let turn = client.sse_turn().await;
             // The built-in model streams word by word: a word is a token.
             tokens += turn.text.split_whitespace().count();
-            events += turn.chunks + 2;
+            chunks += turn.chunks;
             firsts.push(turn.timing.first);
         }
         procs::stop_workers(&confab.stack, workers).await;
@@ -302,7 +303,7 @@ pub async fn coalescing(delays: &[Duration], turns: usize) -> Vec<Coalescing> {
             token_delay: delay,
             turns,
             tokens_per_turn: tokens as f64 / turns as f64,
-            events_per_turn: events as f64 / turns as f64,
+            chunks_per_turn: chunks as f64 / turns as f64,
             first_token: Quantiles::of(firsts),
         });
     }
