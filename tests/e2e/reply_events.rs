@@ -2,9 +2,7 @@
 //! own: a first delivery says no `accepted`, and a job whose reader takes the last delta from
 //! `done` gets no separate event for it, while every word still arrives exactly once.
 
-use confab_contract::{
-    AssistantRef, Done, Job, Message, ReplyEvent, Role, VERSION, encode, now_ms,
-};
+use confab_contract::{Done, ReplyEvent, encode};
 use futures_util::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
@@ -16,12 +14,6 @@ use crate::support::stack::{Options, Stack, amqp_url};
 /// and including its final one.
 async fn streamed_events(stack: &Stack, last_delta_in_done: bool) -> Vec<ReplyEvent> {
     let agent = stack.support_agent().await;
-    let db = stack.db().await;
-    let tenant_id: uuid::Uuid = db
-        .query_one("SELECT tenant_id FROM api_keys LIMIT 1", &[])
-        .await
-        .unwrap()
-        .get(0);
     let connection = lapin::Connection::connect(&amqp_url(), Default::default())
         .await
         .unwrap();
@@ -54,34 +46,10 @@ async fn streamed_events(stack: &Stack, last_delta_in_done: bool) -> Vec<ReplyEv
         )
         .await
         .unwrap();
-    let job = Job {
-        v: VERSION,
-        request_id,
-        tenant_id,
-        assistant: AssistantRef::Stored {
-            id: agent["id"].as_str().unwrap().parse().unwrap(),
-        },
-        conversation_id: format!("conv_{}", request_id.simple()),
-        identity_id: None,
-        channel_id: None,
-        message: Message::text(
-            "m1".into(),
-            Role::User,
-            "When are you open, and how do refunds work?".into(),
-            now_ms(),
-        ),
-        history: Vec::new(),
-        metadata: Default::default(),
-        folder_ids: Vec::new(),
-        stream: true,
-        ephemeral: false,
-        sampling: Default::default(),
-        tools: Default::default(),
-        deadline_ms: now_ms() + 60_000,
-        published_ms: now_ms(),
-        reply_to: replies.clone(),
-        last_delta_in_done,
-    };
+    let question = "When are you open, and how do refunds work?";
+    let mut job = stack.job(&agent, "conv_events", question, &replies).await;
+    job.stream = true;
+    job.last_delta_in_done = last_delta_in_done;
     channel
         .basic_publish(
             "".into(),

@@ -170,7 +170,7 @@ async fn a_job_nobody_takes_expires_at_its_deadline_into_the_dead_letter_queue()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_always_fails_is_dead_lettered_after_its_delivery_limit() {
-    use confab_contract::{AssistantRef, Job, Message, ReplyEvent, Role, VERSION, now_ms};
+    use confab_contract::{Job, ReplyEvent};
     use futures_util::StreamExt;
     use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
 
@@ -184,12 +184,6 @@ async fn a_job_that_always_fails_is_dead_lettered_after_its_delivery_limit() {
     })
     .await;
     let agent = stack.support_agent().await;
-    let db = stack.db().await;
-    let tenant_id: uuid::Uuid = db
-        .query_one("SELECT tenant_id FROM api_keys LIMIT 1", &[])
-        .await
-        .unwrap()
-        .get(0);
     let (connection, channel) = channel().await;
     let replies = format!("{}.test-replies", stack.names.prefix());
     channel
@@ -218,31 +212,10 @@ async fn a_job_that_always_fails_is_dead_lettered_after_its_delivery_limit() {
         .unwrap();
     // Postgres cannot store a NUL character: every delivery fails in the worker, for real.
     // (The ingress refuses such text with a 400; this job is published past it.)
-    let job = Job {
-        v: VERSION,
-        request_id: uuid::Uuid::now_v7(),
-        tenant_id,
-        assistant: AssistantRef::Stored {
-            id: agent["id"].as_str().unwrap().parse().unwrap(),
-        },
-        conversation_id: "conv_poison".into(),
-        identity_id: None,
-        channel_id: None,
-        message: Message::text("m1".into(), Role::User, "a\0b".into(), now_ms()),
-        history: Vec::new(),
-        metadata: Default::default(),
-        folder_ids: Vec::new(),
-        // Streamed, so that each redelivery says `accepted` (a JSON caller hears only the end,
-        // and a first delivery's stream starts with its first delta).
-        stream: true,
-        ephemeral: false,
-        sampling: Default::default(),
-        tools: Default::default(),
-        deadline_ms: now_ms() + 60_000,
-        published_ms: now_ms(),
-        reply_to: replies.clone(),
-        last_delta_in_done: false,
-    };
+    let mut job = stack.job(&agent, "conv_poison", "a\0b", &replies).await;
+    // Streamed, so that each redelivery says `accepted` (a JSON caller hears only the end, and
+    // a first delivery's stream starts with its first delta).
+    job.stream = true;
     channel
         .basic_publish(
             "".into(),

@@ -504,6 +504,53 @@ impl Stack {
             .expect("connect")
     }
 
+    /// A job for the stack's tenant and `agent` (as `create_assistant` returned it), asking
+    /// `text` in conversation `conversation_id`, its events to `reply_to`: what a test publishes
+    /// past the ingress. A minute to its deadline; the rest as the ingress leaves it by default.
+    pub async fn job(
+        &self,
+        agent: &Value,
+        conversation_id: &str,
+        text: &str,
+        reply_to: &str,
+    ) -> confab_contract::Job {
+        use confab_contract::{AssistantRef, Job, Message, Role, VERSION, now_ms};
+        let tenant_id: uuid::Uuid = self
+            .db()
+            .await
+            .query_one("SELECT tenant_id FROM api_keys LIMIT 1", &[])
+            .await
+            .expect("the stack's key")
+            .get(0);
+        Job {
+            v: VERSION,
+            request_id: uuid::Uuid::now_v7(),
+            tenant_id,
+            assistant: AssistantRef::Stored {
+                id: agent["id"]
+                    .as_str()
+                    .expect("an id")
+                    .parse()
+                    .expect("a uuid"),
+            },
+            conversation_id: conversation_id.into(),
+            identity_id: None,
+            channel_id: None,
+            message: Message::text("m1".into(), Role::User, text.into(), now_ms()),
+            history: Vec::new(),
+            metadata: Default::default(),
+            folder_ids: Vec::new(),
+            stream: false,
+            ephemeral: false,
+            sampling: Default::default(),
+            tools: Default::default(),
+            deadline_ms: now_ms() + 60_000,
+            published_ms: now_ms(),
+            reply_to: reply_to.into(),
+            last_delta_in_done: false,
+        }
+    }
+
     /// A connection of a pool like the processes' own, for the store functions that take one
     /// (their statements are cached per pooled connection).
     pub async fn pooled_db(&self) -> deadpool_postgres::Object {
