@@ -1,11 +1,12 @@
 //! Reply events: what a worker sends to a request's reply destination, in this order:
 //! `accepted`, any number of `delta`s (and `keepalive`s while the model is silent), then exactly
-//! one of `done` or `error`. A first delivery says `accepted` only to a stream, and only when
-//! it waits for the reply path after a broker reconnection; a JSON caller hears `done` alone.
-//! A redelivered job's stream starts again with a new `accepted` whose `attempt` is higher. Its deltas restart at `seq` 0, unless it `continues` the earlier attempts' answer:
-//! then it first sends their deltas again (to the reply destination, not the log, which has
-//! them), with their own `seq`s, and goes on from there, so a reader that skips every `seq` it
-//! already has sees one answer.
+//! one of `done` or `error`. A first delivery says no `accepted`: its stream starts with its
+//! first delta (and may end with a `done` carrying the last one, `Done::last_delta`), and a JSON
+//! caller hears `done` alone. A redelivered job's stream starts again with a new `accepted`
+//! whose `attempt` is higher. Its deltas restart at `seq` 0, unless it `continues` the earlier
+//! attempts' answer: then it first sends their deltas again (to the reply destination, not the
+//! log, which has them), with their own `seq`s, and goes on from there, so a reader that skips
+//! every `seq` it already has sees one answer.
 
 use serde::{Deserialize, Serialize};
 

@@ -277,8 +277,8 @@ impl Streamed {
         }
     }
 
-    /// The delta still pending once the answer is complete, for `done`; nothing is pending
-    /// otherwise (every other ending flushed it).
+    /// The delta still pending once the answer is complete, for `done`. An answer cut short
+    /// has none: what it said is in `text`, stored as interrupted.
     fn last_delta(&mut self, ending: &Generation) -> Option<LastDelta> {
         if !matches!(ending, Generation::Complete) || self.pending.is_empty() {
             return None;
