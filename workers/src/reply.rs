@@ -5,7 +5,8 @@
 //! exists (the requester disconnected, the ingress died) the broker returns the message, and that
 //! tells the job its caller left (see `inflight`: a stream's turn goes on for the resume grace).
 //! Deltas are not waited for; the final event is, since the job is acked only after it is
-//! confirmed, and so is its copy in the log, so that a resumed stream always finds its end.
+//! confirmed, and so is its copy in the log, so that a resumed stream finds its end. The log's
+//! confirm is waited for only so long (see [`LOG_CONFIRM_PATIENCE`]).
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use lapin::{
     options::BasicPublishOptions,
     types::{AMQPValue, FieldTable, ShortString},
 };
+use tracing::warn;
 use uuid::Uuid;
 
 use crate::inflight::Signals;
@@ -46,6 +48,15 @@ pub enum Delivered {
     Yes,
     CallerGone,
 }
+
+/// How long a final event's copy in the reply log is waited for. A stream confirms only once a
+/// majority of its replicas has the event, so its confirm hangs for as long as that majority
+/// is gone after a node's loss, and a confirm can be lost outright across a leader change
+/// (rabbitmq-server#9457). A turn waiting for it holds a slot of its worker, and once every
+/// slot held one the worker took no job at all. Past this the job settles anyway: its answer is
+/// stored and its caller has the event; only a client resuming from the log may miss the end,
+/// and that client's turn then fails at its deadline with the dialect's timeout error.
+const LOG_CONFIRM_PATIENCE: Duration = Duration::from_secs(5);
 
 /// How often a missing reply destination is tried again.
 const ANNOUNCE_RETRY: Duration = Duration::from_millis(250);
@@ -160,7 +171,7 @@ impl Replies {
             if let Some(in_log) = in_log
                 && event.is_final()
             {
-                in_log.await?;
+                confirmed_in_log(in_log).await?;
             }
             if confirm.await?.take_message().is_none() {
                 return Ok(Delivered::Yes);
@@ -185,7 +196,7 @@ impl Replies {
         }
         let (confirm, logged) = self.publish(event, true).await?;
         if let Some(logged) = logged {
-            logged.await?;
+            confirmed_in_log(logged).await?;
         }
         if confirm.await?.take_message().is_some() {
             self.signals.left();
@@ -229,5 +240,20 @@ impl Replies {
             )
             .await?;
         Ok((confirm, logged))
+    }
+}
+
+/// Wait for the log's confirm of a final event, at most [`LOG_CONFIRM_PATIENCE`].
+async fn confirmed_in_log(logged: lapin::PublisherConfirm) -> Result<(), ReplyError> {
+    match tokio::time::timeout(LOG_CONFIRM_PATIENCE, logged).await {
+        Ok(confirmed) => confirmed.map(drop).map_err(ReplyError::from),
+        Err(_) => {
+            warn!(
+                patience = ?LOG_CONFIRM_PATIENCE,
+                "the reply log did not confirm the final event; settling the job without it"
+            );
+            metrics::counter!("confab_worker_reply_log_unconfirmed_total").increment(1);
+            Ok(())
+        }
     }
 }

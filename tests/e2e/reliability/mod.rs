@@ -12,4 +12,5 @@ mod faults;
 mod load;
 mod ordering;
 mod redelivery;
+mod reply_log_outage;
 mod several_hosts;

@@ -72,18 +72,28 @@ impl PrivateRabbitMq {
 
     /// `rabbitmqctl` against this node, as its user with its cookie; its output.
     pub fn ctl(&self, args: &[&str]) -> String {
+        self.cli("rabbitmqctl", args)
+    }
+
+    /// `rabbitmq-streams` (a stream's replicas) against this node; its output.
+    pub fn streams(&self, args: &[&str]) -> String {
+        self.cli("rabbitmq-streams", args)
+    }
+
+    fn cli(&self, tool: &str, args: &[&str]) -> String {
         let output = Command::new("runuser")
             .args(["-u", "rabbitmq", "--", "env"])
             .arg(format!("HOME={}", self.dir.display()))
-            .args(["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", &self.node])
+            .arg(format!("/usr/lib/rabbitmq/bin/{tool}"))
+            .args(["-n", &self.node])
             .args(args)
             .current_dir(&self.dir)
             .output()
-            .expect("runuser rabbitmqctl");
+            .unwrap_or_else(|e| panic!("runuser {tool}: {e}"));
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         assert!(
             output.status.success(),
-            "rabbitmqctl {args:?} on {}: {stdout}{}",
+            "{tool} {args:?} on {}: {stdout}{}",
             self.node,
             String::from_utf8_lossy(&output.stderr)
         );

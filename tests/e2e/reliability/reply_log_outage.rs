@@ -1,0 +1,70 @@
+//! The reply log unable to confirm, for real: a private three-node RabbitMQ cluster whose reply
+//! log (a stream) keeps replicas on two of the nodes, and loses their majority when the one
+//! that does not lead it is killed; the quorum queues and the cluster's stream coordinator keep
+//! theirs. A streamed turn's final event then gets no confirm from the log; the worker must
+//! settle the job anyway, after its patience, or its slot is held for good. With one slot, the
+//! next turn shows which.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::private_rabbitmq::PrivateRabbitMq;
+use crate::support::stack::{Options, Stack, sse_data};
+
+const HOURS: &str = "Our business hours are 9:00 to 17:00, Monday to Friday.";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_log_that_cannot_confirm_holds_no_worker_slot_past_its_patience() {
+    let nodes = PrivateRabbitMq::cluster(3).await;
+    let mut stack = Stack::start(Options {
+        amqp_url: nodes[0].amqp_url(),
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
+    stack.support_agent().await;
+    stack.start_worker_task_with_concurrency(1);
+    // Answered: the worker has declared the topology and consumes.
+    let response = stack
+        .chat("support-agent", json!({"message": "Hello?"}))
+        .await;
+    assert_eq!(response.status(), 200);
+
+    // The log, declared through the first node, is led there.
+    let log = stack.names.reply_log();
+    nodes[0].streams(&["delete_replica", &log, nodes[2].name()]);
+    nodes[1].kill().await;
+
+    let streamed = stack
+        .chat(
+            "support-agent",
+            json!({"message": "What are your business hours?", "stream": true}),
+        )
+        .await;
+    assert_eq!(streamed.status(), 200);
+    let body = streamed.text().await.expect("the stream");
+    let events = sse_data(&body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{body}");
+    assert!(!body.contains("\"error\""), "{body}");
+
+    // The worker's only slot is free again once its patience with the log is over.
+    let asked = Instant::now();
+    let response = stack
+        .http
+        .post(stack.url("/v1/api/chat/support-agent"))
+        .bearer_auth(&stack.api_key)
+        .timeout(Duration::from_secs(30))
+        .json(&json!({"message": "What are your business hours?"}))
+        .send()
+        .await
+        .expect("the next turn answered while the log still cannot confirm");
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.expect("JSON");
+    assert_eq!(answer["data"]["response"], HOURS, "{answer}");
+    println!(
+        "the next turn answered {:?} after it was asked",
+        asked.elapsed()
+    );
+    drop(stack);
+}
