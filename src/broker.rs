@@ -10,6 +10,7 @@ use confab_contract::{
     BrokerNodes, Cancel, CancelKind, HEADER_STREAM_FORMAT, HEADER_VERSION, Job, Names, QueueLimits,
     ReplyEvent, VERSION, declare_work_topology,
 };
+use confab_shared::reply_log::LogWriter;
 use confab_shared::retry::Policy;
 use futures_util::StreamExt;
 use lapin::{
@@ -29,6 +30,8 @@ pub struct Session {
     connection: Connection,
     /// Confirm-mode channel for jobs and cancels.
     publish: Channel,
+    /// The reply log's writer, on a connection of its own (see `confab_shared::reply_log`).
+    log: LogWriter,
     pub relay: Relay,
     /// Flips to true when this session is lost, so waiting requests end at once.
     lost: watch::Sender<bool>,
@@ -267,7 +270,11 @@ impl Broker {
             .with_content_type("application/json".into())
             .with_correlation_id(request_id.to_string().into())
             .with_headers(headers);
-        publish_confirmed(session, &self.names.reply_log(), &body, properties).await
+        session
+            .log
+            .append_confirmed(body, properties)
+            .await
+            .map_err(|_| PublishError::Unavailable("the reply log's writer dropped it".into()))
     }
 }
 
@@ -350,9 +357,15 @@ async fn open(settings: &BrokerSettings, routes: &SharedRoutes) -> Result<Sessio
     .await
     .map_err(|e| e.to_string())?;
     let (lost, _) = watch::channel(false);
+    let log = LogWriter::start(
+        settings.nodes.clone(),
+        format!("confab-ingress {} reply log", settings.ingress_id),
+        settings.names.reply_log(),
+    );
     Ok(Session {
         connection,
         publish,
+        log,
         relay,
         lost,
     })

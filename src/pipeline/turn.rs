@@ -313,6 +313,10 @@ impl Turn {
                 }
                 // Sent again by an attempt that continues the answer; the caller has it.
                 ReplyEvent::Delta { seq, .. } if seq < self.next_seq => {}
+                // Deltas reach a reply destination in order; only the reply log can miss some
+                // (its writer drops what it cannot write), and an answer is never relayed with
+                // a hole in it.
+                ReplyEvent::Delta { seq, .. } if seq > self.next_seq => return gap(),
                 ReplyEvent::Delta { seq, text } => {
                     self.next_seq = seq + 1;
                     return TurnEvent::Delta(text);
@@ -323,6 +327,9 @@ impl Turn {
                     if let Some(last) = done.last_delta.take()
                         && last.seq >= self.next_seq
                     {
+                        if last.seq > self.next_seq {
+                            return gap();
+                        }
                         self.next_seq = last.seq + 1;
                         self.held_done = Some(done);
                         return TurnEvent::Delta(last.text);
@@ -391,6 +398,14 @@ impl Turn {
             .ok()
             .flatten()
     }
+}
+
+/// A delta that skips some: the answer cannot be relayed whole.
+fn gap() -> TurnEvent {
+    failed(
+        FailureKind::Worker(ErrorCode::Interrupted),
+        "part of this answer was not kept for the stream; please retry",
+    )
 }
 
 fn failed(kind: FailureKind, message: &str) -> TurnEvent {

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod model_spec;
 pub mod platforms;
 pub mod process;
+pub mod reply_log;
 pub mod retry;
 pub mod secrets;
 pub mod telemetry;

@@ -8,6 +8,7 @@ use confab_contract::{
     BrokerNodes, Cancel, CancelKind, HEADER_DELIVERY_COUNT, Job, TraceHeaders,
     declare_cancel_queue, declare_work_topology,
 };
+use confab_shared::reply_log::LogWriter;
 use confab_shared::retry::Policy;
 use confab_shared::telemetry;
 use futures_util::StreamExt;
@@ -114,9 +115,18 @@ async fn session(
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
     let connection = Arc::new(connection);
+    // The log is written on a connection of the session's own writer (see `reply_log`).
+    let log = env.reply_log.as_ref().map(|log| {
+        Arc::new(LogWriter::start(
+            nodes.clone(),
+            format!("confab-worker {} reply log", env.worker_id),
+            log.clone(),
+        ))
+    });
     let channels = Arc::new(turn::Channels {
         publish,
         connection: connection.clone(),
+        log,
     });
     declare_work_topology(&connection, names, config.shared.queue_limits).await?;
     if let Err(e) =

@@ -5,12 +5,16 @@
 //! exists (the requester disconnected, the ingress died) the broker returns the message, and that
 //! tells the job its caller left (see `inflight`: a stream's turn goes on for the resume grace).
 //! Deltas are not waited for; the final event is, since the job is acked only after it is
-//! confirmed, and so is its copy in the log, so that a resumed stream finds its end. The log's
-//! confirm is waited for only so long (see [`LOG_CONFIRM_PATIENCE`]).
+//! confirmed, and so is its copy in the log, so that a resumed stream finds its end. The log is
+//! written through the session's [`LogWriter`], on a connection of its own, so that a log that
+//! cannot confirm holds up nothing else; its confirm is waited for only so long (see
+//! [`LOG_CONFIRM_PATIENCE`]).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use confab_contract::{HEADER_VERSION, ReplyEvent, VERSION};
+use confab_shared::reply_log::{LogWriter, Logged};
 use lapin::{
     BasicProperties, Channel,
     options::BasicPublishOptions,
@@ -32,8 +36,8 @@ pub enum ReplyError {
 pub struct Replies {
     channel: Channel,
     routing_key: ShortString,
-    /// The reply log's queue, for a streamed turn.
-    log: Option<ShortString>,
+    /// The reply log's writer, for a streamed turn.
+    log: Option<Arc<LogWriter>>,
     properties: BasicProperties,
     signals: Signals,
     last_publish: Instant,
@@ -70,7 +74,7 @@ impl Replies {
     pub fn new(
         channel: Channel,
         reply_to: &str,
-        log: Option<&str>,
+        log: Option<Arc<LogWriter>>,
         request_id: Uuid,
         signals: Signals,
     ) -> Self {
@@ -86,7 +90,7 @@ impl Replies {
         Self {
             channel,
             routing_key: reply_to.into(),
-            log: log.map(ShortString::from),
+            log,
             properties,
             signals,
             last_publish: Instant::now(),
@@ -168,10 +172,8 @@ impl Replies {
             // The log needs the event once, however often the destination is tried.
             let (confirm, in_log) = self.publish(event, !logged).await?;
             logged = true;
-            if let Some(in_log) = in_log
-                && event.is_final()
-            {
-                confirmed_in_log(in_log).await?;
+            if let Some(in_log) = in_log {
+                confirmed_in_log(in_log).await;
             }
             if confirm.await?.take_message().is_none() {
                 return Ok(Delivered::Yes);
@@ -196,7 +198,7 @@ impl Replies {
         }
         let (confirm, logged) = self.publish(event, true).await?;
         if let Some(logged) = logged {
-            confirmed_in_log(logged).await?;
+            confirmed_in_log(logged).await;
         }
         if confirm.await?.take_message().is_some() {
             self.signals.left();
@@ -205,28 +207,26 @@ impl Replies {
         Ok(Delivered::Yes)
     }
 
-    /// Publish to the reply destination and, for a stream and if `to_log`, to the log; their
-    /// confirmations.
+    /// Publish to the reply destination and, for a stream and if `to_log`, to the log; the
+    /// destination's confirmation, and for a final event the log's.
     async fn publish(
         &mut self,
         event: &ReplyEvent,
         to_log: bool,
-    ) -> Result<(lapin::PublisherConfirm, Option<lapin::PublisherConfirm>), ReplyError> {
+    ) -> Result<(lapin::PublisherConfirm, Option<Logged>), ReplyError> {
         let body = event.encode()?;
         self.last_publish = Instant::now();
         let logged = match &self.log {
             // Keepalives only keep the caller's connection alive; a log reader needs none.
-            Some(log) if to_log && !matches!(event, ReplyEvent::Keepalive) => Some(
-                self.channel
-                    .basic_publish(
-                        "".into(),
-                        log.clone(),
-                        BasicPublishOptions::default(),
-                        &body,
-                        self.properties.clone(),
-                    )
-                    .await?,
-            ),
+            Some(log) if to_log && !matches!(event, ReplyEvent::Keepalive) => {
+                let properties = self.properties.clone();
+                if event.is_final() {
+                    Some(log.append_confirmed(body.clone(), properties))
+                } else {
+                    log.append(body.clone(), properties);
+                    None
+                }
+            }
             _ => None,
         };
         let confirm = self
@@ -244,16 +244,12 @@ impl Replies {
 }
 
 /// Wait for the log's confirm of a final event, at most [`LOG_CONFIRM_PATIENCE`].
-async fn confirmed_in_log(logged: lapin::PublisherConfirm) -> Result<(), ReplyError> {
-    match tokio::time::timeout(LOG_CONFIRM_PATIENCE, logged).await {
-        Ok(confirmed) => confirmed.map(drop).map_err(ReplyError::from),
-        Err(_) => {
-            warn!(
-                patience = ?LOG_CONFIRM_PATIENCE,
-                "the reply log did not confirm the final event; settling the job without it"
-            );
-            metrics::counter!("confab_worker_reply_log_unconfirmed_total").increment(1);
-            Ok(())
-        }
-    }
+async fn confirmed_in_log(logged: Logged) {
+    let unconfirmed = match tokio::time::timeout(LOG_CONFIRM_PATIENCE, logged).await {
+        Ok(Ok(())) => return,
+        Ok(Err(_)) => "the reply log's writer could not log the final event",
+        Err(_) => "the reply log did not confirm the final event in time",
+    };
+    warn!(patience = ?LOG_CONFIRM_PATIENCE, "{unconfirmed}; settling the job without it");
+    metrics::counter!("confab_worker_reply_log_unconfirmed_total").increment(1);
 }

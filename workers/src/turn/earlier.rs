@@ -11,9 +11,10 @@
 use std::time::Duration;
 
 use confab_contract::{ReplyEvent, reply_log_from};
+use confab_shared::reply_log::LogWriter;
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
-use lapin::{BasicProperties, Channel, Connection};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::{BasicProperties, Connection};
 use uuid::Uuid;
 
 /// The answer as the earlier attempts streamed it: delta `i` has `seq` `i`.
@@ -28,6 +29,8 @@ pub(super) enum EarlierError {
     Broker(#[from] lapin::Error),
     #[error("the reply log's reader was closed")]
     Closed,
+    #[error("the reply log's writer could not log this attempt's fence")]
+    FenceLost,
     #[error("the reply log did not reach this attempt's fence within {0:?}")]
     Timeout(Duration),
 }
@@ -85,7 +88,7 @@ impl Earlier {
 /// consume that fails closes its channel), while `publisher` logs the fence.
 pub(super) async fn read(
     connection: &Connection,
-    publisher: &Channel,
+    publisher: &LogWriter,
     log: &str,
     request_id: Uuid,
     within: Duration,
@@ -106,7 +109,7 @@ pub(super) async fn read(
             )
             .await?;
         consuming = Some(consumer.clone());
-        until_fence(consumer, publisher, log, request_id).await
+        until_fence(consumer, publisher, request_id).await
     })
     .await
     .unwrap_or(Err(EarlierError::Timeout(within)));
@@ -119,22 +122,15 @@ const PREFETCH: u16 = 512;
 
 async fn until_fence(
     mut consumer: lapin::Consumer,
-    publisher: &Channel,
-    log: &str,
+    publisher: &LogWriter,
     request_id: Uuid,
 ) -> Result<Earlier, EarlierError> {
     let fence = Uuid::now_v7().to_string();
     let properties = BasicProperties::default().with_correlation_id(fence.as_str().into());
     publisher
-        .basic_publish(
-            "".into(),
-            log.into(),
-            BasicPublishOptions::default(),
-            b"",
-            properties,
-        )
-        .await?
-        .await?;
+        .append_confirmed(Vec::new(), properties)
+        .await
+        .map_err(|_| EarlierError::FenceLost)?;
     let ours = request_id.to_string();
     let mut earlier = Earlier::default();
     while let Some(delivery) = consumer.next().await {

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use confab_contract::{AssistantRef, ErrorCode, Job, ReplyEvent, now_ms};
 use confab_shared::ModelSpec;
 use confab_shared::db::DbError;
+use confab_shared::reply_log::LogWriter;
 use lapin::Channel;
 use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
@@ -49,11 +50,13 @@ pub const REPLY_PATH_PATIENCE: Duration = Duration::from_secs(10);
 /// it the attempt starts the answer over (and a caller that has part of it gets an error).
 const EARLIER_READ_LIMIT: Duration = Duration::from_secs(10);
 
-/// What a turn works on: the channel replies go out on (in confirm mode), and the connection,
-/// on which a redelivered stream reads the reply log on a channel of its own.
+/// What a turn works on: the channel replies go out on (in confirm mode), the connection on
+/// which a redelivered stream reads the reply log on a channel of its own, and the session's
+/// writer to the log (none when streams are not resumable).
 pub struct Channels {
     pub publish: Channel,
     pub connection: Arc<lapin::Connection>,
+    pub log: Option<Arc<LogWriter>>,
 }
 
 /// Work on one delivered job and say what the broker should do with it.
@@ -78,11 +81,12 @@ pub async fn run(
     let log = env
         .reply_log
         .as_deref()
+        .zip(channels.log.as_ref())
         .filter(|_| job.stream && !job.ephemeral);
     let mut replies = Replies::new(
         channels.publish.clone(),
         &job.reply_to,
-        log,
+        log.map(|(_, writer)| writer.clone()),
         job.request_id,
         registration.signals.clone(),
     );
@@ -94,7 +98,7 @@ pub async fn run(
         return Settle::Ack;
     }
     let earlier = match log {
-        Some(log) if attempt > 1 => read_earlier(channels, log, job).await,
+        Some((log, writer)) if attempt > 1 => read_earlier(channels, log, writer, job).await,
         _ => None,
     };
     let accepted = ReplyEvent::Accepted {
@@ -162,17 +166,15 @@ pub async fn run(
 }
 
 /// What the earlier attempts of `job` streamed; `None` (start over) if the log cannot say.
-async fn read_earlier(channels: &Channels, log: &str, job: &Job) -> Option<Earlier> {
+async fn read_earlier(
+    channels: &Channels,
+    log: &str,
+    writer: &LogWriter,
+    job: &Job,
+) -> Option<Earlier> {
     let until_deadline = Duration::from_millis((job.deadline_ms - now_ms()).max(0) as u64);
     let within = EARLIER_READ_LIMIT.min(until_deadline);
-    let read = earlier::read(
-        &channels.connection,
-        &channels.publish,
-        log,
-        job.request_id,
-        within,
-    )
-    .await;
+    let read = earlier::read(&channels.connection, writer, log, job.request_id, within).await;
     match read {
         Ok(earlier) => {
             info!(
