@@ -359,12 +359,95 @@ async fn log_record(
         .unwrap();
 }
 
+/// A `done` event of the answer `text` in `conversation_id`.
+fn done_event(conversation_id: &str, text: &str) -> confab_contract::ReplyEvent {
+    confab_contract::ReplyEvent::Done(Box::new(confab_contract::Done {
+        message_id: "msg_1".into(),
+        conversation_id: conversation_id.into(),
+        text: text.into(),
+        created_ms: 0,
+        usage: Default::default(),
+        model: "builtin".into(),
+        sources: Vec::new(),
+        timing: Default::default(),
+        finish_reason: Default::default(),
+        tool_calls: Vec::new(),
+        last_delta: None,
+    }))
+}
+
+/// The reply log may lack a record a reply destination got (its writer drops what it cannot
+/// write while the log is unavailable): a resume relays the answer up to the missing delta and
+/// then fails, in the dialect's shape, rather than relay the answer with a hole in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_stream_missing_a_delta_is_resumed_up_to_the_gap_and_then_fails() {
+    use confab_contract::ReplyEvent;
+    let stack = Stack::start(Options::default()).await;
+    stack.support_agent().await;
+    let request_id = Uuid::now_v7();
+    stack
+        .db()
+        .await
+        .execute(
+            "INSERT INTO pending_turns (tenant_id, conversation_id, request_id, deadline, place) \
+             VALUES ($1, 'conv_gap', $2, now() + interval '1 minute', 1)",
+            &[&stack.tenant_id, &request_id],
+        )
+        .await
+        .unwrap();
+    let connection = lapin::Connection::connect(&stack.options.amqp_url, Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(Default::default()).await.unwrap();
+    let format = serde_json::to_vec(&json!({"family": confab::dialects::agents::FORMAT})).unwrap();
+    log_record(&channel, &stack, request_id, &format, true).await;
+    let delta = |seq, text: &str| ReplyEvent::Delta {
+        seq,
+        text: text.into(),
+    };
+    // Delta 1 (" dear") never reached the log.
+    for event in [
+        delta(0, "Hello"),
+        delta(2, " friend"),
+        done_event("conv_gap", "Hello dear friend"),
+    ] {
+        log_record(
+            &channel,
+            &stack,
+            request_id,
+            &event.encode().unwrap(),
+            false,
+        )
+        .await;
+    }
+
+    let (status, body) = events_of(
+        &stack,
+        &stack.url(""),
+        &request_id.to_string(),
+        None,
+        &stack.api_key,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(chunks(&body), "Hello", "{body}");
+    let last: Value = sse_data(&body)
+        .iter()
+        .rev()
+        .find_map(|data| serde_json::from_str(data).ok())
+        .expect("an event");
+    assert_eq!(last["error"]["name"], "InternalServerError", "{body}");
+    assert!(!body.contains("friend"), "{body}");
+    let _ = connection.close(200, "done".into()).await;
+}
+
 /// The ingress does not wait for a stream's format to be confirmed before it publishes the job,
 /// so the worker's first events may reach the log first: a resume still finds the format and
 /// renders every event, those before it included, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_whose_format_reached_the_log_after_its_first_events_is_read_again_whole() {
-    use confab_contract::{Done, ReplyEvent};
+    use confab_contract::ReplyEvent;
     let stack = Stack::start(Options::default()).await;
     stack.support_agent().await;
     let db = stack.db().await;
@@ -384,19 +467,7 @@ async fn a_stream_whose_format_reached_the_log_after_its_first_events_is_read_ag
     let channel = connection.create_channel().await.unwrap();
     channel.confirm_select(Default::default()).await.unwrap();
     let event = |event: ReplyEvent| event.encode().unwrap();
-    let done = ReplyEvent::Done(Box::new(Done {
-        message_id: "msg_1".into(),
-        conversation_id: "conv_reordered".into(),
-        text: "Hello there".into(),
-        created_ms: 0,
-        usage: Default::default(),
-        model: "builtin".into(),
-        sources: Vec::new(),
-        timing: Default::default(),
-        finish_reason: Default::default(),
-        tool_calls: Vec::new(),
-        last_delta: None,
-    }));
+    let done = done_event("conv_reordered", "Hello there");
     let accepted = ReplyEvent::Accepted {
         worker: "w".into(),
         attempt: 1,
