@@ -359,6 +359,31 @@ async fn log_record(
         .unwrap();
 }
 
+/// A request the ingress accepted, pending in `conversation_id`, and a confirm-mode channel
+/// (with its connection) to log its records on.
+async fn pending_request(
+    stack: &Stack,
+    conversation_id: &str,
+) -> (Uuid, lapin::Connection, lapin::Channel) {
+    let request_id = Uuid::now_v7();
+    stack
+        .db()
+        .await
+        .execute(
+            "INSERT INTO pending_turns (tenant_id, conversation_id, request_id, deadline, place) \
+             VALUES ($1, $2, $3, now() + interval '1 minute', 1)",
+            &[&stack.tenant_id, &conversation_id, &request_id],
+        )
+        .await
+        .unwrap();
+    let connection = lapin::Connection::connect(&stack.options.amqp_url, Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(Default::default()).await.unwrap();
+    (request_id, connection, channel)
+}
+
 /// A `done` event of the answer `text` in `conversation_id`.
 fn done_event(conversation_id: &str, text: &str) -> confab_contract::ReplyEvent {
     confab_contract::ReplyEvent::Done(Box::new(confab_contract::Done {
@@ -384,22 +409,7 @@ async fn a_logged_stream_missing_a_delta_is_resumed_up_to_the_gap_and_then_fails
     use confab_contract::ReplyEvent;
     let stack = Stack::start(Options::default()).await;
     stack.support_agent().await;
-    let request_id = Uuid::now_v7();
-    stack
-        .db()
-        .await
-        .execute(
-            "INSERT INTO pending_turns (tenant_id, conversation_id, request_id, deadline, place) \
-             VALUES ($1, 'conv_gap', $2, now() + interval '1 minute', 1)",
-            &[&stack.tenant_id, &request_id],
-        )
-        .await
-        .unwrap();
-    let connection = lapin::Connection::connect(&stack.options.amqp_url, Default::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel.confirm_select(Default::default()).await.unwrap();
+    let (request_id, connection, channel) = pending_request(&stack, "conv_gap").await;
     let format = serde_json::to_vec(&json!({"family": confab::dialects::agents::FORMAT})).unwrap();
     log_record(&channel, &stack, request_id, &format, true).await;
     let delta = |seq, text: &str| ReplyEvent::Delta {
@@ -450,22 +460,7 @@ async fn a_stream_whose_format_reached_the_log_after_its_first_events_is_read_ag
     use confab_contract::ReplyEvent;
     let stack = Stack::start(Options::default()).await;
     stack.support_agent().await;
-    let db = stack.db().await;
-    let tenant_id = stack.tenant_id;
-    // A request the ingress accepted: pending in its conversation.
-    let request_id = Uuid::now_v7();
-    db.execute(
-        "INSERT INTO pending_turns (tenant_id, conversation_id, request_id, deadline, place) \
-         VALUES ($1, 'conv_reordered', $2, now() + interval '1 minute', 1)",
-        &[&tenant_id, &request_id],
-    )
-    .await
-    .unwrap();
-    let connection = lapin::Connection::connect(&stack.options.amqp_url, Default::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel.confirm_select(Default::default()).await.unwrap();
+    let (request_id, connection, channel) = pending_request(&stack, "conv_reordered").await;
     let event = |event: ReplyEvent| event.encode().unwrap();
     let done = done_event("conv_reordered", "Hello there");
     let accepted = ReplyEvent::Accepted {

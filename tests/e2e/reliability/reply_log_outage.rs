@@ -17,9 +17,8 @@ use crate::support::stack::{Options, Stack, sse_data};
 
 const HOURS: &str = "Our business hours are 9:00 to 17:00, Monday to Friday.";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reply_log_that_cannot_confirm_holds_no_worker_slot_past_its_patience() {
-    let nodes = PrivateRabbitMq::cluster(3).await;
+/// A stack on the cluster's first node with one worker of `slots`, once it answers.
+async fn stack_on(nodes: &[PrivateRabbitMq], slots: u16) -> Stack {
     let mut stack = Stack::start(Options {
         amqp_url: nodes[0].amqp_url(),
         workers: 0,
@@ -27,17 +26,25 @@ async fn a_reply_log_that_cannot_confirm_holds_no_worker_slot_past_its_patience(
     })
     .await;
     stack.support_agent().await;
-    stack.start_worker_task_with_concurrency(1);
+    stack.start_worker_task_with_concurrency(slots);
     // Answered: the worker has declared the topology and consumes.
-    let response = stack
-        .chat("support-agent", json!({"message": "Hello?"}))
-        .await;
-    assert_eq!(response.status(), 200);
+    answer_json_turns(&stack, 1, 1, Duration::from_secs(30)).await;
+    stack
+}
 
+/// Leave the log replicas on the first two nodes only and kill the second.
+async fn lose_the_logs_majority(nodes: &[PrivateRabbitMq], stack: &Stack) {
     // The log, declared through the first node, is led there.
     let log = stack.names.reply_log();
     nodes[0].streams(&["delete_replica", &log, nodes[2].name()]);
     nodes[1].kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_log_that_cannot_confirm_holds_no_worker_slot_past_its_patience() {
+    let nodes = PrivateRabbitMq::cluster(3).await;
+    let stack = stack_on(&nodes, 1).await;
+    lose_the_logs_majority(&nodes, &stack).await;
 
     let streamed = stack
         .chat(
@@ -112,19 +119,8 @@ async fn a_reply_log_that_cannot_confirm_blocks_no_publish_but_its_own() {
         "eval",
         "application:set_env(rabbit, stream_messages_soft_limit, 2).",
     ]);
-    let mut stack = Stack::start(Options {
-        amqp_url: nodes[0].amqp_url(),
-        workers: 0,
-        ..Options::default()
-    })
-    .await;
-    stack.support_agent().await;
-    stack.start_worker_task_with_concurrency(8);
-    answer_json_turns(&stack, 1, 1, Duration::from_secs(30)).await;
-
-    let log = stack.names.reply_log();
-    nodes[0].streams(&["delete_replica", &log, nodes[2].name()]);
-    nodes[1].kill().await;
+    let stack = stack_on(&nodes, 8).await;
+    lose_the_logs_majority(&nodes, &stack).await;
     let streams = (0..4).map(|n| {
         stack.chat(
             "support-agent",
