@@ -110,6 +110,9 @@ enum Ended {
 async fn run(nodes: BrokerNodes, name: String, log: String, mut entries: mpsc::Receiver<Entry>) {
     let mut pauses = Policy::BROKER_SESSION.pauses();
     while let Some(first) = entries.recv().await {
+        if entries.is_closed() {
+            return;
+        }
         let started = Instant::now();
         let ended = match connect(&nodes, &name).await {
             Ok((connection, channel)) => {
@@ -194,6 +197,9 @@ async fn write(
         let stall = sent_at.front().map(|sent| *sent + STALL);
         tokio::select! {
             entry = entries.recv() => match entry {
+                // What is still queued when the writer is dropped (its session ended) is not
+                // written: it would land after what a later attempt of its request logs.
+                Some(_) if entries.is_closed() => break Ended::Closed,
                 Some(entry) => next = Some(entry),
                 None => break Ended::Closed,
             },
