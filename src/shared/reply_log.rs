@@ -40,6 +40,7 @@ const SETTLED: Duration = Duration::from_secs(30);
 /// Appends records to the reply log. Dropping it ends its task and closes its connection.
 pub struct LogWriter {
     entries: mpsc::Sender<Entry>,
+    log: String,
 }
 
 struct Entry {
@@ -57,8 +58,13 @@ impl LogWriter {
     /// connects when its first record comes.
     pub fn start(nodes: BrokerNodes, name: String, log: String) -> LogWriter {
         let (entries, queued) = mpsc::channel(QUEUE);
-        tokio::spawn(run(nodes, name, log, queued));
-        LogWriter { entries }
+        tokio::spawn(run(nodes, name, log.clone(), queued));
+        LogWriter { entries, log }
+    }
+
+    /// The stream it writes.
+    pub fn log(&self) -> &str {
+        &self.log
     }
 
     /// Append a record without waiting for it.
@@ -104,7 +110,7 @@ enum Ended {
     #[error("the broker refused a record")]
     Refused,
     #[error(transparent)]
-    Broker(#[from] lapin::Error),
+    Broker(lapin::Error),
 }
 
 async fn run(nodes: BrokerNodes, name: String, log: String, mut entries: mpsc::Receiver<Entry>) {

@@ -84,12 +84,11 @@ impl Earlier {
     }
 }
 
-/// Read `request_id`'s earlier events from the reply log `log`, on a channel of its own (a
-/// consume that fails closes its channel), while `publisher` logs the fence.
+/// Read `request_id`'s earlier events from the reply log that `log` writes, on a channel of
+/// `connection` of its own (a consume that fails closes its channel), while `log` logs the fence.
 pub(super) async fn read(
     connection: &Connection,
-    publisher: &LogWriter,
-    log: &str,
+    log: &LogWriter,
     request_id: Uuid,
     within: Duration,
 ) -> Result<Earlier, EarlierError> {
@@ -102,14 +101,14 @@ pub(super) async fn read(
             .await?;
         let consumer = reader
             .basic_consume(
-                log.into(),
+                log.log().into(),
                 "earlier".into(),
                 BasicConsumeOptions::default(),
                 reply_log_from(request_id),
             )
             .await?;
         consuming = Some(consumer.clone());
-        until_fence(consumer, publisher, request_id).await
+        until_fence(consumer, log, request_id).await
     })
     .await
     .unwrap_or(Err(EarlierError::Timeout(within)));

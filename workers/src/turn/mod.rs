@@ -78,15 +78,14 @@ pub async fn run(
     // Held from the start: a grace watch ends early once nobody holds the signal.
     let gone = registration.signals.gone.subscribe();
     // Nothing of an ephemeral turn is kept, its reply log included.
-    let log = env
-        .reply_log
-        .as_deref()
-        .zip(channels.log.as_ref())
+    let log = channels
+        .log
+        .as_ref()
         .filter(|_| job.stream && !job.ephemeral);
     let mut replies = Replies::new(
         channels.publish.clone(),
         &job.reply_to,
-        log.map(|(_, writer)| writer.clone()),
+        log.cloned(),
         job.request_id,
         registration.signals.clone(),
     );
@@ -98,7 +97,7 @@ pub async fn run(
         return Settle::Ack;
     }
     let earlier = match log {
-        Some((log, writer)) if attempt > 1 => read_earlier(channels, log, writer, job).await,
+        Some(log) if attempt > 1 => read_earlier(channels, log, job).await,
         _ => None,
     };
     let accepted = ReplyEvent::Accepted {
@@ -166,15 +165,10 @@ pub async fn run(
 }
 
 /// What the earlier attempts of `job` streamed; `None` (start over) if the log cannot say.
-async fn read_earlier(
-    channels: &Channels,
-    log: &str,
-    writer: &LogWriter,
-    job: &Job,
-) -> Option<Earlier> {
+async fn read_earlier(channels: &Channels, log: &LogWriter, job: &Job) -> Option<Earlier> {
     let until_deadline = Duration::from_millis((job.deadline_ms - now_ms()).max(0) as u64);
     let within = EARLIER_READ_LIMIT.min(until_deadline);
-    let read = earlier::read(&channels.connection, writer, log, job.request_id, within).await;
+    let read = earlier::read(&channels.connection, log, job.request_id, within).await;
     match read {
         Ok(earlier) => {
             info!(
