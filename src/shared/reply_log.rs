@@ -46,16 +46,23 @@ pub struct LogWriter {
 struct Entry {
     body: Vec<u8>,
     properties: BasicProperties,
+    /// Told once the record is written to the writer's connection; dropped unsent if it never
+    /// will be.
+    sent: Option<oneshot::Sender<()>>,
     /// Told once the log confirmed the record; dropped unsent if it never will.
     confirmed: Option<oneshot::Sender<()>>,
 }
+
+/// Resolves once its record is on the writer's connection (in the socket, ahead of anything
+/// the caller publishes after it on another connection), or with an error once it never will.
+pub type Sent = oneshot::Receiver<()>;
 
 /// Resolves once the log confirmed its record, or with an error once it never will.
 pub type Logged = oneshot::Receiver<()>;
 
 impl LogWriter {
     /// A writer to the stream `log` through `nodes`, whose connection is named `name`. It
-    /// connects when its first record comes.
+    /// connects at once.
     pub fn start(nodes: BrokerNodes, name: String, log: String) -> LogWriter {
         let (entries, queued) = mpsc::channel(QUEUE);
         tokio::spawn(run(nodes, name, log.clone(), queued));
@@ -67,29 +74,31 @@ impl LogWriter {
         &self.log
     }
 
-    /// Append a record without waiting for it.
-    pub fn append(&self, body: Vec<u8>, properties: BasicProperties) {
-        self.push(body, properties, None);
+    /// Append a record and learn when it is written to the broker, not waiting for its confirm.
+    pub fn append(&self, body: Vec<u8>, properties: BasicProperties) -> Sent {
+        let (sent, on_its_way) = oneshot::channel();
+        self.push(Entry {
+            body,
+            properties,
+            sent: Some(sent),
+            confirmed: None,
+        });
+        on_its_way
     }
 
     /// Append a record and learn when the log has it.
     pub fn append_confirmed(&self, body: Vec<u8>, properties: BasicProperties) -> Logged {
         let (confirmed, logged) = oneshot::channel();
-        self.push(body, properties, Some(confirmed));
+        self.push(Entry {
+            body,
+            properties,
+            sent: None,
+            confirmed: Some(confirmed),
+        });
         logged
     }
 
-    fn push(
-        &self,
-        body: Vec<u8>,
-        properties: BasicProperties,
-        confirmed: Option<oneshot::Sender<()>>,
-    ) {
-        let entry = Entry {
-            body,
-            properties,
-            confirmed,
-        };
+    fn push(&self, entry: Entry) {
         if self.entries.try_send(entry).is_err() {
             dropped("behind", 1);
         }
@@ -115,14 +124,13 @@ enum Ended {
 
 async fn run(nodes: BrokerNodes, name: String, log: String, mut entries: mpsc::Receiver<Entry>) {
     let mut pauses = Policy::BROKER_SESSION.pauses();
-    while let Some(first) = entries.recv().await {
-        if entries.is_closed() {
-            return;
-        }
+    // Connected before the first record comes, and again at once after a failure's pause: a
+    // record waits for its connection only while one is being made.
+    while !entries.is_closed() {
         let started = Instant::now();
         let ended = match connect(&nodes, &name).await {
             Ok((connection, channel)) => {
-                let ended = write(&channel, &log, first, &mut entries).await;
+                let ended = write(&channel, &log, &mut entries).await;
                 // A blocked connection never answers the close: it is dropped either way.
                 let _ = tokio::time::timeout(
                     Duration::from_secs(1),
@@ -131,10 +139,7 @@ async fn run(nodes: BrokerNodes, name: String, log: String, mut entries: mpsc::R
                 .await;
                 ended
             }
-            Err(e) => {
-                dropped("disconnected", 1);
-                Ended::Broker(e)
-            }
+            Err(e) => Ended::Broker(e),
         };
         if let Ended::Closed = ended {
             return;
@@ -170,17 +175,12 @@ async fn connect(nodes: &BrokerNodes, name: &str) -> Result<(Connection, Channel
     Ok((connection, channel))
 }
 
-/// Write records on `channel`, starting with `first`, until the writer is dropped or the
-/// connection fails or stalls. Records sent and not confirmed then are lost to their waiters.
-async fn write(
-    channel: &Channel,
-    log: &str,
-    first: Entry,
-    entries: &mut mpsc::Receiver<Entry>,
-) -> Ended {
+/// Write records on `channel` until the writer is dropped or the connection fails or stalls.
+/// Records sent and not confirmed then are lost to their waiters.
+async fn write(channel: &Channel, log: &str, entries: &mut mpsc::Receiver<Entry>) -> Ended {
     let mut confirms = FuturesOrdered::new();
     let mut sent_at = VecDeque::new();
-    let mut next = Some(first);
+    let mut next: Option<Entry> = None;
     let ended = loop {
         if let Some(entry) = next.take() {
             // The publish itself waits once the broker stops reading this connection.
@@ -196,6 +196,9 @@ async fn write(
                 Ok(Err(e)) => break Ended::Broker(e),
                 Err(_) => break Ended::Stalled,
             };
+            if let Some(sent) = entry.sent {
+                let _ = sent.send(());
+            }
             sent_at.push_back(Instant::now());
             let confirmed = entry.confirmed;
             confirms.push_back(async move { (confirm.await, confirmed) });

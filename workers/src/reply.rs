@@ -8,13 +8,14 @@
 //! confirmed, and so is its copy in the log, so that a resumed stream finds its end. The log is
 //! written through the session's [`LogWriter`], on a connection of its own, so that a log that
 //! cannot confirm holds up nothing else; its confirm is waited for only so long (see
-//! [`LOG_CONFIRM_PATIENCE`]).
+//! [`LOG_CONFIRM_PATIENCE`]). A delta goes to its caller only once its copy is written to the
+//! log's connection (see [`LOG_SEND_PATIENCE`]), so the log is not behind what a caller saw.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use confab_contract::{HEADER_VERSION, ReplyEvent, VERSION};
-use confab_shared::reply_log::{LogWriter, Logged};
+use confab_shared::reply_log::{LogWriter, Logged, Sent};
 use lapin::{
     BasicProperties, Channel,
     options::BasicPublishOptions,
@@ -44,6 +45,9 @@ pub struct Replies {
     /// Until when the first event published waits for a missing reply destination to come
     /// back (see [`Replies::wait_for_path_at_first_publish`]).
     first_patience: Option<Instant>,
+    /// Set once a record failed to reach the log's connection in time: the log no longer keeps
+    /// up with this turn, which then stops waiting for it.
+    log_behind: bool,
 }
 
 /// Whether the final event reached the reply destination.
@@ -61,6 +65,14 @@ pub enum Delivered {
 /// stored and its caller has the event; only a client resuming from the log may miss the end,
 /// and that client's turn then fails at its deadline with the dialect's timeout error.
 const LOG_CONFIRM_PATIENCE: Duration = Duration::from_secs(5);
+
+/// How long a delta waits for its copy to be written to the log's connection before it goes to
+/// its caller. The log must never be behind what a caller saw: a redelivery continues the
+/// answer from the log, and if its worker died between the two publishes the redelivery would
+/// repeat what the caller has and the caller's stream fail. A healthy writer takes
+/// microseconds; one whose connection the broker stopped reading takes up to its stall, and
+/// the turn does not wait that long twice (the log then has a gap readers detect by `seq`).
+const LOG_SEND_PATIENCE: Duration = Duration::from_millis(500);
 
 /// How often a missing reply destination is tried again.
 const ANNOUNCE_RETRY: Duration = Duration::from_millis(250);
@@ -95,6 +107,7 @@ impl Replies {
             signals,
             last_publish: Instant::now(),
             first_patience: None,
+            log_behind: false,
         }
     }
 
@@ -223,7 +236,8 @@ impl Replies {
                 if event.is_final() {
                     Some(log.append_confirmed(body.clone(), properties))
                 } else {
-                    log.append(body.clone(), properties);
+                    let sent = log.append(body.clone(), properties);
+                    self.sent_to_log(sent).await;
                     None
                 }
             }
@@ -240,6 +254,20 @@ impl Replies {
             )
             .await?;
         Ok((confirm, logged))
+    }
+
+    /// Wait until a record is written to the log's connection, unless the log already fell
+    /// behind this turn.
+    async fn sent_to_log(&mut self, sent: Sent) {
+        if self.log_behind {
+            return;
+        }
+        if let Ok(Ok(())) = tokio::time::timeout(LOG_SEND_PATIENCE, sent).await {
+            return;
+        }
+        self.log_behind = true;
+        warn!(patience = ?LOG_SEND_PATIENCE, "the reply log's writer is behind; this turn's stream goes on without waiting for it");
+        metrics::counter!("confab_worker_reply_log_behind_total").increment(1);
     }
 }
 
