@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use confab::ReplyMode;
 use confab_contract::QueueLimits;
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::support::stack::{Options, Stack, sse_data};
@@ -95,9 +96,22 @@ async fn a_killed_worker_s_job_is_answered_once_by_another_shared_mode() {
     a_killed_worker_s_job_is_answered_once_by_another(ReplyMode::Shared).await;
 }
 
+/// When the first worker of a stream is killed.
+#[derive(Clone, Copy)]
+enum Kill {
+    /// Some time into its turn, with part of the answer streamed.
+    WellIntoTheTurn,
+    /// The moment its caller has read the first chunk: the log must already have what the
+    /// caller saw, or the redelivery would repeat it.
+    AtTheFirstChunk,
+}
+
 /// Start a stream, let its worker stream part of the answer, kill it and start another: the
 /// SSE events the client gets (as JSON values, and their raw `data`).
-async fn stream_across_a_killed_worker(options: Options) -> (Stack, Vec<Value>, Vec<String>) {
+async fn stream_across_a_killed_worker(
+    options: Options,
+    kill: Kill,
+) -> (Stack, Vec<Value>, Vec<String>) {
     let mut stack = Stack::start(options).await;
     stack.support_agent().await;
     let doomed = stack.start_worker_process();
@@ -107,12 +121,27 @@ async fn stream_across_a_killed_worker(options: Options) -> (Stack, Vec<Value>, 
             json!({"message": "What are your business hours?", "stream": true}),
         )
         .await;
-    wait_for_user_turn(&stack).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut body = response.bytes_stream();
+    let mut received = String::new();
+    match kill {
+        Kill::WellIntoTheTurn => {
+            wait_for_user_turn(&stack).await;
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        Kill::AtTheFirstChunk => {
+            while !received.contains("\"chunk\"") {
+                let bytes = body.next().await.expect("a first chunk").unwrap();
+                received.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
     stack.kill_worker_process(doomed).await;
     stack.start_worker_process();
 
-    let data = sse_data(&response.text().await.unwrap());
+    while let Some(bytes) = body.next().await {
+        received.push_str(&String::from_utf8_lossy(&bytes.unwrap()));
+    }
+    let data = sse_data(&received);
     let events: Vec<Value> = data
         .iter()
         .filter_map(|d| serde_json::from_str(d).ok())
@@ -125,10 +154,9 @@ async fn stream_across_a_killed_worker(options: Options) -> (Stack, Vec<Value>, 
     (stack, events, data)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_whose_worker_is_killed_goes_on_with_the_redelivery_as_one_answer() {
+async fn a_stream_whose_worker_is_killed_goes_on_as_one_answer(kill: Kill) {
     let (stack, events, data) =
-        stream_across_a_killed_worker(slow_stack(ReplyMode::PerRequest)).await;
+        stream_across_a_killed_worker(slow_stack(ReplyMode::PerRequest), kill).await;
     let text: String = events.iter().filter_map(|e| e["chunk"].as_str()).collect();
     assert_eq!(text, ANSWER, "every word once, in order: {data:?}");
     assert!(events.iter().all(|e| e.get("error").is_none()), "{data:?}");
@@ -151,6 +179,16 @@ async fn a_stream_whose_worker_is_killed_goes_on_with_the_redelivery_as_one_answ
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_worker_is_killed_goes_on_with_the_redelivery_as_one_answer() {
+    a_stream_whose_worker_is_killed_goes_on_as_one_answer(Kill::WellIntoTheTurn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_worker_is_killed_as_its_first_chunk_arrives_goes_on_as_one_answer() {
+    a_stream_whose_worker_is_killed_goes_on_as_one_answer(Kill::AtTheFirstChunk).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_reply_log_a_stream_cut_by_a_killed_worker_ends_with_a_clear_error() {
     let options = Options {
         queue_limits: QueueLimits {
@@ -159,7 +197,7 @@ async fn without_the_reply_log_a_stream_cut_by_a_killed_worker_ends_with_a_clear
         },
         ..slow_stack(ReplyMode::PerRequest)
     };
-    let (stack, events, data) = stream_across_a_killed_worker(options).await;
+    let (stack, events, data) = stream_across_a_killed_worker(options, Kill::WellIntoTheTurn).await;
     let error = events.last().unwrap();
     assert_eq!(error["error"]["name"], "InternalServerError", "{data:?}");
     assert!(
