@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_contract::{
-    BrokerNodes, Cancel, CancelKind, HEADER_STREAM_FORMAT, HEADER_VERSION, Job, Names, QueueLimits,
-    ReplyEvent, VERSION, declare_work_topology,
+    BrokerNodes, Cancel, CancelKind, HEADER_VERSION, Job, Names, QueueLimits, ReplyEvent, VERSION,
+    declare_work_topology,
 };
-use confab_shared::reply_log::LogWriter;
 use confab_shared::retry::Policy;
 use futures_util::StreamExt;
 use lapin::{
@@ -30,8 +29,6 @@ pub struct Session {
     connection: Connection,
     /// Confirm-mode channel for jobs and cancels.
     publish: Channel,
-    /// The reply log's writer, on a connection of its own (see `confab_shared::reply_log`).
-    log: LogWriter,
     pub relay: Relay,
     /// Flips to true when this session is lost, so waiting requests end at once.
     lost: watch::Sender<bool>,
@@ -254,30 +251,6 @@ impl Broker {
     }
 }
 
-impl Broker {
-    /// Log how `request_id`'s stream is rendered, before its job is published, so that a
-    /// reconnect on any ingress can render the logged events the same way.
-    pub async fn log_stream_format(
-        &self,
-        session: &Session,
-        request_id: Uuid,
-        format: &serde_json::Value,
-    ) -> Result<(), PublishError> {
-        let body = serde_json::to_vec(format)?;
-        let mut headers = version_header();
-        headers.insert(HEADER_STREAM_FORMAT.into(), AMQPValue::Boolean(true));
-        let properties = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_correlation_id(request_id.to_string().into())
-            .with_headers(headers);
-        session
-            .log
-            .append_confirmed(body, properties)
-            .await
-            .map_err(|_| PublishError::Unavailable("the reply log's writer dropped it".into()))
-    }
-}
-
 /// Publish to a durable queue through the default exchange, `mandatory`, and wait for the
 /// broker's confirm: a nack means the queue is full, a return that it does not exist.
 async fn publish_confirmed(
@@ -357,15 +330,9 @@ async fn open(settings: &BrokerSettings, routes: &SharedRoutes) -> Result<Sessio
     .await
     .map_err(|e| e.to_string())?;
     let (lost, _) = watch::channel(false);
-    let log = LogWriter::start(
-        settings.nodes.clone(),
-        format!("confab-ingress {} reply log", settings.ingress_id),
-        settings.names.reply_log(),
-    );
     Ok(Session {
         connection,
         publish,
-        log,
         relay,
         lost,
     })

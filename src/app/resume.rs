@@ -2,8 +2,8 @@
 //! after its connection dropped, on any ingress: every event after the client's
 //! `Last-Event-ID` (or `last_event_id`; none means the whole stream), in the family's own
 //! shape, then the live rest, with no second model call. It lives here, above the families,
-//! because it renders each family's stream: the family is named by the format the ingress
-//! logged with the stream's job (`TurnRequest::stream_format`).
+//! because it renders each family's stream: the family is named by the format the worker
+//! logged with the stream's first event (`TurnRequest::stream_format`, carried by the job).
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -87,7 +87,7 @@ async fn events(
     }
     let resumed = state
         .pipeline
-        .resume(request_id, conversation_id)
+        .resume_with_format(caller.tenant_id, request_id, conversation_id)
         .await
         .map_err(|e| ApiError::from(EdgeFailure::from(e)))?;
     let Some(format) = resumed.format else {

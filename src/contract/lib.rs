@@ -39,8 +39,9 @@ pub const HEADER_VERSION: &str = "x-confab-contract";
 pub const HEADER_DELIVERY_COUNT: &str = "x-delivery-count";
 
 /// Marks the reply log's record of how a stream is rendered (its API family and what the
-/// family needs to render it again), which the ingress logs before the stream's job. Its body
-/// is the family's own JSON; nothing but the ingress reads it.
+/// family needs to render it again), which the worker logs after the stream's first logged
+/// event (`Job::stream_format`). Its body is the family's own JSON; nothing but the ingress
+/// reads it.
 pub const HEADER_STREAM_FORMAT: &str = "x-confab-stream-format";
 
 /// Milliseconds since the Unix epoch, the one clock format of the contract.

@@ -474,8 +474,8 @@ async fn reconnected(
         )
         .into());
     }
-    let resumed = state.pipeline.resume(request_id, conversation_id).await?;
-    match resumed_stream(resumed.turn, after).await {
+    let turn = state.pipeline.resume(request_id, conversation_id).await?;
+    match resumed_stream(turn, after).await {
         Some(stream) => Ok(stream),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use deadpool_postgres::Pool;
 
 use crate::broker::{Broker, PublishError, Session};
+use crate::relay::Subscription;
 use crate::store::key_cache::KeyCache;
 use crate::store::pending_turns;
 use crate::store::tenants::{KeyCharge, KeyRefused};
@@ -55,8 +56,16 @@ pub struct TurnRequest {
 
 impl TurnRequest {
     /// The job of this turn; `last_delta_in_done` when its events are read by a `Turn`, which
-    /// takes a stream's last delta from `done`.
-    fn into_job(self, deadline_ms: i64, reply_to: String, last_delta_in_done: bool) -> Job {
+    /// takes a stream's last delta from `done`; `resumable` when its worker logs its events,
+    /// and with them the stream's format.
+    fn into_job(
+        self,
+        deadline_ms: i64,
+        reply_to: String,
+        last_delta_in_done: bool,
+        resumable: bool,
+    ) -> Job {
+        let stream_format = self.stream_format.filter(|_| resumable && self.stream);
         Job {
             v: VERSION,
             request_id: self.request_id,
@@ -77,6 +86,7 @@ impl TurnRequest {
             published_ms: now_ms(),
             reply_to,
             last_delta_in_done,
+            stream_format,
         }
     }
 }
@@ -117,7 +127,8 @@ pub enum TurnEvent {
     Failed(Failure),
 }
 
-/// How long a reader of the reply log looks for a request's first record.
+/// How long a reader of the reply log looks for a request's format before it asks whether the
+/// request is still pending.
 const FORMAT_WAIT: Duration = Duration::from_secs(5);
 
 /// A stream read again from the reply log, with how its dialect rendered it (see
@@ -173,41 +184,6 @@ impl Pipeline {
         self
     }
 
-    /// The format to log for `request`: a stream's, when streams are resumable.
-    fn format_to_log(&self, request: &TurnRequest) -> Option<serde_json::Value> {
-        let resumable = request.stream && !self.resume_retention.is_zero();
-        request.stream_format.clone().filter(|_| resumable)
-    }
-
-    /// Log the format in a task of its own, bounded by the request's deadline: the request never
-    /// waits for it, since a stream queue's confirm can hang for as long as its leader is gone,
-    /// and a reader of the log finds the format wherever it lands
-    /// (`Subscription::stream_format`). A stream whose format could not be logged still works;
-    /// only its reconnects through `/v1/requests/{id}/events` cannot.
-    fn log_format(
-        &self,
-        session: Arc<Session>,
-        request_id: Uuid,
-        format: Option<serde_json::Value>,
-        deadline_ms: i64,
-    ) {
-        let Some(format) = format else {
-            return;
-        };
-        let broker = self.broker.clone();
-        let left = Duration::from_millis((deadline_ms - now_ms()).max(0) as u64);
-        tokio::spawn(async move {
-            let logged = tokio::time::timeout(
-                left,
-                broker.log_stream_format(&session, request_id, &format),
-            )
-            .await;
-            if !matches!(logged, Ok(Ok(()))) {
-                warn!(%request_id, "cannot log the stream's format");
-            }
-        });
-    }
-
     /// Whether `request_id` started longer ago than the reply log keeps events.
     pub fn replay_expired(&self, request_id: Uuid) -> bool {
         let started_ms = request_id
@@ -223,12 +199,42 @@ impl Pipeline {
 
     /// The stream of an earlier request, read again from the reply log: every event from its
     /// start, then the live rest (or its end, if it has ended). Its caller relays what its client
-    /// has not seen yet.
+    /// has not seen yet, in a shape it knows without the logged format.
     pub async fn resume(
         &self,
         request_id: Uuid,
         conversation_id: String,
+    ) -> Result<Turn, SubmitError> {
+        let (session, subscription) = self.replay(request_id).await?;
+        Ok(self.resumed_turn(&session, request_id, conversation_id, subscription))
+    }
+
+    /// [`Pipeline::resume`] with the format the stream was logged with, for a caller that
+    /// renders any family: `None` if the log has none (a JSON turn, or events past the
+    /// retention). The worker logs the format after the stream's first event, so the wait for
+    /// it is short unless the job is still queued: then it lasts while the turn is pending.
+    pub async fn resume_with_format(
+        &self,
+        tenant_id: Uuid,
+        request_id: Uuid,
+        conversation_id: String,
     ) -> Result<Resumed, SubmitError> {
+        let (session, mut subscription) = self.replay(request_id).await?;
+        let format = match tokio::time::timeout(FORMAT_WAIT, subscription.stream_format()).await {
+            Ok(format) => format,
+            Err(_) => match self.pending_for(tenant_id, request_id).await {
+                Some(left) => tokio::time::timeout(left, subscription.stream_format())
+                    .await
+                    .unwrap_or(None),
+                None => None,
+            },
+        };
+        let turn = self.resumed_turn(&session, request_id, conversation_id, subscription);
+        Ok(Resumed { format, turn })
+    }
+
+    /// A consumer of `request_id`'s records in the reply log, from its start.
+    async fn replay(&self, request_id: Uuid) -> Result<(Arc<Session>, Subscription), SubmitError> {
         let session = self.broker.session().ok_or(SubmitError::Unavailable)?;
         let subscription = tokio::time::timeout(
             self.deadline,
@@ -240,12 +246,25 @@ impl Pipeline {
             warn!(%request_id, error = %e, "cannot read the reply log");
             SubmitError::Unavailable
         })?;
-        let mut subscription = subscription;
-        // Logged with the job, so nearly always the request's first record; a request with no
-        // records (a JSON turn, or events past the retention) has none.
-        let format = tokio::time::timeout(FORMAT_WAIT, subscription.stream_format())
+        Ok((session, subscription))
+    }
+
+    /// How long the tenant's turn `request_id` may still be answered, if it is pending.
+    async fn pending_for(&self, tenant_id: Uuid, request_id: Uuid) -> Option<Duration> {
+        let client = self.db.get().await.ok()?;
+        pending_turns::time_left(&**client, tenant_id, request_id)
             .await
-            .unwrap_or(None);
+            .ok()
+            .flatten()
+    }
+
+    fn resumed_turn(
+        &self,
+        session: &Session,
+        request_id: Uuid,
+        conversation_id: String,
+        subscription: Subscription,
+    ) -> Turn {
         metrics::gauge!("confab_jobs_in_flight").increment(1.0);
         let mut turn = Turn::resumed(
             request_id,
@@ -260,7 +279,7 @@ impl Pipeline {
         if !self.resume_grace.is_zero() {
             turn.listen(self.resume_grace);
         }
-        Ok(Resumed { format, turn })
+        turn
     }
 
     pub fn broker(&self) -> &Arc<Broker> {
@@ -310,9 +329,8 @@ impl Pipeline {
                 return Err(marked.err().unwrap_or(SubmitError::Unavailable));
             }
         };
-        let format = self.format_to_log(&request);
-        let job = request.into_job(deadline_ms, subscription.reply_to.clone(), true);
-        self.log_format(session.clone(), job.request_id, format, deadline_ms);
+        let resumable = !self.resume_retention.is_zero();
+        let job = request.into_job(deadline_ms, subscription.reply_to.clone(), true, resumable);
         self.publish(&session, &job).await?;
         info!(%request_id, conversation_id = %job.conversation_id, stream = job.stream, "job queued");
         metrics::gauge!("confab_jobs_in_flight").increment(1.0);
@@ -343,7 +361,7 @@ impl Pipeline {
     /// `webhooks::inbox`), all on one database connection.
     pub fn detached_job(&self, request: TurnRequest, reply_to: String) -> Job {
         let deadline_ms = now_ms() + self.deadline.as_millis() as i64;
-        request.into_job(deadline_ms, reply_to, false)
+        request.into_job(deadline_ms, reply_to, false, false)
     }
 
     /// Publish a job (see [`Pipeline::detached_job`]) and wait for the broker's confirmation.

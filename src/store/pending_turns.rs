@@ -105,6 +105,23 @@ pub async fn forget(
         .await;
 }
 
+/// How long the tenant's turn `request_id` may still be answered: `None` once it was answered,
+/// forgotten, or is past its deadline.
+pub async fn time_left(
+    client: &impl GenericClient,
+    tenant_id: Uuid,
+    request_id: Uuid,
+) -> Result<Option<std::time::Duration>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT (extract(epoch FROM deadline - now()) * 1000)::int8 FROM pending_turns \
+              WHERE tenant_id = $1 AND request_id = $2 AND deadline > now()",
+            &[&tenant_id, &request_id],
+        )
+        .await?;
+    Ok(row.map(|row| std::time::Duration::from_millis(row.get::<_, i64>(0).max(0) as u64)))
+}
+
 /// Flag the tenant's turn `request_id` as cancelled, if it is still being answered; whether it was.
 pub async fn flag_cancelled(
     client: &impl GenericClient,

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confab_contract::{HEADER_VERSION, ReplyEvent, VERSION};
+use confab_contract::{HEADER_STREAM_FORMAT, HEADER_VERSION, ReplyEvent, VERSION};
 use confab_shared::reply_log::{LogWriter, Logged, Sent};
 use lapin::{
     BasicProperties, Channel,
@@ -45,6 +45,8 @@ pub struct Replies {
     /// Until when the first event published waits for a missing reply destination to come
     /// back (see [`Replies::wait_for_path_at_first_publish`]).
     first_patience: Option<Instant>,
+    /// The stream's format (`Job::stream_format`), logged once after its first logged event.
+    format: Option<serde_json::Value>,
     /// Set once a record failed to reach the log's connection in time: the log no longer keeps
     /// up with this turn, which then stops waiting for it.
     log_behind: bool,
@@ -87,6 +89,7 @@ impl Replies {
         channel: Channel,
         reply_to: &str,
         log: Option<Arc<LogWriter>>,
+        format: Option<serde_json::Value>,
         request_id: Uuid,
         signals: Signals,
     ) -> Self {
@@ -99,6 +102,7 @@ impl Replies {
             .with_correlation_id(request_id.to_string().into())
             .with_content_type("application/json".into())
             .with_headers(headers);
+        let format = format.filter(|_| log.is_some());
         Self {
             channel,
             routing_key: reply_to.into(),
@@ -107,6 +111,7 @@ impl Replies {
             signals,
             last_publish: Instant::now(),
             first_patience: None,
+            format,
             log_behind: false,
         }
     }
@@ -229,9 +234,10 @@ impl Replies {
     ) -> Result<(lapin::PublisherConfirm, Option<Logged>), ReplyError> {
         let body = event.encode()?;
         self.last_publish = Instant::now();
+        let to_log = to_log && !matches!(event, ReplyEvent::Keepalive);
         let logged = match &self.log {
             // Keepalives only keep the caller's connection alive; a log reader needs none.
-            Some(log) if to_log && !matches!(event, ReplyEvent::Keepalive) => {
+            Some(log) if to_log => {
                 let properties = self.properties.clone();
                 if event.is_final() {
                     Some(log.append_confirmed(body.clone(), properties))
@@ -253,7 +259,26 @@ impl Replies {
                 self.properties.clone(),
             )
             .await?;
+        if to_log {
+            self.log_format();
+        }
         Ok((confirm, logged))
+    }
+
+    /// Log the stream's format, once, after the event that went first: off the way of time to
+    /// first token, and a reader of the log takes it wherever it lands.
+    fn log_format(&mut self) {
+        let (Some(log), Some(format)) = (&self.log, self.format.take()) else {
+            return;
+        };
+        let Ok(body) = serde_json::to_vec(&format) else {
+            return;
+        };
+        let mut headers = self.properties.headers().clone().unwrap_or_default();
+        headers.insert(HEADER_STREAM_FORMAT.into(), AMQPValue::Boolean(true));
+        let properties = self.properties.clone().with_headers(headers);
+        // Not waited for: the format is not part of what the caller saw.
+        drop(log.append(body, properties));
     }
 
     /// Wait until a record is written to the log's connection, unless the log already fell

@@ -176,6 +176,52 @@ async fn a_stream_resumed_while_its_worker_is_killed_and_the_job_redelivered_is_
     );
 }
 
+/// A stream's format reaches the log with its worker's first event, so a client that resumes
+/// while the job still waits for a worker (here longer than the reader first looks for the
+/// format) is not told the stream is gone: it waits, and reads the whole answer once a worker
+/// takes the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_resumed_while_its_job_waits_for_a_worker_is_read_whole_once_one_takes_it() {
+    let mut stack = Stack::start(Options {
+        workers: 0,
+        ..options()
+    })
+    .await;
+    stack
+        .create_assistant(json!({"name": "Hours", "instructions": LONG_ANSWER}))
+        .await;
+    let other_ingress = stack.another_ingress().await;
+    let started = stack
+        .http
+        .post(stack.url("/v1/api/chat/hours"))
+        .bearer_auth(&stack.api_key)
+        .json(&json!({"message": "What are your opening hours?", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    let request_id = request_id_of(&started);
+    let resumed = tokio::spawn(
+        stack
+            .http
+            .get(format!("{other_ingress}/v1/requests/{request_id}/events"))
+            .bearer_auth(&stack.api_key)
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert!(
+        !resumed.is_finished(),
+        "the resume waits for the job's worker"
+    );
+    stack.start_worker_process();
+    let response = resumed.await.unwrap().unwrap();
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(chunks(&body), LONG_ANSWER, "{body}");
+    assert_eq!(sse_data(&body).last().map(String::as_str), Some("[DONE]"));
+    drop(started);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_001_and_openai_streams_cut_midway_resume_on_another_ingress_with_exactly_the_rest() {
     let mut stack = Stack::start(options()).await;
@@ -320,7 +366,7 @@ async fn a_seed_002_stream_is_read_again_in_its_own_shape() {
 }
 
 /// Publish `body` to the stack's reply log as `request_id`'s record, as a worker publishes an
-/// event (or, with `format`, as the ingress logs a stream's format), and wait for its confirm.
+/// event (or, with `format`, as a worker logs a stream's format), and wait for its confirm.
 async fn log_record(
     channel: &lapin::Channel,
     stack: &Stack,

@@ -548,6 +548,7 @@ impl Stack {
             published_ms: now_ms(),
             reply_to: reply_to.into(),
             last_delta_in_done: false,
+            stream_format: None,
         }
     }
 

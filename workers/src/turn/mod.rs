@@ -86,6 +86,7 @@ pub async fn run(
         channels.publish.clone(),
         &job.reply_to,
         log.cloned(),
+        job.stream_format.clone(),
         job.request_id,
         registration.signals.clone(),
     );
