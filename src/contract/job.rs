@@ -55,7 +55,7 @@ pub struct Job {
     /// before; an older worker ignores it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub last_delta_in_done: bool,
-    /// How a resumable stream is rendered (opaque to the worker), which the worker logs after
+    /// How a resumable stream is rendered (opaque to the worker), which the worker logs with
     /// its first logged event under [`crate::HEADER_STREAM_FORMAT`]; absent for a turn whose
     /// events are not logged. Added without a version bump: an older worker ignores it, and its
     /// streams work but cannot be read again through `/v1/requests/{id}/events`.

@@ -38,10 +38,11 @@ pub const HEADER_VERSION: &str = "x-confab-contract";
 /// returned to the queue before (absent on the first delivery).
 pub const HEADER_DELIVERY_COUNT: &str = "x-delivery-count";
 
-/// Marks the reply log's record of how a stream is rendered (its API family and what the
-/// family needs to render it again), which the worker logs after the stream's first logged
-/// event (`Job::stream_format`). Its body is the family's own JSON; nothing but the ingress
-/// reads it.
+/// How a stream is rendered (its API family and what the family needs to render it again, the
+/// family's own JSON, `Job::stream_format`), on the first record a worker logs for the stream:
+/// the header's value is that JSON as a string and the body is the event. An older ingress logged
+/// it as a record of its own, header `true` and the format as the body; readers take both.
+/// Nothing but the ingress reads it.
 pub const HEADER_STREAM_FORMAT: &str = "x-confab-stream-format";
 
 /// Milliseconds since the Unix epoch, the one clock format of the contract.

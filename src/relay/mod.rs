@@ -18,6 +18,7 @@ mod shared;
 use confab_contract::{Names, ReplyEvent, TopologyError};
 use futures_util::StreamExt;
 use lapin::Channel;
+use lapin::types::AMQPValue;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -64,10 +65,11 @@ pub enum Events {
     },
 }
 
-/// One of a request's records in the reply log.
-enum Logged {
-    Format(serde_json::Value),
-    Event(ReplyEvent),
+/// One of a request's records in the reply log: an event, the stream's format, or both (see
+/// [`confab_contract::HEADER_STREAM_FORMAT`]).
+struct Logged {
+    format: Option<serde_json::Value>,
+    event: Option<ReplyEvent>,
 }
 
 impl Events {
@@ -95,7 +97,7 @@ impl Events {
                     return Some(event);
                 }
                 loop {
-                    if let Logged::Event(event) = next_logged(consumer, *request_id).await? {
+                    if let Some(event) = next_logged(consumer, *request_id).await?.event {
                         return Some(event);
                     }
                 }
@@ -128,28 +130,40 @@ async fn next_logged(consumer: &mut lapin::Consumer, request_id: Uuid) -> Option
         if !ours {
             continue;
         }
-        let is_format = delivery.properties.headers().as_ref().is_some_and(|h| {
+        let format = delivery.properties.headers().as_ref().and_then(|h| {
             h.inner()
-                .contains_key(confab_contract::HEADER_STREAM_FORMAT)
+                .get(confab_contract::HEADER_STREAM_FORMAT)
+                .cloned()
         });
-        if is_format {
-            if let Ok(format) = serde_json::from_slice(&delivery.data) {
-                return Some(Logged::Format(format));
-            }
-            continue;
-        }
-        if let Some((_, event)) = decode_for(&delivery) {
-            return Some(Logged::Event(event));
+        let logged = match format {
+            // A record of its own, whose body is the format.
+            Some(AMQPValue::Boolean(true)) => Logged {
+                format: serde_json::from_slice(&delivery.data).ok(),
+                event: None,
+            },
+            // The format beside the event that went first.
+            Some(AMQPValue::LongString(format)) => Logged {
+                format: serde_json::from_slice(format.as_bytes()).ok(),
+                event: decode_for(&delivery).map(|(_, event)| event),
+            },
+            _ => Logged {
+                format: None,
+                event: decode_for(&delivery).map(|(_, event)| event),
+            },
+        };
+        if logged.format.is_some() || logged.event.is_some() {
+            return Some(logged);
         }
     }
 }
 
 impl Subscription {
-    /// A replayed stream's format. The ingress logs it as it publishes the job, without waiting
-    /// for it first, so it is nearly always the request's first record, but the worker's first
-    /// events may come before it: those are kept for [`Events::recv`] while it is looked for.
-    /// Waits until it comes; the caller bounds the wait (a stream whose format was never logged
-    /// has none, nor does a JSON turn, which logs nothing).
+    /// A replayed stream's format. A worker logs it with the first event it logs for the
+    /// stream, but a record of an attempt that wrote none (or of an older writer, which logged
+    /// it as a record of its own) may come before it: those events are kept for
+    /// [`Events::recv`] while it is looked for. Waits until it comes; the caller bounds the wait
+    /// (a stream whose format was never logged has none, nor does a JSON turn, which logs
+    /// nothing).
     pub async fn stream_format(&mut self) -> Option<serde_json::Value> {
         let Events::Log {
             consumer,
@@ -160,9 +174,10 @@ impl Subscription {
             return None;
         };
         loop {
-            match next_logged(consumer, *request_id).await? {
-                Logged::Format(format) => return Some(format),
-                Logged::Event(event) => held.push_back(event),
+            let logged = next_logged(consumer, *request_id).await?;
+            held.extend(logged.event);
+            if let Some(format) = logged.format {
+                return Some(format);
             }
         }
     }

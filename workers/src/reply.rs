@@ -45,7 +45,7 @@ pub struct Replies {
     /// Until when the first event published waits for a missing reply destination to come
     /// back (see [`Replies::wait_for_path_at_first_publish`]).
     first_patience: Option<Instant>,
-    /// The stream's format (`Job::stream_format`), logged once after its first logged event.
+    /// The stream's format (`Job::stream_format`), logged with its first logged event.
     format: Option<serde_json::Value>,
     /// Set once a record failed to reach the log's connection in time: the log no longer keeps
     /// up with this turn, which then stops waiting for it.
@@ -234,11 +234,11 @@ impl Replies {
     ) -> Result<(lapin::PublisherConfirm, Option<Logged>), ReplyError> {
         let body = event.encode()?;
         self.last_publish = Instant::now();
-        let to_log = to_log && !matches!(event, ReplyEvent::Keepalive);
-        let logged = match &self.log {
-            // Keepalives only keep the caller's connection alive; a log reader needs none.
-            Some(log) if to_log => {
-                let properties = self.properties.clone();
+        // Keepalives only keep the caller's connection alive; a log reader needs none.
+        let to_log = to_log && self.log.is_some() && !matches!(event, ReplyEvent::Keepalive);
+        let log_properties = to_log.then(|| self.log_properties());
+        let logged = match (&self.log, log_properties) {
+            (Some(log), Some(properties)) => {
                 if event.is_final() {
                     Some(log.append_confirmed(body.clone(), properties))
                 } else {
@@ -259,26 +259,21 @@ impl Replies {
                 self.properties.clone(),
             )
             .await?;
-        if to_log {
-            self.log_format();
-        }
         Ok((confirm, logged))
     }
 
-    /// Log the stream's format, once, after the event that went first: off the way of time to
-    /// first token, and a reader of the log takes it wherever it lands.
-    fn log_format(&mut self) {
-        let (Some(log), Some(format)) = (&self.log, self.format.take()) else {
-            return;
-        };
-        let Ok(body) = serde_json::to_vec(&format) else {
-            return;
+    /// The properties of a record for the log: the first one also carries the stream's format,
+    /// so that the format costs no record of its own.
+    fn log_properties(&mut self) -> BasicProperties {
+        let Some(format) = self.format.take() else {
+            return self.properties.clone();
         };
         let mut headers = self.properties.headers().clone().unwrap_or_default();
-        headers.insert(HEADER_STREAM_FORMAT.into(), AMQPValue::Boolean(true));
-        let properties = self.properties.clone().with_headers(headers);
-        // Not waited for: the format is not part of what the caller saw.
-        drop(log.append(body, properties));
+        headers.insert(
+            HEADER_STREAM_FORMAT.into(),
+            AMQPValue::LongString(format.to_string().into()),
+        );
+        self.properties.clone().with_headers(headers)
     }
 
     /// Wait until a record is written to the log's connection, unless the log already fell
