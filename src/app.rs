@@ -162,6 +162,20 @@ pub struct Application {
     router: Router,
     limits: ConnectionLimits,
     grace: std::time::Duration,
+    _background: Background,
+}
+
+/// The ingress's tasks besides serving (the broker's supervisor, housekeeping, the work queue's
+/// sampler): they end with the application, however it ends, so that an application stopped
+/// in a process that goes on (a test's or the benchmark's) leaves no session behind.
+struct Background(Vec<tokio::task::AbortHandle>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,7 +202,7 @@ impl Application {
             reply_mode: config.reply_mode,
             ingress_id: confab_shared::process::instance_id(),
         };
-        let broker = Broker::start(settings, SharedRoutes::default()).await;
+        let (broker, supervisor) = Broker::start(settings, SharedRoutes::default()).await;
         let keys = KeyCache::default();
         let state = AppState {
             pipeline: Pipeline::new(broker, db.clone(), config.job_deadline, config.stream_stall)
@@ -213,8 +227,11 @@ impl Application {
         if !state.secrets.is_enabled() {
             tracing::warn!("CONFAB_SECRET_KEYS is not set: channel secrets are stored unencrypted");
         }
-        tokio::spawn(housekeeping(state.db.clone()));
-        tokio::spawn(sample_work_queue(state.broker().clone()));
+        let background = Background(vec![
+            supervisor,
+            tokio::spawn(housekeeping(state.db.clone())).abort_handle(),
+            tokio::spawn(sample_work_queue(state.broker().clone())).abort_handle(),
+        ]);
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -231,6 +248,7 @@ impl Application {
             router: app(state, body),
             limits: config.connection_limits,
             grace: config.shutdown_grace,
+            _background: background,
         })
     }
 

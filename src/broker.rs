@@ -96,16 +96,20 @@ pub struct BrokerSettings {
 
 impl Broker {
     /// Start the supervisor; returns once the first connection attempt finished (successfully
-    /// or not), so a healthy start serves its first request without a 503.
-    pub async fn start(settings: BrokerSettings, routes: SharedRoutes) -> Arc<Broker> {
+    /// or not), so a healthy start serves its first request without a 503. The supervisor
+    /// runs until the returned handle aborts it.
+    pub async fn start(
+        settings: BrokerSettings,
+        routes: SharedRoutes,
+    ) -> (Arc<Broker>, tokio::task::AbortHandle) {
         let broker = Arc::new(Broker {
             current: watch::Sender::new(None),
             names: settings.names.clone(),
         });
         let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(supervise(broker.clone(), settings, routes, first_tx));
+        let supervisor = tokio::spawn(supervise(broker.clone(), settings, routes, first_tx));
         let _ = first_rx.await;
-        broker
+        (broker, supervisor.abort_handle())
     }
 
     pub fn names(&self) -> &Names {
