@@ -130,6 +130,18 @@ fn completion_chunks(body: &str) -> (String, Vec<(Value, Value)>) {
     (text, ids)
 }
 
+/// Ask the "Hours" agent (LONG_ANSWER) for a stream.
+async fn ask_hours_streamed(stack: &Stack) -> reqwest::Response {
+    stack
+        .http
+        .post(stack.url("/v1/api/chat/hours"))
+        .bearer_auth(&stack.api_key)
+        .json(&json!({"message": "What are your opening hours?", "stream": true}))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The worker dies after the client's connection did; the job is redelivered to another worker,
 /// which continues the answer the reply log holds, so the client resuming on another ingress
 /// gets exactly the rest: one answer, no word twice.
@@ -146,13 +158,7 @@ async fn a_stream_resumed_while_its_worker_is_killed_and_the_job_redelivered_is_
         .await;
     let other_ingress = stack.another_ingress().await;
     let doomed = stack.start_worker_process();
-    let started = stack
-        .http
-        .post(stack.url("/v1/api/chat/hours"))
-        .bearer_auth(&stack.api_key)
-        .json(&json!({"message": "What are your opening hours?", "stream": true}))
-        .send();
-    let (request_id, before, last) = cut(started.await.unwrap(), 3).await;
+    let (request_id, before, last) = cut(ask_hours_streamed(&stack).await, 3).await;
     stack.kill_worker_process(doomed).await;
     stack.start_worker_process();
 
@@ -191,14 +197,7 @@ async fn a_stream_resumed_while_its_job_waits_for_a_worker_is_read_whole_once_on
         .create_assistant(json!({"name": "Hours", "instructions": LONG_ANSWER}))
         .await;
     let other_ingress = stack.another_ingress().await;
-    let started = stack
-        .http
-        .post(stack.url("/v1/api/chat/hours"))
-        .bearer_auth(&stack.api_key)
-        .json(&json!({"message": "What are your opening hours?", "stream": true}))
-        .send()
-        .await
-        .unwrap();
+    let started = ask_hours_streamed(&stack).await;
     let request_id = request_id_of(&started);
     let resumed = tokio::spawn(
         stack
@@ -557,14 +556,7 @@ async fn many_readers_of_a_finished_stream_leave_the_broker_session_intact() {
     stack
         .create_assistant(json!({"name": "Hours", "instructions": LONG_ANSWER}))
         .await;
-    let response = stack
-        .http
-        .post(stack.url("/v1/api/chat/hours"))
-        .bearer_auth(&stack.api_key)
-        .json(&json!({"message": "What are your opening hours?", "stream": true}))
-        .send()
-        .await
-        .unwrap();
+    let response = ask_hours_streamed(&stack).await;
     let request_id = request_id_of(&response);
     let answer = chunks(&response.text().await.unwrap());
     assert_eq!(answer, LONG_ANSWER);
