@@ -211,7 +211,7 @@ impl Pipeline {
 
     /// [`Pipeline::resume`] with the format the stream was logged with, for a caller that
     /// renders any family: `None` if the log has none (a JSON turn, or events past the
-    /// retention). The worker logs the format after the stream's first event, so the wait for
+    /// retention). The worker logs the format with the stream's first event, so the wait for
     /// it is short unless the job is still queued: then it lasts while the turn is pending.
     pub async fn resume_with_format(
         &self,

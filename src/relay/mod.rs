@@ -130,11 +130,11 @@ async fn next_logged(consumer: &mut lapin::Consumer, request_id: Uuid) -> Option
         if !ours {
             continue;
         }
-        let format = delivery.properties.headers().as_ref().and_then(|h| {
-            h.inner()
-                .get(confab_contract::HEADER_STREAM_FORMAT)
-                .cloned()
-        });
+        let format = delivery
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get(confab_contract::HEADER_STREAM_FORMAT));
         let logged = match format {
             // A record of its own, whose body is the format.
             Some(AMQPValue::Boolean(true)) => Logged {

@@ -102,7 +102,6 @@ impl Replies {
             .with_correlation_id(request_id.to_string().into())
             .with_content_type("application/json".into())
             .with_headers(headers);
-        let format = format.filter(|_| log.is_some());
         Self {
             channel,
             routing_key: reply_to.into(),

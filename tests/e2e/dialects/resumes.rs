@@ -130,6 +130,17 @@ fn completion_chunks(body: &str) -> (String, Vec<(Value, Value)>) {
     (text, ids)
 }
 
+/// A stack of `options` with the "Hours" agent (LONG_ANSWER), and the base URL of a second
+/// ingress of it to resume on.
+async fn hours_on_two_ingresses(options: Options) -> (Stack, String) {
+    let mut stack = Stack::start(options).await;
+    stack
+        .create_assistant(json!({"name": "Hours", "instructions": LONG_ANSWER}))
+        .await;
+    let other_ingress = stack.another_ingress().await;
+    (stack, other_ingress)
+}
+
 /// Ask the "Hours" agent (LONG_ANSWER) for a stream.
 async fn ask_hours_streamed(stack: &Stack) -> reqwest::Response {
     stack
@@ -147,16 +158,12 @@ async fn ask_hours_streamed(stack: &Stack) -> reqwest::Response {
 /// gets exactly the rest: one answer, no word twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_resumed_while_its_worker_is_killed_and_the_job_redelivered_is_one_answer() {
-    let mut stack = Stack::start(Options {
+    let (mut stack, other_ingress) = hours_on_two_ingresses(Options {
         workers: 0,
         builtin_token_delay: Duration::from_millis(100),
         ..options()
     })
     .await;
-    stack
-        .create_assistant(json!({"name": "Hours", "instructions": LONG_ANSWER}))
-        .await;
-    let other_ingress = stack.another_ingress().await;
     let doomed = stack.start_worker_process();
     let (request_id, before, last) = cut(ask_hours_streamed(&stack).await, 3).await;
     stack.kill_worker_process(doomed).await;
@@ -188,15 +195,11 @@ async fn a_stream_resumed_while_its_worker_is_killed_and_the_job_redelivered_is_
 /// takes the job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_resumed_while_its_job_waits_for_a_worker_is_read_whole_once_one_takes_it() {
-    let mut stack = Stack::start(Options {
+    let (mut stack, other_ingress) = hours_on_two_ingresses(Options {
         workers: 0,
         ..options()
     })
     .await;
-    stack
-        .create_assistant(json!({"name": "Hours", "instructions": LONG_ANSWER}))
-        .await;
-    let other_ingress = stack.another_ingress().await;
     let started = ask_hours_streamed(&stack).await;
     let request_id = request_id_of(&started);
     let resumed = tokio::spawn(
@@ -223,11 +226,7 @@ async fn a_stream_resumed_while_its_job_waits_for_a_worker_is_read_whole_once_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_001_and_openai_streams_cut_midway_resume_on_another_ingress_with_exactly_the_rest() {
-    let mut stack = Stack::start(options()).await;
-    stack
-        .create_assistant(json!({"name": "Hours", "instructions": LONG_ANSWER}))
-        .await;
-    let other_ingress = stack.another_ingress().await;
+    let (stack, other_ingress) = hours_on_two_ingresses(options()).await;
     let post = |path: &str, body: Value| {
         stack
             .http
